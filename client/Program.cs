@@ -1,0 +1,1 @@
+Console.WriteLine(RAE.Models.TorchInfo.Describe());
