@@ -1,0 +1,171 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RAE.Models.IO;
+
+/// <summary>Reads and writes the safetensors format (8-byte little-endian header length, JSON header, raw data).</summary>
+public static class SafeTensors
+{
+    private const long MaxHeaderBytes = 100L * 1024 * 1024;
+
+    /// <summary>Loads every tensor of the file in header order onto the CPU. The caller owns the tensors.</summary>
+    public static Dictionary<string, Tensor> Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
+        using var stream = File.OpenRead(path);
+        return Load(stream, path);
+    }
+
+    public static Dictionary<string, Tensor> Load(Stream stream, string nameForErrors)
+    {
+        var lengthBytes = new byte[8];
+        stream.ReadExactly(lengthBytes);
+        var headerLength = BinaryPrimitives.ReadInt64LittleEndian(lengthBytes);
+        if (headerLength <= 0 || headerLength > MaxHeaderBytes)
+            throw new InvalidDataException($"{nameForErrors}: invalid safetensors header length {headerLength}");
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
+        using var header = JsonDocument.Parse(headerBytes);
+
+        var entries = new List<(string Name, ScalarType Type, long[] Shape, long Begin, long End)>();
+        foreach (var property in header.RootElement.EnumerateObject())
+        {
+            if (property.Name == "__metadata__") continue;
+            var dtype = ParseDtype(property.Value.GetProperty("dtype").GetString(), nameForErrors, property.Name);
+            var shape = property.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            var offsets = property.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            entries.Add((property.Name, dtype, shape, offsets[0], offsets[1]));
+        }
+
+        var dataStart = 8 + headerLength;
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var entry in entries)
+            {
+                var byteCount = entry.End - entry.Begin;
+                var expected = entry.Shape.Aggregate(1L, (a, b) => a * b) * ElementSize(entry.Type);
+                if (byteCount != expected)
+                    throw new InvalidDataException($"{nameForErrors}: tensor '{entry.Name}' has {byteCount} bytes, its shape and dtype need {expected}");
+                var buffer = new byte[byteCount];
+                stream.Seek(dataStart + entry.Begin, SeekOrigin.Begin);
+                stream.ReadExactly(buffer);
+                var tensor = empty(entry.Shape, entry.Type);
+                if (byteCount > 0) tensor.bytes = buffer;
+                result[entry.Name] = tensor;
+            }
+        }
+        catch
+        {
+            foreach (var tensor in result.Values) tensor.Dispose();
+            throw;
+        }
+        return result;
+    }
+
+    /// <summary>Writes the tensors in the given order (CPU copies are made as needed). Atomic: temp file, then rename.</summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
+        var temporary = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        try
+        {
+            using (var stream = File.Create(temporary))
+            {
+                Save(stream, tensors, metadata);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temporary)) File.Delete(temporary);
+        }
+    }
+
+    public static void Save(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var blobs = new List<(string Name, string Dtype, long[] Shape, byte[] Data)>();
+        foreach (var (name, tensor) in tensors)
+        {
+            using var cpu = tensor.detach().cpu().contiguous();
+            blobs.Add((name, DtypeName(cpu.dtype, name), cpu.shape, cpu.bytes.ToArray()));
+        }
+
+        using var headerStream = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(headerStream))
+        {
+            writer.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                writer.WriteStartObject("__metadata__");
+                foreach (var (key, value) in metadata) writer.WriteString(key, value);
+                writer.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var blob in blobs)
+            {
+                writer.WriteStartObject(blob.Name);
+                writer.WriteString("dtype", blob.Dtype);
+                writer.WriteStartArray("shape");
+                foreach (var dim in blob.Shape) writer.WriteNumberValue(dim);
+                writer.WriteEndArray();
+                writer.WriteStartArray("data_offsets");
+                writer.WriteNumberValue(offset);
+                writer.WriteNumberValue(offset + blob.Data.LongLength);
+                writer.WriteEndArray();
+                writer.WriteEndObject();
+                offset += blob.Data.LongLength;
+            }
+            writer.WriteEndObject();
+        }
+        var header = headerStream.ToArray().ToList();
+        while (header.Count % 8 != 0) header.Add((byte)' ');
+        var lengthBytes = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(lengthBytes, header.Count);
+        stream.Write(lengthBytes);
+        stream.Write(header.ToArray());
+        foreach (var blob in blobs) stream.Write(blob.Data);
+    }
+
+    private static ScalarType ParseDtype(string? name, string file, string tensor) => name switch
+    {
+        "F32" => ScalarType.Float32,
+        "F64" => ScalarType.Float64,
+        "F16" => ScalarType.Float16,
+        "BF16" => ScalarType.BFloat16,
+        "I64" => ScalarType.Int64,
+        "I32" => ScalarType.Int32,
+        "I16" => ScalarType.Int16,
+        "I8" => ScalarType.Int8,
+        "U8" => ScalarType.Byte,
+        "BOOL" => ScalarType.Bool,
+        _ => throw new InvalidDataException($"{file}: tensor '{tensor}' has unsupported dtype '{name}'"),
+    };
+
+    private static string DtypeName(ScalarType type, string tensor) => type switch
+    {
+        ScalarType.Float32 => "F32",
+        ScalarType.Float64 => "F64",
+        ScalarType.Float16 => "F16",
+        ScalarType.BFloat16 => "BF16",
+        ScalarType.Int64 => "I64",
+        ScalarType.Int32 => "I32",
+        ScalarType.Int16 => "I16",
+        ScalarType.Int8 => "I8",
+        ScalarType.Byte => "U8",
+        ScalarType.Bool => "BOOL",
+        _ => throw new NotSupportedException($"tensor '{tensor}': dtype {type} cannot be stored in safetensors"),
+    };
+
+    internal static long ElementSize(ScalarType type) => type switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
+        _ => 1,
+    };
+}

@@ -1,0 +1,9 @@
+namespace RAE.Models.Verification;
+
+/// <summary>The registry of checkers. Add a checker here when a new kind of reference case is supported.</summary>
+public static class ReferenceCheckers
+{
+    public static IReadOnlyList<IReferenceCaseChecker> All() =>
+    [
+    ];
+}
