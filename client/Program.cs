@@ -1,1 +1,3 @@
-Console.WriteLine(RAE.Models.TorchInfo.Describe());
+using RAE.Client.Commands;
+
+return await CommandLine.RunAsync(args, Console.Out, Console.Error);
