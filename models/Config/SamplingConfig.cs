@@ -62,8 +62,8 @@ public sealed record TransportConfig
         .Add("prediction", Prediction)
         .Add("loss_weight", LossWeight)
         .Add("time_dist_type", TimeDistribution.Name)
-        .Add("train_eps", TrainEps)
-        .Add("sample_eps", SampleEps));
+        .AddIfSet("train_eps", TrainEps)
+        .AddIfSet("sample_eps", SampleEps));
 }
 
 public enum SamplerMode

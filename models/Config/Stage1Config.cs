@@ -30,7 +30,7 @@ public sealed record Stage1Config
         return config;
     }
 
-    internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("target", Target).Add("ckpt", Ckpt).Add("params", Params.ToYaml());
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("target", Target).AddIfSet("ckpt", Ckpt).Add("params", Params.ToYaml());
 
     internal static string ClassName(string target) => target[(target.LastIndexOf('.') + 1)..];
 }

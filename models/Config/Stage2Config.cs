@@ -35,7 +35,7 @@ public sealed record Stage2Config
         return config;
     }
 
-    internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("target", Target).Add("ckpt", Ckpt).Add("params", Params.ToYaml());
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("target", Target).AddIfSet("ckpt", Ckpt).Add("params", Params.ToYaml());
 }
 
 /// <summary>A value given per part of DiT^DH: [encoder (DiT), decoder (DDT head)]. A single number in YAML means both.</summary>

@@ -25,6 +25,8 @@ internal sealed class YamlMapBuilder
 
     public YamlMapBuilder AddIfSet(string key, double? value) => value is { } v ? Add(key, v) : this;
 
+    public YamlMapBuilder AddIfSet(string key, string? value) => value is null ? this : Add(key, value);
+
     public YamlMapBuilder Add(string key, bool value) => Put(key, Plain(value ? "true" : "false"));
 
     public YamlMapBuilder Add(string key, IEnumerable<long> values) =>
