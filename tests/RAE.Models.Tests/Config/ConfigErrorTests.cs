@@ -88,6 +88,7 @@ public sealed class ConfigErrorTests
     [InlineData("training:\n  scheduler:\n    warmup_epochs: 1\n    warmup_steps: 10\n", "training.scheduler.warmup_steps", "not both")]
     [InlineData("training:\n  scheduler:\n    warmup_epochs: 50\n    decay_end_epoch: 10\n", "training.scheduler.decay_end_epoch", "before the end of the warmup")]
     [InlineData("training:\n  log_every: 10\n  log_interval: 10\n", "training.log_every", "only one spelling")]
+    [InlineData("guidance:\n  t_min: 0.1\n  t-min: 0.1\n", "guidance.t-min", "only one spelling")]
     [InlineData("misc:\n  latent_size: [8, 4, 4]\n", "misc.time_dist_shift_base", "must be >= 1")]
     [InlineData("misc:\n  num_classes: 10\n  null_label: 11\n", "misc.null_label", "[0, num_classes = 10]")]
     [InlineData("misc:\n  latent_size: [768, 16]\n", "misc.latent_size", "three positive integers")]

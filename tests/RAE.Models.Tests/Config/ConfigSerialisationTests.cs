@@ -10,6 +10,22 @@ public sealed class ConfigSerialisationTests
         ReferenceConfigTexts.SamplingAutoguidance,
         ReferenceConfigTexts.LegacyTraining512,
         ReferenceConfigTexts.Stage1Training,
+        """
+        stage_2:
+          target: LightningDiT
+          params: {input_size: 8, patch_size: 2, in_channels: 8, hidden_size: 64, depth: 2, num_heads: 4, num_classes: 10}
+        sampler:
+          mode: SDE
+          params: {sampling_method: euler, diffusion_form: sigma, last_step: null, last_step_size: 0.05, num_steps: 20}
+        transport:
+          params: {path_type: GVP, prediction: noise, loss_weight: likelihood, train_eps: 0.001, sample_eps: 0.002}
+        misc: {latent_size: [8, 8, 8], num_classes: 10, null_label: 10, time_dist_shift_dim: 4096}
+        training:
+          batch_size: 4
+          cfg_scale: 2.0
+          scheduler: {type: cosine, warmup_steps: 3, decay_end_steps: 9, warmup_from_zero: false}
+        data: {source: synthetic-latents, num_samples: 64, seed: 3}
+        """,
     };
 
     [Theory]
