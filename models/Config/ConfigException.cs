@@ -9,14 +9,14 @@ public sealed class ConfigException : Exception
     public ConfigException(string source, string? keyPath, int? line, string problem, Exception? inner = null)
         : base(Format(source, keyPath, line, problem), inner)
     {
-        Source = source;
+        SourceName = source;
         KeyPath = keyPath;
         Line = line;
         Problem = problem;
     }
 
     /// <summary>The file path, "&lt;text&gt;" name, or "--set key=value" override the problem comes from.</summary>
-    public new string Source { get; }
+    public string SourceName { get; }
 
     /// <summary>Full dotted key, for example <c>training.optimizer.lr</c>; null when the problem is the whole document.</summary>
     public string? KeyPath { get; }

@@ -16,7 +16,7 @@ public sealed class ConfigErrorTests
         var error = Fails(yaml, "configs/x.yaml");
 
         Assert.Equal("training.optimizer.momentum", error.KeyPath);
-        Assert.Equal("configs/x.yaml", error.Source);
+        Assert.Equal("configs/x.yaml", error.SourceName);
         Assert.Equal(expectedLine, error.Line);
         Assert.StartsWith($"configs/x.yaml:{expectedLine}: 'training.optimizer.momentum': unknown key", error.Message);
         Assert.Contains("weight_decay", error.Message);
@@ -41,7 +41,7 @@ public sealed class ConfigErrorTests
 
             var error = Assert.Throws<ConfigException>(() => RaeConfig.Load(path));
 
-            Assert.Equal(path, error.Source);
+            Assert.Equal(path, error.SourceName);
             Assert.Equal("training.optimizer.lr", error.KeyPath);
             Assert.Equal(6, error.Line);
             Assert.Contains("expected a number, got 'fast'", error.Message);
@@ -107,7 +107,7 @@ public sealed class ConfigErrorTests
 
         Assert.Equal(key, error.KeyPath);
         Assert.Contains(problem, error.Message);
-        Assert.Equal("bad.yaml", error.Source);
+        Assert.Equal("bad.yaml", error.SourceName);
     }
 
     [Fact]

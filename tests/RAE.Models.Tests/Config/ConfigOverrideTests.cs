@@ -54,8 +54,8 @@ public sealed class ConfigOverrideTests
             RaeConfig.Parse(ReferenceConfigTexts.Stage2TrainingXL, "xl.yaml", ["training.optimizer.lrr=0.1"]));
 
         Assert.Equal("training.optimizer.lrr", error.KeyPath);
-        Assert.Contains("override 'training.optimizer.lrr=0.1'", error.Source);
-        Assert.Contains("xl.yaml", error.Source);
+        Assert.Contains("override 'training.optimizer.lrr=0.1'", error.SourceName);
+        Assert.Contains("xl.yaml", error.SourceName);
         Assert.Null(error.Line);
         Assert.Contains("unknown key", error.Message);
     }
@@ -78,7 +78,7 @@ public sealed class ConfigOverrideTests
             RaeConfig.Parse(ReferenceConfigTexts.Stage2TrainingXL, "xl.yaml", ["sampler.params.num_steps=1"]));
 
         Assert.Equal("sampler.params.num_steps", error.KeyPath);
-        Assert.Contains("override", error.Source);
+        Assert.Contains("override", error.SourceName);
     }
 
     [Theory]
