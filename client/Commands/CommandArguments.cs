@@ -3,7 +3,7 @@ namespace RAE.Client.Commands;
 /// <summary>Positional words and --options of one command line. "--name value", "--name=value" and bare "--flag" forms.</summary>
 public sealed class CommandArguments
 {
-    private readonly Dictionary<string, string?> _options = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string?>> _options = new(StringComparer.Ordinal);
     private readonly HashSet<string> _consumed = new(StringComparer.Ordinal);
 
     public CommandArguments(IEnumerable<string> words, IReadOnlySet<string>? flags = null)
@@ -22,18 +22,24 @@ public sealed class CommandArguments
             var equals = name.IndexOf('=');
             if (equals >= 0)
             {
-                _options[name[..equals]] = name[(equals + 1)..];
+                Add(name[..equals], name[(equals + 1)..]);
             }
             else if (flags?.Contains(name) == true || i + 1 >= list.Count || list[i + 1].StartsWith("--", StringComparison.Ordinal))
             {
-                _options[name] = null;
+                Add(name, null);
             }
             else
             {
-                _options[name] = list[++i];
+                Add(name, list[++i]);
             }
         }
         Positional = positional;
+    }
+
+    private void Add(string name, string? value)
+    {
+        if (!_options.TryGetValue(name, out var values)) _options[name] = values = [];
+        values.Add(value);
     }
 
     public IReadOnlyList<string> Positional { get; }
@@ -41,13 +47,20 @@ public sealed class CommandArguments
     public bool Flag(string name)
     {
         _consumed.Add(name);
-        return _options.TryGetValue(name, out var value) && (value is null || value is "true" or "1");
+        return _options.TryGetValue(name, out var values) && values[^1] is null or "true" or "1";
     }
 
     public string? Option(string name)
     {
         _consumed.Add(name);
-        return _options.TryGetValue(name, out var value) ? value : null;
+        return _options.TryGetValue(name, out var values) ? values[^1] : null;
+    }
+
+    /// <summary>Every value of a repeatable option, in command-line order (for example several --set key=value).</summary>
+    public IReadOnlyList<string> Options(string name)
+    {
+        _consumed.Add(name);
+        return _options.TryGetValue(name, out var values) ? values.Where(v => v is not null).Select(v => v!).ToList() : [];
     }
 
     public double Double(string name, double fallback)
