@@ -19,7 +19,8 @@ public sealed class FileSystemBlobStore : IBlobStore
 {
     private const string StagingFolderName = ".staging";
     private const string LocksFolderName = ".locks";
-    private static readonly int SharingViolationHResult = unchecked((int)0x80070020);
+    // FileShare.None contention: Windows reports ERROR_SHARING_VIOLATION, Unix the raw EWOULDBLOCK of flock.
+    private static readonly int[] LockContentionHResults = [unchecked((int)0x80070020), 11, 35];
 
     private readonly FileSystemBlobStoreOptions options;
     private readonly string root;
@@ -124,7 +125,12 @@ public sealed class FileSystemBlobStore : IBlobStore
     public Task<bool> ExistsAsync(string path, CancellationToken cancellationToken = default)
     {
         BlobPath.Validate(path);
-        return Task.FromResult(File.Exists(FullPath(path)));
+        return retry.ExecuteAsync("exists", path, _ =>
+        {
+            var exists = File.Exists(FullPath(path));
+            if (!exists) ThrowIfRootMissing();
+            return Task.FromResult(exists);
+        }, cancellationToken);
     }
 
     public async IAsyncEnumerable<BlobInfo> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -146,7 +152,12 @@ public sealed class FileSystemBlobStore : IBlobStore
         {
             await using var pathLock = await AcquireLockAsync(path, ct).ConfigureAwait(false);
             var full = FullPath(path);
-            if (!File.Exists(full)) return false;
+            if (!File.Exists(full))
+            {
+                ThrowIfRootMissing();
+                return false;
+            }
+
             File.Delete(full);
             RemoveEmptyFolders(Path.GetDirectoryName(full)!);
             return true;
@@ -223,6 +234,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
+            ThrowIfRootMissing();
             throw new BlobNotFoundException(path, Location);
         }
 
@@ -250,6 +262,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
+            ThrowIfRootMissing();
             return null;
         }
     }
@@ -259,6 +272,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         var lastSlash = prefix.LastIndexOf('/');
         var startFolder = lastSlash < 0 ? root : FullPath(prefix[..lastSlash]);
         var blobs = new List<BlobInfo>();
+        ThrowIfRootMissing();
         if (!Directory.Exists(startFolder)) return blobs;
         var enumeration = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = false };
         foreach (var file in Directory.EnumerateFiles(startFolder, "*", enumeration))
@@ -300,7 +314,7 @@ public sealed class FileSystemBlobStore : IBlobStore
             {
                 return new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1);
             }
-            catch (IOException ex) when (ex.HResult == SharingViolationHResult)
+            catch (IOException ex) when (LockContentionHResults.Contains(ex.HResult))
             {
                 if (waited.Elapsed > options.LockTimeout)
                 {
@@ -338,6 +352,14 @@ public sealed class FileSystemBlobStore : IBlobStore
 
             folder = Path.GetDirectoryName(folder)!;
         }
+    }
+
+    /// <summary>A missing root means the store is not there (unmounted, wrong path), not that a blob is absent;
+    /// the I/O exception is retried like any other and then reported as unavailable.</summary>
+    private void ThrowIfRootMissing()
+    {
+        if (!Directory.Exists(root))
+            throw new DirectoryNotFoundException($"the root folder {root} does not exist or is not a folder");
     }
 
     private string FullPath(string path) => Path.Combine(root, path.Replace('/', Path.DirectorySeparatorChar));
