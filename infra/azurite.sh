@@ -29,6 +29,15 @@ port_answers() { # host port
   (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
+# True when the blob port is served by Azurite (its Server header), whoever started it.
+blob_port_is_azurite() {
+  local reply
+  reply="$( (exec 3<>"/dev/tcp/$HOST/$BLOB_PORT" || exit 1
+    printf 'GET /devstoreaccount1?comp=list HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$HOST" >&3
+    timeout 3 head -c 2048 <&3) 2>/dev/null || true)"
+  [[ "$reply" == *"Server: Azurite-Blob"* ]]
+}
+
 installed_version() {
   local manifest="$TOOLS_DIR/node_modules/azurite/package.json"
   [[ -f "$manifest" ]] || return 1
@@ -61,7 +70,11 @@ running_pid() {
 cmd_start() {
   [[ -x "$AZURITE_BIN" ]] || fail "azurite is not installed: run '$0 install' first"
   if pid="$(running_pid)"; then
-    if port_answers "$HOST" "$BLOB_PORT"; then echo "azurite already running (pid $pid)"; return 0; fi
+    if blob_port_is_azurite; then echo "azurite already running (pid $pid)"; return 0; fi
+  fi
+  if blob_port_is_azurite; then
+    echo "azurite already serves $HOST:$BLOB_PORT (started elsewhere; not managed by this script's pid file)"
+    return 0
   fi
   for port in "$BLOB_PORT" "$QUEUE_PORT" "$TABLE_PORT"; do
     port_answers "$HOST" "$port" && fail "port $HOST:$port is already taken by another process (set AZURITE_*_PORT)"
