@@ -77,6 +77,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         var validMetadata = BlobPath.ValidateMetadata(metadata);
         var startPosition = content.CanSeek ? content.Position : 0;
         var attempts = 0;
+        Exception? lastFailure = null;
         return retry.ExecuteAsync("put", path, async ct =>
         {
             if (attempts++ > 0)
@@ -84,13 +85,22 @@ public sealed class FileSystemBlobStore : IBlobStore
                 if (!content.CanSeek)
                 {
                     throw new BlobStoreUnavailableException(path,
-                        $"put '{path}' on {Location} failed and cannot be retried: the content stream is not seekable", attempts - 1);
+                        $"put '{path}' on {Location} failed and cannot be retried because the content stream is not seekable: "
+                        + BlobRetryExecutor.Reason(lastFailure!), attempts - 1, lastFailure);
                 }
 
                 content.Position = startPosition;
             }
 
-            return await WriteAtomicallyAsync(path, content, validMetadata, ct).ConfigureAwait(false);
+            try
+            {
+                return await WriteAtomicallyAsync(path, content, validMetadata, ct).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                lastFailure = ex;
+                throw;
+            }
         }, cancellationToken);
     }
 
