@@ -15,12 +15,13 @@ public static class StrictWeightLoader
     /// <c>vision_model.</c>, are other models' weights and are skipped). Stripped keys accepted by
     /// <paramref name="isIgnorable"/> are skipped too.
     /// </summary>
-    public static void Load(nn.Module module, string file, string prefix = "", Func<string, bool>? isIgnorable = null)
+    public static void Load(nn.Module module, string file, string prefix = "", Func<string, bool>? isIgnorable = null,
+        Func<string, bool>? isOptional = null)
     {
         var tensors = SafeTensors.Load(file);
         try
         {
-            Load(module, tensors, file, prefix, isIgnorable);
+            Load(module, tensors, file, prefix, isIgnorable, isOptional);
         }
         finally
         {
@@ -28,12 +29,15 @@ public static class StrictWeightLoader
         }
     }
 
+    /// <remarks>Keys accepted by <paramref name="isOptional"/> keep their constructed value when the file lacks them.</remarks>
     public static void Load(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source, string prefix = "",
-        Func<string, bool>? isIgnorable = null)
+        Func<string, bool>? isIgnorable = null, Func<string, bool>? isOptional = null)
     {
         var selected = tensors.Where(pair => pair.Key.StartsWith(prefix, StringComparison.Ordinal))
             .ToDictionary(pair => pair.Key[prefix.Length..], pair => pair.Value, StringComparer.Ordinal);
-        var targets = module.state_dict();
+        var targets = module.state_dict()
+            .Where(pair => selected.ContainsKey(pair.Key) || !(isOptional?.Invoke(pair.Key) ?? false))
+            .ToDictionary(pair => pair.Key, pair => pair.Value, StringComparer.Ordinal);
 
         var missing = targets.Keys.Where(key => !selected.ContainsKey(key)).ToList();
         if (missing.Count > 0)
@@ -46,10 +50,10 @@ public static class StrictWeightLoader
 
         foreach (var (key, target) in targets)
         {
-            var source_ = selected[key];
-            if (!source_.shape.SequenceEqual(target.shape))
+            var stored = selected[key];
+            if (!stored.shape.SequenceEqual(target.shape))
                 throw new InvalidDataException(
-                    $"{source}: weight '{prefix}{key}' has shape [{string.Join(",", source_.shape)}], the model expects [{string.Join(",", target.shape)}]");
+                    $"{source}: weight '{prefix}{key}' has shape [{string.Join(",", stored.shape)}], the model expects [{string.Join(",", target.shape)}]");
         }
         using var noGrad = no_grad();
         foreach (var (key, target) in targets)
