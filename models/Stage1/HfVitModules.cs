@@ -145,8 +145,9 @@ public static class DefaultInitialisation
 
     private static void Uniform(Tensor weight, Tensor? bias, long fanIn, Generator generator)
     {
+        // Tensor.uniform_ honours the generator; nn.init.uniform_ in TorchSharp 0.107 ignores it.
         var bound = 1.0 / Math.Sqrt(fanIn);
-        nn.init.uniform_(weight, -bound, bound, generator);
-        if (bias is not null) nn.init.uniform_(bias, -bound, bound, generator);
+        weight.uniform_(-bound, bound, generator);
+        bias?.uniform_(-bound, bound, generator);
     }
 }
