@@ -44,6 +44,32 @@ public sealed class GeneralDecoderTests
         }
     }
 
+    [Theory]
+    [InlineData("decoder_layers.1.attention.output.dense.bias", false)]
+    [InlineData("decoder_pred.weight", true)]
+    public void DecoderWeightsLoadStrictly(string key, bool misShape)
+    {
+        var weights = SafeTensors.Load(Path.Combine(Fixtures.Case("decoder_tiny"), "weights.safetensors"));
+        var file = Path.Combine(HfTestCheckpoints.NewFolder(), "model.safetensors");
+        try
+        {
+            using var decoder = new GeneralDecoder(Tiny);
+            StrictWeightLoader.Load(decoder, Path.Combine(Fixtures.Case("decoder_tiny"), "weights.safetensors"));
+            Assert.True(decoder.state_dict()["decoder_pred.bias"].eq(weights["decoder_pred.bias"]).all().item<bool>());
+
+            var edited = weights.Where(pair => pair.Key != key).ToDictionary(pair => pair.Key, pair => pair.Value);
+            if (misShape) edited[key] = weights[key][..^1];
+            SafeTensors.Save(file, edited);
+            var exception = Assert.Throws<InvalidDataException>(() => StrictWeightLoader.Load(decoder, file));
+            Assert.Contains($"'{key}'", exception.Message);
+            Assert.Contains(file, exception.Message);
+        }
+        finally
+        {
+            foreach (var tensor in weights.Values) tensor.Dispose();
+        }
+    }
+
     [Fact]
     public void SeededInitialisationIsReproducibleAndPyTorchDefault()
     {
