@@ -160,6 +160,25 @@ public sealed class HfEncoderTests
     }
 
     [Fact]
+    public void Dinov2RegistersTakePartInAttentionButAreNotReturned()
+    {
+        var (encoder, weights, folder) = Build("dinov2", layers: 1);
+        using var scope = NewDisposeScope();
+        var images = Images(32, 8);
+        var before = encoder.Encode(images);
+        weights["embeddings.register_tokens"].mul_(-2.0f); // a constant shift would vanish in norm1
+        RAE.Models.IO.SafeTensors.Save(Path.Combine(folder, "model.safetensors"), weights);
+        var after = Stage1Encoders.FromPretrained("Dinov2withNorm", folder).Encode(images);
+        Assert.Equal(before.shape, after.shape);
+        Assert.False(before.allclose(after, 1e-4, 1e-4), "register tokens must influence the patch tokens through attention");
+        HfTestCheckpoints.Dispose(weights);
+    }
+
+    [Fact]
+    public void UnknownEncoderClassIsRejected() =>
+        Assert.Contains("'VAEwNorm'", Assert.Throws<NotSupportedException>(() => Stage1Encoders.FromPretrained("VAEwNorm", "/nowhere")).Message);
+
+    [Fact]
     public void MaeWithoutStoredPositionTableUsesTheSinCosTable()
     {
         var (encoder, weights, _) = Build("mae", layers: 0, editKeys: keys => keys.Remove("vit.embeddings.position_embeddings"));
