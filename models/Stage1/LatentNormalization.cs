@@ -5,7 +5,8 @@ namespace RAE.Models.Stage1;
 /// <summary>
 /// Per-element latent statistics (reference <c>stat.pt</c>): z ← (z − mean)/√(var + eps) and its exact inverse.
 /// Mean and var have the latent's shape [C,H,W] or [1,C,H,W] (spec §13.16: both accepted); either may be absent
-/// (treated as 0 and 1; normalisation stays active, as in the reference).
+/// (treated as 0 and 1; normalisation stays active, as in the reference, whose code would fail on an absent var).
+/// The instance holds float32 copies of the statistics and is owned by whoever created it.
 /// </summary>
 public sealed class LatentNormalization : IDisposable
 {
@@ -15,7 +16,7 @@ public sealed class LatentNormalization : IDisposable
         Variance = variance is null ? null : Canonical(variance, "var");
         if (Mean is not null && Variance is not null && !Mean.shape.SequenceEqual(Variance.shape))
             throw new ArgumentException($"latent statistics: mean shape [{string.Join(",", Mean.shape)}] differs from var shape [{string.Join(",", Variance.shape)}]");
-        if (Variance is not null && Variance.lt(0).any().item<bool>())
+        if (Variance is not null && HasNegative(Variance))
             throw new ArgumentException("latent statistics: var has negative entries");
         Eps = eps;
     }
@@ -60,6 +61,12 @@ public sealed class LatentNormalization : IDisposable
             throw new ArgumentException(
                 $"latent statistics of shape [{string.Join(",", statistic.shape.Skip(1))}] do not match the latent [{string.Join(",", latent.shape)}]");
         return statistic;
+    }
+
+    private static bool HasNegative(Tensor variance)
+    {
+        using var scope = NewDisposeScope();
+        return variance.lt(0).any().item<bool>();
     }
 
     private static Tensor Canonical(Tensor statistic, string name)
