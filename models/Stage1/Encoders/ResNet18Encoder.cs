@@ -89,9 +89,10 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
         layer3 = Layer(layout.Stages[2]);
         layer4 = Layer(layout.Stages[3]);
         mean_image_bgr = preprocessing.MeanImageTensor();
-        RegisterComponents();
-        // Derived from ResNetPreprocess.onnx on every load, so it is not part of the state dict.
+        // Derived from ResNetPreprocess.onnx on every load, so it is not part of the state dict (registered before
+        // RegisterComponents, which would otherwise register the field as a persistent buffer).
         register_buffer(nameof(mean_image_bgr), mean_image_bgr, persistent: false);
+        RegisterComponents();
     }
 
     public ResNetStage Stage { get; }
