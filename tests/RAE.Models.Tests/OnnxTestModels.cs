@@ -68,10 +68,11 @@ public sealed class ProtobufWriter
 public static class OnnxTestModels
 {
     /// <summary>
-    /// Returns a copy of the model with extra float graph outputs, so ONNX Runtime also returns intermediate values
-    /// (the graph message is rewritten with the new output ValueInfoProtos appended; other fields are copied as bytes).
+    /// Returns a copy of the model with extra float graph outputs, so ONNX Runtime also returns intermediate values.
+    /// With <paramref name="inputShape"/> the fed input is redeclared with that shape and the graph's value_info
+    /// (intermediate shapes fixed for the old size) is dropped. Other fields are copied as bytes.
     /// </summary>
-    public static byte[] WithExtraOutputs(byte[] model, IEnumerable<string> outputNames)
+    public static byte[] WithGraphEdits(byte[] model, IEnumerable<string> extraOutputs, long[]? inputShape = null)
     {
         var result = new ProtobufWriter();
         var reader = new ProtobufReader(model, "model");
@@ -85,17 +86,51 @@ public static class OnnxTestModels
                 result.Raw(model.AsSpan(start, reader.Position - start));
                 continue;
             }
-            var graph = new ProtobufWriter().Raw(reader.ReadBytes().Span);
-            foreach (var name in outputNames) graph.Message(12, FloatValueInfo(name));
+            var graphBytes = reader.ReadBytes();
+            var graphReader = new ProtobufReader(graphBytes, "graph");
+            var graph = new ProtobufWriter();
+            while (!graphReader.AtEnd)
+            {
+                var graphStart = graphReader.Position;
+                var graphField = graphReader.ReadTag(out var graphWire);
+                if (inputShape is not null && graphField is 11 or 13)
+                {
+                    var body = graphReader.ReadBytes();
+                    if (graphField == 11) graph.Message(11, FloatValueInfo(ValueInfoName(body), inputShape));
+                    continue;
+                }
+                graphReader.Skip(graphWire);
+                graph.Raw(graphBytes.Span[graphStart..graphReader.Position]);
+            }
+            foreach (var name in extraOutputs) graph.Message(12, FloatValueInfo(name));
             result.Message(7, graph);
         }
         return result.ToArray();
     }
 
-    /// <summary>ValueInfoProto {name, type: tensor_type {elem_type: FLOAT}} with no shape.</summary>
-    public static ProtobufWriter FloatValueInfo(string name) =>
-        new ProtobufWriter().String(1, name)
-            .Message(2, new ProtobufWriter().Message(1, new ProtobufWriter().Varint(1, (long)OnnxDataType.Float)));
+    /// <summary>ValueInfoProto {name, type: tensor_type {elem_type: FLOAT, shape (when given)}}.</summary>
+    public static ProtobufWriter FloatValueInfo(string name, long[]? shape = null)
+    {
+        var tensorType = new ProtobufWriter().Varint(1, (long)OnnxDataType.Float);
+        if (shape is not null)
+        {
+            var shapeMessage = new ProtobufWriter();
+            foreach (var dim in shape) shapeMessage.Message(1, new ProtobufWriter().Varint(1, dim));
+            tensorType.Message(2, shapeMessage);
+        }
+        return new ProtobufWriter().String(1, name).Message(2, new ProtobufWriter().Message(1, tensorType));
+    }
+
+    private static string ValueInfoName(ReadOnlyMemory<byte> valueInfo)
+    {
+        var reader = new ProtobufReader(valueInfo, "value_info");
+        while (!reader.AtEnd)
+        {
+            if (reader.ReadTag(out var wireType) == 1) return reader.ReadString();
+            reader.Skip(wireType);
+        }
+        throw new InvalidDataException("a graph input has no name");
+    }
 
     /// <summary>A model whose graph holds the given initializers and nodes (already encoded).</summary>
     public static byte[] Model(IEnumerable<ProtobufWriter> initializers, IEnumerable<ProtobufWriter>? nodes = null)

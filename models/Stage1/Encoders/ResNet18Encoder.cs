@@ -173,6 +173,13 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
     public IReadOnlyList<Tensor> ForwardStages(Tensor backboneInput, int stageCount = 4)
     {
         if (stageCount is < 1 or > 4) throw new ArgumentOutOfRangeException(nameof(stageCount), stageCount, "stage count must be 1..4");
+        // Every strided layer must see an even size, or the main path and the projection shortcut disagree in size
+        // (the graph's asymmetric pads give floor((n+1-3)/2)+1 and its 1x1 projection floor((n-1)/2)+1).
+        var stride = _layout.Stages[stageCount - 1].CumulativeStride;
+        if (backboneInput.dim() != 4 || backboneInput.shape[2] % stride != 0 || backboneInput.shape[3] % stride != 0)
+            throw new ArgumentException(
+                $"backbone input must be [B, 3, H, W] with H and W multiples of {stride} to run {stageCount} stage(s), got [{string.Join(", ", backboneInput.shape)}]",
+                nameof(backboneInput));
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var stem = F.relu(bn1.call(conv1.call(backboneInput)));
