@@ -12,10 +12,16 @@ public sealed class ResNet18EncoderFixture : IDisposable
     public ResNet18EncoderFixture()
     {
         Model = OnnxReader.Load(ResNet18EncoderOptions.DefaultModelPath);
-        Encoder = ResNet18Encoder.Load(new ResNet18EncoderOptions(Stage: ResNetStage.Layer3));
+        Preprocessing = ResNetOnnxPreprocessing.Load(ResNet18EncoderOptions.DefaultPreprocessModelPath);
+        Encoder = ResNet18Encoder.FromModels(Model, Preprocessing, new ResNet18EncoderOptions(Stage: ResNetStage.Layer3));
     }
 
     public OnnxModel Model { get; }
+
+    public ResNetOnnxPreprocessing Preprocessing { get; }
+
+    /// <summary>Another encoder over the fixture's parsed models; the caller disposes it.</summary>
+    public ResNet18Encoder Build(ResNet18EncoderOptions options) => ResNet18Encoder.FromModels(Model, Preprocessing, options);
 
     public ResNet18Encoder Encoder { get; }
 
@@ -86,11 +92,13 @@ public sealed class ResNet18EncoderTests(ResNet18EncoderFixture fixture) : IClas
     }
 
     [Fact]
-    public void Encoder_ImplementsTheRaeEncoderContract()
+    public void Load_WithDefaults_FindsTheCopiedOnnxFilesAndImplementsTheRaeEncoderContract()
     {
-        IRepresentationEncoder encoder = fixture.Encoder;
-        var preprocessing = ResNetOnnxPreprocessing.Load(ResNet18EncoderOptions.DefaultPreprocessModelPath);
+        using var loaded = ResNet18Encoder.Load();
+        IRepresentationEncoder encoder = loaded;
+        var preprocessing = fixture.Preprocessing;
 
+        Assert.Equal(ResNetStage.Layer3, loaded.Stage);
         Assert.Equal((16, 256), (encoder.PatchSize, encoder.HiddenSize));
         Assert.Equal(preprocessing.ChannelAveragesRgb().Select(a => a / 255f), encoder.ImageMean);
         Assert.Equal(3, encoder.ImageStd.Count);
@@ -122,16 +130,16 @@ public sealed class ResNet18EncoderTests(ResNet18EncoderFixture fixture) : IClas
     [InlineData(ResNetStage.Layer4, 32, 512)]
     public void Encode_StageSelectsTheGrid(ResNetStage stage, int stride, int channels)
     {
-        using var encoder = ResNet18Encoder.Load(new ResNet18EncoderOptions(Stage: stage));
+        using var encoder = fixture.Build(new ResNet18EncoderOptions(Stage: stage));
         using var scope = NewDisposeScope();
-        using var images = ResNet18EncoderFixture.RandomImages(1, 256, 192, seed: 3);
+        using var images = ResNet18EncoderFixture.RandomImages(1, 64, 96, seed: 3);
         var normalised = fixture.Normalise(images);
 
         var tokens = encoder.Encode(normalised);
         var stages = encoder.ForwardStages(encoder.ToBackboneInput(normalised));
 
         Assert.Equal((stride, channels), (encoder.PatchSize, encoder.HiddenSize));
-        Assert.Equal(new long[] { 1, 256 / stride * (192 / stride), channels }, tokens.shape);
+        Assert.Equal(new long[] { 1, 64 / stride * (96 / stride), channels }, tokens.shape);
         var expected = stages[(int)stage - 1].flatten(2).transpose(1, 2);
         Assert.True(ResNet18EncoderFixture.Same(tokens, expected), $"{stage} tokens are not the {stage} feature map");
     }
@@ -172,11 +180,10 @@ public sealed class ResNet18EncoderTests(ResNet18EncoderFixture fixture) : IClas
     [Fact]
     public void PerChannelMeanSubtraction_IsTheBgrPixelScaleMinusChannelAverages()
     {
-        using var encoder = ResNet18Encoder.Load(new ResNet18EncoderOptions(MeanSubtraction: ResNetMeanSubtraction.PerChannel));
+        using var encoder = fixture.Build(new ResNet18EncoderOptions(MeanSubtraction: ResNetMeanSubtraction.PerChannel));
         using var scope = NewDisposeScope();
         using var images = ResNet18EncoderFixture.RandomImages(1, 64, 96, seed: 5);
-        var averagesBgr = ResNetOnnxPreprocessing.Load(ResNet18EncoderOptions.DefaultPreprocessModelPath)
-            .ChannelAveragesRgb().Reverse().ToArray();
+        var averagesBgr = fixture.Preprocessing.ChannelAveragesRgb().Reverse().ToArray();
 
         var input = encoder.ToBackboneInput(fixture.Normalise(images));
 

@@ -149,6 +149,26 @@ public sealed class ResNet18OnnxReaderTests
         Assert.InRange(averages[2], 100f, 106f);
     }
 
+    [Fact]
+    public void Layout_RejectsAGraphThatIsNotAResNet()
+    {
+        var preprocessGraph = OnnxReader.Load(ResNet18EncoderOptions.DefaultPreprocessModelPath).Graph;
+
+        var error = Assert.Throws<InvalidDataException>(() => ResNetOnnxLayout.FromGraph(preprocessGraph));
+
+        Assert.Contains("not a supported ResNet", error.Message);
+        Assert.Contains("'OriginalInput'", error.Message);
+    }
+
+    [Fact]
+    public void Preprocessing_RejectsAGraphThatIsNotTheMeanSubtraction()
+    {
+        var error = Assert.Throws<InvalidDataException>(() => ResNetOnnxPreprocessing.FromModel(Featurizer.Value));
+
+        Assert.Contains("ResNet18.onnx", error.Message);
+        Assert.Contains("expected [Split, Concat, Sub]", error.Message);
+    }
+
     private static ProtobufWriter Tensor(string name, OnnxDataType type, long[] dims) =>
         new ProtobufWriter().PackedVarints(1, dims).Varint(2, (long)type).String(8, name);
 }

@@ -77,7 +77,7 @@ public sealed class ResNet18OnnxRuntimeTests(ResNet18EncoderFixture fixture, ITe
         var grid = encoder.EncodeGrid(normalised);
         var tokens = encoder.Encode(normalised);
         var stageName = encoder.Layout.Stages[(int)encoder.Stage - 1].OutputName;
-        var preprocessing = ResNetOnnxPreprocessing.Load(ResNet18EncoderOptions.DefaultPreprocessModelPath);
+        var preprocessing = fixture.Preprocessing;
         using var preprocessSession = new InferenceSession(ResNet18EncoderOptions.DefaultPreprocessModelPath);
         using var resnetSession = new InferenceSession(
             OnnxTestModels.WithGraphEdits(File.ReadAllBytes(ResNet18EncoderOptions.DefaultModelPath), [stageName]));

@@ -119,11 +119,19 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
         var preprocessPath = options.PreprocessModelPath ?? ResNet18EncoderOptions.DefaultPreprocessModelPath;
         RequireFile(modelPath, "ResNet18 ONNX model");
         RequireFile(preprocessPath, "ResNet preprocessing ONNX model");
-        if (!Enum.IsDefined(options.Stage)) throw new ArgumentOutOfRangeException(nameof(options), options.Stage, "unknown ResNet stage");
 
-        var model = OnnxReader.Load(modelPath);
+        return FromModels(OnnxReader.Load(modelPath), ResNetOnnxPreprocessing.Load(preprocessPath), options, device);
+    }
+
+    /// <summary>Builds an encoder from already parsed ONNX models (several stages can share one parse).</summary>
+    public static ResNet18Encoder FromModels(
+        OnnxModel model, ResNetOnnxPreprocessing preprocessing, ResNet18EncoderOptions options, Device? device = null)
+    {
+        if (!Enum.IsDefined(options.Stage)) throw new ArgumentOutOfRangeException(nameof(options), options.Stage, "unknown ResNet stage");
+        if (!Enum.IsDefined(options.MeanSubtraction))
+            throw new ArgumentOutOfRangeException(nameof(options), options.MeanSubtraction, "unknown mean subtraction");
         var layout = ResNetOnnxLayout.FromGraph(model.Graph);
-        var encoder = new ResNet18Encoder(layout, ResNetOnnxPreprocessing.Load(preprocessPath), options);
+        var encoder = new ResNet18Encoder(layout, preprocessing, options);
         encoder.WeightSources = ResNetOnnxWeights.Load(encoder, layout, model);
         encoder.eval();
         if (device is not null) encoder.to(device);
