@@ -67,6 +67,7 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
 
     private readonly ResNetOnnxLayout _layout;
     private readonly float[] _imageMean;
+    private readonly float[] _imageStd = [.. ImageNetStd];
     private readonly ResNetMeanSubtraction _meanSubtraction;
 
     private ResNet18Encoder(ResNetOnnxLayout layout, ResNetOnnxPreprocessing preprocessing, ResNet18EncoderOptions options)
@@ -103,7 +104,7 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
 
     public IReadOnlyList<float> ImageMean => _imageMean;
 
-    public IReadOnlyList<float> ImageStd => ImageNetStd;
+    public IReadOnlyList<float> ImageStd => _imageStd;
 
     /// <summary>The structure read from the graph (stage output names, strides, pads).</summary>
     public ResNetOnnxLayout Layout => _layout;
