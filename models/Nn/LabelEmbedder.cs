@@ -48,10 +48,10 @@ public sealed class LabelEmbedder : nn.Module
                 : forceDropIds.eq(1);
             effective = where(drop, full_like(labels, NullClass), labels);
         }
-        var maximum = effective.numel() > 0 ? effective.max().item<long>() : 0;
-        if (maximum >= embedding_table.weight!.shape[0] || (effective.numel() > 0 && effective.min().item<long>() < 0))
+        var rows = embedding_table.weight!.shape[0];
+        if (effective.lt(0).logical_or(effective.ge(rows)).any().item<bool>())
             throw new ArgumentOutOfRangeException(nameof(labels),
-                $"label ids must lie in [0, {embedding_table.weight.shape[0] - 1}] (null class {NullClass}), got max {maximum}");
+                $"label ids must lie in [0, {rows - 1}] (null class {NullClass}), got [{string.Join(", ", effective.cpu().data<long>().Take(16))}]");
         return embedding_table.forward(effective).MoveToOuterDisposeScope();
     }
 }
