@@ -25,18 +25,21 @@ public sealed class BenchModelTests
         Assert.Equal(3 * expected, ModelFlops.TrainingStepPerSample(tiny));
     }
 
-    [Fact]
-    public async Task BenchModelJsonReportsMeasuredRatesConsistentWithThePeak()
+    [Theory]
+    [InlineData("fp32", "Float32")]
+    [InlineData("bf16", "BFloat16")]
+    public async Task BenchModelJsonReportsMeasuredRatesConsistentWithThePeak(string precision, string matmulType)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         var exitCode = await CommandLine.RunAsync(
-            ["bench", "model", "--model", "tiny", "--batch", "2,3", "--steps", "1", "--warmup", "0", "--matmul-size", "64", "--device", "cpu", "--json"],
+            ["bench", "model", "--model", "tiny", "--batch", "2,3", "--steps", "1", "--warmup", "0", "--matmul-size", "64", "--device", "cpu", "--precision", precision, "--json"],
             output, error);
         Assert.True(exitCode == 0, error.ToString());
         using var report = JsonDocument.Parse(output.ToString());
         var root = report.RootElement;
-        Assert.Equal("fp32", root.GetProperty("Precision").GetString());
+        Assert.Equal(precision, root.GetProperty("Precision").GetString());
+        Assert.Equal(matmulType, root.GetProperty("MatmulPeak").GetProperty("DataType").GetString());
         var peak = root.GetProperty("MatmulPeak").GetProperty("GflopsPerSecond").GetDouble();
         Assert.True(peak > 0);
         var forwardGflops = root.GetProperty("ForwardGflopsPerSample").GetDouble();

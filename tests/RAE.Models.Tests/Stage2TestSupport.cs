@@ -22,7 +22,7 @@ internal static class Stage2TestSupport
                 var fanIn = parameter.numel() / parameter.shape[0];
                 parameter.copy_(randn(parameter.shape, generator: generator) / Math.Sqrt(fanIn));
             }
-            else if (name.EndsWith("norm1.weight", StringComparison.Ordinal) || name.Contains("norm", StringComparison.Ordinal))
+            else if (name.Contains("norm", StringComparison.Ordinal) && name.EndsWith(".weight", StringComparison.Ordinal))
             {
                 parameter.copy_(1 + 0.1 * randn(parameter.shape, generator: generator));
             }
