@@ -6,6 +6,7 @@ public static class CommandLine
     public static IReadOnlyList<ICliCommand> Commands { get; } =
     [
         new VerifyReferenceCommand(),
+        new BenchModelCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
