@@ -6,5 +6,7 @@ public static class ReferenceCheckers
     public static IReadOnlyList<IReferenceCaseChecker> All() =>
     [
         new Stage2ModelCaseChecker(),
+        new TransportCaseChecker(),
+        new SamplerCaseChecker(),
     ];
 }
