@@ -70,10 +70,11 @@ public sealed class LearningRateSchedule
 
     public double LearningRate(long step) => BaseLr * Factor(step);
 
-    /// <summary>Sets the optimizer's learning rate for step k (call before optimizer.step()).</summary>
-    public void Apply(TorchSharp.torch.optim.ILearningRateController optimizer, long step)
+    /// <summary>Sets every parameter group's learning rate for step k (call before optimizer.step()).</summary>
+    public void Apply(TorchSharp.torch.optim.Optimizer optimizer, long step)
     {
         ArgumentNullException.ThrowIfNull(optimizer);
-        optimizer.LearningRate = LearningRate(step);
+        var lr = LearningRate(step);
+        foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
     }
 }
