@@ -1,8 +1,9 @@
+using Xunit.Abstractions;
 using RAE.Models.Verification;
 
 namespace RAE.Models.Tests;
 
-public sealed class SamplerReferenceTests
+public sealed class SamplerReferenceTests(ITestOutputHelper output)
 {
     [Fact]
     public void SamplerCaseMatchesEveryReferenceOutput()
@@ -13,5 +14,7 @@ public sealed class SamplerReferenceTests
             expected.AddRange(new[] { $"{run}.trajectory", $"{run}.final", $"{run}.samples", $"{run}.call_t" });
         Stage2ReferenceTests.AssertAllPass(results, expected.ToArray());
         Assert.Equal(expected.Count, results.Count);
+        var worst = results.MaxBy(r => r.MaxRelativeError)!;
+        output.WriteLine($"{results.Count} outputs, worst {worst.Name}: relative {worst.MaxRelativeError:g3}");
     }
 }
