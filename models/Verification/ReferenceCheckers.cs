@@ -7,5 +7,7 @@ public static class ReferenceCheckers
     [
         new Stage1DecoderCaseChecker(),
         new Stage2ModelCaseChecker(),
+        new TransportCaseChecker(),
+        new SamplerCaseChecker(),
     ];
 }
