@@ -1,7 +1,7 @@
 namespace RAE.Models.IO;
 
 /// <summary>CRC-32 (IEEE 802.3, as zip uses), table-driven slicing-by-8, plus zlib's crc32_combine.</summary>
-internal static class Crc32
+public static class Crc32
 {
     private const uint Polynomial = 0xEDB88320u;
     private static readonly uint[] Table = BuildTable();
