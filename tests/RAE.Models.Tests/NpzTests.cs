@@ -213,6 +213,43 @@ public sealed class NpzTests
         }
     }
 
+    [Fact]
+    public void ImageWriterAndFidStatisticsUseTheReferenceKeys()
+    {
+        using var scope = NewDisposeScope();
+        var images = TestImages(4, 5, 5);
+        var samples = TemporaryPath(".npz");
+        var reference = TemporaryPath(".npz");
+        try
+        {
+            using (var writer = Npz.BeginImages(samples, 5, 5))
+            {
+                writer.Append(images.narrow(0, 0, 3));
+                writer.Append(images.narrow(0, 3, 1));
+                Assert.Equal(4, writer.Count);
+                writer.Complete();
+            }
+            var loaded = Npz.Load(samples);
+            AssertBitExact(images, loaded[Npz.ImagesKey], "arr_0");
+
+            var sigma = eye(3, dtype: float32);
+            Npz.Save(reference, [new("mu", arange(3, dtype: float32)), new("sigma", sigma)]);
+            using (var stats = Npz.LoadFidStatistics(reference))
+            {
+                Assert.Equal(ScalarType.Float64, stats.Mu.dtype);
+                AssertBitExact(eye(3, dtype: float64), stats.Sigma, "sigma");
+            }
+            Npz.Save(reference, [new("mu", arange(3, dtype: float64)), new("sigma", eye(4, dtype: float64))]);
+            var mismatch = Assert.Throws<CheckpointFormatException>(() => Npz.LoadFidStatistics(reference));
+            Assert.Contains("'mu' [3] and 'sigma' [4, 4]", mismatch.Message);
+        }
+        finally
+        {
+            File.Delete(samples);
+            File.Delete(reference);
+        }
+    }
+
     [NumpyFact]
     public void NumpyReadsOurNpzAndWeReadNumpysNpz()
     {
