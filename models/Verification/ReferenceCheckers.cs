@@ -5,5 +5,6 @@ public static class ReferenceCheckers
 {
     public static IReadOnlyList<IReferenceCaseChecker> All() =>
     [
+        new Stage2ModelCaseChecker(),
     ];
 }
