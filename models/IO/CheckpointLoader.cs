@@ -73,6 +73,23 @@ public static class CheckpointLoader
         }
     }
 
+    /// <summary>
+    /// Loads a checkpoint into a module strictly (every key present, none unexpected, shapes equal — §1.1), converting
+    /// dtype and device to the module's. The loaded tensors are released afterwards.
+    /// </summary>
+    public static void LoadInto(nn.Module module, string path, CheckpointLoadOptions? options = null)
+    {
+        var stateDict = LoadStateDict(path, options);
+        try
+        {
+            StateDictLoading.LoadStrict(module, stateDict, path);
+        }
+        finally
+        {
+            foreach (var tensor in stateDict.Values) tensor.Dispose();
+        }
+    }
+
     /// <summary>Removes leading <c>module.</c> and <c>_orig_mod.</c> prefixes, repeatedly (as extract_decoder.py does).</summary>
     public static string StripWrapperPrefixes(string key)
     {

@@ -1,4 +1,5 @@
 using RAE.Models.IO;
+using RAE.Models.Stage2;
 using TorchSharp;
 using static RAE.Models.Tests.CheckpointTestFiles;
 using static TorchSharp.torch;
@@ -38,6 +39,27 @@ public sealed class CheckpointLoaderTests
         {
             DisposeAll(expected.Values.Concat(loaded.Values));
         }
+    }
+
+    [Fact]
+    public void TrainingCheckpointLoadsStrictlyIntoDiTwDDTHeadAndReproducesTheReferenceForward()
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        using var model = new DiTwDDTHead(new DiTwDDTHeadOptions
+        {
+            InputSize = 4, InChannels = 8, HiddenSize = new(64, 96), Depth = new(2, 1), NumHeads = new(4, 4), NumClasses = 10,
+        });
+        CheckpointLoader.LoadInto(model, PtFormats("stage2_ckpt_with_ema.pt"));
+        model.eval();
+        var io = SafeTensors.Load(Path.Combine(Fixtures.Case("ddt_tiny"), "io.safetensors"));
+        var output = model.forward(io["x"], io["t"], io["y"]);
+        var relative = (output - io["forward"]).abs().max().item<float>() / io["forward"].abs().max().item<float>();
+        Assert.True(relative < 1e-5, $"relative error {relative}");
+
+        var wrongModel = nn.Sequential(("0", nn.Linear(2, 2)));
+        var mismatch = Assert.ThrowsAny<InvalidDataException>(() => CheckpointLoader.LoadInto(wrongModel, PtFormats("stage2_model.pt")));
+        Assert.Contains("stage2_model.pt", mismatch.Message);
     }
 
     [Fact]
