@@ -6,5 +6,6 @@ public static class ReferenceCheckers
     public static IReadOnlyList<IReferenceCaseChecker> All() =>
     [
         new Stage2ModelCaseChecker(),
+        new PtFormatsCaseChecker(),
     ];
 }

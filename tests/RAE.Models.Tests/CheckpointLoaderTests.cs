@@ -270,6 +270,15 @@ public sealed class CheckpointLoaderTests
         }
     }
 
+    [Fact]
+    public void DefaultVerifierChecksThePtFormatsCaseExactly()
+    {
+        var results = RAE.Models.Verification.ReferenceVerifier.CreateDefault().Verify(Fixtures.Case("pt_formats"));
+        Assert.Contains(results, r => r.Name == "stage2_ckpt_with_ema.pt:blocks.0.attn.proj.bias");
+        Assert.Contains(results, r => r.Name == "stat_batched.pt:var");
+        Assert.All(results, r => Assert.True(r.MaxAbsoluteError == 0, $"{r.Name}: {r.MaxAbsoluteError}"));
+    }
+
     private static void AssertSameStateDict(IReadOnlyDictionary<string, Tensor> expected, IReadOnlyDictionary<string, Tensor> actual)
     {
         Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
