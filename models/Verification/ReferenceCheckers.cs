@@ -9,5 +9,6 @@ public static class ReferenceCheckers
         new Stage2ModelCaseChecker(),
         new TransportCaseChecker(),
         new SamplerCaseChecker(),
+        new PtFormatsCaseChecker(),
     ];
 }

@@ -1,0 +1,152 @@
+using System.IO.Compression;
+using static TorchSharp.torch;
+
+namespace RAE.Models.IO;
+
+/// <summary>
+/// Reads .npz archives (numpy.savez and savez_compressed) and plain .npy files: FID reference statistics
+/// (<c>mu</c>, <c>sigma</c>, float64) and image arrays (<c>arr_0</c>, uint8 NHWC). Large arrays can be read in batches
+/// along the first axis with <see cref="ReadBatches"/>. A .npy file appears as a single array named <c>arr_0</c>.
+/// </summary>
+public sealed class NpzReader : IDisposable
+{
+    private const string NpySingleArrayKey = "arr_0";
+
+    private readonly string _path;
+    private readonly ZipArchive? _archive;
+    private readonly Dictionary<string, ZipArchiveEntry> _entries = new(StringComparer.Ordinal);
+
+    private NpzReader(string path, ZipArchive? archive)
+    {
+        _path = path;
+        _archive = archive;
+        if (archive is null) return;
+        foreach (var entry in archive.Entries)
+            if (entry.FullName.EndsWith(".npy", StringComparison.Ordinal)) _entries[entry.FullName[..^4]] = entry;
+    }
+
+    public static NpzReader Open(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"array file not found: {path}", path);
+        if (path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return new NpzReader(path, null);
+        FileStream? stream = null;
+        try
+        {
+            stream = File.OpenRead(path);
+            return new NpzReader(path, new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false));
+        }
+        catch (Exception error) when (error is InvalidDataException or EndOfStreamException)
+        {
+            stream?.Dispose();
+            throw new CheckpointFormatException(path, $"not a readable .npz archive (corrupted, truncated or not a zip): {error.Message}", error);
+        }
+    }
+
+    /// <summary>Reads every array of a file into CPU tensors. The caller owns them.</summary>
+    public static Dictionary<string, Tensor> LoadAll(string path)
+    {
+        using var reader = Open(path);
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var key in reader.Keys) result[key] = reader.ReadArray(key);
+            return result;
+        }
+        catch
+        {
+            foreach (var tensor in result.Values) tensor.Dispose();
+            throw;
+        }
+    }
+
+    public IReadOnlyCollection<string> Keys => _archive is null ? [NpySingleArrayKey] : _entries.Keys;
+
+    public NpyHeader GetHeader(string key)
+    {
+        using var stream = OpenArray(key, out var header);
+        return header;
+    }
+
+    /// <summary>Reads a whole array (C or Fortran order) as a contiguous CPU tensor.</summary>
+    public Tensor ReadArray(string key)
+    {
+        using var stream = OpenArray(key, out var header);
+        var storedShape = header.FortranOrder ? header.Shape.Reverse().ToArray() : header.Shape;
+        using var stored = ReadTensor(stream, header.Dtype, storedShape, key);
+        if (!header.FortranOrder) return stored.alias();
+        var reversed = Enumerable.Range(0, header.Shape.Length).Reverse().Select(i => (long)i).ToArray();
+        using var permuted = stored.permute(reversed);
+        return permuted.contiguous();
+    }
+
+    /// <summary>Reads a C-order array in batches of at most <paramref name="batchSize"/> rows along the first axis.</summary>
+    public IEnumerable<Tensor> ReadBatches(string key, int batchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        var stream = OpenArray(key, out var header);
+        try
+        {
+            if (header.FortranOrder || header.Shape.Length == 0)
+                throw new CheckpointFormatException(_path, $"array '{key}' is {(header.FortranOrder ? "in Fortran order" : "a scalar")}; batch reading needs a C-order array");
+            var rows = header.Shape[0];
+            for (long start = 0; start < rows; start += batchSize)
+            {
+                var count = Math.Min(batchSize, rows - start);
+                yield return ReadTensor(stream, header.Dtype, [count, .. header.Shape.Skip(1)], key);
+            }
+        }
+        finally
+        {
+            stream.Dispose();
+        }
+    }
+
+    public void Dispose() => _archive?.Dispose();
+
+    private Stream OpenArray(string key, out NpyHeader header)
+    {
+        Stream stream;
+        if (_archive is null)
+        {
+            if (key != NpySingleArrayKey) throw new KeyNotFoundException($"{_path}: a .npy file holds one array, '{NpySingleArrayKey}', not '{key}'");
+            stream = File.OpenRead(_path);
+        }
+        else
+        {
+            if (!_entries.TryGetValue(key, out var entry))
+                throw new KeyNotFoundException($"{_path}: no array '{key}' (arrays: {string.Join(", ", _entries.Keys)})");
+            stream = entry.Open();
+        }
+        try
+        {
+            header = NpyFormat.ReadHeader(stream, $"{_path} ({key})");
+            return stream;
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    private Tensor ReadTensor(Stream stream, ScalarType dtype, long[] shape, string key)
+    {
+        var result = empty(shape, dtype);
+        try
+        {
+            var byteCount = shape.Aggregate(1L, (a, b) => a * b) * SafeTensors.ElementSize(dtype);
+            if (byteCount > int.MaxValue)
+                throw new CheckpointFormatException(_path, $"array '{key}' is {byteCount} bytes, too large to read at once; read it in batches");
+            var buffer = new byte[byteCount];
+            stream.ReadExactly(buffer);
+            if (byteCount > 0) result.bytes = buffer;
+            return result;
+        }
+        catch (Exception error)
+        {
+            result.Dispose();
+            if (error is CheckpointFormatException) throw;
+            throw new CheckpointFormatException(_path, $"array '{key}' is truncated or corrupted: {error.Message}", error);
+        }
+    }
+}
