@@ -38,8 +38,16 @@ public sealed class RaeSiloOptions
     public string ClusterId { get; set; } = "rae";
     public string ServiceId { get; set; } = "rae";
 
-    /// <summary>Compute devices this silo offers; one rank grain runs per device ("cpu", "cuda", "cuda:0").</summary>
-    public string[] Devices { get; set; } = ["cpu"];
+    /// <summary>
+    /// Compute devices this silo offers; one rank grain runs per device ("cpu", "cuda", "cuda:0"). Unset means ["cpu"]
+    /// (the default is applied after binding because the configuration binder appends to a non-empty array).
+    /// </summary>
+    public string[] Devices { get; set; } = [];
+
+    public void ApplyDefaults(Microsoft.Extensions.Configuration.IConfiguration section)
+    {
+        if (!section.GetSection(nameof(Devices)).GetChildren().Any()) Devices = ["cpu"];
+    }
 
     /// <summary>Intra-op threads each rank's worker may use.</summary>
     public int ThreadsPerRank { get; set; } = 1;
