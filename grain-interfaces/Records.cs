@@ -75,6 +75,8 @@ public sealed record TrainingJobStatus
     [Id(10)] public DateTimeOffset UpdatedAt { get; init; }
     /// <summary>How many times the group was re-formed after a rank was lost.</summary>
     [Id(11)] public int Recoveries { get; init; }
+    /// <summary>The checkpoint step the group was last restored from after a re-formation; null when never restored.</summary>
+    [Id(12)] public long? RestoredFromStep { get; init; }
 }
 
 public enum JobKind

@@ -20,6 +20,7 @@ public sealed class TrainingJobState
     [Id(8)] public DateTimeOffset CreatedAt { get; set; }
     [Id(9)] public DateTimeOffset UpdatedAt { get; set; }
     [Id(10)] public int Recoveries { get; set; }
+    [Id(11)] public long? RestoredFromStep { get; set; }
 }
 
 /// <summary>
@@ -78,6 +79,7 @@ public sealed partial class TrainingCoordinatorGrain(
             CreatedAt = State.CreatedAt,
             UpdatedAt = State.UpdatedAt,
             Recoveries = State.Recoveries,
+            RestoredFromStep = State.RestoredFromStep,
         });
     }
 
@@ -180,6 +182,7 @@ public sealed partial class TrainingCoordinatorGrain(
             await Task.WhenAll(ranks.Select(rank => rank.LoadCheckpoint(JobId, latest)));
             State.Step = latest.Step;
             State.LastCheckpointStep = latest.Step;
+            State.RestoredFromStep = latest.Step;
         }
         else
         {
@@ -256,7 +259,9 @@ public sealed partial class TrainingCoordinatorGrain(
             {
                 var reason = finished.Exception?.InnerException?.Message ?? "a rank's step was cancelled";
                 await AbandonGroupAsync(reason);
-                await Task.WhenAll(pending).ContinueWith(_ => { }, TaskScheduler.Current);
+                // The other ranks leave their collective once the group is aborted; a rank whose silo is gone may
+                // never answer, so it gets the collective timeout and no more.
+                await Task.WhenAny(Task.WhenAll(pending), Task.Delay(RequireSpec().CollectiveTimeout));
                 await finished;
             }
         }

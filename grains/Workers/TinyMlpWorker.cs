@@ -10,7 +10,8 @@ namespace RAE.Grains.Workers;
 /// now. Deterministic: parameters and data come from a generator seeded by the spec, and the global batch of step s is
 /// samples [(s-1)·G, s·G) of the dataset, split into equal contiguous shards in rank order (and micro-batches within).
 /// The optimizer is AdamW with linear warm-up and global-norm clipping, done on the flattened parameter vector.
-/// Settings: "input" (features, 8), "hidden" (16), "dataset" (samples, 1024).
+/// Settings: "input" (features, 8), "hidden" (16), "dataset" (samples, 1024), and "step_delay_ms" (0): extra time each
+/// gradient computation takes, standing in for a heavy model in failure and benchmark tests.
 /// </summary>
 public sealed class TinyMlpWorker : IRankWorker
 {
@@ -87,6 +88,8 @@ public sealed class TinyMlpWorker : IRankWorker
             loss.div(accumulation).backward();
             lossSum += loss.item<float>();
         }
+        var delay = Setting(context, "step_delay_ms", 0, allowZero: true);
+        if (delay > 0) Thread.Sleep(delay);
         using var flat = cat(_parameters.Select(p => p.grad!.flatten()).ToArray()).cpu();
         return new GradientResult(flat.data<float>().ToArray(), lossSum / accumulation, microBatch * accumulation);
     }
@@ -199,12 +202,12 @@ public sealed class TinyMlpWorker : IRankWorker
     private RankWorkerContext RequireContext() =>
         _context ?? throw new InvalidOperationException("The tiny MLP worker was used before Initialize.");
 
-    private static int Setting(RankWorkerContext context, string key, int fallback)
+    private static int Setting(RankWorkerContext context, string key, int fallback, bool allowZero = false)
     {
         if (!context.Spec.Settings.TryGetValue(key, out var text)) return fallback;
-        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value > 0
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && (value > 0 || (allowZero && value == 0))
             ? value
-            : throw new ArgumentException($"Setting '{key}' of workload '{WorkloadName}' must be a positive integer, got '{text}'.");
+            : throw new ArgumentException($"Setting '{key}' of workload '{WorkloadName}' must be a {(allowZero ? "non-negative" : "positive")} integer, got '{text}'.");
     }
 
     private void ReleaseTensors()
