@@ -1,0 +1,144 @@
+namespace RAE.GrainInterfaces;
+
+public enum JobState
+{
+    Pending,
+    Running,
+    Recovering,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// <summary>A training job as a client submits it. <see cref="Workload"/> names the rank worker ("tiny-mlp", later "dit-dh").</summary>
+[GenerateSerializer, Immutable]
+public sealed record TrainingJobSpec
+{
+    [Id(0)] public string Workload { get; init; } = "tiny-mlp";
+    /// <summary>Data-parallel ranks wanted; the job uses at most this many and re-forms with fewer when silos go.</summary>
+    [Id(1)] public int Ranks { get; init; } = 1;
+    /// <summary>Samples per optimizer step over all ranks: ranks x micro-batch x accumulation.</summary>
+    [Id(2)] public int GlobalBatchSize { get; init; } = 8;
+    [Id(3)] public int GradientAccumulation { get; init; } = 1;
+    [Id(4)] public int Steps { get; init; } = 10;
+    [Id(5)] public double LearningRate { get; init; } = 1e-3;
+    [Id(6)] public double WeightDecay { get; init; }
+    [Id(7)] public double GradientClip { get; init; }
+    [Id(8)] public int WarmupSteps { get; init; }
+    [Id(9)] public long Seed { get; init; } = 0;
+    /// <summary>Commit a checkpoint every this many steps (0: only at the end).</summary>
+    [Id(10)] public int CheckpointInterval { get; init; }
+    /// <summary>Workload-specific settings (model size, data paths, ...), passed to the worker untouched.</summary>
+    [Id(11)] public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+    /// <summary>How long a collective waits for all ranks before it gives up.</summary>
+    [Id(12)] public TimeSpan CollectiveTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>One device of one silo that can hold a rank.</summary>
+[GenerateSerializer, Immutable]
+public sealed record RankSlot([property: Id(0)] string SiloAddress, [property: Id(1)] string Device, [property: Id(2)] string RankGrainKey);
+
+/// <summary>What a silo offers for compute.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SiloComputeInfo([property: Id(0)] string SiloAddress, [property: Id(1)] IReadOnlyList<string> Devices, [property: Id(2)] int ThreadsPerRank);
+
+/// <summary>Metrics of one optimizer step.</summary>
+[GenerateSerializer, Immutable]
+public sealed record StepMetrics
+{
+    [Id(0)] public long Step { get; init; }
+    /// <summary>Mean loss over the global batch (rank losses averaged in rank order).</summary>
+    [Id(1)] public double Loss { get; init; }
+    [Id(2)] public double LearningRate { get; init; }
+    [Id(3)] public double StepSeconds { get; init; }
+    /// <summary>Samples per second each rank processed, in rank order.</summary>
+    [Id(4)] public IReadOnlyList<double> SamplesPerSecondPerRank { get; init; } = [];
+    [Id(5)] public int Ranks { get; init; }
+    /// <summary>Part of the step spent outside compute and the all-reduce (coordination overhead), seconds.</summary>
+    [Id(6)] public double CoordinationSeconds { get; init; }
+    [Id(7)] public double AllReduceSeconds { get; init; }
+}
+
+[GenerateSerializer, Immutable]
+public sealed record TrainingJobStatus
+{
+    [Id(0)] public string JobId { get; init; } = "";
+    [Id(1)] public JobState State { get; init; }
+    [Id(2)] public TrainingJobSpec Spec { get; init; } = new();
+    [Id(3)] public long Step { get; init; }
+    [Id(4)] public IReadOnlyList<RankSlot> Ranks { get; init; } = [];
+    [Id(5)] public int GroupGeneration { get; init; }
+    [Id(6)] public long? LastCheckpointStep { get; init; }
+    [Id(7)] public string? FailureReason { get; init; }
+    [Id(8)] public StepMetrics? LastMetrics { get; init; }
+    [Id(9)] public DateTimeOffset CreatedAt { get; init; }
+    [Id(10)] public DateTimeOffset UpdatedAt { get; init; }
+    /// <summary>How many times the group was re-formed after a rank was lost.</summary>
+    [Id(11)] public int Recoveries { get; init; }
+    /// <summary>The checkpoint step the group was last restored from after a re-formation; null when never restored.</summary>
+    [Id(12)] public long? RestoredFromStep { get; init; }
+}
+
+public enum JobKind
+{
+    Training,
+    Sampling,
+}
+
+[GenerateSerializer, Immutable]
+public sealed record JobSummary(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] JobKind Kind,
+    [property: Id(2)] JobState State,
+    [property: Id(3)] long Progress,
+    [property: Id(4)] long Total,
+    [property: Id(5)] DateTimeOffset CreatedAt,
+    [property: Id(6)] DateTimeOffset UpdatedAt,
+    [property: Id(7)] string? FailureReason);
+
+/// <summary>A committed checkpoint as the catalog lists it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record CheckpointInfo(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] long Step,
+    [property: Id(2)] string Location,
+    [property: Id(3)] long SizeBytes,
+    [property: Id(4)] string Sha256,
+    [property: Id(5)] double? Loss,
+    [property: Id(6)] DateTimeOffset CommittedAt);
+
+/// <summary>A sampling job: N samples from a trained checkpoint, split into work units across ranks.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SamplingJobSpec
+{
+    [Id(0)] public string Workload { get; init; } = "tiny-mlp";
+    [Id(1)] public string? SourceTrainingJobId { get; init; }
+    [Id(2)] public long? SourceCheckpointStep { get; init; }
+    [Id(3)] public int Samples { get; init; } = 16;
+    [Id(4)] public int UnitSize { get; init; } = 4;
+    [Id(5)] public int Classes { get; init; } = 1;
+    /// <summary>"equal" (N / classes per class, as the reference) or "random".</summary>
+    [Id(6)] public string Labels { get; init; } = "equal";
+    [Id(7)] public long Seed { get; init; }
+    [Id(8)] public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+}
+
+[GenerateSerializer, Immutable]
+public sealed record SamplingJobStatus
+{
+    [Id(0)] public string JobId { get; init; } = "";
+    [Id(1)] public JobState State { get; init; }
+    [Id(2)] public SamplingJobSpec Spec { get; init; } = new();
+    [Id(3)] public int UnitsTotal { get; init; }
+    [Id(4)] public int UnitsDone { get; init; }
+    [Id(5)] public string? FailureReason { get; init; }
+    [Id(6)] public string? OutputLocation { get; init; }
+}
+
+/// <summary>Raised for a request that names something the cluster does not know or asks for something impossible.</summary>
+[GenerateSerializer]
+public sealed class RaeJobException : Exception
+{
+    public RaeJobException(string message) : base(message) { }
+    public RaeJobException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,29 @@
+using RAE.GrainInterfaces;
+
+namespace RAE.Grains.Collectives;
+
+/// <summary>
+/// The collectives a data-parallel rank needs. Every rank of the group calls the same operations in the same order.
+/// The Orleans implementation goes through a group grain; an NCCL implementation can sit behind the same interface.
+/// </summary>
+public interface ICollectiveCommunicator
+{
+    int Rank { get; }
+    int WorldSize { get; }
+
+    /// <summary>Element-wise sum (or mean) of every rank's vector, added in rank order; all vectors have the same length.</summary>
+    Task<float[]> AllReduceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default);
+
+    /// <summary>The root's vector on every rank; non-roots pass null and the expected length.</summary>
+    Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default);
+
+    Task BarrierAsync(CancellationToken cancellationToken = default);
+}
+
+/// <summary>A collective operation could not finish: a rank did not arrive in time, or the group was aborted.</summary>
+[GenerateSerializer]
+public sealed class CollectiveException : Exception
+{
+    public CollectiveException(string message) : base(message) { }
+    public CollectiveException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,74 @@
+using RAE.GrainInterfaces;
+
+namespace RAE.Grains.Collectives;
+
+/// <summary>
+/// Collectives over Orleans messaging: vectors are cut into chunks of <see cref="ChunkElements"/> floats (1 MiB by
+/// default, far below Orleans' message size limit) and each chunk meets the other ranks' chunks in the group grain.
+/// A few chunks travel at once so the transfer is pipelined.
+/// </summary>
+public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, int chunkElements = OrleansCollectiveCommunicator.DefaultChunkElements, int chunksInFlight = 4)
+    : ICollectiveCommunicator
+{
+    public const int DefaultChunkElements = 256 * 1024;
+
+    private readonly ICollectiveGroupGrain _group = grainFactory.GetGrain<ICollectiveGroupGrain>(groupKey);
+    private long _nextOperation;
+
+    public int Rank { get; } = rank;
+    public int WorldSize { get; } = worldSize;
+    public int ChunkElements { get; } = chunkElements > 0 ? chunkElements : throw new ArgumentOutOfRangeException(nameof(chunkElements), chunkElements, "Chunk size must be positive.");
+
+    public async Task<float[]> AllReduceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var operation = _nextOperation++;
+        var result = new float[data.Length];
+        await ForEachChunkAsync(data.Length, async (index, offset, count) =>
+        {
+            var reduced = await _group.AllReduceChunk(operation, Rank, index, data.AsSpan(offset, count).ToArray(), reduce);
+            if (reduced.Length != count)
+                throw new CollectiveException($"All-reduce {operation} chunk {index}: got {reduced.Length} elements back, expected {count}.");
+            reduced.CopyTo(result, offset);
+        }, cancellationToken);
+        return result;
+    }
+
+    public async Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default)
+    {
+        if (Rank == root && (data is null || data.Length != length))
+            throw new ArgumentException($"Broadcast root {root} must pass a vector of {length} elements.", nameof(data));
+        var operation = _nextOperation++;
+        var result = new float[length];
+        await ForEachChunkAsync(length, async (index, offset, count) =>
+        {
+            var chunk = Rank == root ? data!.AsSpan(offset, count).ToArray() : null;
+            var received = await _group.BroadcastChunk(operation, Rank, root, index, chunk);
+            if (received.Length != count)
+                throw new CollectiveException($"Broadcast {operation} chunk {index}: got {received.Length} elements, expected {count}; do all ranks agree on the length?");
+            received.CopyTo(result, offset);
+        }, cancellationToken);
+        return result;
+    }
+
+    public Task BarrierAsync(CancellationToken cancellationToken = default) => _group.Barrier(_nextOperation++, Rank);
+
+    private async Task ForEachChunkAsync(int length, Func<int, int, int, Task> transfer, CancellationToken cancellationToken)
+    {
+        var chunkCount = Math.Max(1, (length + ChunkElements - 1) / ChunkElements);
+        var inFlight = new List<Task>(chunksInFlight);
+        for (var index = 0; index < chunkCount; index++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var offset = index * ChunkElements;
+            inFlight.Add(transfer(index, offset, Math.Min(ChunkElements, length - offset)));
+            if (inFlight.Count >= chunksInFlight)
+            {
+                var finished = await Task.WhenAny(inFlight);
+                inFlight.Remove(finished);
+                await finished;
+            }
+        }
+        await Task.WhenAll(inFlight);
+    }
+}

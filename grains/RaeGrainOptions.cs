@@ -1,0 +1,14 @@
+namespace RAE.Grains;
+
+/// <summary>What the hosting silo tells its grains: its compute devices and how many threads a rank may use.</summary>
+public sealed class RankDeviceOptions
+{
+    public string[] Devices { get; set; } = ["cpu"];
+    public int ThreadsPerRank { get; set; } = 1;
+}
+
+public static class RaeStorage
+{
+    /// <summary>Name of the grain storage provider every RAE grain persists its state with.</summary>
+    public const string GrainStateProvider = "rae";
+}

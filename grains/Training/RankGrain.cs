@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using RAE.GrainInterfaces;
+using RAE.Grains.Checkpoints;
+using RAE.Grains.Collectives;
+using RAE.Grains.Placement;
+using RAE.Grains.Workers;
+
+namespace RAE.Grains.Training;
+
+/// <summary>
+/// The control surface of one device of one silo. Per job it holds a replica: a worker on a dedicated thread and the
+/// communicator of the job's current group. Tensor work never runs on the Orleans scheduler.
+/// </summary>
+[SiloBoundPlacement]
+public sealed class RankGrain(
+    IGrainFactory grainFactory,
+    IEnumerable<IRankWorkerFactory> workerFactories,
+    IOptions<RankDeviceOptions> deviceOptions,
+    ICheckpointPayloadStore checkpointPayloads,
+    ILogger<RankGrain> logger) : Grain, IRankGrain
+{
+    private readonly Dictionary<string, Replica> _replicas = new(StringComparer.Ordinal);
+
+    private string Device
+    {
+        get
+        {
+            var (_, suffix) = SiloBoundKey.Parse(this.GetPrimaryKeyString());
+            return suffix.StartsWith("rank:", StringComparison.Ordinal) ? suffix["rank:".Length..]
+                : throw new RaeJobException($"Grain key '{this.GetPrimaryKeyString()}' is not a rank key (it has no 'rank:<device>' suffix).");
+        }
+    }
+
+    public async Task Join(RankAssignment assignment)
+    {
+        var device = Device;
+        if (!deviceOptions.Value.Devices.Contains(device, StringComparer.Ordinal))
+            throw new RaeJobException($"Silo {SiloBoundKey.Parse(this.GetPrimaryKeyString()).Silo} declares no device '{device}' (it has: {string.Join(", ", deviceOptions.Value.Devices)}).");
+        var factory = workerFactories.FirstOrDefault(f => f.Workload == assignment.Spec.Workload)
+            ?? throw new RaeJobException($"Workload '{assignment.Spec.Workload}' has no rank worker on this silo (known: {string.Join(", ", workerFactories.Select(f => f.Workload))}).");
+
+        if (_replicas.TryGetValue(assignment.JobId, out var previous))
+        {
+            // A re-formed group keeps the worker thread but rebuilds the replica for the new rank and world size.
+            previous.Assignment = assignment;
+            previous.Communicator = new OrleansCollectiveCommunicator(grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize);
+            await previous.Thread.InvokeAsync(() => previous.Worker.Initialize(Context(assignment, device)));
+            return;
+        }
+
+        var thread = new DedicatedWorkerThread($"rae-rank-{device}-{assignment.JobId}");
+        var worker = factory.Create();
+        try
+        {
+            await thread.InvokeAsync(() => worker.Initialize(Context(assignment, device)));
+        }
+        catch
+        {
+            thread.Dispose();
+            worker.Dispose();
+            throw;
+        }
+        _replicas[assignment.JobId] = new Replica(assignment, thread, worker,
+            new OrleansCollectiveCommunicator(grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize));
+        logger.LogInformation("Rank {Rank}/{World} of job {Job} joined on device {Device}", assignment.Rank, assignment.WorldSize, assignment.JobId, device);
+    }
+
+    public async Task SynchronizeParameters(string jobId)
+    {
+        var replica = Require(jobId);
+        var count = replica.Worker.ParameterCount;
+        var mine = replica.Communicator.Rank == 0 ? await replica.Thread.InvokeAsync(replica.Worker.GetParameters) : null;
+        var root = await replica.Communicator.BroadcastAsync(mine, count, root: 0);
+        if (replica.Communicator.Rank != 0) await replica.Thread.InvokeAsync(() => replica.Worker.SetParameters(root));
+        await replica.Communicator.BarrierAsync();
+    }
+
+    public async Task<RankStepResult> RunStep(string jobId, long step)
+    {
+        var replica = Require(jobId);
+        var clock = Stopwatch.StartNew();
+        var gradients = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step));
+        var computeSeconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        var averaged = await replica.Communicator.AllReduceAsync(gradients.Gradients, ReduceOperation.Mean);
+        var allReduceSeconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        var learningRate = await replica.Thread.InvokeAsync(() => replica.Worker.ApplyUpdate(step, averaged));
+        return new RankStepResult(replica.Assignment.Rank, step, gradients.Loss, learningRate, gradients.Samples,
+            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds);
+    }
+
+    public async Task<CheckpointInfo> SaveCheckpoint(string jobId, long step, double? loss)
+    {
+        var replica = Require(jobId);
+        var state = await replica.Thread.InvokeAsync(replica.Worker.GetState);
+        return await checkpointPayloads.WriteAsync(jobId, step, state, loss);
+    }
+
+    public async Task LoadCheckpoint(string jobId, CheckpointInfo checkpoint)
+    {
+        var replica = Require(jobId);
+        var state = await checkpointPayloads.ReadAsync(checkpoint);
+        await replica.Thread.InvokeAsync(() => replica.Worker.LoadState(state));
+    }
+
+    public async Task<float[]> GetParameters(string jobId)
+    {
+        var replica = Require(jobId);
+        return await replica.Thread.InvokeAsync(replica.Worker.GetParameters);
+    }
+
+    public Task Leave(string jobId)
+    {
+        if (_replicas.Remove(jobId, out var replica)) replica.Dispose();
+        return Task.CompletedTask;
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        foreach (var replica in _replicas.Values) replica.Dispose();
+        _replicas.Clear();
+        return Task.CompletedTask;
+    }
+
+    private RankWorkerContext Context(RankAssignment assignment, string device) =>
+        new(assignment.Spec, assignment.Rank, assignment.WorldSize, device, deviceOptions.Value.ThreadsPerRank);
+
+    private Replica Require(string jobId) =>
+        _replicas.TryGetValue(jobId, out var replica) ? replica
+            : throw new RaeJobException($"Rank '{this.GetPrimaryKeyString()}' holds no replica of job '{jobId}'; the group must be (re-)formed first.");
+
+    private sealed class Replica(RankAssignment assignment, DedicatedWorkerThread thread, IRankWorker worker, ICollectiveCommunicator communicator) : IDisposable
+    {
+        public RankAssignment Assignment { get; set; } = assignment;
+        public DedicatedWorkerThread Thread { get; } = thread;
+        public IRankWorker Worker { get; } = worker;
+        public ICollectiveCommunicator Communicator { get; set; } = communicator;
+
+        public void Dispose()
+        {
+            Thread.InvokeAsync(Worker.Dispose);
+            Thread.Dispose();
+        }
+    }
+}

@@ -1,0 +1,354 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using RAE.GrainInterfaces;
+using RAE.Grains.Workers;
+
+namespace RAE.Grains.Training;
+
+[GenerateSerializer]
+public sealed class TrainingJobState
+{
+    [Id(0)] public TrainingJobSpec? Spec { get; set; }
+    [Id(1)] public JobState State { get; set; }
+    [Id(2)] public long Step { get; set; }
+    [Id(3)] public List<RankSlot> Ranks { get; set; } = [];
+    [Id(4)] public int Generation { get; set; }
+    [Id(5)] public long? LastCheckpointStep { get; set; }
+    [Id(6)] public string? FailureReason { get; set; }
+    [Id(7)] public List<StepMetrics> Metrics { get; set; } = [];
+    [Id(8)] public DateTimeOffset CreatedAt { get; set; }
+    [Id(9)] public DateTimeOffset UpdatedAt { get; set; }
+    [Id(10)] public int Recoveries { get; set; }
+    [Id(11)] public long? RestoredFromStep { get; set; }
+}
+
+/// <summary>
+/// Drives one training job. Reentrant so that status queries answer while the step loop awaits its ranks. The loop runs
+/// on the grain's scheduler; on any failure of a step it aborts the group, re-forms it from the silos that answer and
+/// restores the last committed checkpoint, giving up after <see cref="MaxConsecutiveFailures"/> failures in a row.
+/// </summary>
+[Reentrant]
+public sealed partial class TrainingCoordinatorGrain(
+    [PersistentState("training", RaeStorage.GrainStateProvider)] IPersistentState<TrainingJobState> job,
+    IEnumerable<IRankWorkerFactory> workerFactories,
+    ILogger<TrainingCoordinatorGrain> logger) : Grain, ITrainingCoordinatorGrain
+{
+    public const int MaxConsecutiveFailures = 5;
+    private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
+
+    private Task? _loop;
+    private bool _cancelRequested;
+    private IReadOnlyList<IRankGrain> _group = [];
+
+    private string JobId => this.GetPrimaryKeyString();
+    private TrainingJobState State => job.State;
+
+    public async Task Start(TrainingJobSpec spec)
+    {
+        if (State.Spec is not null)
+            throw new RaeJobException($"Training job '{JobId}' was already started; submit a new job instead.");
+        TrainingSpecValidator.Validate(spec, workerFactories.Select(f => f.Workload));
+        var now = DateTimeOffset.UtcNow;
+        job.State = new TrainingJobState { Spec = spec, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
+        await job.WriteStateAsync();
+        EnsureLoop();
+    }
+
+    public Task Resume()
+    {
+        RequireSpec();
+        if (State.State is JobState.Pending or JobState.Running or JobState.Recovering) EnsureLoop();
+        return Task.CompletedTask;
+    }
+
+    public Task<TrainingJobStatus> GetStatus()
+    {
+        var spec = RequireSpec();
+        return Task.FromResult(new TrainingJobStatus
+        {
+            JobId = JobId,
+            State = State.State,
+            Spec = spec,
+            Step = State.Step,
+            Ranks = State.Ranks.ToList(),
+            GroupGeneration = State.Generation,
+            LastCheckpointStep = State.LastCheckpointStep,
+            FailureReason = State.FailureReason,
+            LastMetrics = State.Metrics.Count > 0 ? State.Metrics[^1] : null,
+            CreatedAt = State.CreatedAt,
+            UpdatedAt = State.UpdatedAt,
+            Recoveries = State.Recoveries,
+            RestoredFromStep = State.RestoredFromStep,
+        });
+    }
+
+    public Task<IReadOnlyList<StepMetrics>> GetMetrics(long fromStep)
+    {
+        RequireSpec();
+        return Task.FromResult<IReadOnlyList<StepMetrics>>(State.Metrics.Where(m => m.Step >= fromStep).ToList());
+    }
+
+    public async Task Cancel()
+    {
+        RequireSpec();
+        _cancelRequested = true;
+        if (_loop is null || _loop.IsCompleted)
+        {
+            if (State.State is JobState.Pending or JobState.Running or JobState.Recovering)
+            {
+                State.State = JobState.Cancelled;
+                await PersistAndReportAsync();
+            }
+        }
+    }
+
+    private TrainingJobSpec RequireSpec() =>
+        State.Spec ?? throw new RaeJobException($"Training job '{JobId}' is unknown; no job with this id was submitted.");
+
+    private void EnsureLoop()
+    {
+        if (_loop is null || _loop.IsCompleted) _loop = RunLoopAsync();
+    }
+
+    private async Task RunLoopAsync()
+    {
+        var spec = RequireSpec();
+        var consecutiveFailures = 0;
+        try
+        {
+            while (!_cancelRequested && State.Step < spec.Steps)
+            {
+                try
+                {
+                    if (_group.Count == 0) await FormGroupAsync(spec);
+                    if (State.State != JobState.Running)
+                    {
+                        State.State = JobState.Running;
+                        await PersistAndReportAsync();
+                    }
+                    DelayDeactivation(TimeSpan.FromMinutes(10));
+                    var metrics = await RunStepAsync(State.Step + 1);
+                    State.Step = metrics.Step;
+                    State.Metrics.Add(metrics);
+                    Publish(metrics);
+                    consecutiveFailures = 0;
+                    var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
+                    if (checkpointDue) await CheckpointAsync(metrics.Loss);
+                    await ReportAsync();
+                }
+                catch (Exception error) when (!_cancelRequested)
+                {
+                    consecutiveFailures++;
+                    await AbandonGroupAsync(error.Message);
+                    if (consecutiveFailures >= MaxConsecutiveFailures) throw;
+                    LogStepFailed(error, JobId, State.Step + 1, consecutiveFailures);
+                    State.State = JobState.Recovering;
+                    State.Recoveries++;
+                    await PersistAndReportAsync();
+                    await Task.Delay(TimeSpan.FromMilliseconds(250 * consecutiveFailures));
+                }
+            }
+            State.State = _cancelRequested && State.Step < spec.Steps ? JobState.Cancelled : JobState.Completed;
+            await LeaveGroupAsync();
+        }
+        catch (Exception error)
+        {
+            State.State = JobState.Failed;
+            State.FailureReason = $"{error.GetType().Name}: {error.Message}";
+            LogJobFailed(error, JobId);
+        }
+        await PersistAndReportAsync();
+    }
+
+    private async Task FormGroupAsync(TrainingJobSpec spec)
+    {
+        var slots = await DiscoverSlotsAsync();
+        var perRankDivisor = spec.GradientAccumulation;
+        var worldSize = Enumerable.Range(1, Math.Min(spec.Ranks, slots.Count)).Reverse()
+            .FirstOrDefault(n => spec.GlobalBatchSize % (n * perRankDivisor) == 0);
+        if (worldSize == 0)
+            throw new RaeJobException($"Job '{JobId}' found no silo that offers a compute device; it needs {spec.Ranks} rank(s).");
+        var chosen = slots.Take(worldSize).ToList();
+        var generation = State.Generation + 1;
+        var groupKey = $"{JobId}/g{generation}";
+        await GrainFactory.GetGrain<ICollectiveGroupGrain>(groupKey).Configure(worldSize, spec.CollectiveTimeout);
+        var ranks = chosen.Select(slot => GrainFactory.GetGrain<IRankGrain>(slot.RankGrainKey)).ToList();
+        await Task.WhenAll(ranks.Select((rank, index) => rank.Join(new RankAssignment(JobId, generation, index, worldSize, groupKey, spec))));
+
+        var latest = await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Latest();
+        if (latest is not null)
+        {
+            await Task.WhenAll(ranks.Select(rank => rank.LoadCheckpoint(JobId, latest)));
+            State.Step = latest.Step;
+            State.LastCheckpointStep = latest.Step;
+            State.RestoredFromStep = latest.Step;
+        }
+        else
+        {
+            // No checkpoint yet: start from step 0 with rank 0's freshly seeded parameters on every rank.
+            await Task.WhenAll(ranks.Select(rank => rank.SynchronizeParameters(JobId)));
+            State.Step = 0;
+        }
+        State.Metrics.RemoveAll(m => m.Step > State.Step);
+
+        var previous = State.Ranks.Where(old => chosen.All(slot => slot.RankGrainKey != old.RankGrainKey)).ToList();
+        State.Ranks = chosen;
+        State.Generation = generation;
+        _group = ranks;
+        await PersistAndReportAsync();
+        foreach (var stale in previous) _ = LeaveQuietlyAsync(GrainFactory.GetGrain<IRankGrain>(stale.RankGrainKey));
+        LogGroupFormed(JobId, generation, worldSize, State.Step);
+    }
+
+    /// <summary>Every device of every active silo that answers, spread over silos first (device i of each silo before device i+1).</summary>
+    private async Task<List<RankSlot>> DiscoverSlotsAsync()
+    {
+        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
+        var infos = await Task.WhenAll(hosts.Keys.Select(async silo =>
+        {
+            try
+            {
+                return await GrainFactory.GetGrain<ISiloAgentGrain>(SiloBoundKey.Agent(silo)).GetComputeInfo().WaitAsync(AgentTimeout);
+            }
+            catch (Exception error)
+            {
+                LogSiloSkipped(error, silo.ToString());
+                return null;
+            }
+        }));
+        return infos.OfType<SiloComputeInfo>()
+            .SelectMany(info => info.Devices.Select((device, index) => (Info: info, Device: device, Index: index)))
+            .OrderBy(entry => entry.Index).ThenBy(entry => entry.Info.SiloAddress, StringComparer.Ordinal)
+            .Select(entry => new RankSlot(entry.Info.SiloAddress, entry.Device, SiloBoundKey.Rank(SiloAddress.FromParsableString(entry.Info.SiloAddress), entry.Device)))
+            .ToList();
+    }
+
+    private async Task<StepMetrics> RunStepAsync(long step)
+    {
+        var clock = Stopwatch.StartNew();
+        var calls = _group.Select(rank => rank.RunStep(JobId, step)).ToList();
+        var results = await WhenAllOrAbortAsync(calls);
+        var seconds = clock.Elapsed.TotalSeconds;
+        var ordered = results.OrderBy(r => r.Rank).ToList();
+        double lossSum = 0;
+        foreach (var result in ordered) lossSum += result.Loss;
+        var busiest = ordered.Max(r => r.ComputeSeconds + r.AllReduceSeconds + r.ApplySeconds);
+        return new StepMetrics
+        {
+            Step = step,
+            Loss = lossSum / ordered.Count,
+            LearningRate = ordered[0].LearningRate,
+            StepSeconds = seconds,
+            SamplesPerSecondPerRank = ordered.Select(r => r.Samples / Math.Max(seconds, 1e-9)).ToList(),
+            Ranks = ordered.Count,
+            CoordinationSeconds = Math.Max(0, seconds - busiest),
+            AllReduceSeconds = ordered.Max(r => r.AllReduceSeconds),
+        };
+    }
+
+    /// <summary>Waits for every rank; the first failure aborts the group so the other ranks stop waiting in a collective.</summary>
+    private async Task<RankStepResult[]> WhenAllOrAbortAsync(List<Task<RankStepResult>> calls)
+    {
+        var pending = calls.ToList();
+        while (pending.Count > 0)
+        {
+            var finished = await Task.WhenAny(pending);
+            pending.Remove(finished);
+            if (finished.IsFaulted || finished.IsCanceled)
+            {
+                var reason = finished.Exception?.InnerException?.Message ?? "a rank's step was cancelled";
+                await AbandonGroupAsync(reason);
+                // The other ranks leave their collective once the group is aborted; a rank whose silo is gone may
+                // never answer, so it gets the collective timeout and no more.
+                await Task.WhenAny(Task.WhenAll(pending), Task.Delay(RequireSpec().CollectiveTimeout));
+                await finished;
+            }
+        }
+        return calls.Select(c => c.Result).ToArray();
+    }
+
+    private async Task CheckpointAsync(double loss)
+    {
+        var spec = RequireSpec();
+        var info = await _group[0].SaveCheckpoint(JobId, State.Step, loss);
+        var keepLast = spec.Settings.TryGetValue("keep_last_checkpoints", out var text) && int.TryParse(text, out var keep) ? keep : 3;
+        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, keepLast);
+        State.LastCheckpointStep = State.Step;
+        await PersistAndReportAsync();
+    }
+
+    private async Task AbandonGroupAsync(string reason)
+    {
+        if (_group.Count == 0) return;
+        _group = [];
+        try
+        {
+            await GrainFactory.GetGrain<ICollectiveGroupGrain>($"{JobId}/g{State.Generation}").Abort(reason).WaitAsync(AgentTimeout);
+        }
+        catch (Exception error)
+        {
+            LogSiloSkipped(error, "collective group");
+        }
+    }
+
+    private async Task LeaveGroupAsync()
+    {
+        var ranks = _group;
+        _group = [];
+        await Task.WhenAll(ranks.Select(LeaveQuietlyAsync));
+    }
+
+    private async Task LeaveQuietlyAsync(IRankGrain rank)
+    {
+        try
+        {
+            await rank.Leave(JobId).WaitAsync(AgentTimeout);
+        }
+        catch (Exception error)
+        {
+            LogSiloSkipped(error, rank.GetPrimaryKeyString());
+        }
+    }
+
+    private static void Publish(StepMetrics metrics)
+    {
+        TrainingTelemetry.Loss.Record(metrics.Loss);
+        TrainingTelemetry.StepSeconds.Record(metrics.StepSeconds);
+        TrainingTelemetry.SamplesPerSecond.Record(metrics.SamplesPerSecondPerRank.Sum());
+        TrainingTelemetry.Steps.Add(1);
+    }
+
+    private async Task PersistAndReportAsync()
+    {
+        State.UpdatedAt = DateTimeOffset.UtcNow;
+        await job.WriteStateAsync();
+        await ReportAsync();
+    }
+
+    private async Task ReportAsync()
+    {
+        var spec = RequireSpec();
+        try
+        {
+            await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Report(
+                new JobSummary(JobId, JobKind.Training, State.State, State.Step, spec.Steps, State.CreatedAt, DateTimeOffset.UtcNow, State.FailureReason));
+        }
+        catch (Exception error)
+        {
+            LogSiloSkipped(error, "job registry");
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: step {Step} failed ({Failures} in a row); re-forming the group")]
+    private partial void LogStepFailed(Exception error, string jobId, long step, int failures);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
+    private partial void LogJobFailed(Exception error, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: group generation {Generation} formed with {WorldSize} rank(s) at step {Step}")]
+    private partial void LogGroupFormed(string jobId, int generation, int worldSize, long step);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Skipped {What} after an error")]
+    private partial void LogSiloSkipped(Exception error, string what);
+}

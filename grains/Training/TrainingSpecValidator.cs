@@ -1,0 +1,40 @@
+using RAE.GrainInterfaces;
+
+namespace RAE.Grains.Training;
+
+public static class TrainingSpecValidator
+{
+    /// <summary>Throws <see cref="RaeJobException"/> naming every bad field of the spec.</summary>
+    public static void Validate(TrainingJobSpec? spec, IEnumerable<string> knownWorkloads)
+    {
+        if (spec is null) throw new RaeJobException("A training job needs a spec; none was given.");
+        var problems = new List<string>();
+        var workloads = knownWorkloads.ToList();
+        if (!workloads.Contains(spec.Workload, StringComparer.Ordinal))
+            problems.Add($"Workload '{spec.Workload}' is unknown (known: {string.Join(", ", workloads)})");
+        if (spec.Ranks < 1)
+            problems.Add($"Ranks must be at least 1, got {spec.Ranks}");
+        if (spec.GradientAccumulation < 1)
+            problems.Add($"GradientAccumulation must be at least 1, got {spec.GradientAccumulation}");
+        if (spec.GlobalBatchSize < 1)
+            problems.Add($"GlobalBatchSize must be at least 1, got {spec.GlobalBatchSize}");
+        else if (spec.Ranks >= 1 && spec.GradientAccumulation >= 1 && spec.GlobalBatchSize % (spec.Ranks * spec.GradientAccumulation) != 0)
+            problems.Add($"GlobalBatchSize {spec.GlobalBatchSize} is not a multiple of Ranks x GradientAccumulation = {spec.Ranks * spec.GradientAccumulation}");
+        if (spec.Steps < 1)
+            problems.Add($"Steps must be at least 1, got {spec.Steps}");
+        if (!(spec.LearningRate > 0) || double.IsInfinity(spec.LearningRate))
+            problems.Add($"LearningRate must be a positive number, got {spec.LearningRate}");
+        if (spec.WeightDecay < 0 || double.IsNaN(spec.WeightDecay))
+            problems.Add($"WeightDecay must be zero or positive, got {spec.WeightDecay}");
+        if (spec.GradientClip < 0 || double.IsNaN(spec.GradientClip))
+            problems.Add($"GradientClip must be zero (off) or positive, got {spec.GradientClip}");
+        if (spec.WarmupSteps < 0)
+            problems.Add($"WarmupSteps must be zero or positive, got {spec.WarmupSteps}");
+        if (spec.CheckpointInterval < 0)
+            problems.Add($"CheckpointInterval must be zero (only at the end) or positive, got {spec.CheckpointInterval}");
+        if (spec.CollectiveTimeout <= TimeSpan.Zero)
+            problems.Add($"CollectiveTimeout must be positive, got {spec.CollectiveTimeout}");
+        if (problems.Count > 0)
+            throw new RaeJobException("Invalid training job: " + string.Join("; ", problems) + ".");
+    }
+}

@@ -1,0 +1,44 @@
+using RAE.GrainInterfaces;
+
+namespace RAE.Grains.Workers;
+
+/// <summary>Everything a worker needs to build its replica and find its shard of each global batch.</summary>
+public sealed record RankWorkerContext(TrainingJobSpec Spec, int Rank, int WorldSize, string Device, int Threads);
+
+/// <summary>Gradients of one rank for one step, flattened in parameter order, with the mean loss over its shard.</summary>
+public sealed record GradientResult(float[] Gradients, double Loss, int Samples);
+
+/// <summary>
+/// The model replica of one rank. All methods run on the rank's dedicated worker thread, never on the Orleans scheduler.
+/// The tiny MLP implements it now; the DiT^DH Stage 2 trainer replaces it for real jobs.
+/// </summary>
+public interface IRankWorker : IDisposable
+{
+    int ParameterCount { get; }
+
+    /// <summary>Builds the replica deterministically from the spec's seed. Called again with a new rank when the group re-forms.</summary>
+    void Initialize(RankWorkerContext context);
+
+    /// <summary>Gradients of the mean loss over this rank's shard of step <paramref name="step"/>'s global batch (accumulated over micro-batches).</summary>
+    GradientResult ComputeGradients(long step);
+
+    /// <summary>Applies the averaged gradients (identical on every rank); returns the learning rate used.</summary>
+    double ApplyUpdate(long step, float[] averagedGradients);
+
+    float[] GetParameters();
+
+    void SetParameters(float[] parameters);
+
+    /// <summary>Everything needed for an exact resume: parameters, optimizer moments, schedule position.</summary>
+    byte[] GetState();
+
+    void LoadState(byte[] state);
+}
+
+/// <summary>Creates workers for one workload name (the spec's <see cref="TrainingJobSpec.Workload"/>).</summary>
+public interface IRankWorkerFactory
+{
+    string Workload { get; }
+
+    IRankWorker Create();
+}

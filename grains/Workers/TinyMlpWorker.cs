@@ -1,0 +1,231 @@
+using System.Globalization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RAE.Grains.Workers;
+
+/// <summary>
+/// A small MLP regression on seeded synthetic data: a stand-in replica that makes the whole distributed loop testable
+/// now. Deterministic: parameters and data come from a generator seeded by the spec, and the global batch of step s is
+/// samples [(s-1)·G, s·G) of the dataset, split into equal contiguous shards in rank order (and micro-batches within).
+/// The optimizer is AdamW with linear warm-up and global-norm clipping, done on the flattened parameter vector.
+/// Settings: "input" (features, 8), "hidden" (16), "dataset" (samples, 1024), and "step_delay_ms" (0): extra time each
+/// gradient computation takes, standing in for a heavy model in failure and benchmark tests.
+/// </summary>
+public sealed class TinyMlpWorker : IRankWorker
+{
+    public const string WorkloadName = "tiny-mlp";
+    private const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
+
+    private RankWorkerContext? _context;
+    private nn.Module<Tensor, Tensor>? _model;
+    private Parameter[] _parameters = [];
+    private Tensor? _inputs, _targets, _firstMoment, _secondMoment;
+    private Device _device = CPU;
+    private long _updates;
+
+    public int ParameterCount { get; private set; }
+
+    public void Initialize(RankWorkerContext context)
+    {
+        ReleaseTensors();
+        _context = context;
+        _device = torch.device(context.Device);
+        var features = Setting(context, "input", 8);
+        var hidden = Setting(context, "hidden", 16);
+        var datasetSize = Setting(context, "dataset", 1024);
+
+        using var generator = new Generator((ulong)context.Spec.Seed, CPU);
+        _model = nn.Sequential(("fc1", nn.Linear(features, hidden)), ("act", nn.Tanh()), ("fc2", nn.Linear(hidden, 1)));
+        _model.to(_device);
+        _parameters = _model.parameters().ToArray();
+        using (no_grad())
+        {
+            foreach (var parameter in _parameters)
+            {
+                if (parameter.dim() == 1)
+                {
+                    parameter.zero_();
+                    continue;
+                }
+                using var values = randn(parameter.shape, generator: generator).div_(Math.Sqrt(parameter.shape[1]));
+                parameter.copy_(values);
+            }
+        }
+        ParameterCount = (int)_parameters.Sum(p => p.numel());
+
+        using (var scope = NewDisposeScope())
+        {
+            var inputs = randn([datasetSize, features], generator: generator);
+            var teacher = randn([features, 1], generator: generator);
+            var noise = randn([datasetSize, 1], generator: generator).mul_(0.1);
+            var targets = inputs.matmul(teacher).div_(Math.Sqrt(features)).tanh_().add_(noise);
+            _inputs = inputs.to(_device).MoveToOuterDisposeScope();
+            _targets = targets.to(_device).MoveToOuterDisposeScope();
+        }
+        _firstMoment = zeros([ParameterCount], device: _device);
+        _secondMoment = zeros([ParameterCount], device: _device);
+        _updates = 0;
+    }
+
+    public GradientResult ComputeGradients(long step)
+    {
+        var context = RequireContext();
+        var spec = context.Spec;
+        var accumulation = spec.GradientAccumulation;
+        var microBatch = spec.GlobalBatchSize / (context.WorldSize * accumulation);
+        var datasetSize = _inputs!.shape[0];
+        _model!.zero_grad();
+        double lossSum = 0;
+        for (var micro = 0; micro < accumulation; micro++)
+        {
+            using var scope = NewDisposeScope();
+            var start = (step - 1) * spec.GlobalBatchSize + ((long)context.Rank * accumulation + micro) * microBatch;
+            var indices = arange(start, start + microBatch, dtype: ScalarType.Int64).remainder_(datasetSize).to(_device);
+            var prediction = _model.call(_inputs.index_select(0, indices));
+            var loss = nn.functional.mse_loss(prediction, _targets!.index_select(0, indices));
+            loss.div(accumulation).backward();
+            lossSum += loss.item<float>();
+        }
+        var delay = Setting(context, "step_delay_ms", 0, allowZero: true);
+        if (delay > 0) Thread.Sleep(delay);
+        using var flat = cat(_parameters.Select(p => p.grad!.flatten()).ToArray()).cpu();
+        return new GradientResult(flat.data<float>().ToArray(), lossSum / accumulation, microBatch * accumulation);
+    }
+
+    public double ApplyUpdate(long step, float[] averagedGradients)
+    {
+        var spec = RequireContext().Spec;
+        if (averagedGradients.Length != ParameterCount)
+            throw new ArgumentException($"Update has {averagedGradients.Length} gradients; the model has {ParameterCount} parameters.", nameof(averagedGradients));
+        var learningRate = spec.WarmupSteps > 0 ? spec.LearningRate * Math.Min(1.0, (double)step / spec.WarmupSteps) : spec.LearningRate;
+        _updates++;
+        using var scope = NewDisposeScope();
+        var gradients = tensor(averagedGradients, device: _device);
+        if (spec.GradientClip > 0)
+        {
+            var norm = gradients.norm().item<float>();
+            if (norm > spec.GradientClip) gradients.mul_(spec.GradientClip / (norm + 1e-6));
+        }
+        _firstMoment!.mul_(Beta1).add_(gradients, 1 - Beta1);
+        _secondMoment!.mul_(Beta2).addcmul_(gradients, gradients, 1 - Beta2);
+        var firstCorrected = _firstMoment.div(1 - Math.Pow(Beta1, _updates));
+        var secondCorrected = _secondMoment.div(1 - Math.Pow(Beta2, _updates));
+        var flat = Flatten();
+        var update = firstCorrected.div_(secondCorrected.sqrt_().add_(Epsilon));
+        if (spec.WeightDecay > 0) update.add_(flat, spec.WeightDecay);
+        Unflatten(flat.sub_(update.mul_(learningRate)));
+        return learningRate;
+    }
+
+    public float[] GetParameters()
+    {
+        RequireContext();
+        using var flat = Flatten();
+        using var host = flat.cpu();
+        return host.data<float>().ToArray();
+    }
+
+    public void SetParameters(float[] parameters)
+    {
+        RequireContext();
+        if (parameters.Length != ParameterCount)
+            throw new ArgumentException($"Got {parameters.Length} parameters; the model has {ParameterCount}.", nameof(parameters));
+        using var flat = tensor(parameters, device: _device);
+        Unflatten(flat);
+    }
+
+    public byte[] GetState()
+    {
+        RequireContext();
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream))
+        {
+            writer.Write(WorkloadName);
+            writer.Write(ParameterCount);
+            writer.Write(_updates);
+            foreach (var vector in new[] { GetParameters(), ToArray(_firstMoment!), ToArray(_secondMoment!) })
+                foreach (var value in vector) writer.Write(value);
+        }
+        return stream.ToArray();
+    }
+
+    public void LoadState(byte[] state)
+    {
+        RequireContext();
+        using var reader = new BinaryReader(new MemoryStream(state));
+        var workload = reader.ReadString();
+        var count = reader.ReadInt32();
+        if (workload != WorkloadName || count != ParameterCount)
+            throw new InvalidDataException($"Checkpoint holds a '{workload}' state of {count} parameters; this worker is '{WorkloadName}' with {ParameterCount}.");
+        var updates = reader.ReadInt64();
+        var vectors = new float[3][];
+        for (var v = 0; v < 3; v++)
+        {
+            vectors[v] = new float[count];
+            for (var i = 0; i < count; i++) vectors[v][i] = reader.ReadSingle();
+        }
+        SetParameters(vectors[0]);
+        using (var first = tensor(vectors[1], device: _device)) _firstMoment!.copy_(first);
+        using (var second = tensor(vectors[2], device: _device)) _secondMoment!.copy_(second);
+        _updates = updates;
+    }
+
+    public void Dispose() => ReleaseTensors();
+
+    private Tensor Flatten()
+    {
+        using var scope = NewDisposeScope();
+        return cat(_parameters.Select(p => p.detach().flatten()).ToArray()).MoveToOuterDisposeScope();
+    }
+
+    private void Unflatten(Tensor flat)
+    {
+        using var noGrad = no_grad();
+        long offset = 0;
+        foreach (var parameter in _parameters)
+        {
+            var count = parameter.numel();
+            using var slice = flat.narrow(0, offset, count).view(parameter.shape);
+            parameter.copy_(slice);
+            offset += count;
+        }
+    }
+
+    private static float[] ToArray(Tensor vector)
+    {
+        using var host = vector.cpu();
+        return host.data<float>().ToArray();
+    }
+
+    private RankWorkerContext RequireContext() =>
+        _context ?? throw new InvalidOperationException("The tiny MLP worker was used before Initialize.");
+
+    private static int Setting(RankWorkerContext context, string key, int fallback, bool allowZero = false)
+    {
+        if (!context.Spec.Settings.TryGetValue(key, out var text)) return fallback;
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && (value > 0 || (allowZero && value == 0))
+            ? value
+            : throw new ArgumentException($"Setting '{key}' of workload '{WorkloadName}' must be a {(allowZero ? "non-negative" : "positive")} integer, got '{text}'.");
+    }
+
+    private void ReleaseTensors()
+    {
+        _model?.Dispose();
+        _inputs?.Dispose();
+        _targets?.Dispose();
+        _firstMoment?.Dispose();
+        _secondMoment?.Dispose();
+        _model = null;
+        _inputs = _targets = _firstMoment = _secondMoment = null;
+        _parameters = [];
+    }
+}
+
+public sealed class TinyMlpWorkerFactory : IRankWorkerFactory
+{
+    public string Workload => TinyMlpWorker.WorkloadName;
+
+    public IRankWorker Create() => new TinyMlpWorker();
+}

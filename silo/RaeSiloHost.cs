@@ -1,0 +1,136 @@
+using System.Net;
+using Azure.Data.Tables;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Orleans.Configuration;
+using Orleans.Dashboard;
+using Orleans.Runtime.Hosting;
+using Orleans.Serialization;
+using RAE.GrainInterfaces;
+using RAE.Grains;
+using RAE.Grains.Checkpoints;
+using RAE.Grains.Placement;
+using RAE.Grains.Workers;
+using RAE.Silo.Placement;
+using RAE.Silo.Storage;
+
+namespace RAE.Silo;
+
+/// <summary>Builds an RAE silo: a web host running Orleans with the dashboard, started as a program or in-process.</summary>
+public static class RaeSiloHost
+{
+    /// <summary>
+    /// Builds (does not start) the silo's web application. Settings come from appsettings.json, RAE_ environment
+    /// variables (e.g. RAE_Rae__Silo__WebPort), the command line (--Rae:Silo:WebPort=8081) and <paramref name="overrides"/>.
+    /// A bad setting throws <see cref="OptionsValidationException"/> naming it.
+    /// </summary>
+    public static WebApplication Build(string[]? args = null, IReadOnlyDictionary<string, string?>? overrides = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args ?? [], ContentRootPath = AppContext.BaseDirectory });
+        builder.Configuration.AddEnvironmentVariables("RAE_");
+        if (args is { Length: > 0 }) builder.Configuration.AddCommandLine(args);
+        if (overrides is not null) builder.Configuration.AddInMemoryCollection(overrides);
+
+        var section = builder.Configuration.GetSection(RaeSiloOptions.SectionName);
+        var options = ReadOptions(section);
+        builder.Services.AddSingleton<IValidateOptions<RaeSiloOptions>, RaeSiloOptionsValidator>();
+        builder.Services.AddOptions<RaeSiloOptions>().Bind(section).PostConfigure(bound => bound.ApplyDefaults(section)).ValidateOnStart();
+
+        builder.WebHost.UseUrls($"http://{UrlHost(options.BindAddress)}:{options.WebPort}");
+        builder.UseOrleans(silo =>
+        {
+            ConfigureMembership(silo, options);
+            ConfigureRaeSilo(silo, options);
+            silo.AddDashboard();
+        });
+
+        var app = builder.Build();
+        app.MapOrleansDashboard(routePrefix: "/dashboard");
+        app.MapGet("/", () => Results.Redirect("/dashboard/"));
+        app.MapGet("/api/jobs", async (IGrainFactory grains) =>
+            Results.Json(await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).List()));
+        app.MapGet("/api/jobs/{jobId}", async (string jobId, IGrainFactory grains) =>
+        {
+            try
+            {
+                var summary = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Get(jobId);
+                return summary.Kind == JobKind.Training
+                    ? Results.Json(await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus())
+                    : Results.Json(summary);
+            }
+            catch (RaeJobException error)
+            {
+                return Results.NotFound(new { error = error.Message });
+            }
+        });
+        app.MapGet("/api/silo", (IOptions<RaeSiloOptions> silo, ILocalSiloDetails local) =>
+            Results.Json(new { silo = local.SiloAddress.ToString(), devices = silo.Value.Devices, threadsPerRank = silo.Value.ThreadsPerRank, mode = silo.Value.ClusterMode.ToString() }));
+        return app;
+    }
+
+    /// <summary>Binds and validates the options; throws <see cref="OptionsValidationException"/> naming every bad setting.</summary>
+    public static RaeSiloOptions ReadOptions(IConfiguration section)
+    {
+        RaeSiloOptions options;
+        try
+        {
+            options = section.Get<RaeSiloOptions>() ?? new RaeSiloOptions();
+            options.ApplyDefaults(section);
+        }
+        catch (InvalidOperationException error)
+        {
+            throw new OptionsValidationException(RaeSiloOptions.SectionName, typeof(RaeSiloOptions), [$"{error.Message} {error.InnerException?.Message}".Trim()]);
+        }
+        RaeSiloOptionsValidator.ThrowIfInvalid(options);
+        return options;
+    }
+
+    /// <summary>Clustering, endpoints and grain storage for the configured mode.</summary>
+    public static void ConfigureMembership(ISiloBuilder silo, RaeSiloOptions options)
+    {
+        silo.Configure<ClusterOptions>(cluster =>
+        {
+            cluster.ClusterId = options.ClusterId;
+            cluster.ServiceId = options.ServiceId;
+        });
+        if (options.ClusterMode == RaeClusterMode.Embedded)
+        {
+            var primary = new IPEndPoint(IPAddress.Loopback, options.PrimarySiloPort ?? options.SiloPort);
+            silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, primary, options.ServiceId, options.ClusterId);
+            AddFileGrainStorage(silo, options);
+        }
+        else
+        {
+            var connection = options.StorageConnectionString!;
+            silo.ConfigureEndpoints(IPAddress.Parse(options.BindAddress), options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: false);
+            silo.UseAzureStorageClustering(table => table.TableServiceClient = new TableServiceClient(connection));
+            silo.AddAzureBlobGrainStorage(RaeStorage.GrainStateProvider, blob => blob.BlobServiceClient = new Azure.Storage.Blobs.BlobServiceClient(connection));
+        }
+    }
+
+    public static void AddFileGrainStorage(ISiloBuilder silo, RaeSiloOptions options)
+    {
+        var root = Path.Combine(Path.GetFullPath(options.DataFolder), "grain-state");
+        silo.Services.AddGrainStorage(RaeStorage.GrainStateProvider, (services, _) => new FileSystemGrainStorage(root, services.GetRequiredService<Serializer>()));
+    }
+
+    /// <summary>Everything RAE adds to a silo whatever its membership: placement, devices, workers, checkpoints, job resumption.</summary>
+    public static void ConfigureRaeSilo(ISiloBuilder silo, RaeSiloOptions options)
+    {
+        silo.Services.Configure<RankDeviceOptions>(devices =>
+        {
+            devices.Devices = options.Devices.ToArray();
+            devices.ThreadsPerRank = options.ThreadsPerRank;
+        });
+        silo.Services.AddPlacementDirector<SiloBoundPlacement, SiloBoundPlacementDirector>();
+        silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
+        var checkpoints = Path.Combine(Path.GetFullPath(options.DataFolder), "checkpoints");
+        silo.Services.AddSingleton<ICheckpointPayloadStore>(_ => new FileCheckpointPayloadStore(checkpoints));
+        silo.Services.AddHostedService<JobResumeService>();
+    }
+
+    private static string UrlHost(string address) =>
+        IPAddress.Parse(address).AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address;
+}

@@ -1,0 +1,121 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace RAE.Silo;
+
+public enum RaeClusterMode
+{
+    /// <summary>One machine, no external service: localhost clustering, grain state on the local file system.</summary>
+    Embedded,
+
+    /// <summary>Azure Table clustering and Azure Blob grain state (Azurite locally), so several silo processes form one cluster.</summary>
+    Azure,
+}
+
+/// <summary>Every setting of one RAE silo, bound from the "Rae:Silo" configuration section.</summary>
+public sealed class RaeSiloOptions
+{
+    public const string SectionName = "Rae:Silo";
+
+    /// <summary>Root of everything the silo keeps on disk in embedded mode (grain state, checkpoints).</summary>
+    public string DataFolder { get; set; } = "rae-data";
+
+    /// <summary>Address the silo, gateway and web ports listen on; loopback unless configured otherwise.</summary>
+    public string BindAddress { get; set; } = "127.0.0.1";
+
+    public int SiloPort { get; set; } = 11111;
+    public int GatewayPort { get; set; } = 30000;
+    public int WebPort { get; set; } = 8080;
+
+    /// <summary>Silo port of the primary silo in embedded mode (localhost clustering); defaults to this silo's port.</summary>
+    public int? PrimarySiloPort { get; set; }
+
+    public RaeClusterMode ClusterMode { get; set; } = RaeClusterMode.Embedded;
+
+    /// <summary>Azure Storage connection string, required in Azure mode (for Azurite: "UseDevelopmentStorage=true").</summary>
+    public string? StorageConnectionString { get; set; }
+
+    public string ClusterId { get; set; } = "rae";
+    public string ServiceId { get; set; } = "rae";
+
+    /// <summary>
+    /// Compute devices this silo offers; one rank grain runs per device ("cpu", "cuda", "cuda:0"). Unset means ["cpu"]
+    /// (the default is applied after binding because the configuration binder appends to a non-empty array).
+    /// </summary>
+    public string[] Devices { get; set; } = [];
+
+    public void ApplyDefaults(Microsoft.Extensions.Configuration.IConfiguration section)
+    {
+        if (!section.GetSection(nameof(Devices)).GetChildren().Any()) Devices = ["cpu"];
+    }
+
+    /// <summary>Intra-op threads each rank's worker may use.</summary>
+    public int ThreadsPerRank { get; set; } = 1;
+}
+
+/// <summary>Rejects a bad setting with a message naming the setting and its value.</summary>
+public sealed class RaeSiloOptionsValidator : IValidateOptions<RaeSiloOptions>
+{
+    public ValidateOptionsResult Validate(string? name, RaeSiloOptions options)
+    {
+        var failures = Check(options).ToList();
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    /// <summary>Throws <see cref="OptionsValidationException"/> listing every bad setting.</summary>
+    public static void ThrowIfInvalid(RaeSiloOptions options)
+    {
+        var failures = Check(options).ToList();
+        if (failures.Count > 0)
+            throw new OptionsValidationException(RaeSiloOptions.SectionName, typeof(RaeSiloOptions), failures);
+    }
+
+    private static IEnumerable<string> Check(RaeSiloOptions options)
+    {
+        const string prefix = RaeSiloOptions.SectionName + ":";
+        if (string.IsNullOrWhiteSpace(options.DataFolder))
+            yield return $"{prefix}DataFolder must name a folder; it is empty.";
+        if (!IPAddress.TryParse(options.BindAddress, out _))
+            yield return $"{prefix}BindAddress '{options.BindAddress}' is not an IP address.";
+        foreach (var (name, port) in new[] { ("SiloPort", options.SiloPort), ("GatewayPort", options.GatewayPort), ("WebPort", options.WebPort) })
+        {
+            if (port is < 1 or > 65535)
+                yield return $"{prefix}{name} {port} is outside 1..65535.";
+        }
+        if (options.PrimarySiloPort is { } primary && primary is < 1 or > 65535)
+            yield return $"{prefix}PrimarySiloPort {primary} is outside 1..65535.";
+        var distinct = new[] { options.SiloPort, options.GatewayPort, options.WebPort }.Distinct().Count();
+        if (distinct != 3)
+            yield return $"{prefix}SiloPort ({options.SiloPort}), GatewayPort ({options.GatewayPort}) and WebPort ({options.WebPort}) must differ.";
+        if (!Enum.IsDefined(options.ClusterMode))
+            yield return $"{prefix}ClusterMode '{options.ClusterMode}' is unknown; use Embedded or Azure.";
+        if (options.ClusterMode == RaeClusterMode.Azure && string.IsNullOrWhiteSpace(options.StorageConnectionString))
+            yield return $"{prefix}StorageConnectionString is required when ClusterMode is Azure.";
+        if (string.IsNullOrWhiteSpace(options.ClusterId))
+            yield return $"{prefix}ClusterId is empty.";
+        if (string.IsNullOrWhiteSpace(options.ServiceId))
+            yield return $"{prefix}ServiceId is empty.";
+        if (options.Devices is null || options.Devices.Length == 0)
+            yield return $"{prefix}Devices is empty; declare at least one device, for example [\"cpu\"].";
+        else
+        {
+            foreach (var device in options.Devices)
+            {
+                if (!IsDeviceName(device))
+                    yield return $"{prefix}Devices entry '{device}' is not a device; use \"cpu\", \"cuda\" or \"cuda:N\".";
+            }
+            var duplicate = options.Devices.GroupBy(d => d, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+            if (duplicate is not null)
+                yield return $"{prefix}Devices lists '{duplicate.Key}' more than once.";
+        }
+        if (options.ThreadsPerRank is < 1 or > 1024)
+            yield return $"{prefix}ThreadsPerRank {options.ThreadsPerRank} is outside 1..1024.";
+    }
+
+    private static bool IsDeviceName(string? device)
+    {
+        if (device is "cpu" or "cuda") return true;
+        return device is not null && device.StartsWith("cuda:", StringComparison.Ordinal)
+            && int.TryParse(device.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _);
+    }
+}

@@ -1,0 +1,82 @@
+using Orleans.Configuration;
+using Orleans.TestingHost;
+using RAE.GrainInterfaces;
+using RAE.Silo;
+
+namespace RAE.Cluster.Tests;
+
+/// <summary>Three in-process silos with one "cpu" device each, sharing one temporary data folder.</summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    public const string DataFolderKey = "RaeTestDataFolder";
+
+    public string DataFolder { get; } = Path.Combine(Path.GetTempPath(), "rae-cluster-tests-" + Guid.NewGuid().ToString("N")[..8]);
+    public TestCluster Cluster { get; private set; } = null!;
+    public IGrainFactory Grains => Cluster.GrainFactory;
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(DataFolder);
+        var builder = new TestClusterBuilder(3);
+        builder.Properties[DataFolderKey] = DataFolder;
+        builder.AddSiloBuilderConfigurator<RaeTestSiloConfigurator>();
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.StopAllSilosAsync();
+        await Cluster.DisposeAsync();
+        try
+        {
+            Directory.Delete(DataFolder, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A file still held open by a stopping silo; the temp folder is cleaned by the OS.
+        }
+    }
+
+    public async Task<TrainingJobStatus> WaitForEndAsync(string jobId, TimeSpan? timeout = null)
+    {
+        var coordinator = Grains.GetGrain<ITrainingCoordinatorGrain>(jobId);
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(90));
+        while (true)
+        {
+            var status = await coordinator.GetStatus();
+            if (status.State is JobState.Completed or JobState.Failed or JobState.Cancelled) return status;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"Job {jobId} is still {status.State} at step {status.Step} after the test's deadline.");
+            await Task.Delay(100);
+        }
+    }
+}
+
+public sealed class RaeTestSiloConfigurator : ISiloConfigurator
+{
+    public void Configure(ISiloBuilder siloBuilder)
+    {
+        var options = new RaeSiloOptions
+        {
+            DataFolder = siloBuilder.Configuration[ClusterFixture.DataFolderKey] ?? throw new InvalidOperationException("The test cluster has no data folder."),
+            Devices = ["cpu"],
+        };
+        RaeSiloHost.AddFileGrainStorage(siloBuilder, options);
+        RaeSiloHost.ConfigureRaeSilo(siloBuilder, options);
+        siloBuilder.Configure<ClusterMembershipOptions>(membership =>
+        {
+            membership.ProbeTimeout = TimeSpan.FromSeconds(1);
+            membership.NumMissedProbesLimit = 2;
+            membership.NumVotesForDeathDeclaration = 1;
+            membership.TableRefreshTimeout = TimeSpan.FromSeconds(1);
+            membership.IAmAliveTablePublishTimeout = TimeSpan.FromSeconds(2);
+        });
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ClusterCollection : ICollectionFixture<ClusterFixture>
+{
+    public const string Name = "three-silo cluster";
+}

@@ -1,0 +1,83 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
+using RAE.Silo;
+
+namespace RAE.Cluster.Tests;
+
+public sealed class SiloHostTests
+{
+    [Fact]
+    public async Task DashboardAndJsonEndpointsAnswerOnTheSilosWebPort()
+    {
+        var dataFolder = Path.Combine(Path.GetTempPath(), "rae-silo-test-" + Guid.NewGuid().ToString("N")[..8]);
+        var (siloPort, gatewayPort, webPort) = (FreePort(), FreePort(), FreePort());
+        await using var app = RaeSiloHost.Build(overrides: new Dictionary<string, string?>
+        {
+            ["Rae:Silo:DataFolder"] = dataFolder,
+            ["Rae:Silo:SiloPort"] = siloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Rae:Silo:GatewayPort"] = gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Rae:Silo:WebPort"] = webPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Rae:Silo:ClusterId"] = "silo-host-test",
+        });
+        await app.StartAsync();
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{webPort}"), Timeout = TimeSpan.FromSeconds(30) };
+            var page = await http.GetStringAsync("/dashboard/");
+            Assert.Contains("<html", page, StringComparison.OrdinalIgnoreCase);
+
+            using var counters = JsonDocument.Parse(await http.GetStringAsync("/dashboard/DashboardCounters"));
+            var hosts = counters.RootElement.GetProperty("hosts");
+            Assert.Equal(1, hosts.GetArrayLength());
+            Assert.Equal("Active", hosts[0].GetProperty("status").GetString());
+
+            using var silo = JsonDocument.Parse(await http.GetStringAsync("/api/silo"));
+            Assert.Equal("cpu", silo.RootElement.GetProperty("devices")[0].GetString());
+            using var jobs = JsonDocument.Parse(await http.GetStringAsync("/api/jobs"));
+            Assert.Equal(JsonValueKind.Array, jobs.RootElement.ValueKind);
+            var missing = await http.GetAsync("/api/jobs/train-nope");
+            Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+            Assert.Contains("'train-nope' is unknown", await missing.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            await app.StopAsync();
+            try { Directory.Delete(dataFolder, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    [Theory]
+    [InlineData("Rae:Silo:WebPort", "70000", "WebPort 70000 is outside 1..65535")]
+    [InlineData("Rae:Silo:ClusterMode", "Azure", "StorageConnectionString is required when ClusterMode is Azure")]
+    [InlineData("Rae:Silo:Devices:0", "tpu", "Devices entry 'tpu' is not a device")]
+    [InlineData("Rae:Silo:ThreadsPerRank", "0", "ThreadsPerRank 0 is outside 1..1024")]
+    [InlineData("Rae:Silo:BindAddress", "localhost-ish", "BindAddress 'localhost-ish' is not an IP address")]
+    [InlineData("Rae:Silo:ClusterMode", "Cloudy", "Rae:Silo:ClusterMode")]
+    public void BadSettingStopsStartUpWithAMessageNamingIt(string key, string value, string expected)
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => RaeSiloHost.Build(overrides: new Dictionary<string, string?> { [key] = value }));
+        Assert.Contains(expected, string.Join(" ", error.Failures));
+    }
+
+    [Fact]
+    public void UnsetDevicesMeanOneCpuAndGivenDevicesReplaceIt()
+    {
+        var defaults = RaeSiloHost.ReadOptions(Section(new Dictionary<string, string?>()));
+        Assert.Equal(["cpu"], defaults.Devices);
+        var given = RaeSiloHost.ReadOptions(Section(new Dictionary<string, string?> { ["Devices:0"] = "cuda:0", ["Devices:1"] = "cuda:1" }));
+        Assert.Equal(["cuda:0", "cuda:1"], given.Devices);
+    }
+
+    private static Microsoft.Extensions.Configuration.IConfiguration Section(Dictionary<string, string?> values) =>
+        new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddInMemoryCollection(values).Build();
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
