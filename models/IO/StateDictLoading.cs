@@ -14,13 +14,33 @@ public static class StateDictLoading
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(stateDict);
-        var targets = module.state_dict();
-        var missing = targets.Keys.Where(k => !stateDict.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var unexpected = stateDict.Keys.Where(k => !targets.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();
+        LoadStrict(module, stateDict, source, keyPrefix: "", isIgnorable: null, isOptional: null);
+    }
+
+    /// <summary>
+    /// The general form. Only keys of <paramref name="tensors"/> under <paramref name="keyPrefix"/> are considered (the
+    /// prefix is stripped; keys outside it, e.g. SigLIP's <c>text_model.*</c> under <c>vision_model.</c>, belong to other
+    /// models and are skipped). Stripped file keys accepted by <paramref name="isIgnorable"/> are not reported as
+    /// unexpected; module keys accepted by <paramref name="isOptional"/> keep their constructed value when absent.
+    /// </summary>
+    public static void LoadStrict(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source, string keyPrefix,
+        Func<string, bool>? isIgnorable, Func<string, bool>? isOptional)
+    {
+        var given = tensors.Where(pair => pair.Key.StartsWith(keyPrefix, StringComparison.Ordinal))
+            .ToDictionary(pair => pair.Key[keyPrefix.Length..], pair => pair.Value, StringComparer.Ordinal);
+        var targets = module.state_dict()
+            .Where(pair => given.ContainsKey(pair.Key) || !(isOptional?.Invoke(pair.Key) ?? false))
+            .ToDictionary(pair => pair.Key, pair => pair.Value, StringComparer.Ordinal);
+
+        string Name(string key) => $"'{keyPrefix}{key}'";
+        static string Shape(long[] shape) => $"[{string.Join(",", shape)}]";
+        var missing = targets.Keys.Where(k => !given.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).Select(Name).ToList();
+        var unexpected = given.Keys.Where(k => !targets.ContainsKey(k) && !(isIgnorable?.Invoke(k) ?? false))
+            .OrderBy(k => k, StringComparer.Ordinal).Select(Name).ToList();
         var misShaped = targets
-            .Where(entry => stateDict.TryGetValue(entry.Key, out var given) && !given.shape.SequenceEqual(entry.Value.shape))
+            .Where(entry => given.TryGetValue(entry.Key, out var stored) && !stored.shape.SequenceEqual(entry.Value.shape))
             .OrderBy(entry => entry.Key, StringComparer.Ordinal)
-            .Select(entry => $"{entry.Key}: checkpoint [{string.Join(", ", stateDict[entry.Key].shape)}], model [{string.Join(", ", entry.Value.shape)}]")
+            .Select(entry => $"{Name(entry.Key)}: checkpoint {Shape(given[entry.Key].shape)}, model {Shape(entry.Value.shape)}")
             .ToList();
         if (missing.Count + unexpected.Count + misShaped.Count > 0)
         {
@@ -31,6 +51,6 @@ public static class StateDictLoading
             throw new InvalidDataException($"{source}: state dict does not match {module.GetName()}: {string.Join(" | ", problems)}");
         }
         using var guard = no_grad();
-        foreach (var (key, target) in targets) target.copy_(stateDict[key]);
+        foreach (var (key, target) in targets) target.copy_(given[key]);
     }
 }

@@ -24,4 +24,13 @@ public static class SinCosPositionEmbedding
         var table = cat([columnAngles.sin(), columnAngles.cos(), rowAngles.sin(), rowAngles.cos()], 1);
         return table.to(float32).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The same table with an all-zero first row for a CLS slot when <paramref name="withClsRow"/> (MAE, decoder).</summary>
+    public static Tensor Create2D(long embedDim, long gridSide, bool withClsRow)
+    {
+        if (!withClsRow) return Create2D(embedDim, gridSide);
+        using var table = Create2D(embedDim, gridSide);
+        using var clsRow = zeros(1, embedDim, dtype: float32);
+        return cat([clsRow, table], 0);
+    }
 }

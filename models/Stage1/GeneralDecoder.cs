@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -31,7 +32,7 @@ public sealed class GeneralDecoder : nn.Module<Tensor, Tensor>
         var activation = Activations.Resolve(config.HiddenAct, "GeneralDecoder");
         decoder_embed = nn.Linear(config.HiddenSize, width);
         trainable_cls_token = new Parameter(zeros(1, 1, width));
-        using (var table = SinCosPositionTable.Create(width, config.GridSize, withClsRow: true))
+        using (var table = SinCosPositionEmbedding.Create2D(width, config.GridSize, withClsRow: true))
             decoder_pos_embed = new Parameter(table.unsqueeze(0), requires_grad: false);
         decoder_layers = new ModuleList<ViTMaeLayer>(Enumerable.Range(0, config.DecoderNumHiddenLayers)
             .Select(_ => new ViTMaeLayer(width, config.DecoderNumAttentionHeads, config.DecoderIntermediateSize,

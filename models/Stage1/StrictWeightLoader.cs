@@ -31,37 +31,8 @@ public static class StrictWeightLoader
 
     /// <remarks>Keys accepted by <paramref name="isOptional"/> keep their constructed value when the file lacks them.</remarks>
     public static void Load(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source, string prefix = "",
-        Func<string, bool>? isIgnorable = null, Func<string, bool>? isOptional = null)
-    {
-        var selected = tensors.Where(pair => pair.Key.StartsWith(prefix, StringComparison.Ordinal))
-            .ToDictionary(pair => pair.Key[prefix.Length..], pair => pair.Value, StringComparer.Ordinal);
-        var targets = module.state_dict()
-            .Where(pair => selected.ContainsKey(pair.Key) || !(isOptional?.Invoke(pair.Key) ?? false))
-            .ToDictionary(pair => pair.Key, pair => pair.Value, StringComparer.Ordinal);
-
-        var missing = targets.Keys.Where(key => !selected.ContainsKey(key)).ToList();
-        if (missing.Count > 0)
-            throw new InvalidDataException(
-                $"{source}: missing weight '{prefix}{missing[0]}'" + (missing.Count > 1 ? $" (and {missing.Count - 1} more: {string.Join(", ", missing.Skip(1).Take(5).Select(k => prefix + k))})" : ""));
-        var unexpected = selected.Keys.Where(key => !targets.ContainsKey(key) && !(isIgnorable?.Invoke(key) ?? false)).ToList();
-        if (unexpected.Count > 0)
-            throw new InvalidDataException(
-                $"{source}: unexpected weight '{prefix}{unexpected[0]}' that this model does not have" + (unexpected.Count > 1 ? $" (and {unexpected.Count - 1} more)" : ""));
-
-        foreach (var (key, target) in targets)
-        {
-            var stored = selected[key];
-            if (!stored.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException(
-                    $"{source}: weight '{prefix}{key}' has shape [{string.Join(",", stored.shape)}], the model expects [{string.Join(",", target.shape)}]");
-        }
-        using var noGrad = no_grad();
-        foreach (var (key, target) in targets)
-        {
-            using var converted = selected[key].to(target.dtype, target.device);
-            target.copy_(converted);
-        }
-    }
+        Func<string, bool>? isIgnorable = null, Func<string, bool>? isOptional = null) =>
+        StateDictLoading.LoadStrict(module, tensors, source, prefix, isIgnorable, isOptional);
 
     /// <summary>
     /// The common prefix of a checkpoint: the part before <paramref name="anchorKey"/> in the first key that ends with

@@ -39,9 +39,9 @@ public sealed class StateDictLoadingTests
 
         var error = Assert.Throws<InvalidDataException>(() => StateDictLoading.LoadStrict(model, weights, "broken.safetensors"));
         Assert.Contains("broken.safetensors", error.Message);
-        Assert.Contains("missing keys (2): blocks.1.attn.proj.weight, s_projector.bias", error.Message);
-        Assert.Contains("unexpected keys (1): blocks.1.attn.extra.weight", error.Message);
-        Assert.Contains("final_layer.linear.weight: checkpoint [8, 95], model [8, 96]", error.Message);
+        Assert.Contains("missing keys (2): 'blocks.1.attn.proj.weight', 's_projector.bias'", error.Message);
+        Assert.Contains("unexpected keys (1): 'blocks.1.attn.extra.weight'", error.Message);
+        Assert.Contains("'final_layer.linear.weight': checkpoint [8,95], model [8,96]", error.Message);
         Assert.True(model.state_dict()["blocks.0.attn.qkv.weight"].equal(before).all().item<bool>(), "a failed load must copy nothing");
     }
 
@@ -52,6 +52,6 @@ public sealed class StateDictLoadingTests
         var weights = Stage2TestSupport.LoadCase("ddt_tiny", "weights.safetensors");
         using var model = new DiTwDDTHead(TinyOptions with { UseRope = false });
         var error = Assert.Throws<InvalidDataException>(() => StateDictLoading.LoadStrict(model, weights, "ddt_tiny"));
-        Assert.Contains("unexpected keys (4): dec_feat_rope.freqs_cos, dec_feat_rope.freqs_sin, enc_feat_rope.freqs_cos, enc_feat_rope.freqs_sin", error.Message);
+        Assert.Contains("unexpected keys (4): 'dec_feat_rope.freqs_cos', 'dec_feat_rope.freqs_sin', 'enc_feat_rope.freqs_cos', 'enc_feat_rope.freqs_sin'", error.Message);
     }
 }

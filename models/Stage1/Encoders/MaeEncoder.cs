@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -43,7 +44,7 @@ public sealed class MaeEmbeddings : nn.Module<Tensor, Tensor>
     public MaeEmbeddings(MaeConfig config) : base(nameof(MaeEmbeddings))
     {
         cls_token = new Parameter(zeros(1, 1, config.HiddenSize));
-        using (var table = SinCosPositionTable.Create(config.HiddenSize, config.PretrainGrid, withClsRow: true))
+        using (var table = SinCosPositionEmbedding.Create2D(config.HiddenSize, config.PretrainGrid, withClsRow: true))
             position_embeddings = new Parameter(table.unsqueeze(0), requires_grad: false);
         patch_embeddings = new HfPatchEmbeddings(config.NumChannels, config.HiddenSize, config.PatchSize);
         _patchSize = config.PatchSize;

@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using RAE.Models.IO;
 using RAE.Models.Stage1;
 using TorchSharp.Modules;
@@ -16,7 +17,7 @@ public sealed class GeneralDecoderTests
         var weights = SafeTensors.Load(Path.Combine(Fixtures.Case("decoder_tiny"), "weights.safetensors"));
         try
         {
-            using var ours = SinCosPositionTable.Create(32, 4, withClsRow: true);
+            using var ours = SinCosPositionEmbedding.Create2D(32, 4, withClsRow: true);
             var reference = weights["decoder_pos_embed"][0];
             Assert.True((ours - reference).abs().max().item<float>() < 1e-6);
             Assert.Equal(0f, ours[0].abs().sum().item<float>());
@@ -90,7 +91,7 @@ public sealed class GeneralDecoderTests
         Assert.True(sa["decoder_embed.weight"].abs().max().item<float>() > bound * 0.8);
         Assert.Equal(0f, sa["trainable_cls_token"].abs().sum().item<float>());
         Assert.Equal(1f, sa["decoder_norm.weight"].min().item<float>());
-        using var table = SinCosPositionTable.Create(32, 4, withClsRow: true);
+        using var table = SinCosPositionEmbedding.Create2D(32, 4, withClsRow: true);
         Assert.True(sa["decoder_pos_embed"][0].eq(table).all().item<bool>());
     }
 

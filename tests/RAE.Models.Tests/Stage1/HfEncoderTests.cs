@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using RAE.Models.Stage1;
 using RAE.Models.Stage1.Encoders;
 using static TorchSharp.torch;
@@ -188,7 +189,7 @@ public sealed class HfEncoderTests
         var convWeight = weights["vit.embeddings.patch_embeddings.projection.weight"];
         var patches = images.reshape(2, 3, 8, Patch, 8, Patch).permute(0, 2, 4, 1, 3, 5).reshape(2, 64, 3 * Patch * Patch);
         var embedded = patches.matmul(convWeight.reshape(32, -1).t()) + weights["vit.embeddings.patch_embeddings.projection.bias"]
-            + SinCosPositionTable.Create(32, 8, withClsRow: false);
+            + SinCosPositionEmbedding.Create2D(32, 8, withClsRow: false);
         var expected = (embedded - embedded.mean([2], keepdim: true)) / (embedded.var(2, unbiased: false, keepdim: true) + 1e-12).sqrt();
         Assert.True((tokens - expected).abs().max().item<float>() < 1e-4);
         HfTestCheckpoints.Dispose(weights);
