@@ -5,6 +5,7 @@ public static class CommandLine
     /// <summary>Every command of the `rae` CLI. Add new commands here.</summary>
     public static IReadOnlyList<ICliCommand> Commands { get; } =
     [
+        new BenchModelCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)

@@ -34,7 +34,8 @@ public sealed class LabelEmbedder : nn.Module
 
     /// <summary>
     /// Embeds labels [B]. When <paramref name="train"/> and dropout is on, each label is replaced by the null class with
-    /// probability dropout_prob (drawn from <paramref name="generator"/> if given); <paramref name="forceDropIds"/> (1 = drop)
+    /// probability dropout_prob (drawn on the generator's own device from <paramref name="generator"/> if given);
+    /// <paramref name="forceDropIds"/> (1 = drop)
     /// forces the choice instead of drawing, in either mode.
     /// </summary>
     public Tensor forward(Tensor labels, bool train, Tensor? forceDropIds = null, Generator? generator = null)
@@ -44,14 +45,14 @@ public sealed class LabelEmbedder : nn.Module
         if ((train && DropoutProbability > 0) || forceDropIds is not null)
         {
             var drop = forceDropIds is null
-                ? rand([labels.shape[0]], device: labels.device, generator: generator) < DropoutProbability
+                ? rand([labels.shape[0]], device: generator?.device ?? labels.device, generator: generator).to(labels.device) < DropoutProbability
                 : forceDropIds.eq(1);
             effective = where(drop, full_like(labels, NullClass), labels);
         }
-        var maximum = effective.numel() > 0 ? effective.max().item<long>() : 0;
-        if (maximum >= embedding_table.weight!.shape[0] || (effective.numel() > 0 && effective.min().item<long>() < 0))
+        var rows = embedding_table.weight!.shape[0];
+        if (effective.lt(0).logical_or(effective.ge(rows)).any().item<bool>())
             throw new ArgumentOutOfRangeException(nameof(labels),
-                $"label ids must lie in [0, {embedding_table.weight.shape[0] - 1}] (null class {NullClass}), got max {maximum}");
+                $"label ids must lie in [0, {rows - 1}] (null class {NullClass}), got [{string.Join(", ", effective.cpu().data<long>().Take(16))}]");
         return embedding_table.forward(effective).MoveToOuterDisposeScope();
     }
 }

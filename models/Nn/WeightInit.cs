@@ -13,8 +13,8 @@ public static class WeightInit
         using var guard = no_grad();
         var fanIn = weight.numel() / weight.shape[0];
         var bound = fanIn > 0 ? 1.0 / Math.Sqrt(fanIn) : 0;
-        nn.init.uniform_(weight, -bound, bound, generator);
-        if (bias is not null) nn.init.uniform_(bias, -bound, bound, generator);
+        weight.uniform_(-bound, bound, generator);
+        bias?.uniform_(-bound, bound, generator);
     }
 
     /// <summary>Xavier-uniform on the weight viewed as 2-D [out, in·k·k]: U(±√(6 / (fan_in + fan_out))).</summary>
@@ -24,13 +24,13 @@ public static class WeightInit
         var fanOut = weight.shape[0];
         var fanIn = weight.numel() / fanOut;
         var bound = Math.Sqrt(6.0 / (fanIn + fanOut));
-        nn.init.uniform_(weight, -bound, bound, generator);
+        weight.uniform_(-bound, bound, generator);
     }
 
     public static void Normal(Tensor tensor, double std, Generator? generator)
     {
         using var guard = no_grad();
-        nn.init.normal_(tensor, 0, std, generator);
+        tensor.normal_(0, std, generator);
     }
 
     public static void Zero(Tensor? tensor)

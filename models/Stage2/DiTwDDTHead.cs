@@ -108,7 +108,7 @@ public sealed class DiTwDDTHead : nn.Module
         var timeEmbedding = t_embedder.forward(t);
         var labelEmbedding = y_embedder.forward(y, training, generator: labelDropoutGenerator);
         var condition = nn.functional.silu(timeEmbedding + labelEmbedding);
-        s ??= Encode(x, timeEmbedding, condition);
+        s ??= RunEncoder(x, timeEmbedding, condition);
         var headCondition = s_projector.forward(s);
         var h = x_embedder.forward(x);
         for (var i = Options.Depth.Encoder; i < blocks.Count; i++) h = blocks[i].forward(h, headCondition, dec_feat_rope);
@@ -169,7 +169,17 @@ public sealed class DiTwDDTHead : nn.Module
         return where(inside, guided, unguided).MoveToOuterDisposeScope();
     }
 
-    private Tensor Encode(Tensor x, Tensor timeEmbedding, Tensor condition)
+    /// <summary>The encoder output (tokens before s_projector) that <see cref="forward"/> accepts as <c>s</c>.</summary>
+    public Tensor Encode(Tensor x, Tensor t, Tensor y, Generator? labelDropoutGenerator = null)
+    {
+        CheckInputs(x, t, y);
+        using var scope = NewDisposeScope();
+        var timeEmbedding = t_embedder.forward(t);
+        var condition = nn.functional.silu(timeEmbedding + y_embedder.forward(y, training, generator: labelDropoutGenerator));
+        return RunEncoder(x, timeEmbedding, condition).MoveToOuterDisposeScope();
+    }
+
+    private Tensor RunEncoder(Tensor x, Tensor timeEmbedding, Tensor condition)
     {
         var s = s_embedder.forward(x);
         if (pos_embed is not null) s = s + pos_embed;

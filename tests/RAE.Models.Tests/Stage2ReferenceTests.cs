@@ -1,8 +1,9 @@
 using RAE.Models.Verification;
+using Xunit.Abstractions;
 
 namespace RAE.Models.Tests;
 
-public sealed class Stage2ReferenceTests
+public sealed class Stage2ReferenceTests(ITestOutputHelper output)
 {
     [Fact]
     public void DiTwDDTHeadMatchesEveryReferenceOutput()
@@ -11,8 +12,17 @@ public sealed class Stage2ReferenceTests
         AssertAllPass(results, "forward", "forward_x2", "forward_with_cfg", "guidance_forward_x2", "forward_with_autoguidance");
     }
 
-    internal static void AssertAllPass(IReadOnlyList<OutputComparison> results, params string[] expectedOutputs)
+    [Fact]
+    public void LightningDiTMatchesEveryReferenceOutput()
     {
+        var results = ReferenceVerifier.CreateDefault().Verify(Fixtures.Case("lightningdit_tiny"));
+        AssertAllPass(results, "forward", "cfg_outside_interval", "cfg_inside_interval_condonly", "cfg_inside_interval_icfg1.5");
+    }
+
+    private void AssertAllPass(IReadOnlyList<OutputComparison> results, params string[] expectedOutputs)
+    {
+        foreach (var result in results)
+            output.WriteLine($"{result.Name}: max abs {result.MaxAbsoluteError:g3}, relative {result.MaxRelativeError:g3}");
         var compared = results.Select(r => r.Name).ToHashSet();
         foreach (var expected in expectedOutputs) Assert.Contains(expected, compared);
         foreach (var result in results)

@@ -1,0 +1,95 @@
+using System.Globalization;
+using System.Text.Json;
+using RAE.Models.Benchmarks;
+using RAE.Models.Stage2;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RAE.Client.Commands;
+
+/// <summary>
+/// `rae bench model`: DiT^DH training steps/s, sampling forward passes/s, the measured matmul peak and model-FLOPs
+/// utilisation. Options: --model s|xl|tiny (default s = DiT^DH-S at 16×16×768), --batch 4,8, --steps, --warmup,
+/// --precision fp32|bf16, --device cpu|cuda[:n] (default cuda when available), --matmul-size, --seed, --json.
+/// </summary>
+public sealed class BenchModelCommand : ICliCommand
+{
+    public string Name => "bench model";
+
+    public string Summary => "Benchmark DiT^DH training and sampling throughput and model-FLOPs utilisation";
+
+    public Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        var json = arguments.Flag("json");
+        var model = ParseModel(arguments.Option("model") ?? "s");
+        var batches = ParseBatches(arguments.Option("batch") ?? "4");
+        var steps = arguments.Int("steps", 3);
+        var warmup = arguments.Int("warmup", 1);
+        var precision = (arguments.Option("precision") ?? "fp32") switch
+        {
+            "fp32" => BenchmarkPrecision.Float32,
+            "bf16" => BenchmarkPrecision.BFloat16,
+            var other => throw new UsageException($"--precision expects fp32 or bf16, got '{other}'"),
+        };
+        var deviceName = arguments.Option("device") ?? (cuda.is_available() ? "cuda" : "cpu");
+        Device target;
+        try
+        {
+            target = device(deviceName);
+        }
+        catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
+        {
+            throw new UsageException($"--device '{deviceName}' is not usable: {exception.Message}");
+        }
+        var matmulSize = arguments.Int("matmul-size", target.type == DeviceType.CUDA ? 8192 : 2048);
+        var seed = arguments.Int("seed", 0);
+        arguments.RejectUnknownOptions();
+        if (steps < 1) throw new UsageException($"--steps must be at least 1, got {steps}");
+        if (warmup < 0) throw new UsageException($"--warmup must not be negative, got {warmup}");
+        if (matmulSize < 1) throw new UsageException($"--matmul-size must be positive, got {matmulSize}");
+
+        var settings = new ModelBenchmarkSettings(model, batches, steps, warmup, precision, target, matmulSize, seed);
+        var report = Stage2ModelBenchmark.Run(settings, json ? null : line => output.WriteLine(line));
+        if (json)
+            output.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+        else
+            PrintTable(report, output);
+        return Task.FromResult(0);
+    }
+
+    private static DiTwDDTHeadOptions ParseModel(string name) => name.ToLowerInvariant() switch
+    {
+        "s" => DiTwDDTHeadOptions.S,
+        "xl" => DiTwDDTHeadOptions.XL,
+        "tiny" => new DiTwDDTHeadOptions
+        {
+            InputSize = 4, InChannels = 8, HiddenSize = new(64, 96), Depth = new(2, 1), NumHeads = new(4, 4), NumClasses = 10,
+        },
+        _ => throw new UsageException($"--model expects s, xl or tiny, got '{name}'"),
+    };
+
+    private static List<int> ParseBatches(string text)
+    {
+        var batches = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var batch) || batch < 1)
+                throw new UsageException($"--batch expects positive integers separated by commas, got '{text}'");
+            batches.Add(batch);
+        }
+        return batches.Count > 0 ? batches : throw new UsageException("--batch needs at least one batch size");
+    }
+
+    private static void PrintTable(ModelBenchmarkReport report, TextWriter output)
+    {
+        var invariant = CultureInfo.InvariantCulture;
+        output.WriteLine(string.Create(invariant,
+            $"device {report.Device}, {report.Precision}, {report.Parameters / 1e6:F1} M parameters, {report.ForwardGflopsPerSample:F2} GFLOP per sample forward"));
+        output.WriteLine(string.Create(invariant,
+            $"matmul peak {report.MatmulPeak.GflopsPerSecond:F1} GFLOP/s ({report.MatmulPeak.Size}x{report.MatmulPeak.Size} {report.MatmulPeak.DataType})"));
+        output.WriteLine($"{"batch",6} {"train steps/s",14} {"samples/s",10} {"train MFU",10} {"fwd passes/s",13} {"fwd MFU",8} {"loss",8}");
+        foreach (var row in report.Batches)
+            output.WriteLine(string.Create(invariant,
+                $"{row.BatchSize,6} {row.TrainStepsPerSecond,14:F3} {row.TrainSamplesPerSecond,10:F2} {row.TrainModelFlopsUtilisation,10:P1} {row.SamplingForwardPassesPerSecond,13:F3} {row.SamplingModelFlopsUtilisation,8:P1} {row.LastTrainingLoss,8:F4}"));
+    }
+}

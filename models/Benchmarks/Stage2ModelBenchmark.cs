@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using RAE.Models.Stage2;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RAE.Models.Benchmarks;
+
+public enum BenchmarkPrecision
+{
+    Float32,
+
+    /// <summary>bf16 compute on a cast copy of fp32 master weights; gradients go back to fp32 for AdamW.</summary>
+    BFloat16,
+}
+
+public sealed record ModelBenchmarkSettings(
+    DiTwDDTHeadOptions Model,
+    IReadOnlyList<int> BatchSizes,
+    int Steps,
+    int WarmupSteps,
+    BenchmarkPrecision Precision,
+    Device Device,
+    long MatmulSize,
+    long Seed = 0);
+
+public sealed record MatmulPeak(long Size, string DataType, double GflopsPerSecond);
+
+public sealed record BatchBenchmark(
+    int BatchSize,
+    double TrainStepsPerSecond,
+    double TrainSamplesPerSecond,
+    double TrainModelGflopsPerSecond,
+    double TrainModelFlopsUtilisation,
+    double SamplingForwardPassesPerSecond,
+    double SamplingModelGflopsPerSecond,
+    double SamplingModelFlopsUtilisation,
+    double LastTrainingLoss);
+
+public sealed record ModelBenchmarkReport(
+    string Device,
+    string Precision,
+    long Parameters,
+    double ForwardGflopsPerSample,
+    MatmulPeak MatmulPeak,
+    IReadOnlyList<BatchBenchmark> Batches);
+
+/// <summary>
+/// Measures DiT^DH training steps/s (forward, MSE velocity loss on the linear path, backward, torch AdamW) and sampling
+/// forward passes/s, plus the dense-matmul peak of the same device and dtype, and reports model-FLOPs utilisation
+/// (<see cref="ModelFlops"/> / measured peak). Nothing is assumed: every rate is timed in this run.
+/// </summary>
+public static class Stage2ModelBenchmark
+{
+    public static ModelBenchmarkReport Run(ModelBenchmarkSettings settings, Action<string>? progress = null)
+    {
+        if (settings.Steps < 1) throw new ArgumentException($"steps must be at least 1, got {settings.Steps}");
+        if (settings.WarmupSteps < 0) throw new ArgumentException($"warmup steps must not be negative, got {settings.WarmupSteps}");
+        if (settings.BatchSizes.Count == 0 || settings.BatchSizes.Any(b => b < 1))
+            throw new ArgumentException($"batch sizes must be positive, got [{string.Join(", ", settings.BatchSizes)}]");
+        var computeType = settings.Precision == BenchmarkPrecision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var peak = MeasureMatmulPeak(settings.MatmulSize, computeType, settings.Device);
+        progress?.Invoke($"matmul peak {peak.GflopsPerSecond:F1} GFLOP/s ({peak.Size}x{peak.Size} {peak.DataType})");
+
+        var generator = new Generator((ulong)settings.Seed, device("cpu"));
+        using var master = new DiTwDDTHead(settings.Model, generator);
+        master.to(settings.Device);
+        using var compute = computeType == ScalarType.Float32 ? null : CreateComputeCopy(settings.Model, settings.Device, computeType);
+        var trainable = master.parameters().Where(p => p.requires_grad).ToList();
+        using var optimizer = optim.AdamW(trainable, lr: 1e-4, beta1: 0.9, beta2: 0.95, weight_decay: 0);
+        var forwardFlops = ModelFlops.ForwardPerSample(settings.Model);
+        var results = new List<BatchBenchmark>();
+        foreach (var batch in settings.BatchSizes)
+        {
+            var (stepsPerSecond, loss) = TimeTraining(master, compute, optimizer, settings, batch, computeType);
+            var forwardsPerSecond = TimeSampling(compute ?? master, settings, batch, computeType);
+            var trainFlops = 3 * forwardFlops * batch * stepsPerSecond;
+            var sampleFlops = forwardFlops * batch * forwardsPerSecond;
+            results.Add(new BatchBenchmark(batch, stepsPerSecond, stepsPerSecond * batch, trainFlops / 1e9, trainFlops / 1e9 / peak.GflopsPerSecond,
+                forwardsPerSecond, sampleFlops / 1e9, sampleFlops / 1e9 / peak.GflopsPerSecond, loss));
+            progress?.Invoke($"batch {batch}: {stepsPerSecond:F3} train steps/s, {forwardsPerSecond:F3} forward passes/s");
+        }
+        var parameterCount = master.parameters().Sum(p => p.numel());
+        return new ModelBenchmarkReport(settings.Device.ToString(), computeType == ScalarType.Float32 ? "fp32" : "bf16",
+            parameterCount, forwardFlops / 1e9, peak, results);
+    }
+
+    /// <summary>Best rate over several timed n×n matmuls (2n³ FLOPs each) after one warm-up.</summary>
+    public static MatmulPeak MeasureMatmulPeak(long size, ScalarType dataType, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(size, size, device: device).to(dataType);
+        var b = randn(size, size, device: device).to(dataType);
+        using (a.matmul(b)) Synchronize(device);
+        var best = 0.0;
+        var total = Stopwatch.StartNew();
+        for (var repeat = 0; repeat < 20 && (repeat < 3 || total.Elapsed.TotalSeconds < 2); repeat++)
+        {
+            var watch = Stopwatch.StartNew();
+            using (a.matmul(b)) Synchronize(device);
+            best = Math.Max(best, 2.0 * size * size * size / watch.Elapsed.TotalSeconds / 1e9);
+        }
+        return new MatmulPeak(size, dataType.ToString(), best);
+    }
+
+    private static DiTwDDTHead CreateComputeCopy(DiTwDDTHeadOptions options, Device device, ScalarType computeType)
+    {
+        var copy = new DiTwDDTHead(options);
+        copy.to(device).to(computeType);
+        return copy;
+    }
+
+    private static (double StepsPerSecond, double Loss) TimeTraining(DiTwDDTHead master, DiTwDDTHead? compute,
+        optim.Optimizer optimizer, ModelBenchmarkSettings settings, int batch, ScalarType computeType)
+    {
+        master.train();
+        compute?.train();
+        var pairs = compute is null ? [] : master.parameters().Zip(compute.parameters()).ToList();
+        var data = new Generator((ulong)(settings.Seed + batch), device("cpu"));
+        double loss = double.NaN;
+        Stopwatch? watch = null;
+        for (var step = 0; step < settings.WarmupSteps + settings.Steps; step++)
+        {
+            if (step == settings.WarmupSteps)
+            {
+                Synchronize(settings.Device);
+                watch = Stopwatch.StartNew();
+            }
+            using var scope = NewDisposeScope();
+            var (noisy, t, y, target) = TrainingBatch(settings, batch, data);
+            optimizer.zero_grad();
+            if (compute is null)
+            {
+                using var lossTensor = (master.forward(noisy, t, y) - target).pow(2).mean();
+                lossTensor.backward();
+                if (step == settings.WarmupSteps + settings.Steps - 1) loss = lossTensor.item<float>();
+            }
+            else
+            {
+                using (no_grad())
+                {
+                    foreach (var (source, destination) in pairs) destination.copy_(source);
+                }
+                compute.zero_grad();
+                var velocity = compute.forward(noisy.to(computeType), t.to(computeType), y);
+                using var lossTensor = (velocity.to(float32) - target).pow(2).mean();
+                lossTensor.backward();
+                using (no_grad())
+                {
+                    foreach (var (source, destination) in pairs)
+                    {
+                        if (destination.grad is null) continue;
+                        if (source.grad is null) source.grad = zeros_like(source).DetachFromDisposeScope();
+                        source.grad.copy_(destination.grad);
+                    }
+                }
+                if (step == settings.WarmupSteps + settings.Steps - 1) loss = lossTensor.item<float>();
+            }
+            optimizer.step();
+        }
+        Synchronize(settings.Device);
+        return (settings.Steps / watch!.Elapsed.TotalSeconds, loss);
+    }
+
+    private static double TimeSampling(DiTwDDTHead model, ModelBenchmarkSettings settings, int batch, ScalarType computeType)
+    {
+        model.eval();
+        using var guard = no_grad();
+        var data = new Generator((ulong)(settings.Seed + 1000 + batch), device("cpu"));
+        Stopwatch? watch = null;
+        for (var step = 0; step < settings.WarmupSteps + settings.Steps; step++)
+        {
+            if (step == settings.WarmupSteps)
+            {
+                Synchronize(settings.Device);
+                watch = Stopwatch.StartNew();
+            }
+            using var scope = NewDisposeScope();
+            var (noisy, t, y, _) = TrainingBatch(settings, batch, data);
+            model.forward(noisy.to(computeType), t.to(computeType), y);
+        }
+        Synchronize(settings.Device);
+        return settings.Steps / watch!.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>x_t = (1 − t)·x + t·ε with velocity target ε − x (reversed-time linear path); data drawn on the CPU.</summary>
+    private static (Tensor Noisy, Tensor T, Tensor Y, Tensor Target) TrainingBatch(ModelBenchmarkSettings settings, int batch, Generator generator)
+    {
+        var options = settings.Model;
+        long[] shape = [batch, options.InChannels, options.InputSize, options.InputSize];
+        var x = randn(shape, generator: generator).to(settings.Device);
+        var noise = randn(shape, generator: generator).to(settings.Device);
+        var t = rand([batch], generator: generator).to(settings.Device);
+        var y = randint(options.NumClasses, [batch], generator: generator).to(settings.Device);
+        var tView = t.view(-1, 1, 1, 1);
+        return ((1 - tView) * x + tView * noise, t, y, noise - x);
+    }
+
+    private static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize(device);
+    }
+}

@@ -1,0 +1,72 @@
+using System.Text.Json;
+using RAE.Client.Commands;
+using RAE.Models.Stage2;
+
+namespace RAE.Models.Tests;
+
+public sealed class BenchModelTests
+{
+    [Fact]
+    public void ForwardFlopsCountEveryMatmulAtItsTokenCount()
+    {
+        var tiny = new DiTwDDTHeadOptions
+        {
+            InputSize = 4, InChannels = 8, HiddenSize = new(64, 96), Depth = new(2, 1), NumHeads = new(4, 4), NumClasses = 10,
+        };
+        // 16 tokens; SwiGLU hidden 170 (encoder) and 256 (head).
+        double patchEmbeds = 2 * 16 * 8 * 64 + 2 * 16 * 8 * 96;
+        double timeMlp = 2 * (512 * 64 + 64 * 64);
+        double encoderBlock = 2 * 16 * 64 * 192 + 4 * 16 * 16 * 64 + 2 * 16 * 64 * 64 + 2 * 16 * 3 * 64 * 170 + 2 * 6 * 64 * 64;
+        double projector = 2 * 16 * 64 * 96;
+        double headBlock = 2 * 16 * 96 * 288 + 4 * 16 * 16 * 96 + 2 * 16 * 96 * 96 + 2 * 16 * 3 * 96 * 256 + 2 * 16 * 6 * 96 * 96;
+        double finalLayer = 2 * 16 * 96 * 192 + 2 * 16 * 96 * 8;
+        var expected = patchEmbeds + timeMlp + 2 * encoderBlock + projector + headBlock + finalLayer;
+        Assert.Equal(expected, ModelFlops.ForwardPerSample(tiny));
+        Assert.Equal(3 * expected, ModelFlops.TrainingStepPerSample(tiny));
+    }
+
+    [Theory]
+    [InlineData("fp32", "Float32")]
+    [InlineData("bf16", "BFloat16")]
+    public async Task BenchModelJsonReportsMeasuredRatesConsistentWithThePeak(string precision, string matmulType)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var exitCode = await CommandLine.RunAsync(
+            ["bench", "model", "--model", "tiny", "--batch", "2,3", "--steps", "1", "--warmup", "0", "--matmul-size", "64", "--device", "cpu", "--precision", precision, "--json"],
+            output, error);
+        Assert.True(exitCode == 0, error.ToString());
+        using var report = JsonDocument.Parse(output.ToString());
+        var root = report.RootElement;
+        Assert.Equal(precision, root.GetProperty("Precision").GetString());
+        Assert.Equal(matmulType, root.GetProperty("MatmulPeak").GetProperty("DataType").GetString());
+        var peak = root.GetProperty("MatmulPeak").GetProperty("GflopsPerSecond").GetDouble();
+        Assert.True(peak > 0);
+        var forwardGflops = root.GetProperty("ForwardGflopsPerSample").GetDouble();
+        var batches = root.GetProperty("Batches").EnumerateArray().ToList();
+        Assert.Equal([2, 3], batches.Select(b => b.GetProperty("BatchSize").GetInt32()));
+        foreach (var batch in batches)
+        {
+            var size = batch.GetProperty("BatchSize").GetInt32();
+            var steps = batch.GetProperty("TrainStepsPerSecond").GetDouble();
+            var forwards = batch.GetProperty("SamplingForwardPassesPerSecond").GetDouble();
+            Assert.True(steps > 0 && forwards > 0);
+            Assert.True(double.IsFinite(batch.GetProperty("LastTrainingLoss").GetDouble()));
+            var trainGflops = batch.GetProperty("TrainModelGflopsPerSecond").GetDouble();
+            Assert.Equal(3 * forwardGflops * size * steps, trainGflops, 1e-9);
+            Assert.Equal(trainGflops / peak, batch.GetProperty("TrainModelFlopsUtilisation").GetDouble(), 1e-9);
+            Assert.Equal(forwardGflops * size * forwards / peak, batch.GetProperty("SamplingModelFlopsUtilisation").GetDouble(), 1e-9);
+        }
+    }
+
+    [Fact]
+    public async Task BenchModelRejectsBadOptionsByName()
+    {
+        var error = new StringWriter();
+        Assert.Equal(2, await CommandLine.RunAsync(["bench", "model", "--precision", "fp8"], new StringWriter(), error));
+        Assert.Contains("--precision expects fp32 or bf16, got 'fp8'", error.ToString());
+        error = new StringWriter();
+        Assert.Equal(2, await CommandLine.RunAsync(["bench", "model", "--batch", "4,x"], new StringWriter(), error));
+        Assert.Contains("--batch expects positive integers", error.ToString());
+    }
+}
