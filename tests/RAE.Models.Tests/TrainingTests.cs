@@ -171,3 +171,48 @@ public sealed class TrainingStepEndToEndTests
         }
     }
 }
+
+public sealed class Stage2TrainingStepTests
+{
+    [Fact]
+    public void OneStepReportsTheReferenceLossAndNormAndUpdatesTheEma()
+    {
+        var folder = Fixtures.Case("transport");
+        var parameters = RAE.Models.Verification.ReferenceCase.Open(folder).Root.GetProperty("params");
+        var weights = SafeTensors.Load(Path.Combine(folder, "weights.safetensors"));
+        var io = SafeTensors.Load(Path.Combine(folder, "io.safetensors"));
+        var step = SafeTensors.Load(Path.Combine(folder, "train_step.safetensors"));
+        try
+        {
+            using var scope = NewDisposeScope();
+            var options = RAE.Models.Stage2.DiTwDDTHeadOptions.FromReferenceParams(parameters);
+            using var model = new RAE.Models.Stage2.DiTwDDTHead(options);
+            using var ema = new RAE.Models.Stage2.DiTwDDTHead(options);
+            StateDictLoading.LoadStrict(model, weights, "transport/weights.safetensors");
+            ExponentialMovingAverage.CopyFrom(ema, model);
+            // Train mode would drop labels at random; the fixture's loss was taken in eval mode.
+            model.eval();
+            var schedule = new LearningRateSchedule(2e-4, 2e-5, 10, 100, DecayShape.Linear, warmupFromZero: false);
+            using var trainer = new Stage2TrainingStep(model, (x, t, y) => model.forward(x, t, y),
+                RAE.Models.Transport.FlowTransport.Create(), schedule, 1.0, ema, 0.9);
+            var result = trainer.Run(io["loss.x1"], io["loss.y"], io["loss.x0"], io["loss.t"]);
+            Assert.Equal(0, result.Step);
+            Assert.Equal(1, trainer.StepCount);
+            Assert.Equal(2e-4, result.LearningRate, 15);
+            Assert.Equal(io["loss.mean"].item<float>(), result.Loss, tolerance: 1e-4);
+            Assert.Equal(step["grad_total_norm"].item<float>(), result.GradientNorm, tolerance: 1e-4);
+            var emaWeights = ema.state_dict();
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                var expected = 0.9 * weights[name] + 0.1 * parameter.detach();
+                Assert.True(emaWeights[name].allclose(expected, 1e-6, 1e-7), $"EMA of {name}");
+                if (parameter.requires_grad)
+                    Assert.True((parameter.detach() - step[$"param_after.{name}"]).abs().max().item<float>() <= 2.05 * 2e-4, name);
+            }
+        }
+        finally
+        {
+            foreach (var tensor in weights.Values.Concat(io.Values).Concat(step.Values)) tensor.Dispose();
+        }
+    }
+}
