@@ -18,3 +18,38 @@ public sealed class SamplerReferenceTests(ITestOutputHelper output)
         output.WriteLine($"{results.Count} outputs, worst {worst.Name}: relative {worst.MaxRelativeError:g3}");
     }
 }
+
+public sealed class SamplerConsistencyTests
+{
+    [Fact]
+    public void Dopri5AndFineRk4AgreeOnTheTinyDiTFlow()
+    {
+        // Every grid 1 − linspace(0, 0.999, N) ends at the same shifted time, so an adaptive dopri5 on 10 points and a
+        // 3/8-rule RK4 on 120 points must reach the same final state (the exact ODE solution) up to their errors.
+        var folder = Fixtures.Case("sampler");
+        var referenceCase = ReferenceCase.Open(folder);
+        var weights = RAE.Models.IO.SafeTensors.Load(Path.Combine(folder, "weights.safetensors"));
+        var io = RAE.Models.IO.SafeTensors.Load(Path.Combine(folder, "io.safetensors"));
+        try
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            using var guard = TorchSharp.torch.no_grad();
+            using var model = new RAE.Models.Stage2.DiTwDDTHead(RAE.Models.Stage2.DiTwDDTHeadOptions.FromReferenceParams(referenceCase.Root.GetProperty("params")));
+            RAE.Models.IO.StateDictLoading.LoadStrict(model, weights, "sampler/weights.safetensors");
+            model.eval();
+            var transport = RAE.Models.Transport.FlowTransport.Create(timeDistShift: Math.Sqrt(48));
+            RAE.Models.Transport.ModelFunction velocity = (x, t) => model.forward(x, t, io["y"]);
+            var adaptive = new RAE.Models.Sampling.OdeSampler(transport, "dopri5", 10, atol: 1e-6, rtol: 1e-5).Sample(io["z"], velocity)[-1];
+            var fine = new RAE.Models.Sampling.OdeSampler(transport, "rk4", 120).Sample(io["z"], velocity)[-1];
+            var coarseEuler = io["euler_noguidance.final"];
+            var error = (adaptive - fine).abs().max().item<float>() / fine.abs().max().item<float>();
+            var eulerError = (coarseEuler - fine).abs().max().item<float>() / fine.abs().max().item<float>();
+            Assert.True(error < 1e-3, $"dopri5 vs rk4: {error:g3}");
+            Assert.True(error < eulerError / 10, $"dopri5 ({error:g3}) must be far closer than 9-step Euler ({eulerError:g3})");
+        }
+        finally
+        {
+            foreach (var tensor in weights.Values.Concat(io.Values)) tensor.Dispose();
+        }
+    }
+}
