@@ -102,7 +102,11 @@ internal static class Dopri5Solver
         }
     }
 
-    private static double RmsNorm(Tensor x) => x.square().mean().sqrt().item<double>();
+    private static double RmsNorm(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return x.to(float64).square().mean().sqrt().item<double>();
+    }
 
     private static double InitialStep(OdeFunction f, double t0, Tensor y0, Tensor f0, double atol, double rtol)
     {

@@ -8,6 +8,7 @@ public static class ExponentialMovingAverage
     /// <summary>Makes <paramref name="ema"/> an exact copy of <paramref name="model"/> (parameters and buffers).</summary>
     public static void CopyFrom(nn.Module ema, nn.Module model)
     {
+        using var scope = NewDisposeScope();
         using var guard = no_grad();
         var source = model.state_dict();
         var target = ema.state_dict();
@@ -23,6 +24,7 @@ public static class ExponentialMovingAverage
     public static void Update(nn.Module ema, nn.Module model, double decay)
     {
         if (!(decay >= 0 && decay <= 1)) throw new ArgumentOutOfRangeException(nameof(decay), decay, "EMA decay must lie in [0, 1]");
+        using var scope = NewDisposeScope();
         using var guard = no_grad();
         var emaParameters = ema.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var modelParameters = model.named_parameters().ToList();

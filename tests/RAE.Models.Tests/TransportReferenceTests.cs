@@ -16,7 +16,7 @@ public sealed class TransportReferenceTests(ITestOutputHelper output)
             "loss_train.per_sample", "loss_train.mean", "grad_total_norm",
             "grad.blocks.2.mlp.w12.weight", "grad_clipped.t_embedder.mlp.0.weight", "param_after.y_embedder.embedding_table.weight",
         };
-        Stage2ReferenceTests.AssertAllPass(results, expected.ToArray());
+        TransportReferenceAssertions.AssertAllPass(results, expected.ToArray());
         var worst = results.MaxBy(r => r.MaxRelativeError)!;
         output.WriteLine($"{results.Count} outputs, worst {worst.Name}: relative {worst.MaxRelativeError:g3}");
         // 52 trainable tensors (all but pos_embed and t_embedder.W), each with grad, grad_clipped and param_after.
@@ -37,5 +37,17 @@ public sealed class TransportReferenceTests(ITestOutputHelper output)
         Assert.False(new SamplerCaseChecker().CanCheck(ReferenceCase.Open(Fixtures.Case("transport"))));
         Assert.False(new SamplerCaseChecker().CanCheck(ReferenceCase.Open(Fixtures.Case("ddt_tiny"))));
         Assert.False(new TransportCaseChecker().CanCheck(ReferenceCase.Open(Fixtures.Case("ddt_tiny"))));
+    }
+}
+
+/// <summary>Every expected output was compared, and every comparison passed (errors named in the message).</summary>
+internal static class TransportReferenceAssertions
+{
+    public static void AssertAllPass(IReadOnlyList<OutputComparison> results, params string[] expectedOutputs)
+    {
+        var compared = results.Select(r => r.Name).ToHashSet();
+        foreach (var expected in expectedOutputs) Assert.Contains(expected, compared);
+        foreach (var result in results)
+            Assert.True(result.Passed, $"{result.Name}: max abs {result.MaxAbsoluteError:g3}, relative {result.MaxRelativeError:g3} > {result.Tolerance:g1}");
     }
 }

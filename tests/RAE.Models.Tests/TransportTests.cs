@@ -191,3 +191,34 @@ public sealed class TransportTests
         Assert.Contains("[2]", error.Message);
     }
 }
+
+public sealed class TransportDriftTests
+{
+    [Theory]
+    [InlineData("score")]
+    [InlineData("noise")]
+    [InlineData("velocity")]
+    public void EveryPredictionTypeGivesTheSameProbabilityFlowDrift(string prediction)
+    {
+        // Gaussian data N(2, 0.5²): the exact score is −(x − mean_t)/var_t; noise = −σ_t·score; velocity in closed form.
+        using var scope = NewDisposeScope();
+        const double m = 2.0, s = 0.5;
+        var x = randn(5, 1, dtype: float64);
+        var t = tensor(new[] { 0.1, 0.3, 0.5, 0.7, 0.95 }, float64);
+        var (mean, variance) = GaussianToy.Marginal(t.view(-1, 1), m, s);
+        var score = -(x - mean) / variance;
+        ModelFunction model = prediction switch
+        {
+            "score" => (xx, tt) => score.clone(),
+            "noise" => (xx, tt) => -tt.view(-1, 1) * score,
+            _ => GaussianToy.Velocity(m, s),
+        };
+        var transport = FlowTransport.Create(prediction: prediction);
+        var drift = transport.Drift(model, x, t);
+        var velocity = GaussianToy.Velocity(m, s)(x, t);
+        Assert.True(drift.allclose(velocity, 1e-10, 1e-10));
+        var (sdeDrift, sdeScore) = transport.DriftAndScore(model, x, t);
+        Assert.True(sdeDrift.allclose(velocity, 1e-10, 1e-10));
+        Assert.True(sdeScore.allclose(score, 1e-9, 1e-9));
+    }
+}
