@@ -5,6 +5,10 @@ public static class CommandLine
     /// <summary>Every command of the `rae` CLI. Add new commands here.</summary>
     public static IReadOnlyList<ICliCommand> Commands { get; } =
     [
+        new ClusterStatusCommand(),
+        new JobsListCommand(),
+        new JobsShowCommand(),
+        new JobsCancelCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
