@@ -10,7 +10,8 @@ namespace RAE.Client.Cluster;
 
 /// <summary>
 /// An Orleans client connected to an RAE cluster. Options: --gateway host:port (embedded silo, default
-/// 127.0.0.1:30000) or --azure "connection string" (Azure Table clustering), --cluster-id / --service-id (default "rae").
+/// 127.0.0.1:30000) or --azure "connection string" (Azure Table clustering), --cluster-id / --service-id (default "rae"),
+/// --connect-timeout seconds (default 10).
 /// </summary>
 public sealed class ClusterConnection : IAsyncDisposable
 {
@@ -23,11 +24,16 @@ public sealed class ClusterConnection : IAsyncDisposable
     /// <summary>The options every cluster command reads; call before <see cref="CommandArguments.RejectUnknownOptions"/>.</summary>
     public sealed record Settings(string? Gateway, string? AzureConnectionString, string ClusterId, string ServiceId)
     {
+        public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
         public static Settings Read(CommandArguments arguments) => new(
             arguments.Option("gateway"),
             arguments.Option("azure"),
             arguments.Option("cluster-id") ?? "rae",
-            arguments.Option("service-id") ?? "rae");
+            arguments.Option("service-id") ?? "rae")
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(arguments.Double("connect-timeout", 10)),
+        };
     }
 
     public static async Task<ClusterConnection> ConnectAsync(Settings settings, CancellationToken cancellationToken)
@@ -48,14 +54,17 @@ public sealed class ClusterConnection : IAsyncDisposable
             else client.UseAzureStorageClustering(table => table.TableServiceClient = new TableServiceClient(settings.AzureConnectionString));
         });
         var host = builder.Build();
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        connectTimeout.CancelAfter(settings.ConnectTimeout);
         try
         {
-            await host.StartAsync(cancellationToken);
+            await host.StartAsync(connectTimeout.Token);
         }
-        catch (Exception error) when (error is not OperationCanceledException)
+        catch (Exception error) when (!cancellationToken.IsCancellationRequested)
         {
             host.Dispose();
-            throw new ClusterUnreachableException($"cannot connect to the cluster ({(gateway is not null ? $"gateway {gateway}" : "Azure Table clustering")}, cluster id '{settings.ClusterId}'): {error.Message}", error);
+            var reason = error is OperationCanceledException ? $"no answer within {settings.ConnectTimeout.TotalSeconds:0.#} s" : error.Message;
+            throw new ClusterUnreachableException($"cannot connect to the cluster ({(gateway is not null ? $"gateway {gateway}" : "Azure Table clustering")}, cluster id '{settings.ClusterId}'): {reason}", error);
         }
         return new ClusterConnection(host);
     }

@@ -76,7 +76,7 @@ public sealed class ClientCommandTests
     [Fact]
     public async Task UnreachableClusterGivesExitCodeThree()
     {
-        var (code, _, error) = await RunAsync("jobs", "list", "--gateway", $"127.0.0.1:{FreePort()}");
+        var (code, _, error) = await RunAsync("jobs", "list", "--gateway", $"127.0.0.1:{FreePort()}", "--connect-timeout", "2");
         Assert.Equal(3, code);
         Assert.Contains("cannot connect to the cluster", error);
     }
