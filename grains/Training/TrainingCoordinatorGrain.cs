@@ -32,6 +32,7 @@ public sealed class TrainingJobState
 public sealed partial class TrainingCoordinatorGrain(
     [PersistentState("training", RaeStorage.GrainStateProvider)] IPersistentState<TrainingJobState> job,
     IEnumerable<IRankWorkerFactory> workerFactories,
+    SiloTrainingMetrics siloMetrics,
     ILogger<TrainingCoordinatorGrain> logger) : Grain, ITrainingCoordinatorGrain
 {
     public const int MaxConsecutiveFailures = 5;
@@ -312,8 +313,9 @@ public sealed partial class TrainingCoordinatorGrain(
         }
     }
 
-    private static void Publish(StepMetrics metrics)
+    private void Publish(StepMetrics metrics)
     {
+        siloMetrics.Record(JobId, metrics);
         TrainingTelemetry.Loss.Record(metrics.Loss);
         TrainingTelemetry.StepSeconds.Record(metrics.StepSeconds);
         TrainingTelemetry.SamplesPerSecond.Record(metrics.SamplesPerSecondPerRank.Sum());
