@@ -7,6 +7,10 @@ public static class CommandLine
     [
         new VerifyReferenceCommand(),
         new BenchModelCommand(),
+        new ClusterStatusCommand(),
+        new JobsListCommand(),
+        new JobsShowCommand(),
+        new JobsCancelCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
