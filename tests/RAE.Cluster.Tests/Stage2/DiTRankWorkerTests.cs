@@ -106,7 +106,7 @@ public sealed class DiTRankWorkerTests
             Assert.Equal(2L, tensors["optimizer.step"].item<long>());
             Assert.Equal(16L, tensors["data.position"].item<long>());
             // EMA (decay 0.9) trails the model after two updates: present, and different.
-            Assert.False(tensors["ema.final_layer.linear.weight"].equal(tensors["model.final_layer.linear.weight"]).item<bool>());
+            Assert.False(tensors["ema.final_layer.linear.weight"].eq(tensors["model.final_layer.linear.weight"]).all().item<bool>());
         }
         finally
         {
