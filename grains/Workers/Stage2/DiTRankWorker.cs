@@ -120,13 +120,16 @@ public sealed class DiTRankWorker : IRankWorker
             throw new ArgumentException($"Update has {averagedGradients.Length} gradients; the DiT^DH model has {ParameterCount} trainable parameters.", nameof(averagedGradients));
         if (step != Step + 1)
             throw new InvalidOperationException($"Update for step {step} arrived, but this replica is at step {Step} (expected {Step + 1}).");
+        var gradients = new List<Tensor>(_trainable.Length);
         using (var scope = NewDisposeScope())
         {
             var flat = tensor(averagedGradients, device: _device);
             long offset = 0;
             foreach (var parameter in _trainable)
             {
-                parameter.grad = flat.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
+                var gradient = flat.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
+                gradients.Add(gradient);
+                parameter.grad = gradient;
                 offset += parameter.numel();
             }
         }
@@ -138,6 +141,7 @@ public sealed class DiTRankWorker : IRankWorker
         _optimizer!.step();
         ExponentialMovingAverage.Update(_ema!, _model!, job.Training.EmaDecay);
         foreach (var parameter in _trainable) parameter.grad = null;
+        foreach (var gradient in gradients) gradient.Dispose();
         Step = step;
         return _schedule.LearningRate(step - 1);
     }
