@@ -64,6 +64,8 @@ public sealed class DiTRankWorker : IRankWorker
         _context = context;
         _job = job;
         _device = torch.device(context.Device);
+        // libtorch's intra-op pool is process-wide: every rank of a silo asks for the same thread count.
+        if (context.Threads > 0 && torch.get_num_threads() != context.Threads) torch.set_num_threads(context.Threads);
 
         using (var generator = new Generator((ulong)spec.Seed, CPU))
         {
