@@ -71,7 +71,7 @@ public sealed record DiTJobConfig
             Ranks = ranks,
             GlobalBatchSize = training.ResolveGlobalBatchSize(ranks),
             GradientAccumulation = training.GradAccumSteps,
-            Steps = (int)(steps ?? training.MaxSteps ?? training.Epochs * job.StepsPerEpoch(training.ResolveGlobalBatchSize(ranks))),
+            Steps = checked((int)(steps ?? training.MaxSteps ?? training.Epochs * job.StepsPerEpoch(training.ResolveGlobalBatchSize(ranks)))),
             LearningRate = training.Optimizer.Lr,
             WeightDecay = training.Optimizer.WeightDecay,
             GradientClip = training.ClipGrad ?? 0,
