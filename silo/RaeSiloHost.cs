@@ -13,6 +13,7 @@ using RAE.Grains;
 using RAE.Grains.Checkpoints;
 using RAE.Grains.Placement;
 using RAE.Grains.Workers;
+using RAE.Grains.Workers.Stage2;
 using RAE.Silo.Placement;
 using RAE.Silo.Storage;
 
@@ -127,6 +128,7 @@ public static class RaeSiloHost
         silo.Services.AddPlacementDirector<SiloBoundPlacement, SiloBoundPlacementDirector>();
         silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
         silo.Services.AddSingleton<RAE.Grains.Training.SiloTrainingMetrics>();
+        silo.Services.AddSingleton<IRankWorkerFactory, DiTRankWorkerFactory>();
         var checkpoints = Path.Combine(Path.GetFullPath(options.DataFolder), "checkpoints");
         silo.Services.AddSingleton<ICheckpointPayloadStore>(_ => new FileCheckpointPayloadStore(checkpoints));
         silo.Services.AddHostedService<JobResumeService>();

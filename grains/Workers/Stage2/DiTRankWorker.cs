@@ -1,0 +1,233 @@
+using RAE.Models.Stage2;
+using RAE.Models.Training;
+using RAE.Models.Transport;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RAE.Grains.Workers.Stage2;
+
+/// <summary>
+/// One data-parallel rank of a DiT^DH Stage-2 training job (rae-spec §7.2): flow-matching loss with the configured time
+/// distribution and shift, class dropout, AdamW, LR schedule with warm-up, gradient-norm clipping (pre-clip norm in
+/// <see cref="LastGradientNorm"/>), EMA. The data, the noise, the times and the dropout are drawn per global sample
+/// (<see cref="SyntheticLatentStream"/>), and each rank returns the mean gradient over its shard, so the group's mean
+/// all-reduce gives the gradient of the mean loss over the global batch whatever the rank count. Micro-batches really
+/// accumulate: gradients add up over all of them before the one optimizer step.
+/// <para>Class dropout is applied here from the per-sample draws (label → null class), exactly what the reference's
+/// token_drop does, and the network runs with training=false so it does not draw a second time (label dropout is the
+/// only train-mode behaviour of DiT^DH).</para>
+/// </summary>
+public sealed class DiTRankWorker : IRankWorker
+{
+    public const string WorkloadName = "dit-dh";
+
+    private RankWorkerContext? _context;
+    private DiTJobConfig? _job;
+    private DiTwDDTHead? _model;
+    private DiTwDDTHead? _ema;
+    private Parameter[] _trainable = [];
+    private AdamW? _optimizer;
+    private LearningRateSchedule? _schedule;
+    private FlowTransport? _transport;
+    private SyntheticLatentStream? _stream;
+    private Device _device = CPU;
+
+    public int ParameterCount { get; private set; }
+
+    /// <summary>Optimizer steps applied so far (the step of the last <see cref="ApplyUpdate"/>).</summary>
+    public long Step { get; private set; }
+
+    /// <summary>Global L2 norm of the averaged gradients of the last step, before clipping.</summary>
+    public double LastGradientNorm { get; private set; }
+
+    public DiTJobConfig Job => _job ?? throw NotInitialized();
+
+    internal RankWorkerContext? Context => _context;
+
+    internal DiTwDDTHead Model => _model ?? throw NotInitialized();
+
+    internal DiTwDDTHead Ema => _ema ?? throw NotInitialized();
+
+    internal AdamW Optimizer => _optimizer ?? throw NotInitialized();
+
+    internal IReadOnlyList<Parameter> TrainableParameters => _trainable;
+
+    public void Initialize(RankWorkerContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var job = DiTJobConfig.FromSpec(context.Spec);
+        var spec = context.Spec;
+        if (spec.GlobalBatchSize % (context.WorldSize * spec.GradientAccumulation) != 0)
+            throw new ArgumentException($"GlobalBatchSize {spec.GlobalBatchSize} is not a multiple of ranks {context.WorldSize} x accumulation {spec.GradientAccumulation}.");
+        ReleaseTensors();
+        _context = context;
+        _job = job;
+        _device = torch.device(context.Device);
+        // libtorch's intra-op pool is process-wide: every rank of a silo asks for the same thread count.
+        if (context.Threads > 0 && torch.get_num_threads() != context.Threads) torch.set_num_threads(context.Threads);
+
+        using (var generator = new Generator((ulong)spec.Seed, CPU))
+        {
+            _model = new DiTwDDTHead(job.Model, generator);
+            _ema = new DiTwDDTHead(job.Model, generator);
+        }
+        _model.to(_device);
+        _ema.to(_device);
+        ExponentialMovingAverage.CopyFrom(_ema, _model);
+        _ema.eval();
+        foreach (var parameter in _ema.parameters()) parameter.requires_grad = false;
+        _model.eval(); // class dropout is drawn per sample by this worker, see the class remarks
+        _trainable = _model.parameters().Where(p => p.requires_grad).ToArray();
+        ParameterCount = checked((int)_trainable.Sum(p => p.numel()));
+
+        var optimizer = job.Training.Optimizer;
+        _optimizer = TrainingOptimizer.CreateAdamW(_trainable, optimizer.Lr, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps);
+        _schedule = job.Schedule(spec.GlobalBatchSize);
+        _transport = job.Transport();
+        _stream = new SyntheticLatentStream(job.LatentShape, job.Model.NumClasses, job.Data.NumSamples, job.Data.Seed, spec.Seed, spec.GlobalBatchSize);
+        Step = 0;
+        LastGradientNorm = 0;
+    }
+
+    public GradientResult ComputeGradients(long step)
+    {
+        var context = _context ?? throw NotInitialized();
+        var spec = context.Spec;
+        var accumulation = spec.GradientAccumulation;
+        var microBatch = spec.GlobalBatchSize / (context.WorldSize * accumulation);
+        var localSamples = microBatch * accumulation;
+        foreach (var parameter in _trainable) parameter.grad = null;
+        double lossSum = 0;
+        for (var micro = 0; micro < accumulation; micro++)
+        {
+            using var scope = NewDisposeScope();
+            var firstSlot = (context.Rank * accumulation + micro) * microBatch;
+            using var batch = _stream!.Batch(step, firstSlot, microBatch, _device);
+            var labels = DropLabels(batch);
+            var times = _transport!.SampleTime(batch.TimeUniforms);
+            using var result = _transport.TrainingLosses((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times);
+            // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
+            result.Loss.sum().div(localSamples).backward();
+            lossSum += result.Loss.sum().item<float>();
+        }
+        return new GradientResult(FlattenGradients(), lossSum / localSamples, localSamples);
+    }
+
+    public double ApplyUpdate(long step, float[] averagedGradients)
+    {
+        ArgumentNullException.ThrowIfNull(averagedGradients);
+        var job = Job;
+        if (averagedGradients.Length != ParameterCount)
+            throw new ArgumentException($"Update has {averagedGradients.Length} gradients; the DiT^DH model has {ParameterCount} trainable parameters.", nameof(averagedGradients));
+        if (step != Step + 1)
+            throw new InvalidOperationException($"Update for step {step} arrived, but this replica is at step {Step} (expected {Step + 1}).");
+        var gradients = new List<Tensor>(_trainable.Length);
+        using (var scope = NewDisposeScope())
+        {
+            var flat = tensor(averagedGradients, device: _device);
+            long offset = 0;
+            foreach (var parameter in _trainable)
+            {
+                var gradient = flat.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
+                gradients.Add(gradient);
+                parameter.grad = gradient;
+                offset += parameter.numel();
+            }
+        }
+        LastGradientNorm = job.Training.ClipGrad is { } maxNorm
+            ? GradientClipping.ClipGradNorm(_trainable, maxNorm)
+            : GlobalNorm();
+        // LambdaLR: the k-th optimizer step (0-based) runs with base_lr · f(k).
+        _schedule!.Apply(_optimizer!, step - 1);
+        _optimizer!.step();
+        ExponentialMovingAverage.Update(_ema!, _model!, job.Training.EmaDecay);
+        foreach (var parameter in _trainable) parameter.grad = null;
+        foreach (var gradient in gradients) gradient.Dispose();
+        Step = step;
+        return _schedule.LearningRate(step - 1);
+    }
+
+    public float[] GetParameters()
+    {
+        if (_context is null) throw NotInitialized();
+        using var scope = NewDisposeScope();
+        using var flat = cat(_trainable.Select(p => p.detach().flatten()).ToArray()).cpu();
+        return flat.data<float>().ToArray();
+    }
+
+    public void SetParameters(float[] parameters)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (_context is null) throw NotInitialized();
+        if (parameters.Length != ParameterCount)
+            throw new ArgumentException($"Got {parameters.Length} parameters; the DiT^DH model has {ParameterCount} trainable parameters.", nameof(parameters));
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        var flat = tensor(parameters, device: _device);
+        long offset = 0;
+        foreach (var parameter in _trainable)
+        {
+            parameter.copy_(flat.narrow(0, offset, parameter.numel()).view(parameter.shape));
+            offset += parameter.numel();
+        }
+        // The EMA starts as a copy of the model, so a broadcast at step 0 must move it too.
+        if (Step == 0) ExponentialMovingAverage.CopyFrom(_ema!, _model!);
+    }
+
+    public byte[] GetState() => DiTTrainingState.Save(this);
+
+    public void LoadState(byte[] state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        Step = DiTTrainingState.Load(this, state);
+    }
+
+    public void Dispose() => ReleaseTensors();
+
+    private Tensor DropLabels(TrainingBatch batch)
+    {
+        var probability = Job.Model.ClassDropoutProb;
+        if (probability <= 0) return batch.Labels.alias();
+        var dropped = batch.DropUniforms.Select(u => u < probability).ToArray();
+        using var mask = tensor(dropped).to(_device);
+        return batch.Labels.masked_fill(mask, Model.NullClass);
+    }
+
+    private float[] FlattenGradients()
+    {
+        using var scope = NewDisposeScope();
+        var pieces = _trainable.Select(p => p.grad is { } gradient ? gradient.flatten() : zeros(p.numel(), device: _device)).ToArray();
+        using var flat = cat(pieces).cpu();
+        return flat.data<float>().ToArray();
+    }
+
+    private double GlobalNorm()
+    {
+        using var scope = NewDisposeScope();
+        var norms = _trainable.Where(p => p.grad is not null).Select(p => linalg.vector_norm(p.grad!, 2)).ToArray();
+        return norms.Length == 0 ? 0 : linalg.vector_norm(stack(norms), 2).item<float>();
+    }
+
+    private static InvalidOperationException NotInitialized() => new("The DiT^DH worker was used before Initialize.");
+
+    private void ReleaseTensors()
+    {
+        _optimizer?.Dispose();
+        _model?.Dispose();
+        _ema?.Dispose();
+        _stream?.Dispose();
+        _optimizer = null;
+        _model = _ema = null;
+        _stream = null;
+        _trainable = [];
+        _context = null;
+    }
+}
+
+public sealed class DiTRankWorkerFactory : IRankWorkerFactory
+{
+    public string Workload => DiTRankWorker.WorkloadName;
+
+    public IRankWorker Create() => new DiTRankWorker();
+}
