@@ -12,6 +12,7 @@ using RAE.GrainInterfaces;
 using RAE.Grains;
 using RAE.Grains.Checkpoints;
 using RAE.Grains.Placement;
+using RAE.Grains.Sampling;
 using RAE.Grains.Workers;
 using RAE.Silo.Placement;
 using RAE.Silo.Storage;
@@ -129,6 +130,7 @@ public static class RaeSiloHost
         var checkpoints = Path.Combine(Path.GetFullPath(options.DataFolder), "checkpoints");
         silo.Services.AddSingleton<ICheckpointPayloadStore>(_ => new FileCheckpointPayloadStore(checkpoints));
         silo.Services.AddHostedService<JobResumeService>();
+        silo.Services.AddRaeSampling(Path.Combine(Path.GetFullPath(options.DataFolder), "blobs"));
     }
 
     private static string UrlHost(string address) =>
