@@ -36,6 +36,7 @@ public sealed partial class SamplingJobGrain(
 
     private Task? _loop;
     private bool _cancelRequested;
+    private bool _deactivating;
     private double _samplesPerSecond;
 
     private string JobId => this.GetPrimaryKeyString();
@@ -47,6 +48,22 @@ public sealed partial class SamplingJobGrain(
         this.RegisterGrainTimer(_ => Task.CompletedTask, new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
         if (State.Spec is not null && State.State is JobState.Pending or JobState.Running) EnsureLoop();
         return Task.CompletedTask;
+    }
+
+    /// <summary>Stops handing out units and records the ones in flight; the state stays running, so the next activation continues.</summary>
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _deactivating = true;
+        _cancelRequested = true;
+        if (_loop is not { } loop) return;
+        try
+        {
+            await loop.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Units still in flight are not recorded and will be sampled again by the next activation.
+        }
     }
 
     public async Task Start(SamplingJobSpec spec)
@@ -133,6 +150,7 @@ public sealed partial class SamplingJobGrain(
             await job.WriteStateAsync();
             await ReportAsync(plan);
             await RunUnitsAsync(plan);
+            if (_deactivating) return;
             if (_cancelRequested)
             {
                 await FinishAsync(JobState.Cancelled, null);
@@ -148,7 +166,7 @@ public sealed partial class SamplingJobGrain(
             await FinishAsync(JobState.Completed, null);
             LogCompleted(JobId, plan.Spec.Samples, State.NpzLocation ?? plan.OutputPrefix);
         }
-        catch (Exception error)
+        catch (Exception error) when (!_deactivating)
         {
             LogFailed(error, JobId);
             await FinishAsync(JobState.Failed, error is RaeJobException ? error.Message : $"{error.GetType().Name}: {error.Message}");
@@ -202,7 +220,7 @@ public sealed partial class SamplingJobGrain(
                 var tries = attempts[finishedUnit] = attempts.GetValueOrDefault(finishedUnit) + 1;
                 LogUnitFailed(error, JobId, finishedUnit, tries);
                 if (tries >= MaxUnitAttempts)
-                    throw new RaeJobException($"Sampling job '{JobId}': unit {finishedUnit} failed {tries} times; last error: {error.GetType().Name}: {error.Message}", error);
+                    throw new RaeJobException($"Sampling job '{JobId}': unit {finishedUnit} failed {tries} times; last error: {error.GetType().Name}: {error.Message}");
                 pending.Enqueue(finishedUnit);
                 // The worker may be on a silo that went away; it gets no more units in this run.
             }

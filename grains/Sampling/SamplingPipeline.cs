@@ -70,11 +70,12 @@ public sealed class SamplingPipeline : IDisposable
         var model = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, Guidance(),
             _guide is null ? null : (gx, gt, gy) => _guide.forward(gx, gt, gy));
         var sampler = _config.Sampler;
-        var last = sampler.Mode == SamplerMode.ODE
+        // Both samplers return the whole trajectory [T, 2n, ...]; sample_ddp.py keeps the last state.
+        var trajectory = sampler.Mode == SamplerMode.ODE
             ? new OdeSampler(_transport, sampler.SamplingMethod, sampler.NumSteps, sampler.Atol, sampler.Rtol).Sample(zz, model)
             : new SdeSampler(_transport, sampler.SamplingMethod, sampler.DiffusionForm, sampler.DiffusionNorm, sampler.LastStep,
                 sampler.LastStepSize, sampler.NumSteps).Sample(zz, model, generator);
-        var samples = last[..n];
+        var samples = trajectory[-1][..n];
         if (_decoder is null)
             return new SamplingUnitOutput(y.MoveToOuterDisposeScope(), null, samples.cpu().contiguous().MoveToOuterDisposeScope());
         var pixels = _decoder.Decode(samples).clamp(0, 1).mul(255).to(ScalarType.Byte);

@@ -116,7 +116,7 @@ public sealed record SamplingPlan
         }
         catch (ConfigException error)
         {
-            throw new RaeJobException($"Sampling job '{jobId}': bad configuration: {error.Message}", error);
+            throw new RaeJobException($"Sampling job '{jobId}': bad configuration: {error.Message}");
         }
         throw new RaeJobException($"Sampling job '{jobId}': no configuration: set 'config' (a YAML file) or 'config_yaml' (its text).");
     }

@@ -116,7 +116,7 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
         var spec = _files.Spec(samples: 12, unitSize: 2, decode: false, extra: new Dictionary<string, string> { ["max_workers"] = "1", ["unit_delay_ms"] = "300" });
         await Job(jobId).Start(spec);
         var before = await WaitForUnitsAsync(jobId, 2);
-        await Job(jobId).Cast<IGrainManagementExtension>().DeactivateOnIdle();
+        await Job(jobId).Cast<Orleans.Core.Internal.IGrainManagementExtension>().DeactivateOnIdle();
 
         var status = await SamplingTestFiles.WaitForEndAsync(fixture, jobId);
 

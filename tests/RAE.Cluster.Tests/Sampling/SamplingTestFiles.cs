@@ -91,6 +91,7 @@ public sealed class SamplingTestFiles
             misc:
               latent_size: [8, 4, 4]
               num_classes: 10
+              time_dist_shift_dim: 4096
             """;
     }
 
