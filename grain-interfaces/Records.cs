@@ -143,6 +143,8 @@ public sealed record SamplingJobStatus
     [Id(10)] public string? ImagesLocation { get; init; }
     [Id(11)] public DateTimeOffset CreatedAt { get; init; }
     [Id(12)] public DateTimeOffset UpdatedAt { get; init; }
+    /// <summary>How many times a new activation (after a restart or on another silo) continued the job.</summary>
+    [Id(13)] public int Resumptions { get; init; }
 }
 
 /// <summary>Raised for a request that names something the cluster does not know or asks for something impossible.</summary>

@@ -16,6 +16,8 @@ public sealed class SamplingJobState
     [Id(4)] public string? NpzLocation { get; set; }
     [Id(5)] public DateTimeOffset CreatedAt { get; set; }
     [Id(6)] public DateTimeOffset UpdatedAt { get; set; }
+    /// <summary>How many activations found the job unfinished and continued it.</summary>
+    [Id(7)] public int Resumptions { get; set; }
 }
 
 /// <summary>
@@ -46,7 +48,11 @@ public sealed partial class SamplingJobGrain(
     {
         // Keeps the activation alive while the loop runs (idle collection would otherwise stop a long job).
         this.RegisterGrainTimer(_ => Task.CompletedTask, new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
-        if (State.Spec is not null && State.State is JobState.Pending or JobState.Running) EnsureLoop();
+        if (State.Spec is not null && State.State is JobState.Pending or JobState.Running)
+        {
+            State.Resumptions++;
+            EnsureLoop();
+        }
         return Task.CompletedTask;
     }
 
@@ -112,6 +118,7 @@ public sealed partial class SamplingJobGrain(
             ImagesLocation = plan is { Decodes: true, WritePngs: true } ? plan.ImagesPrefix : null,
             CreatedAt = State.CreatedAt,
             UpdatedAt = State.UpdatedAt,
+            Resumptions = State.Resumptions,
         });
     }
 

@@ -103,6 +103,7 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
         var status = await SamplingTestFiles.WaitForEndAsync(fixture, jobId);
 
         Assert.Equal(JobState.Completed, status.State);
+        Assert.Equal(0, status.Resumptions);
         Assert.Equal(8, status.UnitsDone);
         Assert.All(Enumerable.Range(0, 8), unit => Assert.Equal(1, executions.Count(jobId, unit)));
     }
@@ -121,6 +122,7 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
         var status = await SamplingTestFiles.WaitForEndAsync(fixture, jobId);
 
         Assert.Equal(JobState.Completed, status.State);
+        Assert.Equal(1, status.Resumptions);
         Assert.Equal(6, status.UnitsDone);
         Assert.All(Enumerable.Range(0, before), unit => Assert.Equal(1, executions.Count(jobId, unit)));
         // At most the unit in flight when the activation went away is computed twice.
