@@ -149,6 +149,19 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task AutoguidanceUsesTheGuideModelAndStaysDeterministic()
+    {
+        var (cfgJob, _) = await RunAsync(_files.Spec(samples: 3, unitSize: 3, decode: false));
+        var (guidedJob, _) = await RunAsync(_files.Spec(samples: 3, unitSize: 3, decode: false, autoguidance: true));
+        var (againJob, _) = await RunAsync(_files.Spec(samples: 3, unitSize: 3, decode: false, autoguidance: true));
+
+        var blobs = SamplingTestFiles.Blobs(fixture);
+        async Task<byte[]> Unit(string jobId) => (await blobs.GetAsync($"samples/{jobId}/units/000000.safetensors")).Data;
+        Assert.Equal(await Unit(guidedJob), await Unit(againJob));
+        Assert.NotEqual(await Unit(cfgJob), await Unit(guidedJob));
+    }
+
+    [Fact]
     public async Task BadInputIsRefusedWithAClearErrorAndNothingIsStarted()
     {
         var missing = Path.Combine(_files.Folder, "no-such-checkpoint.safetensors");

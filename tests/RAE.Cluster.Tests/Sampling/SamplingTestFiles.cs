@@ -53,8 +53,32 @@ public sealed class SamplingTestFiles
     }
 
     /// <summary>An RAE configuration for ddt_tiny: Euler ODE with few steps, CFG 1.5 in [0, 0.8]; with a decoder unless <paramref name="decode"/> is false.</summary>
-    public string ConfigYaml(bool decode = true, int steps = 4)
+    public string ConfigYaml(bool decode = true, int steps = 4, bool autoguidance = false)
     {
+        var guidance = autoguidance ? $"""
+            guidance:
+              method: autoguidance
+              scale: 1.5
+              t_min: 0.0
+              t_max: 0.8
+              guidance_model:
+                target: stage2.models.DDT.DiTwDDTHead
+                ckpt: {Path.Combine(Path.GetDirectoryName(CheckpointPath)!, "guidance_weights.safetensors")}
+                params:
+                  input_size: 4
+                  patch_size: 1
+                  in_channels: 8
+                  hidden_size: [32, 64]
+                  depth: [1, 1]
+                  num_heads: [2, 4]
+                  num_classes: 10
+            """ : """
+            guidance:
+              method: cfg
+              scale: 1.5
+              t_min: 0.0
+              t_max: 0.8
+            """;
         var stage1 = decode ? $"""
             stage_1:
               target: stage1.RAE
@@ -83,11 +107,7 @@ public sealed class SamplingTestFiles
               params:
                 sampling_method: euler
                 num_steps: {steps}
-            guidance:
-              method: cfg
-              scale: 1.5
-              t_min: 0.0
-              t_max: 0.8
+            {guidance}
             misc:
               latent_size: [8, 4, 4]
               num_classes: 10
@@ -96,9 +116,9 @@ public sealed class SamplingTestFiles
     }
 
     public SamplingJobSpec Spec(int samples, int unitSize, long seed = 7, string labels = "equal", bool decode = true,
-        IReadOnlyDictionary<string, string>? extra = null)
+        IReadOnlyDictionary<string, string>? extra = null, bool autoguidance = false)
     {
-        var settings = new Dictionary<string, string> { ["config_yaml"] = ConfigYaml(decode) };
+        var settings = new Dictionary<string, string> { ["config_yaml"] = ConfigYaml(decode, autoguidance: autoguidance) };
         foreach (var (key, value) in extra ?? new Dictionary<string, string>()) settings[key] = value;
         return new SamplingJobSpec
         {
