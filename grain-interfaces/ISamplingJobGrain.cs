@@ -10,5 +10,9 @@ public interface ISamplingJobGrain : IGrainWithStringKey
 
     Task<SamplingJobStatus> GetStatus();
 
+    /// <summary>Stops handing out units, waits for the units in flight (they are kept) and marks the job cancelled.</summary>
     Task Cancel();
+
+    /// <summary>Continues an unfinished or cancelled job with the units not yet done; a finished unit is never redone.</summary>
+    Task Resume();
 }

@@ -132,7 +132,19 @@ public sealed record SamplingJobStatus
     [Id(3)] public int UnitsTotal { get; init; }
     [Id(4)] public int UnitsDone { get; init; }
     [Id(5)] public string? FailureReason { get; init; }
+    /// <summary>The FID <c>.npz</c> once written (decoded jobs), else the folder of the per-unit results.</summary>
     [Id(6)] public string? OutputLocation { get; init; }
+    [Id(7)] public int SamplesDone { get; init; }
+    /// <summary>Samples per second over the units finished since the job (re)started.</summary>
+    [Id(8)] public double SamplesPerSecond { get; init; }
+    /// <summary>Blob folder of the per-unit results (<c>{unit:06d}.safetensors</c>).</summary>
+    [Id(9)] public string? UnitsLocation { get; init; }
+    /// <summary>Blob folder of the PNGs (<c>{index:06d}.png</c>); null when the job keeps latents.</summary>
+    [Id(10)] public string? ImagesLocation { get; init; }
+    [Id(11)] public DateTimeOffset CreatedAt { get; init; }
+    [Id(12)] public DateTimeOffset UpdatedAt { get; init; }
+    /// <summary>How many times a new activation (after a restart or on another silo) continued the job.</summary>
+    [Id(13)] public int Resumptions { get; init; }
 }
 
 /// <summary>Raised for a request that names something the cluster does not know or asks for something impossible.</summary>

@@ -37,4 +37,7 @@ public static class SiloBoundKey
 
     /// <summary>Key of the rank grain that drives one device of a silo.</summary>
     public static string Rank(SiloAddress silo, string device) => Create(silo, "rank:" + device);
+
+    /// <summary>Key of the sampling worker grain that drives one device of a silo.</summary>
+    public static string Sampler(SiloAddress silo, string device) => Create(silo, "sampler:" + device);
 }

@@ -12,6 +12,7 @@ using RAE.GrainInterfaces;
 using RAE.Grains;
 using RAE.Grains.Checkpoints;
 using RAE.Grains.Placement;
+using RAE.Grains.Sampling;
 using RAE.Grains.Workers;
 using RAE.Grains.Workers.Stage2;
 using RAE.Silo.Placement;
@@ -132,6 +133,7 @@ public static class RaeSiloHost
         var checkpoints = Path.Combine(Path.GetFullPath(options.DataFolder), "checkpoints");
         silo.Services.AddSingleton<ICheckpointPayloadStore>(_ => new FileCheckpointPayloadStore(checkpoints));
         silo.Services.AddHostedService<JobResumeService>();
+        silo.Services.AddRaeSampling(Path.Combine(Path.GetFullPath(options.DataFolder), "blobs"));
     }
 
     private static string UrlHost(string address) =>

@@ -54,11 +54,12 @@ public sealed class JobRegistryGrain(
 
     public async Task ResumeUnfinished()
     {
-        foreach (var summary in registry.State.Jobs.Values.Where(j => j.Kind == JobKind.Training && j.State is JobState.Pending or JobState.Running or JobState.Recovering).ToList())
+        foreach (var summary in registry.State.Jobs.Values.Where(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering).ToList())
         {
             try
             {
-                await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(summary.JobId).Resume();
+                if (summary.Kind == JobKind.Sampling) await GrainFactory.GetGrain<ISamplingJobGrain>(summary.JobId).Resume();
+                else await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(summary.JobId).Resume();
             }
             catch (Exception error)
             {

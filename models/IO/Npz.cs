@@ -22,7 +22,8 @@ public static class Npz
     public const string ImagesKey = "arr_0";
 
     /// <summary>Starts an images file ([N, height, width, channels] uint8 in <c>arr_0</c>) to be filled batch by batch.</summary>
-    public static ImageNpzWriter BeginImages(string path, long height, long width, long channels = 3) => new(path, height, width, channels);
+    public static ImageNpzWriter BeginImages(string path, long height, long width, long channels = 3, DateTime? timestamp = null) =>
+        new(path, height, width, channels, timestamp);
 
     /// <summary>Writes arrays as <c>{key}.npy</c> entries, in order, atomically.</summary>
     public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> arrays)
@@ -61,9 +62,9 @@ public sealed class ImageNpzWriter : IDisposable
     private readonly NpyArrayStream _images;
     private bool _closed;
 
-    internal ImageNpzWriter(string path, long height, long width, long channels)
+    internal ImageNpzWriter(string path, long height, long width, long channels, DateTime? timestamp = null)
     {
-        _writer = NpzWriter.Create(path);
+        _writer = NpzWriter.Create(path, timestamp);
         _images = _writer.BeginArray(Npz.ImagesKey, ScalarType.Byte, [height, width, channels]);
     }
 

@@ -25,18 +25,20 @@ public sealed class NpzWriter : IDisposable
     private NpyArrayStream? _open;
     private bool _completed;
 
-    private NpzWriter(string path)
+    private NpzWriter(string path, DateTime? timestamp)
     {
         _path = path;
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
         _temporaryPath = path + ".tmp-" + Guid.NewGuid().ToString("N");
         _stream = new FileStream(_temporaryPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20);
-        var now = DateTime.Now;
+        var now = timestamp ?? DateTime.Now;
         _dosTimestamp = ((ushort)(now.Hour << 11 | now.Minute << 5 | now.Second / 2), (ushort)((now.Year - 1980) << 9 | now.Month << 5 | now.Day));
     }
 
-    public static NpzWriter Create(string path) => new(path);
+    /// <param name="timestamp">Modification time written into the zip entries (local time, as numpy does); a fixed value makes
+    /// the file's bytes reproducible.</param>
+    public static NpzWriter Create(string path, DateTime? timestamp = null) => new(path, timestamp);
 
     /// <summary>Writes a whole array (copied to the CPU, C order) as <c>{key}.npy</c>.</summary>
     public void WriteArray(string key, Tensor array)

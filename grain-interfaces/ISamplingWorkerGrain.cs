@@ -1,0 +1,40 @@
+namespace RAE.GrainInterfaces;
+
+/// <summary>One work unit of a sampling job: samples [<see cref="FirstIndex"/>, FirstIndex + Labels.Count) with their labels and seed.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SamplingUnitRequest(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] int Unit,
+    [property: Id(2)] int FirstIndex,
+    [property: Id(3)] IReadOnlyList<int> Labels,
+    [property: Id(4)] long Seed,
+    [property: Id(5)] SamplingJobSpec Spec,
+    [property: Id(6)] string OutputPrefix);
+
+/// <summary>What a worker wrote for one unit; <see cref="Seconds"/> is the time the tensor work took.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SamplingUnitResult(
+    [property: Id(0)] int Unit,
+    [property: Id(1)] int Samples,
+    [property: Id(2)] string UnitLocation,
+    [property: Id(3)] bool HasImages,
+    [property: Id(4)] double Seconds);
+
+/// <summary>
+/// The sampling worker of one device of one silo (key: <see cref="SiloBoundKey.Sampler"/>), placed on that silo. It holds
+/// the loaded model on a dedicated worker thread; grain turns only move requests and blobs.
+/// </summary>
+public interface ISamplingWorkerGrain : IGrainWithStringKey
+{
+    /// <summary>Generates the unit's samples (and decodes them when the configuration has a Stage-1 decoder), writes the
+    /// unit's result and its PNGs to blob storage, and returns where the unit went.</summary>
+    [ResponseTimeout("01:00:00")]
+    Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request);
+
+    /// <summary>Packs the units' images, in order, into one FID <c>.npz</c> (<c>arr_0</c>, uint8, N×H×W×3) at <paramref name="npzLocation"/>.</summary>
+    [ResponseTimeout("01:00:00")]
+    Task<long> AssembleNpz(string jobId, IReadOnlyList<string> unitLocations, string npzLocation);
+
+    /// <summary>Drops the job's cached model.</summary>
+    Task Release(string jobId);
+}

@@ -1,0 +1,178 @@
+using RAE.Models.Config;
+using TorchSharp;
+using RAE.Models.IO;
+using RAE.Models.Sampling;
+using RAE.Models.Stage1;
+using RAE.Models.Stage2;
+using RAE.Models.Transport;
+using static TorchSharp.torch;
+using SamplingGuidanceMethod = RAE.Models.Sampling.GuidanceMethod;
+
+namespace RAE.Grains.Sampling;
+
+/// <summary>One unit's output on the CPU: uint8 images [n,H,W,3] when decoded, else float32 latents [n,C,h,w].</summary>
+public sealed class SamplingUnitOutput(Tensor labels, Tensor? images, Tensor? latents) : IDisposable
+{
+    public Tensor Labels { get; } = labels;
+    public Tensor? Images { get; } = images;
+    public Tensor? Latents { get; } = latents;
+
+    public void Dispose()
+    {
+        Labels.Dispose();
+        Images?.Dispose();
+        Latents?.Dispose();
+    }
+}
+
+/// <summary>
+/// The sample_ddp.py step (spec §8.2) for one unit: z ~ N(0, I) from the unit's seed, the doubled batch [z; z] with null
+/// labels, the configured sampler and guidance, the first half of the last state, then (when the configuration has a
+/// Stage-1 decoder) <c>uint8 = trunc(255·clamp(decode(z), 0, 1))</c> in NHWC. Not thread-safe: one worker thread owns it.
+/// </summary>
+public sealed class SamplingPipeline : IDisposable
+{
+    private readonly RaeConfig _config;
+    private readonly Device _device;
+    private readonly DiTwDDTHead _model;
+    private readonly DiTwDDTHead? _guide;
+    private readonly RepresentationAutoencoder? _decoder;
+    private readonly LatentStats? _stats;
+    private readonly FlowTransport _transport;
+
+    public SamplingPipeline(RaeConfig config, string checkpointPath, Device device)
+    {
+        _config = config;
+        _device = device;
+        var stage2 = config.Stage2 ?? throw new ArgumentException($"configuration '{config.SourceName}' has no stage_2 section");
+        _model = LoadModel(stage2, checkpointPath, device);
+        if (config.Guidance is { IsActive: true, Method: Models.Config.GuidanceMethod.Autoguidance, GuidanceModel: { } guide })
+            _guide = LoadModel(guide, guide.Ckpt ?? throw new ArgumentException("guidance.guidance_model.ckpt is not set"), device);
+        if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoderPath } stage1)
+            (_decoder, _stats) = LoadDecoder(stage1, decoderPath, config.Misc.LatentSize, device);
+        var transport = config.Transport;
+        _transport = FlowTransport.Create(transport.PathType, transport.Prediction, transport.LossWeight, transport.TrainEps,
+            transport.SampleEps, transport.TimeDistribution.Name, config.TimeDistShift);
+    }
+
+    public bool Decodes => _decoder is not null;
+
+    public SamplingUnitOutput Run(IReadOnlyList<int> labels, long seed)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(unchecked((ulong)seed));
+        var latent = _config.Misc.LatentSize;
+        var n = labels.Count;
+        var y = tensor(labels.Select(label => (long)label).ToArray(), dtype: ScalarType.Int64);
+        var z = randn([n, latent[0], latent[1], latent[2]], generator: generator).to(_device);
+        var (zz, yy) = GuidedSampling.DoubleBatch(z, y.to(_device), _model.NullClass);
+        var model = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, Guidance(),
+            _guide is null ? null : (gx, gt, gy) => _guide.forward(gx, gt, gy));
+        var sampler = _config.Sampler;
+        // Both samplers return the whole trajectory [T, 2n, ...]; sample_ddp.py keeps the last state.
+        var trajectory = sampler.Mode == SamplerMode.ODE
+            ? new OdeSampler(_transport, sampler.SamplingMethod, sampler.NumSteps, sampler.Atol, sampler.Rtol).Sample(zz, model)
+            : new SdeSampler(_transport, sampler.SamplingMethod, sampler.DiffusionForm, sampler.DiffusionNorm, sampler.LastStep,
+                sampler.LastStepSize, sampler.NumSteps).Sample(zz, model, generator);
+        var samples = trajectory[-1][..n];
+        if (_decoder is null)
+            return new SamplingUnitOutput(y.MoveToOuterDisposeScope(), null, samples.cpu().contiguous().MoveToOuterDisposeScope());
+        var pixels = _decoder.Decode(samples).clamp(0, 1).mul(255).to(ScalarType.Byte);
+        var images = pixels.permute(0, 2, 3, 1).contiguous().cpu();
+        return new SamplingUnitOutput(y.MoveToOuterDisposeScope(), images.MoveToOuterDisposeScope(), null);
+    }
+
+    private GuidanceSettings Guidance()
+    {
+        var guidance = _config.Guidance;
+        var method = guidance.Method == Models.Config.GuidanceMethod.Cfg ? SamplingGuidanceMethod.Cfg : SamplingGuidanceMethod.Autoguidance;
+        return new GuidanceSettings(method, guidance.Scale, guidance.TMin, guidance.TMax);
+    }
+
+    private static DiTwDDTHead LoadModel(Stage2Config config, string checkpointPath, Device device)
+    {
+        if (config.Params is not DiTwDDTHeadParams p)
+            throw new ArgumentException($"stage_2.target '{config.Target}' is not DiT^DH; only {Stage2Config.DiTwDDTHeadTarget} is sampled");
+        var options = new DiTwDDTHeadOptions
+        {
+            InputSize = p.InputSize,
+            PatchSize = new EncoderDecoder(p.PatchSize.Encoder, p.PatchSize.Decoder),
+            InChannels = p.InChannels,
+            HiddenSize = new EncoderDecoder(p.HiddenSize.Encoder, p.HiddenSize.Decoder),
+            Depth = new EncoderDecoder(p.Depth.Encoder, p.Depth.Decoder),
+            NumHeads = new EncoderDecoder(p.NumHeads.Encoder, p.NumHeads.Decoder),
+            MlpRatio = p.MlpRatio,
+            ClassDropoutProb = p.ClassDropoutProb,
+            NumClasses = p.NumClasses,
+            UseQkNorm = p.UseQkNorm,
+            UseSwiGlu = p.UseSwiGlu,
+            UseRope = p.UseRope,
+            UseRmsNorm = p.UseRmsNorm,
+            WoShift = p.WoShift,
+            UsePosEmbed = p.UsePosEmbed,
+        };
+        var model = new DiTwDDTHead(options);
+        try
+        {
+            CheckpointLoader.LoadInto(model, checkpointPath);
+            model.to(device);
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private static (RepresentationAutoencoder, LatentStats?) LoadDecoder(RaeParams stage1, string decoderPath, IReadOnlyList<int> latent, Device device)
+    {
+        var configPath = stage1.DecoderConfigPath ?? throw new ArgumentException("stage_1.params.decoder_config_path is not set");
+        var decoderConfig = DecoderConfig.FromFile(configPath).WithRaeOverrides(latent[0], stage1.DecoderPatchSize, latent[1] * latent[2]);
+        var decoder = new GeneralDecoder(decoderConfig);
+        LatentStats? stats = null;
+        try
+        {
+            var weights = CheckpointLoader.LoadStateDict(decoderPath, new CheckpointLoadOptions { Entry = CheckpointEntry.Root });
+            try
+            {
+                var prefix = weights.Keys.All(key => key.StartsWith("decoder.", StringComparison.Ordinal)) ? "decoder." : "";
+                StrictWeightLoader.Load(decoder, weights, decoderPath, prefix);
+            }
+            finally
+            {
+                foreach (var tensor in weights.Values) tensor.Dispose();
+            }
+            stats = stage1.NormalizationStatPath is { } statPath ? CheckpointLoader.LoadLatentStats(statPath, [latent[0], latent[1], latent[2]]) : null;
+            var normalization = stats is null ? null : new LatentNormalization(stats.Mean, stats.Var, stage1.Eps);
+            var (mean, std) = ImageStatistics(stage1.EncoderCls);
+            var rae = RepresentationAutoencoder.ForDecoding(decoder, mean, std, normalization,
+                new RaeOptions(stage1.EncoderInputSize, stage1.DecoderPatchSize, NoiseTau: 0, stage1.ReshapeTo2d));
+            rae.to(device);
+            rae.eval();
+            return (rae, stats);
+        }
+        catch
+        {
+            decoder.Dispose();
+            stats?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The encoder's pixel normalisation, which decoding undoes: SigLIP uses 0.5/0.5, the others ImageNet's.</summary>
+    private static (float[] Mean, float[] Std) ImageStatistics(string encoderClass) => encoderClass == RaeParams.SigLip2
+        ? ([0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f])
+        : (Models.Stage1.Encoders.HfEncoderSupport.ImageNetMean, Models.Stage1.Encoders.HfEncoderSupport.ImageNetStd);
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        _guide?.Dispose();
+        _decoder?.Normalization?.Dispose();
+        _decoder?.Dispose();
+        _stats?.Dispose();
+    }
+}
