@@ -7,6 +7,8 @@ public static class CommandLine
     [
         new VerifyReferenceCommand(),
         new BenchModelCommand(),
+        new BenchClusterCommand(),
+        new BenchSiloCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
