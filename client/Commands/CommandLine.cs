@@ -9,6 +9,10 @@ public static class CommandLine
         new BenchModelCommand(),
         new BenchClusterCommand(),
         new BenchSiloCommand(),
+        new ClusterStatusCommand(),
+        new JobsListCommand(),
+        new JobsShowCommand(),
+        new JobsCancelCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
