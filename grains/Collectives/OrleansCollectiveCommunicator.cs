@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using RAE.GrainInterfaces;
 
 namespace RAE.Grains.Collectives;
@@ -5,7 +6,8 @@ namespace RAE.Grains.Collectives;
 /// <summary>
 /// Collectives over Orleans messaging: vectors are cut into chunks of <see cref="ChunkElements"/> floats (1 MiB by
 /// default, far below Orleans' message size limit) and each chunk meets the other ranks' chunks in the group grain.
-/// A few chunks travel at once so the transfer is pipelined.
+/// A few chunks travel at once so the transfer is pipelined. Chunks go over the wire as raw fp32 bytes (see
+/// <see cref="ICollectiveGroupGrain"/>).
 /// </summary>
 public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, int chunkElements = OrleansCollectiveCommunicator.DefaultChunkElements, int chunksInFlight = 4)
     : ICollectiveCommunicator
@@ -26,10 +28,8 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
         var result = new float[data.Length];
         await ForEachChunkAsync(data.Length, async (index, offset, count) =>
         {
-            var reduced = await _group.AllReduceChunk(operation, Rank, index, data.AsSpan(offset, count).ToArray(), reduce);
-            if (reduced.Length != count)
-                throw new CollectiveException($"All-reduce {operation} chunk {index}: got {reduced.Length} elements back, expected {count}.");
-            reduced.CopyTo(result, offset);
+            var reduced = await _group.AllReduceChunk(operation, Rank, index, ToBytes(data, offset, count), reduce);
+            CopyBack(reduced, result, offset, count, $"All-reduce {operation} chunk {index}");
         }, cancellationToken);
         return result;
     }
@@ -42,16 +42,24 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
         var result = new float[length];
         await ForEachChunkAsync(length, async (index, offset, count) =>
         {
-            var chunk = Rank == root ? data!.AsSpan(offset, count).ToArray() : null;
+            var chunk = Rank == root ? ToBytes(data!, offset, count) : null;
             var received = await _group.BroadcastChunk(operation, Rank, root, index, chunk);
-            if (received.Length != count)
-                throw new CollectiveException($"Broadcast {operation} chunk {index}: got {received.Length} elements, expected {count}; do all ranks agree on the length?");
-            received.CopyTo(result, offset);
+            CopyBack(received, result, offset, count, $"Broadcast {operation} chunk {index}");
         }, cancellationToken);
         return result;
     }
 
     public Task BarrierAsync(CancellationToken cancellationToken = default) => _group.Barrier(_nextOperation++, Rank);
+
+    private static byte[] ToBytes(float[] data, int offset, int count) =>
+        MemoryMarshal.AsBytes(data.AsSpan(offset, count)).ToArray();
+
+    private static void CopyBack(byte[] received, float[] result, int offset, int count, string what)
+    {
+        if (received.Length != count * sizeof(float))
+            throw new CollectiveException($"{what}: got {received.Length / sizeof(float)} elements back, expected {count}; do all ranks agree on the length?");
+        MemoryMarshal.Cast<byte, float>(received.AsSpan()).CopyTo(result.AsSpan(offset, count));
+    }
 
     private async Task ForEachChunkAsync(int length, Func<int, int, int, Task> transfer, CancellationToken cancellationToken)
     {
