@@ -28,13 +28,24 @@ public static class ClusterBenchmark
             progress?.Invoke("starting silo processes ...");
             var primaryEndpoints = SiloEndpoints.Allocate();
             var soloEndpoints = SiloEndpoints.Allocate();
-            var primaryStart = SiloProcess.StartAsync("pair-0", pairId, Path.Combine(root, "pair"), primaryEndpoints, 1, settings.SiloStartTimeout);
-            var soloStart = SiloProcess.StartAsync("solo", soloId, Path.Combine(root, "solo"), soloEndpoints, 2, settings.SiloStartTimeout);
-            silos.Add(await primaryStart);
-            silos.Add(await SiloProcess.StartAsync("pair-1", pairId, Path.Combine(root, "pair"), SiloEndpoints.Allocate(primaryEndpoints.SiloPort), 1, settings.SiloStartTimeout));
-            silos.Add(await soloStart);
+            Task<SiloProcess>[] starts =
+            [
+                SiloProcess.StartAsync("pair-0", pairId, Path.Combine(root, "pair"), primaryEndpoints, 1, settings.SiloStartTimeout),
+                SiloProcess.StartAsync("solo", soloId, Path.Combine(root, "solo"), soloEndpoints, 2, settings.SiloStartTimeout),
+            ];
+            try
+            {
+                await Task.WhenAll(starts);
+            }
+            finally
+            {
+                silos.AddRange(starts.Where(start => start.IsCompletedSuccessfully).Select(start => start.Result));
+            }
+            // The second silo of the pair joins through the first one's silo port, so it starts once the first is up.
+            var secondEndpoints = SiloEndpoints.Allocate(primaryEndpoints.SiloPort);
+            silos.Add(await SiloProcess.StartAsync("pair-1", pairId, Path.Combine(root, "pair"), secondEndpoints, 1, settings.SiloStartTimeout));
 
-            using var pair = await ConnectAsync(pairId, [silos[0].Endpoints.GatewayPort, silos[1].Endpoints.GatewayPort], expectedSilos: 2);
+            using var pair = await ConnectAsync(pairId, [primaryEndpoints.GatewayPort, secondEndpoints.GatewayPort], expectedSilos: 2);
             using var solo = await ConnectAsync(soloId, [soloEndpoints.GatewayPort], expectedSilos: 1);
             var pairGrains = pair.Services.GetRequiredService<IClusterClient>();
             var soloGrains = solo.Services.GetRequiredService<IClusterClient>();

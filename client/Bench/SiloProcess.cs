@@ -55,8 +55,6 @@ public sealed class SiloProcess : IAsyncDisposable
 
     public SiloEndpoints Endpoints { get; private init; } = null!;
 
-    public int ProcessId => _process.Id;
-
     /// <summary>Starts the silo and waits until it has joined its cluster; the exception carries its last output lines.</summary>
     public static async Task<SiloProcess> StartAsync(string name, string clusterId, string dataFolder, SiloEndpoints endpoints, int threadsPerRank, TimeSpan timeout)
     {
