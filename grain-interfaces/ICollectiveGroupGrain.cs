@@ -10,7 +10,9 @@ public enum ReduceOperation
 /// Rendezvous point of one data-parallel group generation (key: "{jobId}/g{generation}"). Every rank calls the same
 /// operation with the same operation number; the call returns once all ranks have contributed. Reductions add the
 /// contributions in rank order, so the result never depends on arrival order. Payloads are chunks: callers split
-/// large vectors so that every message stays far below Orleans' message size limit.
+/// large vectors so that every message stays far below Orleans' message size limit. A chunk is fp32 values as raw
+/// bytes in the machine's (little-endian) layout: Orleans copies a byte[] as one block, while it encodes a float[]
+/// element by element, with a field header per element.
 /// </summary>
 public interface ICollectiveGroupGrain : IGrainWithStringKey
 {
@@ -18,11 +20,11 @@ public interface ICollectiveGroupGrain : IGrainWithStringKey
     Task Configure(int worldSize, TimeSpan timeout);
 
     [ResponseTimeout("00:30:00")]
-    Task<float[]> AllReduceChunk(long operation, int rank, int chunkIndex, float[] chunk, ReduceOperation reduce);
+    Task<byte[]> AllReduceChunk(long operation, int rank, int chunkIndex, byte[] chunk, ReduceOperation reduce);
 
     /// <summary>The root passes its chunk, the others pass null; everyone gets the root's chunk.</summary>
     [ResponseTimeout("00:30:00")]
-    Task<float[]> BroadcastChunk(long operation, int rank, int root, int chunkIndex, float[]? chunk);
+    Task<byte[]> BroadcastChunk(long operation, int rank, int root, int chunkIndex, byte[]? chunk);
 
     [ResponseTimeout("00:30:00")]
     Task Barrier(long operation, int rank);

@@ -57,6 +57,12 @@ public sealed record StepMetrics
     /// <summary>Part of the step spent outside compute and the all-reduce (coordination overhead), seconds.</summary>
     [Id(6)] public double CoordinationSeconds { get; init; }
     [Id(7)] public double AllReduceSeconds { get; init; }
+    /// <summary>Forward and backward time of the slowest rank, seconds.</summary>
+    [Id(8)] public double ComputeSeconds { get; init; }
+    /// <summary>Optimizer-update time of the slowest rank, seconds.</summary>
+    [Id(9)] public double ApplySeconds { get; init; }
+    /// <summary>When the coordinator had every rank's result; the gap between steps is loop overhead outside <see cref="StepSeconds"/>.</summary>
+    [Id(10)] public DateTimeOffset CompletedAt { get; init; }
 }
 
 [GenerateSerializer, Immutable]

@@ -7,6 +7,8 @@ public static class CommandLine
     [
         new VerifyReferenceCommand(),
         new BenchModelCommand(),
+        new BenchClusterCommand(),
+        new BenchSiloCommand(),
         new ClusterStatusCommand(),
         new JobsListCommand(),
         new JobsShowCommand(),

@@ -1,16 +1,22 @@
+using System.Runtime.InteropServices;
 using RAE.GrainInterfaces;
 
 namespace RAE.Grains.Collectives;
 
 /// <summary>
-/// Collectives over Orleans messaging: vectors are cut into chunks of <see cref="ChunkElements"/> floats (1 MiB by
+/// Collectives over Orleans messaging: vectors are cut into chunks of <see cref="ChunkElements"/> floats (4 MiB by
 /// default, far below Orleans' message size limit) and each chunk meets the other ranks' chunks in the group grain.
-/// A few chunks travel at once so the transfer is pipelined.
+/// A few chunks travel at once so the transfer is pipelined. Chunks go over the wire as raw fp32 bytes (see
+/// <see cref="ICollectiveGroupGrain"/>). A group of one rank sends no messages at all.
 /// </summary>
 public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, int chunkElements = OrleansCollectiveCommunicator.DefaultChunkElements, int chunksInFlight = 4)
     : ICollectiveCommunicator
 {
-    public const int DefaultChunkElements = 256 * 1024;
+    /// <summary>
+    /// 4 MiB chunks: `rae bench cluster` between two silo processes measured 10, 36 and 53 MB/s for 0.25, 1 and 4 MiB
+    /// chunks (80 MB per rank, loaded 2-core machine); each chunk costs a fixed number of calls and thread hops.
+    /// </summary>
+    public const int DefaultChunkElements = 1024 * 1024;
 
     private readonly ICollectiveGroupGrain _group = grainFactory.GetGrain<ICollectiveGroupGrain>(groupKey);
     private long _nextOperation;
@@ -23,35 +29,49 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
     {
         ArgumentNullException.ThrowIfNull(data);
         var operation = _nextOperation++;
+        if (WorldSize == 1) return (float[])data.Clone();
         var result = new float[data.Length];
         await ForEachChunkAsync(data.Length, async (index, offset, count) =>
         {
-            var reduced = await _group.AllReduceChunk(operation, Rank, index, data.AsSpan(offset, count).ToArray(), reduce);
-            if (reduced.Length != count)
-                throw new CollectiveException($"All-reduce {operation} chunk {index}: got {reduced.Length} elements back, expected {count}.");
-            reduced.CopyTo(result, offset);
+            var reduced = await _group.AllReduceChunk(operation, Rank, index, ToBytes(data, offset, count), reduce);
+            CopyBack(reduced, result, offset, count, $"All-reduce {operation} chunk {index}");
         }, cancellationToken);
         return result;
     }
 
     public async Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default)
     {
+        if (root < 0 || root >= WorldSize)
+            throw new ArgumentOutOfRangeException(nameof(root), root, $"Broadcast root must be a rank of the group (0..{WorldSize - 1}).");
         if (Rank == root && (data is null || data.Length != length))
             throw new ArgumentException($"Broadcast root {root} must pass a vector of {length} elements.", nameof(data));
         var operation = _nextOperation++;
+        if (WorldSize == 1) return (float[])data!.Clone();
         var result = new float[length];
         await ForEachChunkAsync(length, async (index, offset, count) =>
         {
-            var chunk = Rank == root ? data!.AsSpan(offset, count).ToArray() : null;
+            var chunk = Rank == root ? ToBytes(data!, offset, count) : null;
             var received = await _group.BroadcastChunk(operation, Rank, root, index, chunk);
-            if (received.Length != count)
-                throw new CollectiveException($"Broadcast {operation} chunk {index}: got {received.Length} elements, expected {count}; do all ranks agree on the length?");
-            received.CopyTo(result, offset);
+            CopyBack(received, result, offset, count, $"Broadcast {operation} chunk {index}");
         }, cancellationToken);
         return result;
     }
 
-    public Task BarrierAsync(CancellationToken cancellationToken = default) => _group.Barrier(_nextOperation++, Rank);
+    public Task BarrierAsync(CancellationToken cancellationToken = default)
+    {
+        var operation = _nextOperation++;
+        return WorldSize == 1 ? Task.CompletedTask : _group.Barrier(operation, Rank);
+    }
+
+    private static byte[] ToBytes(float[] data, int offset, int count) =>
+        MemoryMarshal.AsBytes(data.AsSpan(offset, count)).ToArray();
+
+    private static void CopyBack(byte[] received, float[] result, int offset, int count, string what)
+    {
+        if (received.Length != count * sizeof(float))
+            throw new CollectiveException($"{what}: got {received.Length / sizeof(float)} elements back, expected {count}; do all ranks agree on the length?");
+        MemoryMarshal.Cast<byte, float>(received.AsSpan()).CopyTo(result.AsSpan(offset, count));
+    }
 
     private async Task ForEachChunkAsync(int length, Func<int, int, int, Task> transfer, CancellationToken cancellationToken)
     {

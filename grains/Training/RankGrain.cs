@@ -46,7 +46,7 @@ public sealed class RankGrain(
             // A re-formed group keeps the worker thread but rebuilds the replica for the new rank and world size.
             previous.Assignment = assignment;
             previous.Communicator = new OrleansCollectiveCommunicator(grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize);
-            await previous.Thread.InvokeAsync(() => previous.Worker.Initialize(Context(assignment, device)));
+            await previous.Thread.InvokeAsync(() => InitializeOnWorkerThread(previous.Worker, Context(assignment, device)));
             return;
         }
 
@@ -54,7 +54,7 @@ public sealed class RankGrain(
         var worker = factory.Create();
         try
         {
-            await thread.InvokeAsync(() => worker.Initialize(Context(assignment, device)));
+            await thread.InvokeAsync(() => InitializeOnWorkerThread(worker, Context(assignment, device)));
         }
         catch
         {
@@ -123,6 +123,13 @@ public sealed class RankGrain(
         foreach (var replica in _replicas.Values) replica.Dispose();
         _replicas.Clear();
         return Task.CompletedTask;
+    }
+
+    /// <summary>Bounds the worker's intra-op threads (set on the worker thread itself, before any tensor work), then builds the replica.</summary>
+    private static void InitializeOnWorkerThread(IRankWorker worker, RankWorkerContext context)
+    {
+        TorchSharp.torch.set_num_threads(context.Threads);
+        worker.Initialize(context);
     }
 
     private RankWorkerContext Context(RankAssignment assignment, string device) =>

@@ -246,6 +246,9 @@ public sealed partial class TrainingCoordinatorGrain(
             Ranks = ordered.Count,
             CoordinationSeconds = Math.Max(0, seconds - busiest),
             AllReduceSeconds = ordered.Max(r => r.AllReduceSeconds),
+            ComputeSeconds = ordered.Max(r => r.ComputeSeconds),
+            ApplySeconds = ordered.Max(r => r.ApplySeconds),
+            CompletedAt = DateTimeOffset.UtcNow,
         };
     }
 

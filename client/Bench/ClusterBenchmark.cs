@@ -1,0 +1,167 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using RAE.GrainInterfaces;
+
+namespace RAE.Client.Bench;
+
+/// <summary>
+/// Runs `rae bench cluster`: two silo processes form one cluster (Orleans localhost/development clustering: the second
+/// silo joins through the first one's silo port; no storage service needed) and a third silo process forms a
+/// one-silo cluster with two threads per rank. The all-reduce runs between probe grains on the two silos; training
+/// jobs alternate between the 2-rank cluster (1 thread per rank) and the 1-rank cluster (2 threads), so machine noise
+/// hits both configurations alike.
+/// </summary>
+public static class ClusterBenchmark
+{
+    public const string Membership = "Orleans localhost (development) clustering through the primary silo's port; silos are separate `rae bench silo` processes on loopback";
+
+    public static async Task<ClusterBenchmarkReport> RunAsync(ClusterBenchmarkSettings settings, Action<string>? progress = null)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "rae-bench-cluster-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(root);
+        var pairId = "rae-bench-pair-" + Path.GetFileName(root)[^8..];
+        var soloId = "rae-bench-solo-" + Path.GetFileName(root)[^8..];
+        var silos = new List<SiloProcess>();
+        try
+        {
+            progress?.Invoke("starting silo processes ...");
+            var primaryEndpoints = SiloEndpoints.Allocate();
+            var soloEndpoints = SiloEndpoints.Allocate();
+            Task<SiloProcess>[] starts =
+            [
+                SiloProcess.StartAsync("pair-0", pairId, Path.Combine(root, "pair"), primaryEndpoints, 1, settings.SiloStartTimeout),
+                SiloProcess.StartAsync("solo", soloId, Path.Combine(root, "solo"), soloEndpoints, 2, settings.SiloStartTimeout),
+            ];
+            try
+            {
+                await Task.WhenAll(starts);
+            }
+            finally
+            {
+                silos.AddRange(starts.Where(start => start.IsCompletedSuccessfully).Select(start => start.Result));
+            }
+            // The second silo of the pair joins through the first one's silo port, so it starts once the first is up.
+            var secondEndpoints = SiloEndpoints.Allocate(primaryEndpoints.SiloPort);
+            silos.Add(await SiloProcess.StartAsync("pair-1", pairId, Path.Combine(root, "pair"), secondEndpoints, 1, settings.SiloStartTimeout));
+
+            using var pair = await ConnectAsync(pairId, [primaryEndpoints.GatewayPort, secondEndpoints.GatewayPort], expectedSilos: 2);
+            using var solo = await ConnectAsync(soloId, [soloEndpoints.GatewayPort], expectedSilos: 1);
+            var pairGrains = pair.Services.GetRequiredService<IClusterClient>();
+            var soloGrains = solo.Services.GetRequiredService<IClusterClient>();
+
+            var allReduce = new List<AllReduceMeasurement>();
+            foreach (var chunk in settings.ChunkElements)
+            {
+                progress?.Invoke($"all-reduce of {settings.AllReduceElements:N0} elements in chunks of {chunk:N0} ...");
+                allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, chunk));
+            }
+
+            var pairSteps = new List<IReadOnlyList<StepMetrics>>();
+            var soloSteps = new List<IReadOnlyList<StepMetrics>>();
+            for (var round = 1; round <= settings.Rounds; round++)
+            {
+                progress?.Invoke($"round {round}/{settings.Rounds}: 2 ranks x 1 thread ...");
+                pairSteps.Add(await RunJobAsync(pairGrains, settings, ranks: 2));
+                progress?.Invoke($"round {round}/{settings.Rounds}: 1 rank x 2 threads ...");
+                soloSteps.Add(await RunJobAsync(soloGrains, settings, ranks: 1));
+            }
+            var twoByOne = TrainingStatistics.Summarize(2, 1, pairSteps, settings.WarmupSteps);
+            var oneByTwo = TrainingStatistics.Summarize(1, 2, soloSteps, settings.WarmupSteps);
+
+            await Task.WhenAll(pair.StopAsync(), solo.StopAsync());
+            return new ClusterBenchmarkReport(
+                Membership,
+                allReduce,
+                new TrainingWorkload(settings.Workload, settings.WorkerSettings, settings.GlobalBatchSize, settings.Steps, settings.WarmupSteps, settings.Rounds),
+                twoByOne,
+                oneByTwo,
+                new TargetCheck("coordination overhead of a 2-rank step, fraction of step time (target: below)", twoByOne.OverheadFraction, 0.02, twoByOne.OverheadFraction < 0.02),
+                new TargetCheck("steps/s of 2 ranks x 1 thread over 1 rank x 2 threads (target: at least)", twoByOne.StepsPerSecond / oneByTwo.StepsPerSecond, 0.9,
+                    twoByOne.StepsPerSecond / oneByTwo.StepsPerSecond >= 0.9));
+        }
+        finally
+        {
+            await Task.WhenAll(silos.Select(s => s.DisposeAsync().AsTask()));
+            TryDelete(root);
+        }
+    }
+
+    private static async Task<IHost> ConnectAsync(string clusterId, int[] gatewayPorts, int expectedSilos)
+    {
+        var host = new HostBuilder()
+            .UseOrleansClient(client => client.UseLocalhostClustering(gatewayPorts, clusterId, clusterId))
+            .ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning))
+            .Build();
+        await host.StartAsync();
+        var management = host.Services.GetRequiredService<IClusterClient>().GetGrain<IManagementGrain>(0);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await management.GetHosts(onlyActive: true)).Count < expectedSilos)
+        {
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"Cluster {clusterId} did not reach {expectedSilos} active silo(s) within 60 s.");
+            await Task.Delay(200);
+        }
+        return host;
+    }
+
+    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, int chunkElements)
+    {
+        var silos = (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Keys.OrderBy(s => s.ToParsableString(), StringComparer.Ordinal).ToList();
+        var group = "bench-allreduce-" + Guid.NewGuid().ToString("N");
+        var results = await Task.WhenAll(silos.Select((silo, rank) =>
+            grains.GetGrain<ICollectiveProbeGrain>(SiloBoundKey.Create(silo, ICollectiveProbeGrain.KeySuffix)).MeasureAllReduce(
+                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions))));
+        // A repetition lasts until its slowest rank has the result.
+        var seconds = Enumerable.Range(0, settings.AllReduceRepetitions).Select(i => results.Max(r => r.Seconds[i])).ToList();
+        var bytes = 4L * settings.AllReduceElements;
+        var median = TrainingStatistics.Median(seconds);
+        return new AllReduceMeasurement(settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, silos.Count,
+            results.Select(r => r.SiloAddress).ToList(), seconds, median, bytes / 1e6 / median, bytes / 1e6 / seconds.Min(), results.Max(r => r.MaxAbsoluteError));
+    }
+
+    private static async Task<IReadOnlyList<StepMetrics>> RunJobAsync(IClusterClient grains, ClusterBenchmarkSettings settings, int ranks)
+    {
+        var spec = new TrainingJobSpec
+        {
+            Workload = settings.Workload,
+            Ranks = ranks,
+            GlobalBatchSize = settings.GlobalBatchSize,
+            Steps = settings.WarmupSteps + settings.Steps,
+            LearningRate = 1e-3,
+            Seed = 1,
+            Settings = settings.WorkerSettings,
+            CollectiveTimeout = TimeSpan.FromMinutes(5),
+        };
+        var jobId = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).SubmitTraining(spec);
+        var coordinator = grains.GetGrain<ITrainingCoordinatorGrain>(jobId);
+        while (true)
+        {
+            var status = await coordinator.GetStatus();
+            if (status.State == JobState.Completed)
+            {
+                if (status.Ranks.Count != ranks)
+                    throw new InvalidOperationException($"Benchmark job {jobId} ran on {status.Ranks.Count} rank(s), expected {ranks}.");
+                return await coordinator.GetMetrics(0);
+            }
+            if (status.State is JobState.Failed or JobState.Cancelled)
+                throw new InvalidOperationException($"Benchmark job {jobId} ({ranks} rank(s)) ended {status.State}: {status.FailureReason}");
+            await Task.Delay(100);
+        }
+    }
+
+    private static void TryDelete(string folder)
+    {
+        try
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Left for the OS to clean from the temp folder.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

@@ -1,0 +1,66 @@
+namespace RAE.Client.Bench;
+
+/// <summary>What `rae bench cluster` measures; sizes and workload of one run.</summary>
+public sealed record ClusterBenchmarkSettings(
+    int AllReduceElements,
+    IReadOnlyList<int> ChunkElements,
+    int AllReduceWarmup,
+    int AllReduceRepetitions,
+    string Workload,
+    IReadOnlyDictionary<string, string> WorkerSettings,
+    int GlobalBatchSize,
+    int Steps,
+    int WarmupSteps,
+    int Rounds,
+    TimeSpan SiloStartTimeout);
+
+public sealed record ClusterBenchmarkReport(
+    string Membership,
+    IReadOnlyList<AllReduceMeasurement> AllReduce,
+    TrainingWorkload Workload,
+    TrainingConfigurationMeasurement TwoRanksOneThread,
+    TrainingConfigurationMeasurement OneRankTwoThreads,
+    TargetCheck CoordinationOverhead,
+    TargetCheck Scaling);
+
+/// <summary>
+/// One chunk size: every rank reduces <see cref="BytesPerRank"/> bytes; a repetition takes as long as its slowest rank.
+/// MB are 10^6 bytes; MegabytesPerSecond = bytes reduced per rank / median seconds.
+/// </summary>
+public sealed record AllReduceMeasurement(
+    int Elements,
+    long BytesPerRank,
+    int ChunkElements,
+    long ChunkBytes,
+    int Ranks,
+    IReadOnlyList<string> Silos,
+    IReadOnlyList<double> Seconds,
+    double MedianSeconds,
+    double MegabytesPerSecond,
+    double BestMegabytesPerSecond,
+    double MaxAbsoluteError);
+
+public sealed record TrainingWorkload(string Name, IReadOnlyDictionary<string, string> Settings, int GlobalBatchSize, int MeasuredStepsPerRun, int WarmupStepsPerRun, int Rounds);
+
+/// <summary>
+/// Means over the measured steps of every round. StepSeconds is the loop period (time between consecutive completed
+/// steps), so it includes the coordinator's work between steps. Compute, all-reduce and update are the slowest rank's;
+/// OverheadSeconds = StepSeconds - (compute + all-reduce + update): the part inside the coordinator's step call that no
+/// rank spent working (<see cref="InsideStepOverheadSeconds"/>) plus the gap between steps (<see cref="BetweenStepsSeconds"/>).
+/// </summary>
+public sealed record TrainingConfigurationMeasurement(
+    int Ranks,
+    int ThreadsPerRank,
+    int MeasuredSteps,
+    double StepsPerSecond,
+    double StepSeconds,
+    double ComputeSeconds,
+    double AllReduceSeconds,
+    double UpdateSeconds,
+    double InsideStepOverheadSeconds,
+    double BetweenStepsSeconds,
+    double OverheadSeconds,
+    double OverheadFraction,
+    double FinalLoss);
+
+public sealed record TargetCheck(string Description, double Value, double Target, bool Met);

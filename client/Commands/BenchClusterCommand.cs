@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text.Json;
+using RAE.Client.Bench;
+using RAE.Grains.Collectives;
+using RAE.Grains.Workers;
+
+namespace RAE.Client.Commands;
+
+/// <summary>
+/// `rae bench cluster`: all-reduce throughput between two silo processes for a DiT^DH-S-sized gradient, the
+/// coordination overhead of a 2-rank training step, and steps/s of 1 rank x 2 threads against 2 ranks x 1 thread.
+/// Options: --elements (default 196,500,000: DiT^DH-S's parameter count per the spec), --chunk-elements N[,N...],
+/// --allreduce-repeats, --allreduce-warmup, --workload (tiny-mlp), --batch (global batch), --input, --hidden, --dataset
+/// (tiny-mlp sizes), --setting key=value (repeatable, any worker setting), --steps, --warmup-steps, --rounds, --json.
+/// </summary>
+public sealed class BenchClusterCommand : ICliCommand
+{
+    /// <summary>DiT^DH-S parameter count from the spec (≈ 196.5 M, counting pos_embed and W; the trainable count is a little lower).</summary>
+    public const int DiTDHSmallParameters = 196_500_000;
+
+    public string Name => "bench cluster";
+
+    public string Summary => "Benchmark all-reduce MB/s between silo processes, step coordination overhead and 2x1 vs 1x2 scaling";
+
+    public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        var json = arguments.Flag("json");
+        var elements = arguments.Int("elements", DiTDHSmallParameters);
+        var chunks = ParseList(arguments.Option("chunk-elements") ?? OrleansCollectiveCommunicator.DefaultChunkElements.ToString(CultureInfo.InvariantCulture), "chunk-elements");
+        var repeats = arguments.Int("allreduce-repeats", 3);
+        var allReduceWarmup = arguments.Int("allreduce-warmup", 1);
+        var workload = arguments.Option("workload") ?? TinyMlpWorker.WorkloadName;
+        var batch = arguments.Int("batch", 512);
+        var workerSettings = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (workload == TinyMlpWorker.WorkloadName)
+        {
+            workerSettings["input"] = Positive(arguments.Int("input", 512), "input").ToString(CultureInfo.InvariantCulture);
+            workerSettings["hidden"] = Positive(arguments.Int("hidden", 2048), "hidden").ToString(CultureInfo.InvariantCulture);
+            workerSettings["dataset"] = Positive(arguments.Int("dataset", 4096), "dataset").ToString(CultureInfo.InvariantCulture);
+        }
+        foreach (var setting in arguments.Options("setting"))
+        {
+            var equals = setting.IndexOf('=');
+            if (equals <= 0) throw new UsageException($"--setting expects key=value, got '{setting}'");
+            workerSettings[setting[..equals]] = setting[(equals + 1)..];
+        }
+        var steps = arguments.Int("steps", 20);
+        var warmupSteps = arguments.Int("warmup-steps", 2);
+        var rounds = arguments.Int("rounds", 2);
+        var startTimeout = arguments.Int("silo-start-timeout", 180);
+        arguments.RejectUnknownOptions();
+        Positive(elements, "elements");
+        Positive(repeats, "allreduce-repeats");
+        if (allReduceWarmup < 0) throw new UsageException($"--allreduce-warmup must not be negative, got {allReduceWarmup}");
+        Positive(steps, "steps");
+        Positive(warmupSteps, "warmup-steps");
+        Positive(rounds, "rounds");
+        Positive(startTimeout, "silo-start-timeout");
+        if (batch < 2 || batch % 2 != 0) throw new UsageException($"--batch must be even (two ranks share it), got {batch}");
+
+        var settings = new ClusterBenchmarkSettings(elements, chunks, allReduceWarmup, repeats, workload, workerSettings, batch, steps, warmupSteps, rounds,
+            TimeSpan.FromSeconds(startTimeout));
+        ClusterBenchmarkReport report;
+        try
+        {
+            report = await ClusterBenchmark.RunAsync(settings, json ? null : line => output.WriteLine(line));
+        }
+        catch (Exception failure) when (failure is InvalidOperationException or TimeoutException or OrleansException)
+        {
+            error.WriteLine($"rae bench cluster: {failure.Message}");
+            return 1;
+        }
+        if (json)
+            output.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+        else
+            PrintTable(report, output);
+        return 0;
+    }
+
+    private static int Positive(int value, string name) =>
+        value >= 1 ? value : throw new UsageException($"--{name} must be positive, got {value}");
+
+    private static List<int> ParseList(string text, string name)
+    {
+        var values = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < 1)
+                throw new UsageException($"--{name} expects positive integers separated by commas, got '{text}'");
+            values.Add(value);
+        }
+        return values.Count > 0 ? values : throw new UsageException($"--{name} needs at least one value");
+    }
+
+    private static void PrintTable(ClusterBenchmarkReport report, TextWriter output)
+    {
+        var invariant = CultureInfo.InvariantCulture;
+        output.WriteLine($"cluster: {report.Membership}");
+        var first = report.AllReduce[0];
+        output.WriteLine(string.Create(invariant,
+            $"all-reduce (sum, rank-ordered) between {first.Ranks} ranks on silos {string.Join(" and ", first.Silos)}: {first.Elements:N0} fp32 = {first.BytesPerRank / 1e6:F1} MB per rank"));
+        output.WriteLine($"{"chunk elems",12} {"chunk MB",9} {"median s",9} {"best s",8} {"MB/s",9} {"best MB/s",10} {"max |err|",10}");
+        foreach (var row in report.AllReduce)
+            output.WriteLine(string.Create(invariant,
+                $"{row.ChunkElements,12:N0} {row.ChunkBytes / 1e6,9:F2} {row.MedianSeconds,9:F3} {row.Seconds.Min(),8:F3} {row.MegabytesPerSecond,9:F1} {row.BestMegabytesPerSecond,10:F1} {row.MaxAbsoluteError,10:G3}"));
+        var workload = report.Workload;
+        output.WriteLine(string.Create(invariant,
+            $"training: {workload.Name} ({string.Join(", ", workload.Settings.Select(s => $"{s.Key} {s.Value}"))}), global batch {workload.GlobalBatchSize}, {workload.MeasuredStepsPerRun} measured + {workload.WarmupStepsPerRun} warm-up steps per job, {workload.Rounds} alternating round(s)"));
+        output.WriteLine($"{"configuration",-20} {"steps/s",8} {"step ms",8} {"fwd+bwd",8} {"allreduce",10} {"update",7} {"in-step",8} {"between",8} {"overhead",9}");
+        foreach (var (name, row) in new[] { ("2 ranks x 1 thread", report.TwoRanksOneThread), ("1 rank x 2 threads", report.OneRankTwoThreads) })
+            output.WriteLine(string.Create(invariant,
+                $"{name,-20} {row.StepsPerSecond,8:F2} {row.StepSeconds * 1e3,8:F1} {row.ComputeSeconds * 1e3,8:F1} {row.AllReduceSeconds * 1e3,10:F1} {row.UpdateSeconds * 1e3,7:F1} {row.InsideStepOverheadSeconds * 1e3,8:F2} {row.BetweenStepsSeconds * 1e3,8:F2} {row.OverheadFraction,9:P2}"));
+        output.WriteLine("(ms per step; overhead = step - fwd+bwd - allreduce - update of the slowest rank = in-step + between-steps)");
+        output.WriteLine(string.Create(invariant,
+            $"coordination overhead per 2-rank step: {report.TwoRanksOneThread.OverheadSeconds * 1e3:F2} ms = {report.CoordinationOverhead.Value:P2} of the step (target < {report.CoordinationOverhead.Target:P0}): {(report.CoordinationOverhead.Met ? "met" : "NOT met")}"));
+        output.WriteLine(string.Create(invariant,
+            $"scaling: 2x1 / 1x2 steps/s = {report.Scaling.Value:F3} (target >= {report.Scaling.Target:F2}): {(report.Scaling.Met ? "met" : "NOT met")}"));
+    }
+}

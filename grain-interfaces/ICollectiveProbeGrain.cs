@@ -1,0 +1,34 @@
+namespace RAE.GrainInterfaces;
+
+/// <summary>One rank's part of an all-reduce measurement between silos (`rae bench cluster`).</summary>
+[GenerateSerializer, Immutable]
+public sealed record AllReduceProbe(
+    [property: Id(0)] string GroupKey,
+    [property: Id(1)] int Rank,
+    [property: Id(2)] int WorldSize,
+    [property: Id(3)] int Elements,
+    [property: Id(4)] int ChunkElements,
+    [property: Id(5)] int Warmup,
+    [property: Id(6)] int Repetitions);
+
+/// <summary>
+/// Seconds of each timed all-reduce of one rank (after a barrier, so the ranks start together) and the largest
+/// difference between the reduced vector and the exact expected sum (0 unless the collective is broken).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record AllReduceProbeResult(
+    [property: Id(0)] string SiloAddress,
+    [property: Id(1)] IReadOnlyList<double> Seconds,
+    [property: Id(2)] double MaxAbsoluteError);
+
+/// <summary>
+/// Runs collectives from inside a silo (key: <see cref="SiloBoundKey.Create"/> with suffix "collective-probe"), so a
+/// benchmark measures rank-to-rank traffic between silos rather than client-to-silo traffic.
+/// </summary>
+public interface ICollectiveProbeGrain : IGrainWithStringKey
+{
+    public const string KeySuffix = "collective-probe";
+
+    [ResponseTimeout("01:00:00")]
+    Task<AllReduceProbeResult> MeasureAllReduce(AllReduceProbe probe);
+}
