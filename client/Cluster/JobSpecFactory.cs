@@ -1,0 +1,105 @@
+using RAE.GrainInterfaces;
+using RAE.Models.Config;
+
+namespace RAE.Client.Cluster;
+
+/// <summary>
+/// Turns a reference-schema YAML config into job specs. The workers get the whole effective config (overrides applied)
+/// as YAML in the settings, so they build exactly the model, transport and sampler the file describes.
+/// </summary>
+public static class JobSpecFactory
+{
+    /// <summary>The effective config (after --set overrides), as YAML in the reference schema.</summary>
+    public const string ConfigYamlSetting = "config_yaml";
+
+    /// <summary>The file the config came from, for messages and provenance.</summary>
+    public const string ConfigSourceSetting = "config_source";
+
+    /// <summary>A Stage 2 checkpoint file to sample from (instead of a training job's committed checkpoint).</summary>
+    public const string CheckpointPathSetting = "ckpt_path";
+
+    public const string DefaultWorkload = "dit-dh";
+
+    /// <summary>Loads and validates the config; <see cref="ConfigException"/> names the key and file of any problem.</summary>
+    public static RaeConfig LoadConfig(string path, IReadOnlyList<string> overrides)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Config file '{path}' does not exist.", path);
+        return RaeConfig.Load(path, overrides);
+    }
+
+    public static TrainingJobSpec Training(RaeConfig config, string workload, int ranks)
+    {
+        var training = config.Training ?? throw new ConfigException(config.SourceName, "training", null, "a training job needs a 'training' section");
+        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a Stage 2 training job needs a 'stage_2' section");
+        var globalBatch = training.ResolveGlobalBatchSize(ranks);
+        var stepsPerEpoch = StepsPerEpoch(config, globalBatch);
+        var steps = training.MaxSteps ?? training.Epochs * stepsPerEpoch;
+        if (steps > int.MaxValue) throw new ConfigException(config.SourceName, "training.max_steps", null, $"{steps} steps is more than one job can run; set training.max_steps");
+        var checkpointEvery = training.CheckpointEverySteps ?? training.CheckpointInterval * stepsPerEpoch;
+        return new TrainingJobSpec
+        {
+            Workload = workload,
+            Ranks = ranks,
+            GlobalBatchSize = globalBatch,
+            GradientAccumulation = training.GradAccumSteps,
+            Steps = (int)steps,
+            LearningRate = training.Optimizer.Lr,
+            WeightDecay = training.Optimizer.WeightDecay,
+            GradientClip = training.ClipGrad is > 0 ? training.ClipGrad.Value : 0,
+            WarmupSteps = (int)Math.Min(int.MaxValue, training.Scheduler?.WarmupStepCount(stepsPerEpoch) ?? 0),
+            Seed = training.GlobalSeed,
+            CheckpointInterval = (int)Math.Clamp(checkpointEvery, 0, int.MaxValue),
+            Settings = ConfigSettings(config),
+        };
+    }
+
+    /// <summary>Optimizer steps per epoch: the data set's samples over the global batch (last partial batch dropped), at least 1.</summary>
+    public static long StepsPerEpoch(RaeConfig config, int globalBatch) =>
+        Math.Max(1, (config.Data?.NumSamples ?? 1024) / Math.Max(1, globalBatch));
+
+    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, int samples, long seed, string labels, int unitSize)
+    {
+        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a sampling job needs a 'stage_2' section");
+        var settings = new Dictionary<string, string>(ConfigSettings(config), StringComparer.Ordinal);
+        var checkpointPath = source.CheckpointPath ?? (source.TrainingJobId is null ? ResolveConfigPath(config, config.Stage2.Ckpt) : null);
+        if (checkpointPath is not null) settings[CheckpointPathSetting] = checkpointPath;
+        return new SamplingJobSpec
+        {
+            Workload = workload,
+            SourceTrainingJobId = source.TrainingJobId,
+            SourceCheckpointStep = source.Step,
+            Samples = samples,
+            UnitSize = unitSize,
+            Classes = config.Misc.NumClasses,
+            Labels = labels,
+            Seed = seed,
+            Settings = settings,
+        };
+    }
+
+    private static Dictionary<string, string> ConfigSettings(RaeConfig config) => new(StringComparer.Ordinal)
+    {
+        [ConfigYamlSetting] = config.ToYaml(),
+        [ConfigSourceSetting] = Path.GetFullPath(config.SourceName),
+    };
+
+    /// <summary>A relative ckpt path in a config is taken relative to the working directory, as the reference scripts do.</summary>
+    private static string? ResolveConfigPath(RaeConfig config, string? path) =>
+        string.IsNullOrWhiteSpace(path) ? null : Path.GetFullPath(path);
+}
+
+/// <summary>Where a sampling job's weights come from: a training job's checkpoint (latest or a step) or a file.</summary>
+public sealed record SamplingSource(string? TrainingJobId, long? Step, string? CheckpointPath)
+{
+    /// <summary>"JOB", "JOB@STEP" or a path to a checkpoint file.</summary>
+    public static SamplingSource Parse(string text)
+    {
+        if (File.Exists(text) || text.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || text.EndsWith(".pt", StringComparison.OrdinalIgnoreCase))
+            return new SamplingSource(null, null, Path.GetFullPath(text));
+        var at = text.LastIndexOf('@');
+        if (at < 0) return new SamplingSource(text, null, null);
+        return long.TryParse(text.AsSpan(at + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var step) && at > 0
+            ? new SamplingSource(text[..at], step, null)
+            : throw new Commands.UsageException($"--ckpt expects JOB, JOB@STEP or a checkpoint file, got '{text}'");
+    }
+}
