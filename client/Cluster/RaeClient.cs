@@ -34,6 +34,7 @@ public sealed class RaeClient : IAsyncDisposable
     /// <summary>Connects, failing fast with <see cref="ClusterUnreachableException"/> naming the gateway or membership table.</summary>
     public static async Task<RaeClient> ConnectAsync(ClusterConnectionOptions options, CancellationToken cancellationToken = default)
     {
+        if (!options.IsAzureMode) await ProbeGatewaysAsync(options, cancellationToken);
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.UseOrleansClient(client =>
@@ -70,6 +71,35 @@ public sealed class RaeClient : IAsyncDisposable
             await DisposeQuietly(host);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The Orleans client keeps retrying a gateway that refuses connections until the call times out; a plain TCP
+    /// connect tells within a moment whether anything listens at all.
+    /// </summary>
+    private static async Task ProbeGatewaysAsync(ClusterConnectionOptions options, CancellationToken cancellationToken)
+    {
+        var failures = new List<string>();
+        foreach (var gateway in options.Gateways)
+        {
+            using var socket = new Socket(gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(Math.Min(3, options.ConnectTimeout.TotalSeconds)));
+            try
+            {
+                await socket.ConnectAsync(gateway, timeout.Token);
+                return;
+            }
+            catch (SocketException error)
+            {
+                failures.Add($"{gateway}: {error.SocketErrorCode}");
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                failures.Add($"{gateway}: no answer");
+            }
+        }
+        throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()} ({string.Join("; ", failures)}). Start one with 'infra/cluster.sh up 1' or 'rae demo', or point --gateway/--storage at a running cluster.");
     }
 
     /// <summary>Errors that mean the cluster cannot be reached (as opposed to a request it refused).</summary>
@@ -148,18 +178,31 @@ public sealed class RaeClient : IAsyncDisposable
     public async Task CancelAsync(string jobId)
     {
         var job = await GetJobAsync(jobId);
-        if (job.Kind == JobKind.Sampling) await Grains.GetGrain<ISamplingJobGrain>(jobId).Cancel();
+        if (job.Kind == JobKind.Sampling) await SamplingGrain(jobId).Cancel();
         else await Registry.Cancel(jobId);
     }
 
     public async Task<string> StartSamplingAsync(SamplingJobSpec spec, string? jobId = null)
     {
         jobId ??= $"sample-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}";
-        await Grains.GetGrain<ISamplingJobGrain>(jobId).Start(spec);
+        await SamplingGrain(jobId).Start(spec);
         return jobId;
     }
 
-    public Task<SamplingJobStatus> GetSamplingStatusAsync(string jobId) => Grains.GetGrain<ISamplingJobGrain>(jobId).GetStatus();
+    public Task<SamplingJobStatus> GetSamplingStatusAsync(string jobId) => SamplingGrain(jobId).GetStatus();
+
+    /// <summary>The sampling job's grain; <see cref="RaeJobException"/> when no silo of the cluster implements sampling jobs.</summary>
+    private ISamplingJobGrain SamplingGrain(string jobId)
+    {
+        try
+        {
+            return Grains.GetGrain<ISamplingJobGrain>(jobId);
+        }
+        catch (ArgumentException error) when (error.Message.Contains("implementation", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new RaeJobException($"This cluster cannot run sampling jobs: no silo implements {nameof(ISamplingJobGrain)} ({error.Message}).", error);
+        }
+    }
 
     /// <summary>Null when no sampling job of that id was started (a fresh grain reports no spec or id).</summary>
     public async Task<SamplingJobStatus?> TryGetSamplingStatusAsync(string jobId)
@@ -171,6 +214,7 @@ public sealed class RaeClient : IAsyncDisposable
         }
         catch (RaeJobException)
         {
+            // Unknown job, or a cluster without sampling jobs at all: either way no such sampling job.
             return null;
         }
     }

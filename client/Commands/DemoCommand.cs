@@ -106,9 +106,9 @@ public sealed class DemoCommand : ICliCommand
         {
             samplingId = await client.StartSamplingAsync(samplingSpec);
         }
-        catch (Exception problem) when (problem is not RaeJobException && !RaeClient.IsUnreachable(problem))
+        catch (RaeJobException problem)
         {
-            context.Error.WriteLine($"rae demo: this silo cannot run sampling jobs (no sampling job grain is registered): {problem.GetBaseException().Message}");
+            context.Error.WriteLine($"rae demo: training {jobId} completed, but the sampling job did not start: {problem.Message}");
             return ClusterCommand.Failed;
         }
         log.WriteLine($"sampling {samplingId}: {samples} samples from {jobId}@{latest?.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "latest"}, labels equal, seed 0");
