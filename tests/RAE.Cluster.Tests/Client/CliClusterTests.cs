@@ -132,3 +132,23 @@ public sealed class CliClusterTests(CliSiloFixture silo) : IClassFixture<CliSilo
         Assert.Contains("tiny-mlp", error);
     }
 }
+
+public sealed class DemoCommandTests
+{
+    [Fact]
+    public async Task DemoWithAWorkloadTheSiloLacksExitsOneNamingIt()
+    {
+        var data = Path.Combine(Path.GetTempPath(), "rae-demo-test-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var (exitCode, output, error) = await Cli.RunAsync("demo", "--workload", "no-such-workload", "--data", data);
+            Assert.Equal(1, exitCode);
+            Assert.Contains("no rank worker for workload 'no-such-workload'", error);
+            Assert.Contains("dashboard http://127.0.0.1:", output);
+        }
+        finally
+        {
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+        }
+    }
+}
