@@ -28,6 +28,7 @@ public abstract class ClusterCommand : ICliCommand
     public const int Failed = 1;
     public const int Usage = 2;
     public const int Unreachable = 3;
+    public const int Interrupted = 130;
 
     public abstract string Name { get; }
 
@@ -69,6 +70,12 @@ public abstract class ClusterCommand : ICliCommand
         {
             error.WriteLine($"rae {Name}: {problem.Message}");
             return Failed;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            if (context.Live) output.WriteLine();
+            error.WriteLine($"rae {Name}: interrupted; jobs already submitted keep running in the cluster");
+            return Interrupted;
         }
     }
 

@@ -66,6 +66,11 @@ public sealed class DemoCommand : ICliCommand
             var client = new RaeClient(app.Services.GetRequiredService<IGrainFactory>());
             return await RunJobsAsync(client, config, workload, samples, dataFolder, context, log);
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            error.WriteLine("rae demo: interrupted; the in-process silo stops with its jobs (they resume on the next start with this --data folder)");
+            return ClusterCommand.Interrupted;
+        }
         finally
         {
             using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(20));
