@@ -126,6 +126,7 @@ public static class RaeSiloHost
         });
         silo.Services.AddPlacementDirector<SiloBoundPlacement, SiloBoundPlacementDirector>();
         silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
+        silo.Services.AddSingleton<RAE.Grains.Training.SiloTrainingMetrics>();
         var checkpoints = Path.Combine(Path.GetFullPath(options.DataFolder), "checkpoints");
         silo.Services.AddSingleton<ICheckpointPayloadStore>(_ => new FileCheckpointPayloadStore(checkpoints));
         silo.Services.AddHostedService<JobResumeService>();

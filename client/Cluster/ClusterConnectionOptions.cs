@@ -32,14 +32,15 @@ public sealed record ClusterConnectionOptions
         ? $"Azure Table membership of cluster '{ClusterId}' (service '{ServiceId}') in storage '{RedactedStorage()}'"
         : $"gateway {string.Join(", ", Gateways.Select(g => g.ToString()))}";
 
-    /// <summary>Reads --gateway, --storage, --cluster-id, --service-id and --connect-timeout (and their RAE_ variables).</summary>
+    /// <summary>Reads --gateway, --storage (alias --azure), --cluster-id, --service-id and --connect-timeout (and their RAE_ variables).</summary>
     public static ClusterConnectionOptions FromArguments(CommandArguments arguments, Func<string, string?>? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
         var options = new ClusterConnectionOptions();
         var gateway = arguments.Option("gateway") ?? environment("RAE_GATEWAY");
         if (gateway is not null) options = options with { Gateways = ParseGateways(gateway) };
-        var storage = arguments.Option("storage") ?? environment("RAE_STORAGE_CONNECTION");
+        // --azure is the name cluster-core gave the same option.
+        var storage = arguments.Option("storage") ?? arguments.Option("azure") ?? environment("RAE_STORAGE_CONNECTION");
         if (!string.IsNullOrWhiteSpace(storage)) options = options with { StorageConnectionString = storage };
         var clusterId = arguments.Option("cluster-id") ?? environment("RAE_CLUSTER_ID");
         if (clusterId is not null) options = options with { ClusterId = RequireText(clusterId, "--cluster-id") };

@@ -32,6 +32,7 @@ public sealed class TrainingJobState
 public sealed partial class TrainingCoordinatorGrain(
     [PersistentState("training", RaeStorage.GrainStateProvider)] IPersistentState<TrainingJobState> job,
     IEnumerable<IRankWorkerFactory> workerFactories,
+    SiloTrainingMetrics siloMetrics,
     ILogger<TrainingCoordinatorGrain> logger) : Grain, ITrainingCoordinatorGrain
 {
     public const int MaxConsecutiveFailures = 5;
@@ -144,7 +145,6 @@ public sealed partial class TrainingCoordinatorGrain(
                     if (consecutiveFailures >= MaxConsecutiveFailures) throw;
                     LogStepFailed(error, JobId, State.Step + 1, consecutiveFailures);
                     State.State = JobState.Recovering;
-                    State.Recoveries++;
                     await PersistAndReportAsync();
                     await Task.Delay(TimeSpan.FromMilliseconds(250 * consecutiveFailures));
                 }
@@ -170,7 +170,9 @@ public sealed partial class TrainingCoordinatorGrain(
         if (worldSize == 0)
             throw new RaeJobException($"Job '{JobId}' found no silo that offers a compute device; it needs {spec.Ranks} rank(s).");
         var chosen = slots.Take(worldSize).ToList();
-        var generation = State.Generation + 1;
+        // Every attempt gets a fresh generation (persisted first), so a half-formed group is never reused.
+        var generation = ++State.Generation;
+        await job.WriteStateAsync();
         var groupKey = $"{JobId}/g{generation}";
         await GrainFactory.GetGrain<ICollectiveGroupGrain>(groupKey).Configure(worldSize, spec.CollectiveTimeout);
         var ranks = chosen.Select(slot => GrainFactory.GetGrain<IRankGrain>(slot.RankGrainKey)).ToList();
@@ -193,8 +195,8 @@ public sealed partial class TrainingCoordinatorGrain(
         State.Metrics.RemoveAll(m => m.Step > State.Step);
 
         var previous = State.Ranks.Where(old => chosen.All(slot => slot.RankGrainKey != old.RankGrainKey)).ToList();
+        if (State.Ranks.Count > 0) State.Recoveries++;
         State.Ranks = chosen;
-        State.Generation = generation;
         _group = ranks;
         await PersistAndReportAsync();
         foreach (var stale in previous) _ = LeaveQuietlyAsync(GrainFactory.GetGrain<IRankGrain>(stale.RankGrainKey));
@@ -311,8 +313,9 @@ public sealed partial class TrainingCoordinatorGrain(
         }
     }
 
-    private static void Publish(StepMetrics metrics)
+    private void Publish(StepMetrics metrics)
     {
+        siloMetrics.Record(JobId, metrics);
         TrainingTelemetry.Loss.Record(metrics.Loss);
         TrainingTelemetry.StepSeconds.Record(metrics.StepSeconds);
         TrainingTelemetry.SamplesPerSecond.Record(metrics.SamplesPerSecondPerRank.Sum());

@@ -32,6 +32,8 @@ public sealed class TinyMlpWorker : IRankWorker
         ReleaseTensors();
         _context = context;
         _device = torch.device(context.Device);
+        // libtorch's intra-op pool is process-wide: every rank of a silo asks for the same ThreadsPerRank.
+        if (context.Threads > 0 && torch.get_num_threads() != context.Threads) torch.set_num_threads(context.Threads);
         var features = Setting(context, "input", 8);
         var hidden = Setting(context, "hidden", 16);
         var datasetSize = Setting(context, "dataset", 1024);

@@ -29,8 +29,16 @@ public sealed class SiloHostTests
             var page = await http.GetStringAsync("/dashboard/");
             Assert.Contains("<html", page, StringComparison.OrdinalIgnoreCase);
 
-            using var counters = JsonDocument.Parse(await http.GetStringAsync("/dashboard/DashboardCounters"));
-            var hosts = counters.RootElement.GetProperty("hosts");
+            // The dashboard refreshes its counters periodically; the silo shows up within a few seconds.
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            JsonElement hosts;
+            do
+            {
+                using var counters = JsonDocument.Parse(await http.GetStringAsync("/dashboard/DashboardCounters"));
+                hosts = counters.RootElement.GetProperty("hosts").Clone();
+                if (hosts.GetArrayLength() > 0) break;
+                await Task.Delay(200);
+            } while (DateTime.UtcNow < deadline);
             Assert.Equal(1, hosts.GetArrayLength());
             Assert.Equal("Active", hosts[0].GetProperty("status").GetString());
 

@@ -68,6 +68,23 @@ public sealed class TrainingTests(ClusterFixture fixture)
         Assert.Equal([2L, 4L, 6L], checkpoints.Select(c => c.Step));
         Assert.All(checkpoints, c => Assert.True(File.Exists(c.Location)));
 
+        // The job's last loss is published on the Orleans meter, where the dashboard's silo counters read it.
+        var published = new List<(double Value, string? Job)>();
+        using (var listener = new System.Diagnostics.Metrics.MeterListener())
+        {
+            listener.InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "Microsoft.Orleans" && instrument.Name == RAE.Grains.Training.SiloTrainingMetrics.LossInstrument) l.EnableMeasurementEvents(instrument);
+            };
+            listener.SetMeasurementEventCallback<double>((_, value, tags, _) =>
+            {
+                foreach (var tag in tags) if (tag.Key == "job") published.Add((value, tag.Value as string));
+            });
+            listener.Start();
+            listener.RecordObservableInstruments();
+        }
+        Assert.Contains(published, p => p.Job == jobId && p.Value == metrics[^1].Loss);
+
         var summary = await Registry.Get(jobId);
         Assert.Equal(JobState.Completed, summary.State);
         Assert.Equal(6, summary.Progress);
