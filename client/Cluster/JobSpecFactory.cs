@@ -9,16 +9,20 @@ namespace RAE.Client.Cluster;
 /// </summary>
 public static class JobSpecFactory
 {
-    /// <summary>The effective config (after --set overrides), as YAML in the reference schema.</summary>
-    public const string ConfigYamlSetting = "config_yaml";
+    /// <summary>Training spec setting: the effective config (after --set overrides) as YAML (DiTJobConfig.ConfigSetting of the dit-dh worker).</summary>
+    public const string TrainingConfigSetting = "config";
 
-    /// <summary>The file the config came from, for messages and provenance.</summary>
-    public const string ConfigSourceSetting = "config_source";
+    /// <summary>Sampling spec setting: the effective config as YAML (the sampling job's "config_yaml").</summary>
+    public const string SamplingConfigSetting = "config_yaml";
 
-    /// <summary>A Stage 2 checkpoint file to sample from (instead of a training job's committed checkpoint).</summary>
-    public const string CheckpointPathSetting = "ckpt_path";
+    /// <summary>Sampling spec setting: the Stage 2 weights file (overrides stage_2.ckpt).</summary>
+    public const string CheckpointSetting = "checkpoint";
 
+    /// <summary>The training workload of the DiT^DH rank worker.</summary>
     public const string DefaultWorkload = "dit-dh";
+
+    /// <summary>The sampling job's workload (a DiT^DH from an RAE configuration).</summary>
+    public const string DefaultSamplingWorkload = "rae";
 
     /// <summary>Loads and validates the config; <see cref="ConfigException"/> names the key and file of any problem.</summary>
     public static RaeConfig LoadConfig(string path, IReadOnlyList<string> overrides)
@@ -46,10 +50,11 @@ public static class JobSpecFactory
             LearningRate = training.Optimizer.Lr,
             WeightDecay = training.Optimizer.WeightDecay,
             GradientClip = training.ClipGrad is > 0 ? training.ClipGrad.Value : 0,
-            WarmupSteps = (int)Math.Min(int.MaxValue, training.Scheduler?.WarmupStepCount(stepsPerEpoch) ?? 0),
+            // The worker runs the config's own schedule (warm-up included), as the dit-dh worker's CreateSpec does.
+            WarmupSteps = 0,
             Seed = training.GlobalSeed,
             CheckpointInterval = (int)Math.Clamp(checkpointEvery, 0, int.MaxValue),
-            Settings = ConfigSettings(config),
+            Settings = new Dictionary<string, string>(StringComparer.Ordinal) { [TrainingConfigSetting] = config.ToYaml() },
         };
     }
 
@@ -57,12 +62,16 @@ public static class JobSpecFactory
     public static long StepsPerEpoch(RaeConfig config, int globalBatch) =>
         Math.Max(1, (config.Data?.NumSamples ?? 1024) / Math.Max(1, globalBatch));
 
-    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, int samples, long seed, string labels, int unitSize)
+    /// <summary>
+    /// The sampling spec. <paramref name="checkpointPath"/> is the weights file: a file given with --ckpt, or the location
+    /// of the training job's committed checkpoint (the client resolves it); null falls back to the config's stage_2.ckpt.
+    /// </summary>
+    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, string? checkpointPath, int samples, long seed, string labels, int unitSize)
     {
         if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a sampling job needs a 'stage_2' section");
-        var settings = new Dictionary<string, string>(ConfigSettings(config), StringComparer.Ordinal);
-        var checkpointPath = source.CheckpointPath ?? (source.TrainingJobId is null ? ResolveConfigPath(config, config.Stage2.Ckpt) : null);
-        if (checkpointPath is not null) settings[CheckpointPathSetting] = checkpointPath;
+        var settings = new Dictionary<string, string>(StringComparer.Ordinal) { [SamplingConfigSetting] = config.ToYaml() };
+        checkpointPath ??= source.CheckpointPath ?? ResolveConfigPath(config.Stage2.Ckpt);
+        if (checkpointPath is not null) settings[CheckpointSetting] = checkpointPath;
         return new SamplingJobSpec
         {
             Workload = workload,
@@ -77,14 +86,8 @@ public static class JobSpecFactory
         };
     }
 
-    private static Dictionary<string, string> ConfigSettings(RaeConfig config) => new(StringComparer.Ordinal)
-    {
-        [ConfigYamlSetting] = config.ToYaml(),
-        [ConfigSourceSetting] = Path.GetFullPath(config.SourceName),
-    };
-
     /// <summary>A relative ckpt path in a config is taken relative to the working directory, as the reference scripts do.</summary>
-    private static string? ResolveConfigPath(RaeConfig config, string? path) =>
+    private static string? ResolveConfigPath(string? path) =>
         string.IsNullOrWhiteSpace(path) ? null : Path.GetFullPath(path);
 }
 

@@ -104,8 +104,14 @@ public sealed class DemoCommand : ICliCommand
         }
         var checkpoints = await client.ListCheckpointsAsync(jobId);
         var latest = checkpoints.Count > 0 ? checkpoints[^1] : null;
+        if (latest is null)
+        {
+            context.Error.WriteLine($"rae demo: training {jobId} completed without a committed checkpoint; nothing to sample from.");
+            return ClusterCommand.Failed;
+        }
 
-        var samplingSpec = JobSpecFactory.Sampling(config, workload, new SamplingSource(jobId, null, null), samples, seed: 0, labels: "equal", unitSize: 5);
+        var samplingSpec = JobSpecFactory.Sampling(config, JobSpecFactory.DefaultSamplingWorkload, new SamplingSource(jobId, latest.Step, null), latest.Location,
+            samples, seed: 0, labels: "equal", unitSize: 5);
         string samplingId;
         try
         {
@@ -116,21 +122,21 @@ public sealed class DemoCommand : ICliCommand
             context.Error.WriteLine($"rae demo: training {jobId} completed, but the sampling job did not start: {problem.Message}");
             return ClusterCommand.Failed;
         }
-        log.WriteLine($"sampling {samplingId}: {samples} samples from {jobId}@{latest?.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "latest"}, labels equal, seed 0");
+        log.WriteLine($"sampling {samplingId}: {samples} samples from {jobId}@{latest.Step.ToString(System.Globalization.CultureInfo.InvariantCulture)}, labels equal, seed 0");
         var samplingState = await new JobWatcher(client, context).WatchSamplingAsync(samplingId);
         var sampling = await client.GetSamplingStatusAsync(samplingId);
 
-        var checkpointFolder = latest is null ? null : Path.GetDirectoryName(latest.Location);
+        var checkpointFolder = Path.GetDirectoryName(latest.Location);
         if (context.Json)
         {
-            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = latest?.Location, metrics = metricsPath, npz = sampling.OutputLocation });
+            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = latest.Location, metrics = metricsPath, npz = sampling.OutputLocation });
         }
         else
         {
             log.WriteLine();
-            log.WriteLine($"checkpoints: {checkpointFolder ?? "(none committed)"} ({checkpoints.Count} committed, latest step {latest?.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"})");
+            log.WriteLine($"checkpoints: {checkpointFolder} ({checkpoints.Count} committed, latest step {latest.Step.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
             log.WriteLine($"metrics:     {metricsPath}");
-            log.WriteLine($"npz:         {sampling.OutputLocation ?? "(not written)"}");
+            log.WriteLine($"npz:         {sampling.OutputLocation ?? "(not written)"} (in the silo's blob store under {dataFolder})");
         }
         return ClusterCommand.ExitCodeOf(samplingState);
     }

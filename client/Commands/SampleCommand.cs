@@ -21,7 +21,7 @@ public sealed class SampleCommand : ClusterCommand
         var seed = arguments.Int("seed", 0);
         var labels = arguments.Option("label-sampling") ?? "equal";
         var unitSize = arguments.Int("unit-size", 8);
-        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultWorkload;
+        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultSamplingWorkload;
         var jobId = arguments.Option("job-id");
         var noWatch = arguments.Flag("no-watch");
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
@@ -29,10 +29,12 @@ public sealed class SampleCommand : ClusterCommand
         if (labels is not ("equal" or "random")) throw new UsageException($"--label-sampling expects equal or random, got '{labels}'");
         var source = checkpoint is null ? new SamplingSource(null, null, null) : SamplingSource.Parse(checkpoint);
         var config = JobSpecFactory.LoadConfig(path, overrides);
-        var spec = JobSpecFactory.Sampling(config, workload, source, samples, seed, labels, unitSize);
 
         return async (client, ctx) =>
         {
+            // The sampling job reads a weights file: a training job's committed checkpoint is resolved to its location here.
+            var checkpointPath = source.TrainingJobId is null ? null : (await client.GetCheckpointAsync(source.TrainingJobId, source.Step)).Location;
+            var spec = JobSpecFactory.Sampling(config, workload, source, checkpointPath, samples, seed, labels, unitSize);
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
             else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");

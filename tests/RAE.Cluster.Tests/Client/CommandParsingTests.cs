@@ -75,10 +75,10 @@ public sealed class CommandParsingTests
         Assert.Equal(50, spec.Steps);
         Assert.Equal(0.002, spec.LearningRate);
         Assert.Equal(1.0, spec.GradientClip);
-        Assert.Equal(20, spec.WarmupSteps);
+        Assert.Equal(0, spec.WarmupSteps); // the worker runs the config's schedule
         Assert.Equal(4 * (640 / 16), spec.CheckpointInterval);
         // The worker gets the effective config: parsing it back gives the overridden values.
-        var shipped = RaeConfig.Parse(spec.Settings[JobSpecFactory.ConfigYamlSetting], "shipped");
+        var shipped = RaeConfig.Parse(spec.Settings[JobSpecFactory.TrainingConfigSetting], "shipped");
         Assert.Equal(50, shipped.Training!.MaxSteps);
         Assert.Equal(0.002, shipped.Training.Optimizer.Lr);
     }
@@ -87,10 +87,12 @@ public sealed class CommandParsingTests
     public void SamplingSpecTakesClassesFromTheConfigAndTheSourceJob()
     {
         var config = JobSpecFactory.LoadConfig(TinyConfig, []);
-        var spec = JobSpecFactory.Sampling(config, "dit-dh", SamplingSource.Parse("train-7@80"), samples: 30, seed: 3, labels: "random", unitSize: 4);
+        var spec = JobSpecFactory.Sampling(config, "rae", SamplingSource.Parse("train-7@80"), "/ckpt/step-80.ckpt", samples: 30, seed: 3, labels: "random", unitSize: 4);
         Assert.Equal(("train-7", 80L), (spec.SourceTrainingJobId, spec.SourceCheckpointStep));
         Assert.Equal((30, 10, "random", 3L, 4), (spec.Samples, spec.Classes, spec.Labels, spec.Seed, spec.UnitSize));
-        Assert.False(spec.Settings.ContainsKey(JobSpecFactory.CheckpointPathSetting));
+        Assert.Equal("/ckpt/step-80.ckpt", spec.Settings[JobSpecFactory.CheckpointSetting]);
+        Assert.Equal(["checkpoint", "config_yaml"], spec.Settings.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(10, RaeConfig.Parse(spec.Settings[JobSpecFactory.SamplingConfigSetting], "shipped").Misc.NumClasses);
     }
 
     [Theory]
