@@ -33,7 +33,8 @@ public sealed class SampleCommand : ClusterCommand
         return async (client, ctx) =>
         {
             // The sampling job reads a weights file: a training job's committed checkpoint is resolved to its location here.
-            var checkpointPath = source.TrainingJobId is null ? null : (await client.GetCheckpointAsync(source.TrainingJobId, source.Step)).Location;
+            var checkpointPath = source.TrainingJobId is null ? null
+                : CheckpointsExportCommand.ExportForSampling(await client.GetCheckpointAsync(source.TrainingJobId, source.Step));
             var spec = JobSpecFactory.Sampling(config, workload, source, checkpointPath, samples, seed, labels, unitSize);
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
