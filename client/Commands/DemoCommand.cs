@@ -129,14 +129,19 @@ public sealed class DemoCommand : ICliCommand
         var checkpointFolder = Path.GetDirectoryName(latest.Location);
         if (context.Json)
         {
-            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = latest.Location, metrics = metricsPath, npz = sampling.OutputLocation });
+            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = latest.Location, metrics = metricsPath, npz = sampling.OutputLocation is { } blob ? Path.Combine(dataFolder, "blobs", blob) : null });
         }
         else
         {
             log.WriteLine();
             log.WriteLine($"checkpoints: {checkpointFolder} ({checkpoints.Count} committed, latest step {latest.Step.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
             log.WriteLine($"metrics:     {metricsPath}");
-            log.WriteLine($"npz:         {sampling.OutputLocation ?? "(not written)"} (in the silo's blob store under {dataFolder})");
+            // The embedded silo keeps blobs under <data>/blobs; the sampler writes the .npz only when it decodes images.
+            var location = sampling.OutputLocation is null ? "(not written)" : Path.Combine(dataFolder, "blobs", sampling.OutputLocation);
+            if (sampling.OutputLocation?.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) == true)
+                log.WriteLine($"npz:         {location}");
+            else
+                log.WriteLine($"samples:     {location} (latents: the config has no Stage 1 decoder, so no image .npz was written)");
         }
         return ClusterCommand.ExitCodeOf(samplingState);
     }
