@@ -10,9 +10,15 @@ public static class CommandLine
         new BenchClusterCommand(),
         new BenchSiloCommand(),
         new ClusterStatusCommand(),
+        new TrainCommand(),
+        new SampleCommand(),
         new JobsListCommand(),
         new JobsShowCommand(),
+        new JobsWatchCommand(),
         new JobsCancelCommand(),
+        new CheckpointsListCommand(),
+        new CheckpointsExportCommand(),
+        new DemoCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)

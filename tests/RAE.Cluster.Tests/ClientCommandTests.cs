@@ -30,34 +30,35 @@ public sealed class ClientCommandTests
         {
             var gateway = $"127.0.0.1:{gatewayPort}";
             string jobId;
-            await using (var connection = await ClusterConnection.ConnectAsync(new ClusterConnection.Settings(gateway, null, "client-test", "rae"), CancellationToken.None))
+            var connection = new ClusterConnectionOptions { Gateways = ClusterConnectionOptions.ParseGateways(gateway), ClusterId = "client-test" };
+            await using (var client = await RaeClient.ConnectAsync(connection))
             {
-                var registry = connection.Client.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
-                jobId = await registry.SubmitTraining(new TrainingJobSpec { Ranks = 1, GlobalBatchSize = 4, Steps = 3, CheckpointInterval = 1 });
-                var coordinator = connection.Client.GetGrain<ITrainingCoordinatorGrain>(jobId);
+                jobId = await client.SubmitTrainingAsync(new TrainingJobSpec { Ranks = 1, GlobalBatchSize = 4, Steps = 3, CheckpointInterval = 1 });
+                var coordinator = client.Grains.GetGrain<ITrainingCoordinatorGrain>(jobId);
                 var deadline = DateTime.UtcNow.AddSeconds(60);
                 while ((await coordinator.GetStatus()).State != JobState.Completed && DateTime.UtcNow < deadline) await Task.Delay(100);
             }
 
             var (code, output, error) = await RunAsync("cluster", "status", "--gateway", gateway, "--cluster-id", "client-test");
             Assert.True(code == 0, error);
-            Assert.Contains("1 active silo(s), 1 rank device(s)", output);
-            Assert.Contains("devices: cpu", output);
+            Assert.Contains("1 silo(s), 1 rank(s), 0 active job(s)", output);
+            Assert.Matches(@"Active\s+cpu\s+0/1", output);
 
             (code, output, error) = await RunAsync("jobs", "list", "--gateway", gateway, "--cluster-id", "client-test", "--json");
             Assert.True(code == 0, error);
             using (var jobs = JsonDocument.Parse(output))
             {
                 var job = Assert.Single(jobs.RootElement.EnumerateArray());
-                Assert.Equal(jobId, job.GetProperty("JobId").GetString());
-                Assert.Equal("Completed", job.GetProperty("State").GetString());
+                Assert.Equal(jobId, job.GetProperty("jobId").GetString());
+                Assert.Equal("Completed", job.GetProperty("state").GetString());
             }
 
             (code, output, error) = await RunAsync("jobs", "show", jobId, "--gateway", gateway, "--cluster-id", "client-test");
             Assert.True(code == 0, error);
-            Assert.Contains($"{jobId}: Completed, step 3/3", output);
+            Assert.Contains("state      Completed", output);
+            Assert.Contains("step 3/3", output);
             Assert.Contains("checkpoint step 3", output);
-            Assert.Contains("step      3  loss", output);
+            Assert.Contains("last step  3: loss", output);
 
             (code, _, error) = await RunAsync("jobs", "show", "train-nope", "--gateway", gateway, "--cluster-id", "client-test");
             Assert.Equal(1, code);
@@ -78,7 +79,7 @@ public sealed class ClientCommandTests
     {
         var (code, _, error) = await RunAsync("jobs", "list", "--gateway", $"127.0.0.1:{FreePort()}", "--connect-timeout", "2");
         Assert.Equal(3, code);
-        Assert.Contains("cannot connect to the cluster", error);
+        Assert.Contains("No RAE silo answers at the gateway 127.0.0.1:", error);
     }
 
     private static async Task<(int Code, string Output, string Error)> RunAsync(params string[] args)

@@ -12,6 +12,7 @@ namespace RAE.Models.Tests;
 /// temporaries (there is no outer dispose scope here), so the number of live tensors is the same after every step and
 /// resident memory stays flat.
 /// </summary>
+[Collection(nameof(MemoryFlatnessTests))]
 public sealed class MemoryFlatnessTests(ITestOutputHelper output)
 {
     private static readonly DiTwDDTHeadOptions TinyOptions = new()
@@ -126,3 +127,7 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
         }
     }
 }
+
+/// <summary>Resident memory is process-wide, so these tests run alone, after the parallel tests, never beside them.</summary>
+[CollectionDefinition(nameof(MemoryFlatnessTests), DisableParallelization = true)]
+public sealed class MemoryFlatnessCollection;

@@ -1,0 +1,258 @@
+using System.Net.Sockets;
+using Azure.Data.Tables;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Orleans.Runtime;
+using Orleans.Runtime.Messaging;
+using RAE.GrainInterfaces;
+
+namespace RAE.Client.Cluster;
+
+/// <summary>No silo answered: names what was tried. The CLI maps it to exit code 3.</summary>
+public sealed class ClusterUnreachableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// What the CLI asks of the cluster, over any <see cref="IGrainFactory"/>: a connected <see cref="IClusterClient"/>
+/// (<see cref="ConnectAsync"/>) or the grain factory of an in-process silo (`rae demo`).
+/// </summary>
+public sealed class RaeClient : IAsyncDisposable
+{
+    private readonly IHost? _host;
+
+    public RaeClient(IGrainFactory grains, IHost? ownedHost = null)
+    {
+        Grains = grains;
+        _host = ownedHost;
+    }
+
+    public IGrainFactory Grains { get; }
+
+    private IJobRegistryGrain Registry => Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
+
+    /// <summary>Connects, failing fast with <see cref="ClusterUnreachableException"/> naming the gateway or membership table.</summary>
+    public static async Task<RaeClient> ConnectAsync(ClusterConnectionOptions options, CancellationToken cancellationToken = default)
+    {
+        if (!options.IsAzureMode) await ProbeGatewaysAsync(options, cancellationToken);
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.UseOrleansClient(client =>
+        {
+            client.Configure<ClusterOptions>(cluster =>
+            {
+                cluster.ClusterId = options.ClusterId;
+                cluster.ServiceId = options.ServiceId;
+            });
+            if (options.IsAzureMode)
+                client.UseAzureStorageClustering(table => table.TableServiceClient = new TableServiceClient(options.StorageConnectionString));
+            else
+                client.UseStaticClustering(options.Gateways.ToArray());
+        });
+        var host = builder.Build();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.ConnectTimeout);
+        try
+        {
+            await host.StartAsync(timeout.Token);
+            var client = new RaeClient(host.Services.GetRequiredService<IClusterClient>(), host);
+            // A gateway that accepts the connection is not enough: the registry must answer too.
+            await client.Registry.List().WaitAsync(timeout.Token);
+            return client;
+        }
+        catch (Exception error) when (IsUnreachable(error) || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            await DisposeQuietly(host);
+            var why = error is OperationCanceledException ? $"no answer within {options.ConnectTimeout.TotalSeconds:0.#} s" : error.GetBaseException().Message;
+            throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()}: {why}. Start one with 'infra/cluster.sh up 1' or the silo project, or point --gateway/--storage at a running cluster.", error);
+        }
+        catch
+        {
+            await DisposeQuietly(host);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The Orleans client keeps retrying a gateway that refuses connections until the call times out; a plain TCP
+    /// connect tells within a moment whether anything listens at all.
+    /// </summary>
+    private static async Task ProbeGatewaysAsync(ClusterConnectionOptions options, CancellationToken cancellationToken)
+    {
+        var failures = new List<string>();
+        foreach (var gateway in options.Gateways)
+        {
+            using var socket = new Socket(gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(Math.Min(3, options.ConnectTimeout.TotalSeconds)));
+            try
+            {
+                await socket.ConnectAsync(gateway, timeout.Token);
+                return;
+            }
+            catch (SocketException error)
+            {
+                failures.Add($"{gateway}: {error.SocketErrorCode}");
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                failures.Add($"{gateway}: no answer");
+            }
+        }
+        throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()} ({string.Join("; ", failures)}). Start one with 'infra/cluster.sh up 1' or 'rae demo', or point --gateway/--storage at a running cluster.");
+    }
+
+    /// <summary>Errors that mean the cluster cannot be reached (as opposed to a request it refused).</summary>
+    public static bool IsUnreachable(Exception error) => error switch
+    {
+        ClusterUnreachableException or ConnectionFailedException or SiloUnavailableException or SocketException or TimeoutException => true,
+        OrleansMessageRejectionException => true,
+        Azure.RequestFailedException => true,
+        AggregateException aggregate => aggregate.InnerExceptions.Any(IsUnreachable),
+        OrleansException orleans => orleans.InnerException is not null ? IsUnreachable(orleans.InnerException) : orleans.Message.Contains("gateway", StringComparison.OrdinalIgnoreCase),
+        _ => error.InnerException is not null && IsUnreachable(error.InnerException),
+    };
+
+    public async Task<ClusterStatusReport> GetClusterStatusAsync()
+    {
+        var management = Grains.GetGrain<IManagementGrain>(0);
+        var hosts = await management.GetDetailedHosts(onlyActive: true);
+        var addresses = hosts.Select(h => h.SiloAddress).ToArray();
+        var statistics = addresses.Length == 0 ? [] : await management.GetRuntimeStatistics(addresses);
+        var jobs = await Registry.List();
+        var busy = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var job in jobs.Where(j => j.Kind == JobKind.Training && j.State is JobState.Pending or JobState.Running or JobState.Recovering))
+        {
+            var status = await Grains.GetGrain<ITrainingCoordinatorGrain>(job.JobId).GetStatus();
+            foreach (var slot in status.Ranks) busy[slot.RankGrainKey] = job.JobId;
+        }
+        var silos = new List<SiloStatus>();
+        for (var i = 0; i < hosts.Length; i++)
+        {
+            var host = hosts[i];
+            var compute = await Grains.GetGrain<ISiloAgentGrain>(SiloBoundKey.Agent(host.SiloAddress)).GetComputeInfo();
+            var ranks = compute.Devices
+                .Select(device => SiloBoundKey.Rank(host.SiloAddress, device))
+                .Select(key => new RankStatus(key, SiloBoundKey.Parse(key).Suffix["rank:".Length..], busy.GetValueOrDefault(key)))
+                .ToList();
+            var stats = i < statistics.Length ? statistics[i] : null;
+            silos.Add(new SiloStatus(
+                host.SiloAddress.ToString(), host.SiloName, host.HostName, host.Status.ToString(), host.StartTime,
+                compute.Devices, compute.ThreadsPerRank, ranks,
+                stats?.EnvironmentStatistics.FilteredCpuUsagePercentage, stats?.EnvironmentStatistics.FilteredMemoryUsageBytes, stats?.ActivationCount ?? 0));
+        }
+        return new ClusterStatusReport(silos, jobs.Count(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering));
+    }
+
+    public Task<string> SubmitTrainingAsync(TrainingJobSpec spec) => Registry.SubmitTraining(spec);
+
+    /// <summary>Starts a training job under a chosen id (the registry learns it from the coordinator's first report).</summary>
+    public async Task<string> SubmitTrainingAsync(TrainingJobSpec spec, string jobId)
+    {
+        await Grains.GetGrain<ITrainingCoordinatorGrain>(jobId).Start(spec);
+        return jobId;
+    }
+
+    public Task<IReadOnlyList<JobSummary>> ListJobsAsync() => Registry.List();
+
+    /// <summary>The job's summary; <see cref="RaeJobException"/> naming the id when neither the registry nor a sampling grain knows it.</summary>
+    public async Task<JobSummary> GetJobAsync(string jobId)
+    {
+        try
+        {
+            return await Registry.Get(jobId);
+        }
+        catch (RaeJobException)
+        {
+            // Sampling jobs are started on their own grain; the registry knows them only once that grain reports.
+            if (await TryGetSamplingStatusAsync(jobId) is { } sampling)
+                return new JobSummary(jobId, JobKind.Sampling, sampling.State, sampling.UnitsDone, sampling.UnitsTotal, default, default, sampling.FailureReason);
+            throw;
+        }
+    }
+
+    public Task<TrainingJobStatus> GetTrainingStatusAsync(string jobId) => Grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus();
+
+    public Task<IReadOnlyList<StepMetrics>> GetMetricsAsync(string jobId, long fromStep) => Grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetMetrics(fromStep);
+
+    public async Task CancelAsync(string jobId)
+    {
+        var job = await GetJobAsync(jobId);
+        if (job.Kind == JobKind.Sampling) await SamplingGrain(jobId).Cancel();
+        else await Registry.Cancel(jobId);
+    }
+
+    public async Task<string> StartSamplingAsync(SamplingJobSpec spec, string? jobId = null)
+    {
+        jobId ??= $"sample-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}";
+        await SamplingGrain(jobId).Start(spec);
+        return jobId;
+    }
+
+    public Task<SamplingJobStatus> GetSamplingStatusAsync(string jobId) => SamplingGrain(jobId).GetStatus();
+
+    /// <summary>The sampling job's grain; <see cref="RaeJobException"/> when no silo of the cluster implements sampling jobs.</summary>
+    private ISamplingJobGrain SamplingGrain(string jobId)
+    {
+        try
+        {
+            return Grains.GetGrain<ISamplingJobGrain>(jobId);
+        }
+        catch (ArgumentException error) when (error.Message.Contains("implementation", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new RaeJobException($"This cluster cannot run sampling jobs: no silo implements {nameof(ISamplingJobGrain)} ({error.Message}).", error);
+        }
+    }
+
+    /// <summary>Null when no sampling job of that id was started (a fresh grain reports no spec or id).</summary>
+    public async Task<SamplingJobStatus?> TryGetSamplingStatusAsync(string jobId)
+    {
+        try
+        {
+            var status = await GetSamplingStatusAsync(jobId);
+            return string.IsNullOrEmpty(status.JobId) || status.UnitsTotal == 0 && status.State == JobState.Pending ? null : status;
+        }
+        catch (RaeJobException)
+        {
+            // Unknown job, or a cluster without sampling jobs at all: either way no such sampling job.
+            return null;
+        }
+    }
+
+    public Task<IReadOnlyList<CheckpointInfo>> ListCheckpointsAsync(string jobId) => Grains.GetGrain<ICheckpointStoreGrain>(jobId).List();
+
+    public async Task<CheckpointInfo> GetCheckpointAsync(string jobId, long? step)
+    {
+        var store = Grains.GetGrain<ICheckpointStoreGrain>(jobId);
+        if (step is { } wanted) return await store.Get(wanted);
+        return await store.Latest() ?? throw new RaeJobException($"Job '{jobId}' has no committed checkpoint.");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_host is not null) await DisposeQuietly(_host);
+    }
+
+    private static async Task DisposeQuietly(IHost host)
+    {
+        try
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await host.StopAsync(stop.Token);
+        }
+        catch (Exception error) when (error is OperationCanceledException or OrleansException or ObjectDisposedException or SocketException)
+        {
+            // Stopping a client whose gateway is gone; nothing to release but the host itself.
+        }
+        host.Dispose();
+    }
+}
+
+public sealed record RankStatus(string Key, string Device, string? BusyWithJob);
+
+public sealed record SiloStatus(
+    string Address, string Name, string HostName, string Status, DateTime StartedAt,
+    IReadOnlyList<string> Devices, int ThreadsPerRank, IReadOnlyList<RankStatus> Ranks,
+    float? CpuUsagePercent, long? MemoryUsageBytes, int Activations);
+
+public sealed record ClusterStatusReport(IReadOnlyList<SiloStatus> Silos, int ActiveJobs);

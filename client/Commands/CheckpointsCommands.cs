@@ -1,0 +1,125 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using RAE.Client.Cluster;
+using RAE.GrainInterfaces;
+using RAE.Models.IO;
+
+namespace RAE.Client.Commands;
+
+/// <summary>`rae checkpoints list JOB`: the job's committed checkpoints, oldest first.</summary>
+public sealed class CheckpointsListCommand : ClusterCommand
+{
+    public override string Name => "checkpoints list";
+
+    public override string Summary => "JOB [--json]: committed checkpoints (step, loss, size, checksum, location)";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        var jobId = RequireOne(arguments, "job id");
+        return async (client, ctx) =>
+        {
+            await client.GetJobAsync(jobId);
+            var checkpoints = await client.ListCheckpointsAsync(jobId);
+            if (ctx.Json)
+            {
+                ctx.WriteJson(checkpoints);
+                return Ok;
+            }
+            if (checkpoints.Count == 0) ctx.Output.WriteLine($"{jobId} has no committed checkpoint yet");
+            foreach (var c in checkpoints)
+            {
+                ctx.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"step {c.Step,8}  loss {(c.Loss is { } loss ? loss.ToString("F5", CultureInfo.InvariantCulture) : "-"),9}  {c.SizeBytes / 1024.0,10:F1} KiB  sha256 {c.Sha256[..Math.Min(12, c.Sha256.Length)].ToLowerInvariant()}  {c.CommittedAt:u}  {c.Location}"));
+            }
+            return Ok;
+        };
+    }
+}
+
+/// <summary>
+/// `rae checkpoints export JOB --out FILE.safetensors`: copies the model weights of a committed checkpoint (latest or
+/// --step) into a `.safetensors` file with the reference's key names. --weights ema (default) or model picks the
+/// "ema."/"model." part of a full training state; a payload of bare weights is exported as is.
+/// </summary>
+public sealed class CheckpointsExportCommand : ClusterCommand
+{
+    public override string Name => "checkpoints export";
+
+    public override string Summary => "JOB [--step N] [--weights ema|model] --out FILE.safetensors [--json]: export weights with reference key names";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        var jobId = RequireOne(arguments, "job id");
+        var stepText = arguments.Option("step");
+        long? step = stepText is null ? null
+            : long.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed) ? parsed
+            : throw new UsageException($"--step expects a step number, got '{stepText}'");
+        var weightsOption = arguments.Option("weights");
+        var weights = weightsOption ?? "ema";
+        if (weights is not ("ema" or "model")) throw new UsageException($"--weights expects ema or model, got '{weights}'");
+        var output = arguments.Option("out") ?? throw new UsageException("--out FILE.safetensors is required");
+        if (!output.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new UsageException($"--out must name a .safetensors file, got '{output}'");
+
+        return async (client, ctx) =>
+        {
+            await client.GetJobAsync(jobId);
+            var checkpoint = await client.GetCheckpointAsync(jobId, step);
+            var exported = Export(checkpoint, weights, weightsOption is not null, Path.GetFullPath(output));
+            if (ctx.Json) ctx.WriteJson(new { jobId, checkpoint.Step, output = Path.GetFullPath(output), tensors = exported });
+            else ctx.Output.WriteLine($"exported {exported} tensor(s) of {jobId} step {checkpoint.Step} to {Path.GetFullPath(output)}");
+            return Ok;
+        };
+    }
+
+    /// <summary>Writes the selected tensors; <see cref="RaeJobException"/> when the payload cannot be read or holds no weights.</summary>
+    public static int Export(CheckpointInfo checkpoint, string weights, bool weightsExplicit, string output)
+    {
+        if (!File.Exists(checkpoint.Location))
+            throw new RaeJobException($"Checkpoint of '{checkpoint.JobId}' at step {checkpoint.Step} lives at '{checkpoint.Location}', which is not a file this client can read (export reads embedded-mode payloads; run it on a silo host).");
+        var payload = File.ReadAllBytes(checkpoint.Location);
+        var checksum = Convert.ToHexString(SHA256.HashData(payload));
+        if (!string.Equals(checksum, checkpoint.Sha256, StringComparison.OrdinalIgnoreCase))
+            throw new RaeJobException($"Checkpoint '{checkpoint.Location}' has SHA-256 {checksum}, the catalog says {checkpoint.Sha256}; it is corrupt.");
+        if (!LooksLikeSafeTensors(payload))
+            throw new RaeJobException($"Checkpoint '{checkpoint.Location}' is not a safetensors container (its workload writes its own format), so it has no named weights to export.");
+
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var tensors = SafeTensors.Load(new MemoryStream(payload), checkpoint.Location);
+        var prefix = weights + ".";
+        var selected = tensors.Where(t => t.Key.StartsWith(prefix, StringComparison.Ordinal))
+            .Select(t => KeyValuePair.Create(t.Key[prefix.Length..], t.Value)).ToList();
+        if (selected.Count == 0)
+        {
+            var hasParts = tensors.Keys.Any(k => k.StartsWith("ema.", StringComparison.Ordinal) || k.StartsWith("model.", StringComparison.Ordinal));
+            if (weightsExplicit || hasParts)
+                throw new RaeJobException($"Checkpoint '{checkpoint.Location}' holds no '{prefix}*' tensors (it has: {string.Join(", ", tensors.Keys.Take(5))}...).");
+            selected = tensors.ToList();
+        }
+        var folder = Path.GetDirectoryName(output);
+        if (!string.IsNullOrEmpty(folder)) Directory.CreateDirectory(folder);
+        var temp = output + ".tmp";
+        SafeTensors.Save(temp, selected.OrderBy(t => t.Key, StringComparer.Ordinal),
+            new Dictionary<string, string> { ["job"] = checkpoint.JobId, ["step"] = checkpoint.Step.ToString(CultureInfo.InvariantCulture), ["weights"] = weights });
+        File.Move(temp, output, overwrite: true);
+        return selected.Count;
+    }
+
+    /// <summary>
+    /// The EMA weights of a committed checkpoint as a `.safetensors` file next to it (written once), for a sampling job:
+    /// the sampler reads weights files, not a worker's training state.
+    /// </summary>
+    public static string ExportForSampling(CheckpointInfo checkpoint)
+    {
+        var output = Path.Combine(Path.GetDirectoryName(checkpoint.Location) ?? ".", $"step-{checkpoint.Step:D9}.ema.safetensors");
+        if (!File.Exists(output)) Export(checkpoint, "ema", weightsExplicit: false, output);
+        return output;
+    }
+
+    private static bool LooksLikeSafeTensors(byte[] payload)
+    {
+        if (payload.Length < 10) return false;
+        var headerLength = BitConverter.ToUInt64(payload, 0);
+        return headerLength > 1 && headerLength <= (ulong)(payload.Length - 8) && payload[8] == (byte)'{';
+    }
+}

@@ -1,0 +1,38 @@
+using System.Globalization;
+using RAE.Client.Cluster;
+
+namespace RAE.Client.Commands;
+
+/// <summary>`rae cluster status`: every active silo with its devices, ranks (and the job using each), CPU, memory and activations.</summary>
+public sealed class ClusterStatusCommand : ClusterCommand
+{
+    public override string Name => "cluster status";
+
+    public override string Summary => "[--gateway PORT|HOST:PORT] [--storage CONN] [--json]: silos, ranks, devices, load";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        RequireNone(arguments);
+        return async (client, ctx) =>
+        {
+            var report = await client.GetClusterStatusAsync();
+            if (ctx.Json)
+            {
+                ctx.WriteJson(report);
+                return Ok;
+            }
+            ctx.Output.WriteLine($"{report.Silos.Count} silo(s), {report.Silos.Sum(s => s.Ranks.Count)} rank(s), {report.ActiveJobs} active job(s)");
+            ctx.Output.WriteLine($"{"silo",-28} {"status",-8} {"devices",-16} {"busy ranks",-10} {"cpu",6} {"memory",10} {"activations",11}");
+            foreach (var silo in report.Silos)
+            {
+                var busy = silo.Ranks.Count(r => r.BusyWithJob is not null);
+                var cpu = silo.CpuUsagePercent is { } c ? string.Create(CultureInfo.InvariantCulture, $"{c:F0}%") : "-";
+                var memory = silo.MemoryUsageBytes is { } m ? string.Create(CultureInfo.InvariantCulture, $"{m / 1048576.0:F0} MiB") : "-";
+                ctx.Output.WriteLine($"{silo.Address,-28} {silo.Status,-8} {string.Join(",", silo.Devices),-16} {busy + "/" + silo.Ranks.Count,-10} {cpu,6} {memory,10} {silo.Activations,11}");
+                foreach (var rank in silo.Ranks.Where(r => r.BusyWithJob is not null))
+                    ctx.Output.WriteLine($"  rank {rank.Device}: {rank.BusyWithJob}");
+            }
+            return Ok;
+        };
+    }
+}

@@ -1,0 +1,169 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using RAE.Client.Cluster;
+using RAE.GrainInterfaces;
+using RAE.Models.Config;
+using RAE.Silo;
+
+namespace RAE.Client.Commands;
+
+/// <summary>
+/// `rae demo`: the main job. Starts an in-process silo on the embedded defaults (localhost clustering, file storage under
+/// --data), trains the tiny Stage 2 DiT^DH of configs/demo/stage2-demo.yaml, samples from its last checkpoint and prints
+/// where the checkpoints, the metrics and the `.npz` are.
+/// </summary>
+public sealed class DemoCommand : ICliCommand
+{
+    public const string DefaultConfig = "configs/demo/stage2-demo.yaml";
+
+    public string Name => "demo";
+
+    public string Summary => "[--config FILE] [--set k=v] [--data DIR] [--num-samples N] [--workload dit-dh] [--json]: train and sample end to end on an in-process silo";
+
+    public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        var configPath = arguments.Option("config") ?? FindDefaultConfig();
+        var overrides = arguments.Options("set");
+        var dataFolder = Path.GetFullPath(arguments.Option("data") ?? Path.Combine(".data", "demo"));
+        var samples = arguments.Int("num-samples", 20);
+        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultWorkload;
+        var json = arguments.Flag("json");
+        arguments.RejectUnknownOptions();
+        if (arguments.Positional.Count != 0) throw new UsageException($"takes no positional arguments, got '{string.Join(' ', arguments.Positional)}'");
+        if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
+
+        RaeConfig config;
+        try
+        {
+            config = JobSpecFactory.LoadConfig(configPath, overrides);
+        }
+        catch (Exception problem) when (problem is ConfigException or FileNotFoundException)
+        {
+            error.WriteLine($"rae demo: {problem.Message}");
+            return ClusterCommand.Usage;
+        }
+        var context = new CommandContext(output, error, json, !json && ClusterCommand.IsTerminal(output), cancellationToken);
+        var log = json ? TextWriter.Null : output;
+
+        var (siloPort, gatewayPort, webPort) = (FreePort(), FreePort(), FreePort());
+        var app = RaeSiloHost.Build([], new Dictionary<string, string?>
+        {
+            ["Rae:Silo:DataFolder"] = dataFolder,
+            ["Rae:Silo:SiloPort"] = siloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Rae:Silo:GatewayPort"] = gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Rae:Silo:WebPort"] = webPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Rae:Silo:ThreadsPerRank"] = Math.Max(1, Environment.ProcessorCount).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Logging:LogLevel:Default"] = "Error",
+            ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = "Warning",
+        });
+        log.WriteLine($"silo: embedded, data {dataFolder}, gateway 127.0.0.1:{gatewayPort}, dashboard http://127.0.0.1:{webPort}/dashboard/");
+        await app.StartAsync(cancellationToken);
+        try
+        {
+            var client = new RaeClient(app.Services.GetRequiredService<IGrainFactory>());
+            return await RunJobsAsync(client, config, workload, samples, dataFolder, context, log);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            error.WriteLine("rae demo: interrupted; the in-process silo stops with its jobs (they resume on the next start with this --data folder)");
+            return ClusterCommand.Interrupted;
+        }
+        finally
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            await app.StopAsync(stop.Token);
+            await app.DisposeAsync();
+        }
+    }
+
+    private static async Task<int> RunJobsAsync(RaeClient client, RaeConfig config, string workload, int samples, string dataFolder, CommandContext context, TextWriter log)
+    {
+        var spec = JobSpecFactory.Training(config, workload, ranks: 1);
+        string jobId;
+        try
+        {
+            jobId = await client.SubmitTrainingAsync(spec);
+        }
+        catch (RaeJobException problem) when (problem.Message.Contains($"Workload '{workload}' is unknown", StringComparison.Ordinal))
+        {
+            context.Error.WriteLine($"rae demo: the silo has no rank worker for workload '{workload}', which the demo trains. {problem.Message}");
+            return ClusterCommand.Failed;
+        }
+        log.WriteLine($"training {jobId}: {config.SourceName}, {spec.Steps} steps, global batch {spec.GlobalBatchSize}, checkpoint every {spec.CheckpointInterval} steps");
+
+        var metricsPath = Path.Combine(dataFolder, "metrics", jobId + ".jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(metricsPath)!);
+        await using (var metrics = new StreamWriter(metricsPath))
+        {
+            var watcher = new JobWatcher(client, context) { OnMetrics = step => metrics.WriteLine(JsonSerializer.Serialize(step, CommandContext.JsonOptions)) };
+            var state = await watcher.WatchTrainingAsync(jobId);
+            if (state != JobState.Completed) return ClusterCommand.Failed;
+        }
+        var checkpoints = await client.ListCheckpointsAsync(jobId);
+        var latest = checkpoints.Count > 0 ? checkpoints[^1] : null;
+        if (latest is null)
+        {
+            context.Error.WriteLine($"rae demo: training {jobId} completed without a committed checkpoint; nothing to sample from.");
+            return ClusterCommand.Failed;
+        }
+
+        var samplingSpec = JobSpecFactory.Sampling(config, JobSpecFactory.DefaultSamplingWorkload, new SamplingSource(jobId, latest.Step, null), CheckpointsExportCommand.ExportForSampling(latest),
+            samples, seed: 0, labels: "equal", unitSize: 5);
+        string samplingId;
+        try
+        {
+            samplingId = await client.StartSamplingAsync(samplingSpec);
+        }
+        catch (RaeJobException problem)
+        {
+            context.Error.WriteLine($"rae demo: training {jobId} completed, but the sampling job did not start: {problem.Message}");
+            return ClusterCommand.Failed;
+        }
+        log.WriteLine($"sampling {samplingId}: {samples} samples from {jobId}@{latest.Step.ToString(System.Globalization.CultureInfo.InvariantCulture)}, labels equal, seed 0");
+        var samplingState = await new JobWatcher(client, context).WatchSamplingAsync(samplingId);
+        var sampling = await client.GetSamplingStatusAsync(samplingId);
+
+        var checkpointFolder = Path.GetDirectoryName(latest.Location);
+        if (context.Json)
+        {
+            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = latest.Location, metrics = metricsPath, npz = sampling.OutputLocation is { } blob ? Path.Combine(dataFolder, "blobs", blob) : null });
+        }
+        else
+        {
+            log.WriteLine();
+            log.WriteLine($"checkpoints: {checkpointFolder} ({checkpoints.Count} committed, latest step {latest.Step.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
+            log.WriteLine($"metrics:     {metricsPath}");
+            // The embedded silo keeps blobs under <data>/blobs; the sampler writes the .npz only when it decodes images.
+            var location = sampling.OutputLocation is null ? "(not written)" : Path.Combine(dataFolder, "blobs", sampling.OutputLocation);
+            if (sampling.OutputLocation?.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) == true)
+                log.WriteLine($"npz:         {location}");
+            else
+                log.WriteLine($"samples:     {location} (latents: the config has no Stage 1 decoder, so no image .npz was written)");
+        }
+        return ClusterCommand.ExitCodeOf(samplingState);
+    }
+
+    /// <summary>configs/demo/stage2-demo.yaml from the working directory or any folder above it or above the program.</summary>
+    private static string FindDefaultConfig()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var folder = new DirectoryInfo(start); folder is not null; folder = folder.Parent)
+            {
+                var candidate = Path.Combine(folder.FullName, DefaultConfig);
+                if (File.Exists(candidate)) return candidate;
+            }
+        }
+        throw new UsageException($"cannot find {DefaultConfig} above the working directory; pass --config FILE");
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

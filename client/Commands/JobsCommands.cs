@@ -1,0 +1,123 @@
+using System.Globalization;
+using RAE.Client.Cluster;
+using RAE.GrainInterfaces;
+
+namespace RAE.Client.Commands;
+
+/// <summary>`rae jobs list`: every job the registry knows, oldest first.</summary>
+public sealed class JobsListCommand : ClusterCommand
+{
+    public override string Name => "jobs list";
+
+    public override string Summary => "[--json]: the cluster's jobs with state and progress";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        RequireNone(arguments);
+        return async (client, ctx) =>
+        {
+            var jobs = await client.ListJobsAsync();
+            if (ctx.Json)
+            {
+                ctx.WriteJson(jobs);
+                return Ok;
+            }
+            if (jobs.Count == 0) ctx.Output.WriteLine("no jobs");
+            else ctx.Output.WriteLine($"{"job",-36} {"kind",-9} {"state",-10} {"progress",-14} {"updated",-20}");
+            foreach (var job in jobs)
+            {
+                ctx.Output.WriteLine($"{job.JobId,-36} {job.Kind,-9} {job.State,-10} {job.Progress + "/" + job.Total,-14} {job.UpdatedAt.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture),-20}");
+                if (job.FailureReason is not null) ctx.Output.WriteLine($"  {job.FailureReason}");
+            }
+            return Ok;
+        };
+    }
+}
+
+/// <summary>`rae jobs show ID`: the job's full status (exit 1 naming the id when it is unknown).</summary>
+public sealed class JobsShowCommand : ClusterCommand
+{
+    public override string Name => "jobs show";
+
+    public override string Summary => "ID [--json]: one job's status, ranks, last metrics and checkpoint";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        var jobId = RequireOne(arguments, "job id");
+        return async (client, ctx) =>
+        {
+            var summary = await client.GetJobAsync(jobId);
+            if (summary.Kind == JobKind.Sampling)
+            {
+                var sampling = await client.GetSamplingStatusAsync(jobId);
+                if (ctx.Json) ctx.WriteJson(sampling);
+                else PrintSampling(ctx.Output, sampling);
+                return Ok;
+            }
+            var status = await client.GetTrainingStatusAsync(jobId);
+            if (ctx.Json) ctx.WriteJson(status);
+            else PrintTraining(ctx.Output, status);
+            return Ok;
+        };
+    }
+
+    private static void PrintTraining(TextWriter output, TrainingJobStatus status)
+    {
+        var invariant = CultureInfo.InvariantCulture;
+        output.WriteLine($"job        {status.JobId} (training, {status.Spec.Workload})");
+        output.WriteLine($"state      {status.State}{(status.FailureReason is null ? "" : ": " + status.FailureReason)}");
+        output.WriteLine($"progress   {JobWatcher.Bar(status.Step, status.Spec.Steps)} step {status.Step}/{status.Spec.Steps}");
+        output.WriteLine($"batch      global {status.Spec.GlobalBatchSize}, accumulation {status.Spec.GradientAccumulation}, {status.Spec.Ranks} rank(s) wanted");
+        output.WriteLine($"group      generation {status.GroupGeneration}, recoveries {status.Recoveries}{(status.RestoredFromStep is { } restored ? $", restored from step {restored}" : "")}");
+        foreach (var (slot, index) in status.Ranks.Select((slot, index) => (slot, index)))
+            output.WriteLine($"  rank {index}: {slot.Device} on {slot.SiloAddress}");
+        output.WriteLine($"checkpoint {(status.LastCheckpointStep is { } step ? $"step {step}" : "none yet")}");
+        if (status.LastMetrics is { } m)
+            output.WriteLine(string.Create(invariant, $"last step  {m.Step}: loss {m.Loss:F5}, lr {m.LearningRate:E3}, {m.StepSeconds:F3} s, {m.SamplesPerSecondPerRank.Sum():F1} img/s"));
+        output.WriteLine($"created    {status.CreatedAt:u}, updated {status.UpdatedAt:u}");
+    }
+
+    private static void PrintSampling(TextWriter output, SamplingJobStatus status)
+    {
+        output.WriteLine($"job        {status.JobId} (sampling, {status.Spec.Workload})");
+        output.WriteLine($"state      {status.State}{(status.FailureReason is null ? "" : ": " + status.FailureReason)}");
+        output.WriteLine($"progress   {JobWatcher.Bar(status.UnitsDone, status.UnitsTotal)} units {status.UnitsDone}/{status.UnitsTotal}");
+        output.WriteLine($"samples    {status.Spec.Samples}, labels {status.Spec.Labels}, {status.Spec.Classes} classes, seed {status.Spec.Seed}");
+        output.WriteLine($"source     {status.Spec.SourceTrainingJobId ?? "(checkpoint file)"}{(status.Spec.SourceCheckpointStep is { } step ? "@" + step : "")}");
+        output.WriteLine($"output     {status.OutputLocation ?? "not yet written"}");
+    }
+}
+
+/// <summary>`rae jobs watch ID`: follows a job to its end; exit 0 when it completed, 1 when it failed or was cancelled.</summary>
+public sealed class JobsWatchCommand : ClusterCommand
+{
+    public override string Name => "jobs watch";
+
+    public override string Summary => "ID [--json]: live progress and loss until the job ends";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        var jobId = RequireOne(arguments, "job id");
+        return async (client, ctx) => ExitCodeOf(await new JobWatcher(client, ctx).WatchAsync(jobId));
+    }
+}
+
+/// <summary>`rae jobs cancel ID`.</summary>
+public sealed class JobsCancelCommand : ClusterCommand
+{
+    public override string Name => "jobs cancel";
+
+    public override string Summary => "ID [--json]: cancel a training or sampling job";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        var jobId = RequireOne(arguments, "job id");
+        return async (client, ctx) =>
+        {
+            await client.CancelAsync(jobId);
+            if (ctx.Json) ctx.WriteJson(new { jobId, kind = "cancel-requested" });
+            else ctx.Output.WriteLine($"cancel requested for {jobId}");
+            return Ok;
+        };
+    }
+}

@@ -1,0 +1,46 @@
+using RAE.Client.Cluster;
+
+namespace RAE.Client.Commands;
+
+/// <summary>
+/// `rae sample CONFIG.yaml`: starts a sampling job (weights from --ckpt JOB[@STEP] or a file, else the config's
+/// stage_2.ckpt) and follows it to the end unless --no-watch; prints where the `.npz` went.
+/// </summary>
+public sealed class SampleCommand : ClusterCommand
+{
+    public override string Name => "sample";
+
+    public override string Summary => "CONFIG.yaml [--ckpt JOB[@STEP]|FILE] [--num-samples N] [--seed S] [--label-sampling equal|random] [--set k=v] [--no-watch] [--json]";
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    {
+        var path = RequireOne(arguments, "config file");
+        var overrides = arguments.Options("set");
+        var checkpoint = arguments.Option("ckpt");
+        var samples = arguments.Int("num-samples", 50);
+        var seed = arguments.Int("seed", 0);
+        var labels = arguments.Option("label-sampling") ?? "equal";
+        var unitSize = arguments.Int("unit-size", 8);
+        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultSamplingWorkload;
+        var jobId = arguments.Option("job-id");
+        var noWatch = arguments.Flag("no-watch");
+        if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
+        if (unitSize < 1) throw new UsageException($"--unit-size must be at least 1, got {unitSize}");
+        if (labels is not ("equal" or "random")) throw new UsageException($"--label-sampling expects equal or random, got '{labels}'");
+        var source = checkpoint is null ? new SamplingSource(null, null, null) : SamplingSource.Parse(checkpoint);
+        var config = JobSpecFactory.LoadConfig(path, overrides);
+
+        return async (client, ctx) =>
+        {
+            // The sampling job reads a weights file: a training job's committed checkpoint is resolved to its location here.
+            var checkpointPath = source.TrainingJobId is null ? null
+                : CheckpointsExportCommand.ExportForSampling(await client.GetCheckpointAsync(source.TrainingJobId, source.Step));
+            var spec = JobSpecFactory.Sampling(config, workload, source, checkpointPath, samples, seed, labels, unitSize);
+            var id = await client.StartSamplingAsync(spec, jobId);
+            if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
+            else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");
+            if (noWatch) return Ok;
+            return ExitCodeOf(await new JobWatcher(client, ctx).WatchSamplingAsync(id));
+        };
+    }
+}

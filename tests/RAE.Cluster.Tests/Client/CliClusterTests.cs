@@ -1,0 +1,154 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using RAE.Silo;
+
+namespace RAE.Cluster.Tests.Client;
+
+/// <summary>One embedded silo (RaeSiloHost on free loopback ports) that the CLI connects to through its gateway.</summary>
+public sealed class CliSiloFixture : IAsyncLifetime
+{
+    private WebApplication? _app;
+
+    public string DataFolder { get; } = Path.Combine(Path.GetTempPath(), "rae-cli-tests-" + Guid.NewGuid().ToString("N")[..8]);
+    public int GatewayPort { get; } = FreePort();
+    public string Gateway => GatewayPort.ToString(CultureInfo.InvariantCulture);
+
+    public async Task InitializeAsync()
+    {
+        _app = RaeSiloHost.Build(overrides: new Dictionary<string, string?>
+        {
+            ["Rae:Silo:DataFolder"] = DataFolder,
+            ["Rae:Silo:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Rae:Silo:GatewayPort"] = Gateway,
+            ["Rae:Silo:WebPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Rae:Silo:ClusterId"] = "cli-test",
+            ["Logging:LogLevel:Default"] = "Warning",
+        });
+        await _app.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        try { Directory.Delete(DataFolder, recursive: true); } catch (IOException) { }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+public sealed class CliClusterTests(CliSiloFixture silo) : IClassFixture<CliSiloFixture>
+{
+    private Task<(int ExitCode, string Output, string Error)> Rae(params string[] args) =>
+        Cli.RunAsync([.. args, "--gateway", silo.Gateway, "--cluster-id", "cli-test"]);
+
+    [Fact]
+    public async Task ClusterStatusJsonListsTheSiloWithItsCpuRank()
+    {
+        var (exitCode, output, error) = await Rae("cluster", "status", "--json");
+        Assert.True(exitCode == 0, error);
+        using var report = JsonDocument.Parse(output);
+        var silos = report.RootElement.GetProperty("silos");
+        Assert.Equal(1, silos.GetArrayLength());
+        Assert.Equal("Active", silos[0].GetProperty("status").GetString());
+        Assert.Equal("cpu", silos[0].GetProperty("devices")[0].GetString());
+        var ranks = silos[0].GetProperty("ranks");
+        Assert.Equal(1, ranks.GetArrayLength());
+        Assert.Equal("cpu", ranks[0].GetProperty("device").GetString());
+        Assert.EndsWith("|rank:cpu", ranks[0].GetProperty("key").GetString());
+    }
+
+    [Fact]
+    public async Task UnknownJobIdExitsOneNamingIt()
+    {
+        foreach (var command in new[] { new[] { "jobs", "show", "train-does-not-exist" }, ["jobs", "cancel", "train-does-not-exist"], ["checkpoints", "list", "train-does-not-exist"] })
+        {
+            var (exitCode, output, error) = await Rae(command);
+            Assert.Equal(1, exitCode);
+            Assert.Contains("'train-does-not-exist' is unknown", error);
+            Assert.Equal("", output);
+        }
+    }
+
+    [Fact]
+    public async Task TrainWatchThenJobsListShowAndCheckpointsSeeTheCompletedJob()
+    {
+        var config = Cli.RepositoryFile("configs/tiny/stage2-ddt-tiny.yaml");
+        var (trainExit, trainOutput, trainError) = await Rae("train", config, "--workload", "tiny-mlp", "--set", "training.max_steps=4",
+            "--set", "training.ckpt_every=2", "--job-id", "train-cli-e2e", "--watch");
+        Assert.True(trainExit == 0, trainError + trainOutput);
+        Assert.Contains("submitted train-cli-e2e: tiny-mlp, 4 steps", trainOutput);
+        Assert.Contains("step 4/4", trainOutput);
+        Assert.Contains("train-cli-e2e completed at 4/4", trainOutput);
+
+        var (listExit, listOutput, _) = await Rae("jobs", "list", "--json");
+        Assert.Equal(0, listExit);
+        using var jobs = JsonDocument.Parse(listOutput);
+        var job = jobs.RootElement.EnumerateArray().Single(j => j.GetProperty("jobId").GetString() == "train-cli-e2e");
+        Assert.Equal("Training", job.GetProperty("kind").GetString());
+        Assert.Equal("Completed", job.GetProperty("state").GetString());
+        Assert.Equal(4, job.GetProperty("progress").GetInt64());
+
+        var (showExit, showOutput, _) = await Rae("jobs", "show", "train-cli-e2e", "--json");
+        Assert.Equal(0, showExit);
+        using var status = JsonDocument.Parse(showOutput);
+        Assert.Equal(4, status.RootElement.GetProperty("step").GetInt64());
+        Assert.Equal(4, status.RootElement.GetProperty("lastCheckpointStep").GetInt64());
+
+        var (checkpointsExit, checkpointsOutput, _) = await Rae("checkpoints", "list", "train-cli-e2e", "--json");
+        Assert.Equal(0, checkpointsExit);
+        using var checkpoints = JsonDocument.Parse(checkpointsOutput);
+        Assert.Equal([2L, 4L], checkpoints.RootElement.EnumerateArray().Select(c => c.GetProperty("step").GetInt64()));
+
+        // The tiny-mlp worker writes its own binary format: export refuses it by name instead of writing a bogus file.
+        var target = Path.Combine(silo.DataFolder, "export.safetensors");
+        var (exportExit, _, exportError) = await Rae("checkpoints", "export", "train-cli-e2e", "--out", target);
+        Assert.Equal(1, exportExit);
+        Assert.Contains("not a safetensors container", exportError);
+        Assert.False(File.Exists(target));
+
+        var (againExit, _, againError) = await Rae("train", config, "--workload", "tiny-mlp", "--job-id", "train-cli-e2e");
+        Assert.Equal(1, againExit);
+        Assert.Contains("already started", againError);
+    }
+
+    [Fact]
+    public async Task TrainWithAnUnknownWorkloadExitsOneNamingTheKnownOnes()
+    {
+        var (exitCode, _, error) = await Rae("train", Cli.RepositoryFile("configs/tiny/stage2-ddt-tiny.yaml"), "--workload", "no-such-workload");
+        Assert.Equal(1, exitCode);
+        Assert.Contains("Workload 'no-such-workload' is unknown", error);
+        Assert.Contains("tiny-mlp", error);
+    }
+}
+
+public sealed class DemoCommandTests
+{
+    [Fact]
+    public async Task DemoWithAWorkloadTheSiloLacksExitsOneNamingIt()
+    {
+        var data = Path.Combine(Path.GetTempPath(), "rae-demo-test-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var (exitCode, output, error) = await Cli.RunAsync("demo", "--workload", "no-such-workload", "--data", data);
+            Assert.Equal(1, exitCode);
+            Assert.Contains("no rank worker for workload 'no-such-workload'", error);
+            Assert.Contains("dashboard http://127.0.0.1:", output);
+        }
+        finally
+        {
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+        }
+    }
+}
