@@ -94,24 +94,7 @@ public sealed class SamplingPipeline : IDisposable
     {
         if (config.Params is not DiTwDDTHeadParams p)
             throw new ArgumentException($"stage_2.target '{config.Target}' is not DiT^DH; only {Stage2Config.DiTwDDTHeadTarget} is sampled");
-        var options = new DiTwDDTHeadOptions
-        {
-            InputSize = p.InputSize,
-            PatchSize = new EncoderDecoder(p.PatchSize.Encoder, p.PatchSize.Decoder),
-            InChannels = p.InChannels,
-            HiddenSize = new EncoderDecoder(p.HiddenSize.Encoder, p.HiddenSize.Decoder),
-            Depth = new EncoderDecoder(p.Depth.Encoder, p.Depth.Decoder),
-            NumHeads = new EncoderDecoder(p.NumHeads.Encoder, p.NumHeads.Decoder),
-            MlpRatio = p.MlpRatio,
-            ClassDropoutProb = p.ClassDropoutProb,
-            NumClasses = p.NumClasses,
-            UseQkNorm = p.UseQkNorm,
-            UseSwiGlu = p.UseSwiGlu,
-            UseRope = p.UseRope,
-            UseRmsNorm = p.UseRmsNorm,
-            WoShift = p.WoShift,
-            UsePosEmbed = p.UsePosEmbed,
-        };
+        var options = DiTwDDTHeadOptions.FromConfig(p);
         var model = new DiTwDDTHead(options);
         try
         {

@@ -61,6 +61,26 @@ public sealed record DiTwDDTHeadOptions
     public static DiTwDDTHeadOptions S { get; } = new() { HiddenSize = new(384, 2048), Depth = new(12, 2), NumHeads = new(6, 16) };
 
     /// <summary>Reads a reference constructor-argument object (case.json "params", YAML params) by reference names.</summary>
+    /// <summary>The options a validated <c>stage_2</c> (or guidance model) config section describes.</summary>
+    public static DiTwDDTHeadOptions FromConfig(RAE.Models.Config.DiTwDDTHeadParams model) => new()
+    {
+        InputSize = model.InputSize,
+        PatchSize = new EncoderDecoder(model.PatchSize.Encoder, model.PatchSize.Decoder),
+        InChannels = model.InChannels,
+        HiddenSize = new EncoderDecoder(model.HiddenSize.Encoder, model.HiddenSize.Decoder),
+        Depth = new EncoderDecoder(model.Depth.Encoder, model.Depth.Decoder),
+        NumHeads = new EncoderDecoder(model.NumHeads.Encoder, model.NumHeads.Decoder),
+        MlpRatio = model.MlpRatio,
+        ClassDropoutProb = model.ClassDropoutProb,
+        NumClasses = model.NumClasses,
+        UseQkNorm = model.UseQkNorm,
+        UseSwiGlu = model.UseSwiGlu,
+        UseRope = model.UseRope,
+        UseRmsNorm = model.UseRmsNorm,
+        WoShift = model.WoShift,
+        UsePosEmbed = model.UsePosEmbed,
+    };
+
     public static DiTwDDTHeadOptions FromReferenceParams(JsonElement parameters)
     {
         var reader = new ReferenceParams(parameters, "DiTwDDTHead");

@@ -103,22 +103,5 @@ public sealed record DiTJobConfig
             transport.TimeDistribution.Name, Config.TimeDistShift);
     }
 
-    public static DiTwDDTHeadOptions ToOptions(DiTwDDTHeadParams model) => new()
-    {
-        InputSize = model.InputSize,
-        PatchSize = new EncoderDecoder(model.PatchSize.Encoder, model.PatchSize.Decoder),
-        InChannels = model.InChannels,
-        HiddenSize = new EncoderDecoder(model.HiddenSize.Encoder, model.HiddenSize.Decoder),
-        Depth = new EncoderDecoder(model.Depth.Encoder, model.Depth.Decoder),
-        NumHeads = new EncoderDecoder(model.NumHeads.Encoder, model.NumHeads.Decoder),
-        MlpRatio = model.MlpRatio,
-        ClassDropoutProb = model.ClassDropoutProb,
-        NumClasses = model.NumClasses,
-        UseQkNorm = model.UseQkNorm,
-        UseSwiGlu = model.UseSwiGlu,
-        UseRope = model.UseRope,
-        UseRmsNorm = model.UseRmsNorm,
-        WoShift = model.WoShift,
-        UsePosEmbed = model.UsePosEmbed,
-    };
+    public static DiTwDDTHeadOptions ToOptions(DiTwDDTHeadParams model) => DiTwDDTHeadOptions.FromConfig(model);
 }
