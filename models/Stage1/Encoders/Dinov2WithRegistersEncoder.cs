@@ -144,13 +144,8 @@ public sealed class Dinov2Embeddings : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The pretrain table as is when the grid matches (and the image is square), else resized bicubic with antialias.</summary>
-    private Tensor PositionTable(long height, long width, long patchCount)
-    {
-        var positions = position_embeddings.shape[1] - 1;
-        if (patchCount == positions && height == width) return position_embeddings;
-        var patchTable = HfEncoderSupport.ResizePatchTable(position_embeddings[.., 1..], height / _patchSize, width / _patchSize, antialias: true);
-        return cat([position_embeddings[.., ..1], patchTable], 1);
-    }
+    private Tensor PositionTable(long height, long width, long patchCount) =>
+        HfEncoderSupport.PositionTableFor(position_embeddings, height, width, patchCount, _patchSize, antialias: true);
 }
 
 /// <summary>

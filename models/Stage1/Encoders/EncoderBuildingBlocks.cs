@@ -94,6 +94,18 @@ public static class HfEncoderSupport
     }
 
     /// <summary>
+    /// A CLS-first position table [1,1+P,D] for an image of <paramref name="height"/>×<paramref name="width"/>: the
+    /// table as is when its grid matches (and the image is square), else its patch part resized by
+    /// <see cref="ResizePatchTable"/> with the CLS row kept in front.
+    /// </summary>
+    public static Tensor PositionTableFor(Tensor tableWithCls, long height, long width, long patchCount, long patchSize, bool antialias)
+    {
+        if (patchCount == tableWithCls.shape[1] - 1 && height == width) return tableWithCls;
+        using var patchTable = ResizePatchTable(tableWithCls[.., 1..], height / patchSize, width / patchSize, antialias);
+        return cat([tableWithCls[.., ..1], patchTable], 1);
+    }
+
+    /// <summary>
     /// Resizes a square patch position table [1,P,D] to [1,gh·gw,D] with bicubic interpolation (align_corners=False),
     /// computed in float32, optionally antialiased (PyTorch's separable antialias kernel, used by DINOv2).
     /// </summary>

@@ -66,13 +66,8 @@ public sealed class MaeEmbeddings : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>interpolate_pos_encoding=True: the table as is when the grid matches, else bicubic (no antialias).</summary>
-    private Tensor PositionTable(long height, long width, long patchCount)
-    {
-        var positions = position_embeddings.shape[1] - 1;
-        if (patchCount == positions && height == width) return position_embeddings;
-        var patchTable = HfEncoderSupport.ResizePatchTable(position_embeddings[.., 1..], height / _patchSize, width / _patchSize, antialias: false);
-        return cat([position_embeddings[.., ..1], patchTable], 1);
-    }
+    private Tensor PositionTable(long height, long width, long patchCount) =>
+        HfEncoderSupport.PositionTableFor(position_embeddings, height, width, patchCount, _patchSize, antialias: false);
 }
 
 /// <summary>
