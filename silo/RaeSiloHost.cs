@@ -13,6 +13,7 @@ using RAE.Grains;
 using RAE.Grains.Checkpoints;
 using RAE.Grains.Placement;
 using RAE.Grains.Sampling;
+using RAE.Grains.Storage;
 using RAE.Grains.Workers;
 using RAE.Grains.Workers.Stage2;
 using RAE.Silo.Placement;
@@ -41,6 +42,7 @@ public static class RaeSiloHost
         builder.Services.AddOptions<RaeSiloOptions>().Bind(section).PostConfigure(bound => bound.ApplyDefaults(section)).ValidateOnStart();
 
         builder.WebHost.UseUrls($"http://{UrlHost(options.BindAddress)}:{options.WebPort}");
+        AddConfiguredBlobStore(builder.Services, builder.Configuration, options);
         builder.UseOrleans(silo =>
         {
             ConfigureMembership(silo, options);
@@ -112,6 +114,25 @@ public static class RaeSiloHost
         }
     }
 
+    /// <summary>
+    /// The blob store of checkpoints and sampling output: the "Storage" section when it names a provider; else Azure Blob
+    /// on the cluster's storage account in Azure mode (container "rae" unless Storage:Azure:ContainerName says otherwise);
+    /// else, in embedded mode, nothing here and <see cref="ConfigureRaeSilo"/> puts a file-system store under the data folder.
+    /// </summary>
+    public static void AddConfiguredBlobStore(IServiceCollection services, IConfiguration configuration, RaeSiloOptions options)
+    {
+        if (!string.IsNullOrWhiteSpace(configuration[BlobStoreServiceCollectionExtensions.ProviderKey]))
+            services.AddBlobStore(configuration);
+        else if (options.ClusterMode == RaeClusterMode.Azure)
+        {
+            services.AddAzureBlobStore(blob =>
+            {
+                configuration.GetSection(AzureBlobStoreOptions.SectionName).Bind(blob);
+                if (string.IsNullOrWhiteSpace(blob.ConnectionString)) blob.ConnectionString = options.StorageConnectionString!;
+            });
+        }
+    }
+
     public static void AddFileGrainStorage(ISiloBuilder silo, RaeSiloOptions options)
     {
         var root = Path.Combine(Path.GetFullPath(options.DataFolder), "grain-state");
@@ -130,10 +151,11 @@ public static class RaeSiloHost
         silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
         silo.Services.AddSingleton<RAE.Grains.Training.SiloTrainingMetrics>();
         silo.Services.AddSingleton<IRankWorkerFactory, DiTRankWorkerFactory>();
-        var checkpoints = Path.Combine(Path.GetFullPath(options.DataFolder), "checkpoints");
-        silo.Services.AddSingleton<ICheckpointPayloadStore>(_ => new FileCheckpointPayloadStore(checkpoints));
         silo.Services.AddHostedService<JobResumeService>();
+        // The blob store configured for the silo (file system under the data folder unless one was registered before):
+        // checkpoints live there, so every silo of the cluster reads what any silo wrote.
         silo.Services.AddRaeSampling(Path.Combine(Path.GetFullPath(options.DataFolder), "blobs"));
+        silo.Services.AddSingleton<ICheckpointPayloadStore>(services => new BlobCheckpointPayloadStore(services.GetRequiredService<IBlobStore>()));
     }
 
     private static string UrlHost(string address) =>

@@ -219,14 +219,21 @@ public sealed class RaeClient : IAsyncDisposable
         }
     }
 
-    public Task<IReadOnlyList<CheckpointInfo>> ListCheckpointsAsync(string jobId) => Grains.GetGrain<ICheckpointStoreGrain>(jobId).List();
+    public async Task<IReadOnlyList<CheckpointInfo>> ListCheckpointsAsync(string jobId) =>
+        CheckpointDownloader.Remember(await Grains.GetGrain<ICheckpointStoreGrain>(jobId).List(), Grains);
 
     public async Task<CheckpointInfo> GetCheckpointAsync(string jobId, long? step)
     {
         var store = Grains.GetGrain<ICheckpointStoreGrain>(jobId);
-        if (step is { } wanted) return await store.Get(wanted);
-        return await store.Latest() ?? throw new RaeJobException($"Job '{jobId}' has no committed checkpoint.");
+        var checkpoint = step is { } wanted ? await store.Get(wanted)
+            : await store.Latest() ?? throw new RaeJobException($"Job '{jobId}' has no committed checkpoint.");
+        CheckpointDownloader.Remember(new[] { checkpoint }, Grains);
+        return checkpoint;
     }
+
+    /// <summary>Streams a committed checkpoint's verified payload from the cluster into <paramref name="destination"/>.</summary>
+    public Task<long> DownloadCheckpointAsync(CheckpointInfo checkpoint, Stream destination, CancellationToken cancellationToken = default) =>
+        CheckpointDownloader.DownloadAsync(Grains, checkpoint, destination, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
 using RAE.Models.IO;
@@ -65,27 +64,44 @@ public sealed class CheckpointsExportCommand : ClusterCommand
         {
             await client.GetJobAsync(jobId);
             var checkpoint = await client.GetCheckpointAsync(jobId, step);
-            var exported = Export(checkpoint, weights, weightsOption is not null, Path.GetFullPath(output));
+            var exported = await ExportAsync(client.Grains, checkpoint, weights, weightsOption is not null, Path.GetFullPath(output));
             if (ctx.Json) ctx.WriteJson(new { jobId, checkpoint.Step, output = Path.GetFullPath(output), tensors = exported });
             else ctx.Output.WriteLine($"exported {exported} tensor(s) of {jobId} step {checkpoint.Step} to {Path.GetFullPath(output)}");
             return Ok;
         };
     }
 
-    /// <summary>Writes the selected tensors; <see cref="RaeJobException"/> when the payload cannot be read or holds no weights.</summary>
-    public static int Export(CheckpointInfo checkpoint, string weights, bool weightsExplicit, string output)
+    /// <summary>
+    /// Fetches the checkpoint's payload through the cluster (verified against the catalog) and writes the selected
+    /// tensors; <see cref="RaeJobException"/> when the payload cannot be fetched, is corrupt or holds no weights, and
+    /// then nothing is written at <paramref name="output"/>.
+    /// </summary>
+    public static async Task<int> ExportAsync(IGrainFactory grains, CheckpointInfo checkpoint, string weights, bool weightsExplicit, string output, CancellationToken cancellationToken = default)
     {
-        if (!File.Exists(checkpoint.Location))
-            throw new RaeJobException($"Checkpoint of '{checkpoint.JobId}' at step {checkpoint.Step} lives at '{checkpoint.Location}', which is not a file this client can read (export reads embedded-mode payloads; run it on a silo host).");
-        var payload = File.ReadAllBytes(checkpoint.Location);
-        var checksum = Convert.ToHexString(SHA256.HashData(payload));
-        if (!string.Equals(checksum, checkpoint.Sha256, StringComparison.OrdinalIgnoreCase))
-            throw new RaeJobException($"Checkpoint '{checkpoint.Location}' has SHA-256 {checksum}, the catalog says {checkpoint.Sha256}; it is corrupt.");
-        if (!LooksLikeSafeTensors(payload))
+        var folder = Path.GetDirectoryName(output);
+        if (!string.IsNullOrEmpty(folder)) Directory.CreateDirectory(folder);
+        var payloadFile = output + ".payload.tmp";
+        try
+        {
+            await using (var file = new FileStream(payloadFile, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+                await CheckpointDownloader.DownloadAsync(grains, checkpoint, file, cancellationToken);
+            return ExportPayload(checkpoint, payloadFile, weights, weightsExplicit, output);
+        }
+        finally
+        {
+            File.Delete(payloadFile);
+        }
+    }
+
+    /// <summary>Writes the selected tensors of a payload already fetched (and verified) into <paramref name="payloadFile"/>;
+    /// <see cref="RaeJobException"/> when it holds no weights.</summary>
+    public static int ExportPayload(CheckpointInfo checkpoint, string payloadFile, string weights, bool weightsExplicit, string output)
+    {
+        if (!LooksLikeSafeTensors(payloadFile))
             throw new RaeJobException($"Checkpoint '{checkpoint.Location}' is not a safetensors container (its workload writes its own format), so it has no named weights to export.");
 
         using var scope = TorchSharp.torch.NewDisposeScope();
-        var tensors = SafeTensors.Load(new MemoryStream(payload), checkpoint.Location);
+        var tensors = SafeTensors.Load(payloadFile);
         var prefix = weights + ".";
         var selected = tensors.Where(t => t.Key.StartsWith(prefix, StringComparison.Ordinal))
             .Select(t => KeyValuePair.Create(t.Key[prefix.Length..], t.Value)).ToList();
@@ -106,20 +122,34 @@ public sealed class CheckpointsExportCommand : ClusterCommand
     }
 
     /// <summary>
-    /// The EMA weights of a committed checkpoint as a `.safetensors` file next to it (written once), for a sampling job:
-    /// the sampler reads weights files, not a worker's training state.
+    /// The EMA weights of a committed checkpoint as a local `.safetensors` file (fetched through the cluster that handed
+    /// out <paramref name="checkpoint"/>, written once), for a sampling job: the sampler reads weights files, not a
+    /// worker's training state. The file lives under <see cref="SamplingWeightsFolder"/>, named by job, step and checksum.
     /// </summary>
     public static string ExportForSampling(CheckpointInfo checkpoint)
     {
-        var output = Path.Combine(Path.GetDirectoryName(checkpoint.Location) ?? ".", $"step-{checkpoint.Step:D9}.ema.safetensors");
-        if (!File.Exists(output)) Export(checkpoint, "ema", weightsExplicit: false, output);
+        var output = SamplingWeightsPath(checkpoint);
+        if (File.Exists(output)) return output;
+        var grains = CheckpointDownloader.SourceOf(checkpoint)
+            ?? throw new RaeJobException($"Checkpoint of '{checkpoint.JobId}' at step {checkpoint.Step} did not come from a connected cluster (get it through RaeClient), so its payload cannot be fetched.");
+        // The signature is synchronous (callers resolve a path); the CLI has no synchronization context to deadlock on.
+        ExportAsync(grains, checkpoint, "ema", weightsExplicit: false, output).GetAwaiter().GetResult();
         return output;
     }
 
-    private static bool LooksLikeSafeTensors(byte[] payload)
+    /// <summary>Where <see cref="ExportForSampling"/> keeps exported weights: $RAE_SAMPLING_WEIGHTS, else a folder under the temp folder.</summary>
+    public static string SamplingWeightsFolder =>
+        Environment.GetEnvironmentVariable("RAE_SAMPLING_WEIGHTS") is { Length: > 0 } folder ? folder : Path.Combine(Path.GetTempPath(), "rae-sampling-weights");
+
+    public static string SamplingWeightsPath(CheckpointInfo checkpoint) =>
+        Path.Combine(SamplingWeightsFolder, checkpoint.JobId, $"step-{checkpoint.Step:D9}-{checkpoint.Sha256[..Math.Min(16, checkpoint.Sha256.Length)].ToLowerInvariant()}.ema.safetensors");
+
+    private static bool LooksLikeSafeTensors(string payloadFile)
     {
-        if (payload.Length < 10) return false;
-        var headerLength = BitConverter.ToUInt64(payload, 0);
-        return headerLength > 1 && headerLength <= (ulong)(payload.Length - 8) && payload[8] == (byte)'{';
+        using var file = File.OpenRead(payloadFile);
+        Span<byte> head = stackalloc byte[9];
+        if (file.Length < 10 || file.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) < head.Length) return false;
+        var headerLength = BitConverter.ToUInt64(head);
+        return headerLength > 1 && headerLength <= (ulong)(file.Length - 8) && head[8] == (byte)'{';
     }
 }

@@ -126,10 +126,11 @@ public sealed class DemoCommand : ICliCommand
         var samplingState = await new JobWatcher(client, context).WatchSamplingAsync(samplingId);
         var sampling = await client.GetSamplingStatusAsync(samplingId);
 
-        var checkpointFolder = Path.GetDirectoryName(latest.Location);
+        // The embedded silo's blob store keeps checkpoints under <data>/blobs, at the catalog's blob path.
+        var checkpointFolder = Path.Combine(dataFolder, "blobs", Path.GetDirectoryName(latest.Location) ?? "");
         if (context.Json)
         {
-            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = latest.Location, metrics = metricsPath, npz = sampling.OutputLocation is { } blob ? Path.Combine(dataFolder, "blobs", blob) : null });
+            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = Path.Combine(dataFolder, "blobs", latest.Location), metrics = metricsPath, npz = sampling.OutputLocation is { } blob ? Path.Combine(dataFolder, "blobs", blob) : null });
         }
         else
         {

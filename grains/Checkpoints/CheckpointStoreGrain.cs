@@ -1,5 +1,8 @@
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using RAE.GrainInterfaces;
+using RAE.Grains.Storage;
 
 namespace RAE.Grains.Checkpoints;
 
@@ -9,22 +12,29 @@ public sealed class CheckpointCatalogState
     [Id(0)] public List<CheckpointInfo> Committed { get; set; } = [];
 }
 
-/// <summary>Catalog of one job's committed checkpoints, persisted as grain state; keeps the newest <c>keepLast</c>.</summary>
+/// <summary>Catalog of one job's committed checkpoints, persisted as grain state; applies the job's retention policy
+/// on every commit and serves payloads to clients in chunks.</summary>
 public sealed class CheckpointStoreGrain(
     [PersistentState("checkpoints", RaeStorage.GrainStateProvider)] IPersistentState<CheckpointCatalogState> catalog,
     ICheckpointPayloadStore payloads,
     ILogger<CheckpointStoreGrain> logger) : Grain, ICheckpointStoreGrain
 {
-    public async Task Commit(CheckpointInfo checkpoint, int keepLast)
+    private string JobId => this.GetPrimaryKeyString();
+
+    public async Task Commit(CheckpointInfo checkpoint, CheckpointRetentionPolicy retention)
     {
-        if (checkpoint.JobId != this.GetPrimaryKeyString())
-            throw new RaeJobException($"Checkpoint of job '{checkpoint.JobId}' was sent to the catalog of job '{this.GetPrimaryKeyString()}'.");
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(retention);
+        if (checkpoint.JobId != JobId)
+            throw new RaeJobException($"Checkpoint of job '{checkpoint.JobId}' was sent to the catalog of job '{JobId}'.");
+        retention.Validate();
         var committed = catalog.State.Committed;
         committed.RemoveAll(c => c.Step == checkpoint.Step);
         committed.Add(checkpoint);
         committed.Sort((a, b) => a.Step.CompareTo(b.Step));
-        var retired = keepLast > 0 && committed.Count > keepLast ? committed.Take(committed.Count - keepLast).ToList() : [];
-        committed.RemoveRange(0, retired.Count);
+        var keep = retention.StepsToKeep(committed);
+        var retired = committed.Where(c => !keep.Contains(c.Step)).ToList();
+        committed.RemoveAll(c => !keep.Contains(c.Step));
         await catalog.WriteStateAsync();
         // Payloads go only after the catalog no longer lists them, so a crash here leaves an orphan, never a dangling entry.
         foreach (var old in retired)
@@ -33,9 +43,9 @@ public sealed class CheckpointStoreGrain(
             {
                 await payloads.DeleteAsync(old);
             }
-            catch (IOException error)
+            catch (Exception error) when (error is IOException or BlobStoreException)
             {
-                logger.LogWarning(error, "Could not delete retired checkpoint {Location}", old.Location);
+                logger.LogWarning(error, "Could not delete retired checkpoint {Location} of job {Job}", old.Location, JobId);
             }
         }
     }
@@ -44,7 +54,69 @@ public sealed class CheckpointStoreGrain(
 
     public Task<CheckpointInfo?> Latest() => Task.FromResult(catalog.State.Committed.Count == 0 ? null : catalog.State.Committed[^1]);
 
-    public Task<CheckpointInfo> Get(long step) =>
-        Task.FromResult(catalog.State.Committed.FirstOrDefault(c => c.Step == step)
-            ?? throw new RaeJobException($"Job '{this.GetPrimaryKeyString()}' has no committed checkpoint at step {step}; committed steps: [{string.Join(", ", catalog.State.Committed.Select(c => c.Step))}]."));
+    public Task<CheckpointInfo> Get(long step) => Task.FromResult(Find(step));
+
+    public async IAsyncEnumerable<byte[]> ReadPayload(long step, int chunkBytes, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (chunkBytes is < 1 or > ICheckpointStoreGrain.MaxChunkBytes)
+            throw new RaeJobException($"Chunk size {chunkBytes} is out of range: it must be within 1..{ICheckpointStoreGrain.MaxChunkBytes} bytes.");
+        var checkpoint = Find(step);
+        Stream payload;
+        try
+        {
+            payload = await payloads.OpenReadAsync(checkpoint, cancellationToken);
+        }
+        catch (Exception error) when (error is InvalidDataException or FileNotFoundException)
+        {
+            throw new RaeJobException(error.Message);
+        }
+
+        await using (payload)
+        {
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            long sent = 0;
+            while (true)
+            {
+                var chunk = await ReadChunkAsync(payload, (int)Math.Min(chunkBytes, Math.Max(1, checkpoint.SizeBytes - sent)), cancellationToken);
+                if (chunk.Length == 0) break;
+                hash.AppendData(chunk);
+                sent += chunk.Length;
+                if (sent == checkpoint.SizeBytes)
+                {
+                    // The store verified its own checksum on the last byte; this checks the bytes against the catalog too.
+                    var actual = Convert.ToHexString(hash.GetHashAndReset());
+                    if (!string.Equals(actual, checkpoint.Sha256, StringComparison.OrdinalIgnoreCase))
+                        throw new RaeJobException($"Checkpoint '{checkpoint.Location}' of job '{JobId}' at step {step} has SHA-256 {actual}, the catalog says {checkpoint.Sha256}; it is corrupt.");
+                }
+                yield return chunk;
+            }
+            if (sent != checkpoint.SizeBytes)
+                throw new RaeJobException($"Checkpoint '{checkpoint.Location}' of job '{JobId}' at step {step} holds {sent} bytes, the catalog says {checkpoint.SizeBytes}; it is corrupt.");
+        }
+    }
+
+    private static async Task<byte[]> ReadChunkAsync(Stream payload, int size, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[size];
+        var filled = 0;
+        try
+        {
+            while (filled < size)
+            {
+                var read = await payload.ReadAsync(buffer.AsMemory(filled), cancellationToken);
+                if (read == 0) break;
+                filled += read;
+            }
+        }
+        catch (InvalidDataException error)
+        {
+            // The payload store's message names the job, step and blob.
+            throw new RaeJobException(error.Message);
+        }
+        return filled == size ? buffer : buffer[..filled];
+    }
+
+    private CheckpointInfo Find(long step) =>
+        catalog.State.Committed.FirstOrDefault(c => c.Step == step)
+            ?? throw new RaeJobException($"Job '{JobId}' has no committed checkpoint at step {step}; committed steps: [{string.Join(", ", catalog.State.Committed.Select(c => c.Step))}].");
 }

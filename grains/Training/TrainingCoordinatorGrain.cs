@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Storage;
 using RAE.Grains.Workers;
 
 namespace RAE.Grains.Training;
@@ -116,13 +117,23 @@ public sealed partial class TrainingCoordinatorGrain(
     {
         var spec = RequireSpec();
         var consecutiveFailures = 0;
+        // Failures count as consecutive until the job gets past the step where the last one struck: a checkpoint that
+        // keeps failing to save must not be forgiven by the steps redone after each recovery.
+        long lastFailedStep = -1;
         try
         {
-            while (!_cancelRequested && State.Step < spec.Steps)
+            // A job is done when its last step is checkpointed: if that checkpoint fails, it restores and redoes the steps.
+            while (!_cancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
             {
                 try
                 {
                     if (_group.Count == 0) await FormGroupAsync(spec);
+                    if (State.Step >= spec.Steps)
+                    {
+                        // The ranks hold the last step (restored or not yet saved): what is missing is its checkpoint.
+                        if (State.LastCheckpointStep != State.Step) await CheckpointAsync(State.Metrics.Count > 0 ? State.Metrics[^1].Loss : double.NaN);
+                        continue;
+                    }
                     if (State.State != JobState.Running)
                     {
                         State.State = JobState.Running;
@@ -133,14 +144,15 @@ public sealed partial class TrainingCoordinatorGrain(
                     State.Step = metrics.Step;
                     State.Metrics.Add(metrics);
                     Publish(metrics);
-                    consecutiveFailures = 0;
                     var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
                     if (checkpointDue) await CheckpointAsync(metrics.Loss);
+                    if (State.Step > lastFailedStep) consecutiveFailures = 0;
                     await ReportAsync();
                 }
                 catch (Exception error) when (!_cancelRequested)
                 {
                     consecutiveFailures++;
+                    lastFailedStep = Math.Max(lastFailedStep, State.Step);
                     await AbandonGroupAsync(error.Message);
                     if (consecutiveFailures >= MaxConsecutiveFailures) throw;
                     LogStepFailed(error, JobId, State.Step + 1, consecutiveFailures);
@@ -155,10 +167,19 @@ public sealed partial class TrainingCoordinatorGrain(
         catch (Exception error)
         {
             State.State = JobState.Failed;
-            State.FailureReason = $"{error.GetType().Name}: {error.Message}";
+            State.FailureReason = FailureReasonOf(error);
             LogJobFailed(error, JobId);
         }
         await PersistAndReportAsync();
+    }
+
+    /// <summary>Says what went wrong in the operator's terms: a storage outage is named as such, with the store's reason.</summary>
+    private static string FailureReasonOf(Exception error)
+    {
+        var storage = error as BlobStoreUnavailableException ?? error.InnerException as BlobStoreUnavailableException;
+        return storage is not null
+            ? $"Checkpoint storage is unavailable after {MaxConsecutiveFailures} attempts to save or restore a checkpoint: {storage.Message}"
+            : $"{error.GetType().Name}: {error.Message}";
     }
 
     private async Task FormGroupAsync(TrainingJobSpec spec)
@@ -277,8 +298,7 @@ public sealed partial class TrainingCoordinatorGrain(
     {
         var spec = RequireSpec();
         var info = await _group[0].SaveCheckpoint(JobId, State.Step, loss);
-        var keepLast = spec.Settings.TryGetValue("keep_last_checkpoints", out var text) && int.TryParse(text, out var keep) ? keep : 3;
-        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, keepLast);
+        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, CheckpointRetentionPolicy.FromSettings(spec.Settings));
         State.LastCheckpointStep = State.Step;
         await PersistAndReportAsync();
     }

@@ -34,6 +34,14 @@ public static class TrainingSpecValidator
             problems.Add($"CheckpointInterval must be zero (only at the end) or positive, got {spec.CheckpointInterval}");
         if (spec.CollectiveTimeout <= TimeSpan.Zero)
             problems.Add($"CollectiveTimeout must be positive, got {spec.CollectiveTimeout}");
+        try
+        {
+            CheckpointRetentionPolicy.FromSettings(spec.Settings);
+        }
+        catch (RaeJobException retention)
+        {
+            problems.Add(retention.Message.TrimEnd('.'));
+        }
         if (problems.Count > 0)
             throw new RaeJobException("Invalid training job: " + string.Join("; ", problems) + ".");
     }

@@ -1,6 +1,8 @@
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Configuration;
 using Orleans.TestingHost;
 using RAE.GrainInterfaces;
+using RAE.Grains.Checkpoints;
 using RAE.Silo;
 
 namespace RAE.Cluster.Tests;
@@ -37,6 +39,10 @@ public sealed class ClusterFixture : IAsyncLifetime
             // A file still held open by a stopping silo; the temp folder is cleaned by the OS.
         }
     }
+
+    /// <summary>The silos' checkpoint payload store (the blob store they share), for reading payloads back.</summary>
+    public ICheckpointPayloadStore CheckpointPayloads =>
+        ((InProcessSiloHandle)Cluster.Primary!).SiloHost.Services.GetRequiredService<ICheckpointPayloadStore>();
 
     public async Task<TrainingJobStatus> WaitForEndAsync(string jobId, TimeSpan? timeout = null)
     {
