@@ -40,6 +40,12 @@ public static class JobSpecFactory
         var steps = training.MaxSteps ?? training.Epochs * stepsPerEpoch;
         if (steps > int.MaxValue) throw new ConfigException(config.SourceName, "training.max_steps", null, $"{steps} steps is more than one job can run; set training.max_steps");
         var checkpointEvery = training.CheckpointEverySteps ?? training.CheckpointInterval * stepsPerEpoch;
+        var settings = new Dictionary<string, string>(StringComparer.Ordinal) { [TrainingConfigSetting] = config.ToYaml() };
+        if (training.KeepLast is not null || training.KeepEvery is not null || training.KeepBest is not null)
+        {
+            var retention = new CheckpointRetentionPolicy { KeepLast = training.KeepLast ?? 0, KeepEvery = training.KeepEvery ?? 0, KeepBest = training.KeepBest ?? 0 };
+            foreach (var (key, value) in retention.ToSettings()) settings[key] = value;
+        }
         return new TrainingJobSpec
         {
             Workload = workload,
@@ -54,7 +60,7 @@ public static class JobSpecFactory
             WarmupSteps = 0,
             Seed = training.GlobalSeed,
             CheckpointInterval = (int)Math.Clamp(checkpointEvery, 0, int.MaxValue),
-            Settings = new Dictionary<string, string>(StringComparer.Ordinal) { [TrainingConfigSetting] = config.ToYaml() },
+            Settings = settings,
         };
     }
 

@@ -32,6 +32,12 @@ public sealed record TrainingConfig
     public double? CfgScale { get; init; }
     /// <summary>Our extension: stop after this many optimizer steps (tiny runs); null = run all epochs.</summary>
     public long? MaxSteps { get; init; }
+    /// <summary>Our extension, checkpoint retention (a union; the newest is always kept): the newest K
+    /// (<c>keep_last</c>), every P steps (<c>keep_every</c>), the B lowest losses (<c>keep_best</c>). All null = the
+    /// cluster's default (the newest three); naming any turns the unnamed ones off; 0 turns one off.</summary>
+    public int? KeepLast { get; init; }
+    public long? KeepEvery { get; init; }
+    public int? KeepBest { get; init; }
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>Null means a constant learning rate.</summary>
     public SchedulerConfig? Scheduler { get; init; }
@@ -92,6 +98,9 @@ public sealed record TrainingConfig
             GlobalSeed = section.Long("global_seed", 0),
             CfgScale = section.OptionalDouble("cfg_scale"),
             MaxSteps = section.OptionalLong("max_steps"),
+            KeepLast = section.OptionalInt("keep_last"),
+            KeepEvery = section.OptionalLong("keep_every"),
+            KeepBest = section.OptionalInt("keep_best"),
             Optimizer = optimizer,
             Scheduler = scheduler,
         };
@@ -116,6 +125,9 @@ public sealed record TrainingConfig
         section.Require(SampleEvery > 0, "sample_every", "must be > 0");
         section.Require(CfgScale is null or >= 0, "cfg_scale", "must be >= 0");
         section.Require(MaxSteps is null or > 0, "max_steps", "must be > 0");
+        section.Require(KeepLast is null or >= 0, "keep_last", $"must be >= 0 (0 = off), got {KeepLast}");
+        section.Require(KeepEvery is null or >= 0, "keep_every", $"must be >= 0 (0 = off), got {KeepEvery}");
+        section.Require(KeepBest is null or >= 0, "keep_best", $"must be >= 0 (0 = off), got {KeepBest}");
     }
 
     /// <summary>The global batch: <c>global_batch_size</c>, else the legacy per-process batch × processes × accumulation.</summary>
@@ -136,6 +148,9 @@ public sealed record TrainingConfig
         .Add("global_seed", GlobalSeed)
         .AddIfSet("cfg_scale", CfgScale)
         .AddIfSet("max_steps", MaxSteps)
+        .AddIfSet("keep_last", KeepLast)
+        .AddIfSet("keep_every", KeepEvery)
+        .AddIfSet("keep_best", KeepBest)
         .Add("optimizer", Optimizer.ToYaml())
         .Add("scheduler", Scheduler?.ToYaml());
 }

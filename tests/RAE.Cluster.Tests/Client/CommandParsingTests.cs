@@ -84,6 +84,22 @@ public sealed class CommandParsingTests
     }
 
     [Fact]
+    public void CheckpointRetentionComesFromTheTrainingSection()
+    {
+        var untouched = JobSpecFactory.Training(JobSpecFactory.LoadConfig(TinyConfig, []), "dit-dh", ranks: 1);
+        Assert.Equal(CheckpointRetentionPolicy.Default, CheckpointRetentionPolicy.FromSettings(untouched.Settings));
+
+        var config = JobSpecFactory.LoadConfig(TinyConfig, ["training.keep_last=2", "training.keep_every=100", "training.keep_best=1"]);
+        var spec = JobSpecFactory.Training(config, "dit-dh", ranks: 1);
+        Assert.Equal(new CheckpointRetentionPolicy { KeepLast = 2, KeepEvery = 100, KeepBest = 1 }, CheckpointRetentionPolicy.FromSettings(spec.Settings));
+        Assert.Equal(100, RaeConfig.Parse(spec.Settings[JobSpecFactory.TrainingConfigSetting], "shipped").Training!.KeepEvery);
+
+        var bad = Assert.Throws<ConfigException>(() => JobSpecFactory.LoadConfig(TinyConfig, ["training.keep_best=-1"]));
+        Assert.Contains("keep_best", bad.Message);
+        Assert.Contains("must be >= 0", bad.Message);
+    }
+
+    [Fact]
     public void SamplingSpecTakesClassesFromTheConfigAndTheSourceJob()
     {
         var config = JobSpecFactory.LoadConfig(TinyConfig, []);
