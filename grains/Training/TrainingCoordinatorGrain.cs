@@ -178,7 +178,7 @@ public sealed partial class TrainingCoordinatorGrain(
     {
         var storage = error as BlobStoreUnavailableException ?? error.InnerException as BlobStoreUnavailableException;
         return storage is not null
-            ? $"Checkpoint storage is unavailable after {MaxConsecutiveFailures} attempts to save or restore a checkpoint: {storage.Message}"
+            ? $"Checkpoint storage is unavailable (the job gave up after {MaxConsecutiveFailures} failed attempts in a row): {storage.Message}"
             : $"{error.GetType().Name}: {error.Message}";
     }
 
