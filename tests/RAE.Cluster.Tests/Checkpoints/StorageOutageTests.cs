@@ -47,6 +47,41 @@ public sealed class StorageOutageTests(FileSystemStorageCluster cluster)
     }
 
     [Fact]
+    public async Task UnwritableFileSystemStoreFailsTheJobAfterTheStoresOwnRetries()
+    {
+        // No injection: the real store cannot stage a put once its staging folder is replaced by a file.
+        var staging = Path.Combine(cluster.BlobRoot, ".staging");
+        var settings = new Dictionary<string, string>(CheckpointRetentionPolicy.KeepAll.ToSettings()) { ["step_delay_ms"] = "250" };
+        var jobId = await Registry.SubmitTraining(TornCheckpointWriteTests.Spec(steps: 10, interval: 2, settings));
+        var coordinator = cluster.Grains.GetGrain<ITrainingCoordinatorGrain>(jobId);
+        while ((await coordinator.GetStatus()).LastCheckpointStep is null or < 4) await Task.Delay(20);
+        Directory.Move(staging, staging + "-away");
+        await File.WriteAllTextAsync(staging, "not a folder");
+        TrainingJobStatus status;
+        try
+        {
+            status = await cluster.WaitForEndAsync(jobId);
+        }
+        finally
+        {
+            File.Delete(staging);
+            Directory.Move(staging + "-away", staging);
+        }
+
+        Assert.Equal(JobState.Failed, status.State);
+        Assert.Contains("Checkpoint storage is unavailable", status.FailureReason);
+        Assert.Contains($"put 'checkpoints/{jobId}/step-", status.FailureReason);
+        Assert.Contains("failed after 3 attempt(s)", status.FailureReason);
+        Assert.Contains(cluster.Store.Location, status.FailureReason);
+        var committed = await cluster.Grains.GetGrain<ICheckpointStoreGrain>(jobId).List();
+        Assert.NotEmpty(committed);
+        Assert.Equal(status.LastCheckpointStep, committed[^1].Step);
+        Assert.Equal(Enumerable.Range(1, (int)committed[^1].Step / 2).Select(i => 2L * i), committed.Select(c => c.Step));
+        foreach (var checkpoint in committed)
+            Assert.Equal(checkpoint.SizeBytes, (await cluster.Payloads.ReadAsync(checkpoint)).LongLength);
+    }
+
+    [Fact]
     public async Task OutageShorterThanTheRetryWindowIsRiddenOut()
     {
         using var outage = cluster.Store.FailFrom(IsCheckpoint, IsStep6, failures: TrainingCoordinatorGrain.MaxConsecutiveFailures - 2);
