@@ -161,7 +161,7 @@ public sealed partial class TrainingCoordinatorGrain(
                     await Task.Delay(TimeSpan.FromMilliseconds(250 * consecutiveFailures));
                 }
             }
-            State.State = _cancelRequested && State.Step < spec.Steps ? JobState.Cancelled : JobState.Completed;
+            State.State = _cancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
             await LeaveGroupAsync();
         }
         catch (Exception error)
