@@ -66,8 +66,9 @@ public sealed class CheckpointStoreGrain(
         {
             payload = await payloads.OpenReadAsync(checkpoint, cancellationToken);
         }
-        catch (Exception error) when (error is InvalidDataException or FileNotFoundException)
+        catch (Exception error) when (error is InvalidDataException or FileNotFoundException or BlobStoreException)
         {
+            // The client gets the reason (missing, corrupt, storage unreachable) as a job error it can print.
             throw new RaeJobException(error.Message);
         }
 
@@ -108,9 +109,9 @@ public sealed class CheckpointStoreGrain(
                 filled += read;
             }
         }
-        catch (InvalidDataException error)
+        catch (Exception error) when (error is InvalidDataException or BlobStoreException)
         {
-            // The payload store's message names the job, step and blob.
+            // The payload store's and blob store's messages name the job, step and blob.
             throw new RaeJobException(error.Message);
         }
         return filled == size ? buffer : buffer[..filled];

@@ -101,6 +101,18 @@ public sealed class CheckpointExportTests(FileSystemStorageCluster cluster) : ID
     }
 
     [Fact]
+    public async Task UnreachableStorageIsNamedAndNothingIsWritten()
+    {
+        var checkpoint = await CommitAsync(("ema.w", 1f));
+        using var outage = cluster.Store.FailFrom(path => path == checkpoint.Location, path => path == checkpoint.Location);
+        var output = Path.Combine(_folder, "unreachable.safetensors");
+        var error = await Assert.ThrowsAsync<RaeJobException>(() => CheckpointsExportCommand.ExportAsync(cluster.Grains, checkpoint, "ema", false, output));
+        Assert.Contains("injected outage", error.Message);
+        Assert.Contains(checkpoint.Location, error.Message);
+        Assert.False(Directory.Exists(_folder) && Directory.GetFiles(_folder).Length > 0, "nothing may be left behind");
+    }
+
+    [Fact]
     public async Task MissingPartIsNamed()
     {
         var checkpoint = await CommitAsync(("model.w", 1f));
