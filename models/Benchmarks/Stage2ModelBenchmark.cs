@@ -128,7 +128,7 @@ public static class Stage2ModelBenchmark
             }
             using var scope = NewDisposeScope();
             var (noisy, t, y, target) = TrainingBatch(settings, batch, data);
-            master.zero_grad(set_to_none: true); // as torch ≥ 2.0: backward then writes fresh gradients instead of adding to zeros
+            optimizer.zero_grad();
             if (compute is null)
             {
                 using var lossTensor = (master.forward(noisy, t, y) - target).pow(2).mean();

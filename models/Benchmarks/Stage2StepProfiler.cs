@@ -134,7 +134,6 @@ public static class Stage2StepProfiler
         timings.Add(Time($"{prefix} gate+residual", 2 * count, device, [x, scale, shift],
             inputs => inputs[0] + Modulation.Gate(inputs[1], inputs[2]), 0));
         timings.Add(Time($"{prefix} qkv linear", count, device, [x], inputs => nn.functional.linear(inputs[0], qkvWeight), 2 * rows * width * 3 * width));
-        timings.Add(Time($"{prefix} rope q,k unfused", 2 * count, device, [heads], inputs => UnfusedRope(inputs[0], rope), 0));
         timings.Add(Time($"{prefix} rope q,k", 2 * count, device, [heads], inputs => rope.forward(inputs[0]), 0));
         timings.Add(Time($"{prefix} sdpa", count, device, [heads, heads.clone(), heads.clone()],
             inputs => nn.functional.scaled_dot_product_attention(inputs[0], inputs[1], inputs[2]), attentionFlops));
@@ -147,10 +146,6 @@ public static class Stage2StepProfiler
             2 * rows * width * (4 * width + 3 * shape.MlpHidden) + attentionFlops + 2 * conditionRows * width * modulationWidth));
         return timings;
     }
-
-    /// <summary>The rotation as first written (t·cos + rotate_half(t)·sin, six passes), kept to measure the fused form against.</summary>
-    private static Tensor UnfusedRope(Tensor input, VisionRotaryEmbeddingFast rope) =>
-        input * rope.FreqsCos + VisionRotaryEmbeddingFast.RotateHalf(input) * rope.FreqsSin;
 
     /// <summary>Best of three forward and backward times (after one warm-up) with every input requiring a gradient.</summary>
     private static ComponentTiming Time(string name, int count, Device device, Tensor[] sources, Func<Tensor[], Tensor> forward, double matmulFlops)

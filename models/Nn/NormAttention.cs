@@ -43,13 +43,7 @@ public sealed class NormAttention : nn.Module
         var v = split[2];
         if (q_norm is not null) q = q_norm.forward(q);
         if (k_norm is not null) k = k_norm.forward(k);
-        if (rope is not null && q_norm is null && k_norm is null)
-        {
-            // One rotation over q and k together: half the op count of rotating each.
-            var rotated = rope.forward(split.narrow(0, 0, 2));
-            (q, k) = (rotated[0], rotated[1]);
-        }
-        else if (rope is not null)
+        if (rope is not null)
         {
             q = rope.forward(q);
             k = rope.forward(k);

@@ -48,11 +48,7 @@ public sealed class VisionRotaryEmbeddingFast : nn.Module<Tensor, Tensor>
 
     public Tensor FreqsSin => get_buffer("freqs_sin")!;
 
-    /// <summary>
-    /// Rotates t [..., L, 2·dim] (any leading dimensions, e.g. q and k stacked); when L is a multiple k of the table length
-    /// each row is repeated k times. Computes t·cos + rotate_half(t)·sin as t·cos + swap_pairs(t)·sin± (sin± = sin with
-    /// the even entries negated): the products are bitwise the same, in three passes over t instead of six.
-    /// </summary>
+    /// <summary>Rotates t [B, heads, L, 2·dim]; when L is a multiple k of the table length each row is repeated k times.</summary>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
@@ -67,16 +63,7 @@ public sealed class VisionRotaryEmbeddingFast : nn.Module<Tensor, Tensor>
             cosTable = cosTable.repeat_interleave(length / tableLength, dim: 0);
             sinTable = sinTable.repeat_interleave(length / tableLength, dim: 0);
         }
-        var shape = input.shape;
-        var swapped = input.reshape([.. shape[..^1], shape[^1] / 2, 2]).flip(-1).reshape(shape);
-        return addcmul(input * cosTable, swapped, SignedSin(sinTable), 1).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>sin with the entries of even index negated: [−s₀, s₁, −s₂, s₃, …] (small: one row per token).</summary>
-    private static Tensor SignedSin(Tensor sinTable)
-    {
-        var pairs = sinTable.reshape(sinTable.shape[0], sinTable.shape[1] / 2, 2);
-        return stack([pairs.select(-1, 0).neg(), pairs.select(-1, 1)], -1).reshape(sinTable.shape);
+        return (input * cosTable + RotateHalf(input) * sinTable).MoveToOuterDisposeScope();
     }
 
     /// <summary>Adjacent pairs (x₂ₘ, x₂ₘ₊₁) → (−x₂ₘ₊₁, x₂ₘ) (interleaved, GPT-J style).</summary>

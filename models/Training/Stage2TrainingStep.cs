@@ -54,7 +54,7 @@ public sealed class Stage2TrainingStep : IDisposable
     public TrainingStepResult Run(Tensor x1, Tensor labels, Tensor? x0 = null, Tensor? t = null, Generator? generator = null)
     {
         using var scope = NewDisposeScope();
-        _model.zero_grad(set_to_none: true); // torch ≥ 2.0's default; saves zeroing and accumulating into every gradient
+        Optimizer.zero_grad();
         double loss;
         using (var losses = Transport.TrainingLosses(_forward, x1, labels, x0, t, generator))
         using (var mean = losses.Loss.mean())

@@ -93,7 +93,7 @@ public sealed class BenchModelTests
         }
         var components = root.GetProperty("Components").EnumerateArray().ToList();
         var names = components.Select(c => c.GetProperty("Name").GetString()).ToList();
-        Assert.Contains("encoder rope q,k unfused", names);
+        Assert.Contains("encoder rope q,k", names);
         Assert.Contains("head block", names);
         var headBlock = components.Single(c => c.GetProperty("Name").GetString() == "head block");
         Assert.Equal(1, headBlock.GetProperty("Count").GetInt32());
