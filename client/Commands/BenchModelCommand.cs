@@ -11,6 +11,7 @@ namespace RAE.Client.Commands;
 /// `rae bench model`: DiT^DH training steps/s, sampling forward passes/s, the measured matmul peak and model-FLOPs
 /// utilisation. Options: --model s|xl|tiny (default s = DiT^DH-S at 16×16×768), --batch 4,8, --steps, --warmup,
 /// --precision fp32|bf16, --device cpu|cuda[:n] (default cuda when available), --matmul-size, --seed, --json.
+/// --profile instead splits an fp32 training step at the first batch size into phases and times the building blocks alone.
 /// </summary>
 public sealed class BenchModelCommand : ICliCommand
 {
@@ -21,6 +22,7 @@ public sealed class BenchModelCommand : ICliCommand
     public Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         var json = arguments.Flag("json");
+        var profile = arguments.Flag("profile");
         var model = ParseModel(arguments.Option("model") ?? "s");
         var batches = ParseBatches(arguments.Option("batch") ?? "4");
         var steps = arguments.Int("steps", 3);
@@ -48,6 +50,13 @@ public sealed class BenchModelCommand : ICliCommand
         if (warmup < 0) throw new UsageException($"--warmup must not be negative, got {warmup}");
         if (matmulSize < 1) throw new UsageException($"--matmul-size must be positive, got {matmulSize}");
 
+        if (profile)
+        {
+            var stepProfile = Stage2StepProfiler.Run(model, batches[0], steps, target, json ? null : line => output.WriteLine(line));
+            if (json) output.WriteLine(JsonSerializer.Serialize(stepProfile, new JsonSerializerOptions { WriteIndented = true }));
+            else output.WriteLine($"threads {stepProfile.Threads}, interop threads {stepProfile.InteropThreads}");
+            return Task.FromResult(0);
+        }
         var settings = new ModelBenchmarkSettings(model, batches, steps, warmup, precision, target, matmulSize, seed);
         var report = Stage2ModelBenchmark.Run(settings, json ? null : line => output.WriteLine(line));
         if (json)

@@ -69,4 +69,34 @@ public sealed class BenchModelTests
         Assert.Equal(2, await CommandLine.RunAsync(["bench", "model", "--batch", "4,x"], new StringWriter(), error));
         Assert.Contains("--batch expects positive integers", error.ToString());
     }
+
+    [Fact]
+    public async Task BenchModelProfileSplitsBothZeroGradModesAndTimesTheBlocks()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var exitCode = await CommandLine.RunAsync(
+            ["bench", "model", "--profile", "--model", "tiny", "--batch", "2", "--steps", "1", "--device", "cpu", "--json"], output, error);
+        Assert.True(exitCode == 0, error.ToString());
+        using var report = JsonDocument.Parse(output.ToString());
+        var root = report.RootElement;
+        Assert.Equal(2, root.GetProperty("BatchSize").GetInt32());
+        Assert.True(root.GetProperty("Threads").GetInt32() >= 1);
+        var phases = root.GetProperty("Phases").EnumerateArray()
+            .ToDictionary(p => p.GetProperty("Phase").GetString()!, p => p.GetProperty("Seconds").GetDouble());
+        foreach (var mode in new[] { "zeroed", "none" })
+        {
+            var parts = new[] { "zero_grad", "forward", "loss", "backward", "adamw" }.Select(name => phases[$"{name} ({mode})"]).ToList();
+            Assert.All(parts, seconds => Assert.True(seconds >= 0));
+            Assert.True(phases[$"forward ({mode})"] > 0 && phases[$"backward ({mode})"] > 0);
+            Assert.Equal(parts.Sum(), phases[$"step ({mode})"], 1e-9);
+        }
+        var components = root.GetProperty("Components").EnumerateArray().ToList();
+        var names = components.Select(c => c.GetProperty("Name").GetString()).ToList();
+        Assert.Contains("encoder rope q,k", names);
+        Assert.Contains("head block", names);
+        var headBlock = components.Single(c => c.GetProperty("Name").GetString() == "head block");
+        Assert.Equal(1, headBlock.GetProperty("Count").GetInt32());
+        Assert.True(headBlock.GetProperty("ForwardSeconds").GetDouble() > 0 && headBlock.GetProperty("BackwardSeconds").GetDouble() > 0);
+    }
 }

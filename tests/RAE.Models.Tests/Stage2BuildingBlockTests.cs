@@ -79,6 +79,26 @@ public sealed class Stage2BuildingBlockTests
     }
 
     [Fact]
+    public void RopeEqualsRotateHalfFormulaAndRotatesStackedQueriesAndKeysAlike()
+    {
+        using var scope = NewDisposeScope();
+        using var rope = new VisionRotaryEmbeddingFast(dim: 8, gridSide: 4);
+        var queries = randn(2, 3, 16, 16);
+        var keys = randn(2, 3, 16, 16);
+        var expected = queries * rope.FreqsCos + VisionRotaryEmbeddingFast.RotateHalf(queries) * rope.FreqsSin;
+        Assert.True(Stage2TestSupport.MaxAbsDifference(rope.forward(queries), expected) < 1e-6);
+        var together = rope.forward(stack([queries, keys]));
+        Assert.True(Stage2TestSupport.MaxAbsDifference(together[0], rope.forward(queries)) == 0);
+        Assert.True(Stage2TestSupport.MaxAbsDifference(together[1], rope.forward(keys)) == 0);
+        // A head grid with twice the table's tokens repeats each table row twice.
+        var doubled = randn(1, 2, 32, 16);
+        var cos = rope.FreqsCos.repeat_interleave(2, dim: 0);
+        var sin = rope.FreqsSin.repeat_interleave(2, dim: 0);
+        var expectedDoubled = doubled * cos + VisionRotaryEmbeddingFast.RotateHalf(doubled) * sin;
+        Assert.True(Stage2TestSupport.MaxAbsDifference(rope.forward(doubled), expectedDoubled) < 1e-6);
+    }
+
+    [Fact]
     public void SinCosTableEncodesColumnFirstThenRow()
     {
         using var scope = NewDisposeScope();
