@@ -95,6 +95,7 @@ public sealed class SiloProcess : IAsyncDisposable
             $"Silo {name} exited with code {SafeExitCode(process)} before it was ready:{Environment.NewLine}{silo.RecentOutput()}"));
         if (!process.Start())
             throw new InvalidOperationException($"Could not start silo {name} ({start.FileName} {string.Join(' ', start.ArgumentList)}).");
+        silo.ProcessId = process.Id;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
@@ -114,15 +115,29 @@ public sealed class SiloProcess : IAsyncDisposable
         return silo;
     }
 
-    /// <summary>The OS process id of the silo.</summary>
-    public int ProcessId => _process.Id;
+    /// <summary>The OS process id of the silo (kept after disposal).</summary>
+    public int ProcessId { get; private set; }
 
-    public bool HasExited => _process.HasExited;
+    /// <summary>True once the process has ended; a disposed silo has always ended (disposal waits for it or kills it).</summary>
+    public bool HasExited
+    {
+        get
+        {
+            try
+            {
+                return _process.HasExited;
+            }
+            catch (InvalidOperationException)
+            {
+                return true;
+            }
+        }
+    }
 
     /// <summary>Kills the silo at once (SIGKILL on Unix): no shutdown, no goodbye to the cluster, as when a machine dies.</summary>
     public async Task KillAsync()
     {
-        if (_process.HasExited) return;
+        if (HasExited) return;
         _process.Kill(entireProcessTree: true);
         await _process.WaitForExitAsync(CancellationToken.None);
     }
