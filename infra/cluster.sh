@@ -72,7 +72,6 @@ cmd_up() {
       --Rae:Silo:Membership:ProbeTimeoutSeconds=2 --Rae:Silo:Membership:NumMissedProbesLimit=2
       --Rae:Silo:Membership:NumVotesForDeathDeclaration=1 --Rae:Silo:Membership:DeathVoteExpirationTimeoutSeconds=20
       --Rae:Silo:Membership:TableRefreshTimeoutSeconds=2 --Rae:Silo:Membership:IAmAliveTablePublishTimeoutSeconds=2
-      --Rae:Silo:Membership:ExtendProbeTimeoutDuringDegradation=false
     )
   fi
 

@@ -278,6 +278,9 @@ public sealed partial class TrainingCoordinatorGrain(
         var spec = RequireSpec();
         var info = await _group[0].SaveCheckpoint(JobId, State.Step, loss);
         var keepLast = spec.Settings.TryGetValue("keep_last_checkpoints", out var text) && int.TryParse(text, out var keep) ? keep : 3;
+        // Persist the metrics up to this step before the commit makes it the step a coordinator restores: one lost in
+        // between would otherwise resume after steps whose metrics it never persisted (a gap in the job's history).
+        await job.WriteStateAsync();
         await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, keepLast);
         State.LastCheckpointStep = State.Step;
         await PersistAndReportAsync();

@@ -54,7 +54,6 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
         ["Rae:Silo:Membership:DeathVoteExpirationTimeoutSeconds"] = "20",
         ["Rae:Silo:Membership:TableRefreshTimeoutSeconds"] = "2",
         ["Rae:Silo:Membership:IAmAliveTablePublishTimeoutSeconds"] = "2",
-        ["Rae:Silo:Membership:ExtendProbeTimeoutDuringDegradation"] = "false",
     };
 
     /// <summary>Starts silo 0, then the others together, waits until the membership lists all of them, and connects a client.</summary>
