@@ -161,6 +161,15 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
         return rows;
     }
 
+    /// <summary>Names of the grain-state blobs in this run's container (the coordinator's job state among them).</summary>
+    public async Task<List<string>> ListGrainStateBlobsAsync()
+    {
+        var names = new List<string>();
+        await foreach (var blob in new BlobServiceClient(_connectionString).GetBlobContainerClient(GrainStateContainer).GetBlobsAsync())
+            names.Add(blob.Name);
+        return names;
+    }
+
     /// <summary>What disposal should have removed but did not: running silo processes, the table, the container, the folder.</summary>
     public async Task<IReadOnlyList<string>> FindLeftoversAsync()
     {

@@ -127,6 +127,10 @@ public sealed class ProcessFailoverTests(AzuriteFixture azurite, ITestOutputHelp
         }
         Assert.All(metrics.Where(m => m.Step > restoredFrom), m => Assert.Equal(2, m.Ranks));
         Assert.All(metrics.Where(m => m.Step <= restoredFrom), m => Assert.Equal(Ranks, m.Ranks));
+
+        // The job's state lives in this run's own grain-state container, where the re-activated coordinator found it.
+        var blobs = await cluster.ListGrainStateBlobsAsync();
+        Assert.Contains(blobs, name => name.Contains(jobId, StringComparison.Ordinal));
         log.WriteLine($"whole test {clock.Elapsed.TotalSeconds:0.0} s");
     }
 
