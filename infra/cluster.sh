@@ -7,7 +7,9 @@
 # Files: .data/cluster/silo-<i>.pid, .data/cluster/silo-<i>.log, .data/cluster/cluster.env (ports, ids, connection).
 # Environment: CLUSTER_SILO_PORT_BASE (11111), CLUSTER_GATEWAY_PORT_BASE (30000), CLUSTER_WEB_PORT_BASE (8080),
 #   CLUSTER_DEVICES (cpu; comma-separated, e.g. cuda:0), CLUSTER_THREADS_PER_RANK (1), CLUSTER_START_TIMEOUT_S (120),
-#   CLUSTER_SKIP_BUILD=1, plus AZURITE_* (see infra/azurite.sh).
+#   CLUSTER_SKIP_BUILD=1, CLUSTER_FAST_FAILURE_DETECTION (1: a killed silo is declared dead in seconds, the settings
+#   tests/RAE.Cluster.Tests/Failover uses; 0: Orleans' defaults, about a minute), plus AZURITE_* (see infra/azurite.sh).
+# All silos share one data folder (.data/cluster/data), so every silo can read every checkpoint.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +23,7 @@ WEB_PORT_BASE="${CLUSTER_WEB_PORT_BASE:-8080}"
 DEVICES="${CLUSTER_DEVICES:-cpu}"
 THREADS_PER_RANK="${CLUSTER_THREADS_PER_RANK:-1}"
 START_TIMEOUT_S="${CLUSTER_START_TIMEOUT_S:-120}"
+FAST_FAILURE_DETECTION="${CLUSTER_FAST_FAILURE_DETECTION:-1}"
 AZ_HOST="${AZURITE_HOST:-127.0.0.1}"
 AZ_BLOB_PORT="${AZURITE_BLOB_PORT:-10000}"
 AZ_QUEUE_PORT="${AZURITE_QUEUE_PORT:-10001}"
@@ -62,6 +65,15 @@ cmd_up() {
   local device_args=() d=0
   IFS=',' read -ra device_list <<<"$DEVICES"
   for device in "${device_list[@]}"; do device_args+=("--Rae:Silo:Devices:$d=$device"); d=$((d + 1)); done
+  local membership_args=()
+  if [[ "$FAST_FAILURE_DETECTION" == "1" ]]; then
+    # 2 s probes, 2 misses, 1 vote: a killed silo is declared dead in about 5 s instead of Orleans' minute.
+    membership_args=(
+      --Rae:Silo:Membership:ProbeTimeoutSeconds=2 --Rae:Silo:Membership:NumMissedProbesLimit=2
+      --Rae:Silo:Membership:NumVotesForDeathDeclaration=1 --Rae:Silo:Membership:DeathVoteExpirationTimeoutSeconds=20
+      --Rae:Silo:Membership:TableRefreshTimeoutSeconds=2 --Rae:Silo:Membership:IAmAliveTablePublishTimeoutSeconds=2
+    )
+  fi
 
   for ((i = 0; i < count; i++)); do
     local silo_port=$((SILO_PORT_BASE + i)) gateway_port=$((GATEWAY_PORT_BASE + i)) web_port=$((WEB_PORT_BASE + i))
@@ -71,7 +83,7 @@ cmd_up() {
       "--Rae:Silo:ClusterId=$cluster_id" --Rae:Silo:ServiceId=rae \
       "--Rae:Silo:DataFolder=$STATE_DIR/data" \
       "--Rae:Silo:SiloPort=$silo_port" "--Rae:Silo:GatewayPort=$gateway_port" "--Rae:Silo:WebPort=$web_port" \
-      "--Rae:Silo:ThreadsPerRank=$THREADS_PER_RANK" "${device_args[@]}" \
+      "--Rae:Silo:ThreadsPerRank=$THREADS_PER_RANK" "${device_args[@]}" ${membership_args[@]+"${membership_args[@]}"} \
       >"$STATE_DIR/silo-$i.log" 2>&1 </dev/null &
     echo "$!" >"$STATE_DIR/silo-$i.pid"
     echo "$i $silo_port $gateway_port $web_port" >"$STATE_DIR/silo-$i.ports"
@@ -97,6 +109,7 @@ $(tail -n 20 "$STATE_DIR/silo-$i.log")"
   echo "cluster '$cluster_id' is up with $count silo(s):"
   cmd_status
   echo
+  echo "dashboard: http://127.0.0.1:$WEB_PORT_BASE/dashboard/ (every silo serves it on its web port)"
   echo "CLI:  dotnet run --project client -c Release -- cluster status --gateway $gateways --cluster-id $cluster_id"
   echo "      (or: set -a; . $ENV_FILE; set +a; rae cluster status)"
 }

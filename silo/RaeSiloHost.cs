@@ -109,9 +109,18 @@ public static class RaeSiloHost
         {
             var connection = options.StorageConnectionString!;
             silo.ConfigureEndpoints(IPAddress.Parse(options.BindAddress), options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: false);
-            silo.UseAzureStorageClustering(table => table.TableServiceClient = new TableServiceClient(connection));
-            silo.AddAzureBlobGrainStorage(RaeStorage.GrainStateProvider, blob => blob.BlobServiceClient = new Azure.Storage.Blobs.BlobServiceClient(connection));
+            silo.UseAzureStorageClustering(table =>
+            {
+                table.TableServiceClient = new TableServiceClient(connection);
+                if (options.MembershipTable is { } name) table.TableName = name;
+            });
+            silo.AddAzureBlobGrainStorage(RaeStorage.GrainStateProvider, blob =>
+            {
+                blob.BlobServiceClient = new Azure.Storage.Blobs.BlobServiceClient(connection);
+                if (options.GrainStateContainer is { } container) blob.ContainerName = container;
+            });
         }
+        if (!options.Membership.IsEmpty) silo.Configure<ClusterMembershipOptions>(options.Membership.ApplyTo);
     }
 
     /// <summary>

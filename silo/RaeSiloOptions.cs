@@ -38,6 +38,15 @@ public sealed class RaeSiloOptions
     public string ClusterId { get; set; } = "rae";
     public string ServiceId { get; set; } = "rae";
 
+    /// <summary>Azure Table that holds the membership in Azure mode; unset means Orleans' default ("OrleansSiloInstances").</summary>
+    public string? MembershipTable { get; set; }
+
+    /// <summary>Blob container of the grain state in Azure mode; unset means Orleans' default ("grainstate").</summary>
+    public string? GrainStateContainer { get; set; }
+
+    /// <summary>How fast the cluster declares a silo dead; every unset value keeps Orleans' default.</summary>
+    public RaeMembershipOptions Membership { get; set; } = new();
+
     /// <summary>
     /// Compute devices this silo offers; one rank grain runs per device ("cpu", "cuda", "cuda:0"). Unset means ["cpu"]
     /// (the default is applied after binding because the configuration binder appends to a non-empty array).
@@ -110,6 +119,12 @@ public sealed class RaeSiloOptionsValidator : IValidateOptions<RaeSiloOptions>
         }
         if (options.ThreadsPerRank is < 1 or > 1024)
             yield return $"{prefix}ThreadsPerRank {options.ThreadsPerRank} is outside 1..1024.";
+        if (options.MembershipTable is { } table && !AzureNames.IsTableName(table))
+            yield return $"{prefix}MembershipTable '{table}' is not an Azure table name (3..63 letters and digits, starting with a letter).";
+        if (options.GrainStateContainer is { } container && !AzureNames.IsContainerName(container))
+            yield return $"{prefix}GrainStateContainer '{container}' is not a blob container name (3..63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit).";
+        foreach (var failure in RaeMembershipOptions.Check(options.Membership, prefix + "Membership:"))
+            yield return failure;
     }
 
     private static bool IsDeviceName(string? device)

@@ -55,8 +55,17 @@ public sealed class SiloProcess : IAsyncDisposable
 
     public SiloEndpoints Endpoints { get; private init; } = null!;
 
-    /// <summary>Starts the silo and waits until it has joined its cluster; the exception carries its last output lines.</summary>
-    public static async Task<SiloProcess> StartAsync(string name, string clusterId, string dataFolder, SiloEndpoints endpoints, int threadsPerRank, TimeSpan timeout)
+    /// <summary>Starts an embedded-mode silo and waits until it has joined its cluster; the exception carries its last output lines.</summary>
+    public static Task<SiloProcess> StartAsync(string name, string clusterId, string dataFolder, SiloEndpoints endpoints, int threadsPerRank, TimeSpan timeout) =>
+        StartAsync(name, clusterId, dataFolder, endpoints, threadsPerRank, new Dictionary<string, string>(), timeout);
+
+    /// <summary>
+    /// Starts a silo whose <paramref name="settings"/> ("Rae:Silo:..." configuration keys, for example ClusterMode=Azure
+    /// or Membership:ProbeTimeoutSeconds) override the embedded-mode defaults, and waits until it has joined its cluster.
+    /// </summary>
+    public static async Task<SiloProcess> StartAsync(
+        string name, string clusterId, string dataFolder, SiloEndpoints endpoints, int threadsPerRank,
+        IReadOnlyDictionary<string, string> settings, TimeSpan timeout)
     {
         var start = SelfInvocation();
         foreach (var argument in new[]
@@ -67,6 +76,11 @@ public sealed class SiloProcess : IAsyncDisposable
         })
         {
             start.ArgumentList.Add(argument);
+        }
+        foreach (var (key, value) in settings)
+        {
+            start.ArgumentList.Add("--set");
+            start.ArgumentList.Add($"{key}={value}");
         }
         start.RedirectStandardInput = true;
         start.RedirectStandardOutput = true;
@@ -81,6 +95,7 @@ public sealed class SiloProcess : IAsyncDisposable
             $"Silo {name} exited with code {SafeExitCode(process)} before it was ready:{Environment.NewLine}{silo.RecentOutput()}"));
         if (!process.Start())
             throw new InvalidOperationException($"Could not start silo {name} ({start.FileName} {string.Join(' ', start.ArgumentList)}).");
+        silo.ProcessId = process.Id;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
@@ -98,6 +113,33 @@ public sealed class SiloProcess : IAsyncDisposable
             throw;
         }
         return silo;
+    }
+
+    /// <summary>The OS process id of the silo (kept after disposal).</summary>
+    public int ProcessId { get; private set; }
+
+    /// <summary>True once the process has ended; a disposed silo has always ended (disposal waits for it or kills it).</summary>
+    public bool HasExited
+    {
+        get
+        {
+            try
+            {
+                return _process.HasExited;
+            }
+            catch (InvalidOperationException)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Kills the silo at once (SIGKILL on Unix): no shutdown, no goodbye to the cluster, as when a machine dies.</summary>
+    public async Task KillAsync()
+    {
+        if (HasExited) return;
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync(CancellationToken.None);
     }
 
     public string RecentOutput()

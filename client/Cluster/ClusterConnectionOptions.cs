@@ -22,6 +22,9 @@ public sealed record ClusterConnectionOptions
     public string ClusterId { get; init; } = "rae";
     public string ServiceId { get; init; } = "rae";
 
+    /// <summary>Azure Table of the membership (the silos' Rae:Silo:MembershipTable); null means Orleans' default table.</summary>
+    public string? MembershipTable { get; init; }
+
     /// <summary>How long connecting may take before the cluster counts as unreachable.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -29,10 +32,10 @@ public sealed record ClusterConnectionOptions
 
     /// <summary>What an error message names when no silo answers.</summary>
     public string Describe() => IsAzureMode
-        ? $"Azure Table membership of cluster '{ClusterId}' (service '{ServiceId}') in storage '{RedactedStorage()}'"
+        ? $"Azure Table membership{(MembershipTable is null ? "" : $" ('{MembershipTable}')")} of cluster '{ClusterId}' (service '{ServiceId}') in storage '{RedactedStorage()}'"
         : $"gateway {string.Join(", ", Gateways.Select(g => g.ToString()))}";
 
-    /// <summary>Reads --gateway, --storage (alias --azure), --cluster-id, --service-id and --connect-timeout (and their RAE_ variables).</summary>
+    /// <summary>Reads --gateway, --storage (alias --azure), --cluster-id, --service-id, --membership-table and --connect-timeout (and their RAE_ variables).</summary>
     public static ClusterConnectionOptions FromArguments(CommandArguments arguments, Func<string, string?>? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
@@ -46,6 +49,8 @@ public sealed record ClusterConnectionOptions
         if (clusterId is not null) options = options with { ClusterId = RequireText(clusterId, "--cluster-id") };
         var serviceId = arguments.Option("service-id") ?? environment("RAE_SERVICE_ID");
         if (serviceId is not null) options = options with { ServiceId = RequireText(serviceId, "--service-id") };
+        var table = arguments.Option("membership-table") ?? environment("RAE_MEMBERSHIP_TABLE");
+        if (table is not null) options = options with { MembershipTable = RequireText(table, "--membership-table") };
         var timeout = arguments.Double("connect-timeout", options.ConnectTimeout.TotalSeconds);
         if (!(timeout > 0) || double.IsInfinity(timeout)) throw new UsageException($"--connect-timeout must be a positive number of seconds, got {timeout}");
         return options with { ConnectTimeout = TimeSpan.FromSeconds(timeout) };

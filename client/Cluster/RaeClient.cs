@@ -45,7 +45,11 @@ public sealed class RaeClient : IAsyncDisposable
                 cluster.ServiceId = options.ServiceId;
             });
             if (options.IsAzureMode)
-                client.UseAzureStorageClustering(table => table.TableServiceClient = new TableServiceClient(options.StorageConnectionString));
+                client.UseAzureStorageClustering(table =>
+                {
+                    table.TableServiceClient = new TableServiceClient(options.StorageConnectionString);
+                    if (options.MembershipTable is { } name) table.TableName = name;
+                });
             else
                 client.UseStaticClustering(options.Gateways.ToArray());
         });

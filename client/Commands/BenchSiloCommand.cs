@@ -8,7 +8,8 @@ namespace RAE.Client.Commands;
 /// `rae bench silo`: internal to `rae bench cluster`, which starts each silo of its cluster as a separate process with
 /// this command. An embedded-mode silo (localhost clustering through the primary silo's port) that prints
 /// <see cref="SiloProcess.ReadyLine"/> once it has joined, and stops when its standard input closes (the parent closes
-/// it to stop the silo, and the pipe closes by itself when the parent dies).
+/// it to stop the silo, and the pipe closes by itself when the parent dies). Repeatable `--set KEY=VALUE` overrides any
+/// silo setting (for example Rae:Silo:ClusterMode=Azure for the process failover tests).
 /// </summary>
 public sealed class BenchSiloCommand : ICliCommand
 {
@@ -32,6 +33,12 @@ public sealed class BenchSiloCommand : ICliCommand
             ["Rae:Silo:Devices:0"] = "cpu",
             ["Logging:LogLevel:Default"] = "Warning",
         };
+        foreach (var setting in arguments.Options("set"))
+        {
+            var equals = setting.IndexOf('=');
+            if (equals <= 0) throw new UsageException($"--set expects KEY=VALUE (for example Rae:Silo:ClusterMode=Azure), got '{setting}'");
+            settings[setting[..equals]] = setting[(equals + 1)..];
+        }
         arguments.RejectUnknownOptions();
 
         await using var app = RaeSiloHost.Build([], settings);

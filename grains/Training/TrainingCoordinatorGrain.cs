@@ -298,6 +298,9 @@ public sealed partial class TrainingCoordinatorGrain(
     {
         var spec = RequireSpec();
         var info = await _group[0].SaveCheckpoint(JobId, State.Step, loss);
+        // Persist the metrics up to this step before the commit makes it the step a coordinator restores: one lost in
+        // between would otherwise resume after steps whose metrics it never persisted (a gap in the job's history).
+        await job.WriteStateAsync();
         await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, CheckpointRetentionPolicy.FromSettings(spec.Settings));
         State.LastCheckpointStep = State.Step;
         await PersistAndReportAsync();

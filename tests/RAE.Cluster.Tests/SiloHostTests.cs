@@ -64,6 +64,11 @@ public sealed class SiloHostTests
     [InlineData("Rae:Silo:ThreadsPerRank", "0", "ThreadsPerRank 0 is outside 1..1024")]
     [InlineData("Rae:Silo:BindAddress", "localhost-ish", "BindAddress 'localhost-ish' is not an IP address")]
     [InlineData("Rae:Silo:ClusterMode", "Cloudy", "Rae:Silo:ClusterMode")]
+    [InlineData("Rae:Silo:MembershipTable", "bad-table", "MembershipTable 'bad-table' is not an Azure table name")]
+    [InlineData("Rae:Silo:GrainStateContainer", "Upper", "GrainStateContainer 'Upper' is not a blob container name")]
+    [InlineData("Rae:Silo:Membership:ProbeTimeoutSeconds", "0", "Rae:Silo:Membership:ProbeTimeoutSeconds 0 is outside")]
+    [InlineData("Rae:Silo:Membership:NumMissedProbesLimit", "0", "Rae:Silo:Membership:NumMissedProbesLimit 0 is outside 1..100")]
+    [InlineData("Rae:Silo:Membership:NumProbedSilos", "-1", "Rae:Silo:Membership:NumProbedSilos -1 is outside 1..100")]
     public void BadSettingStopsStartUpWithAMessageNamingIt(string key, string value, string expected)
     {
         var error = Assert.Throws<OptionsValidationException>(() => RaeSiloHost.Build(overrides: new Dictionary<string, string?> { [key] = value }));
@@ -77,6 +82,33 @@ public sealed class SiloHostTests
         Assert.Equal(["cpu"], defaults.Devices);
         var given = RaeSiloHost.ReadOptions(Section(new Dictionary<string, string?> { ["Devices:0"] = "cuda:0", ["Devices:1"] = "cuda:1" }));
         Assert.Equal(["cuda:0", "cuda:1"], given.Devices);
+    }
+
+    [Fact]
+    public void MembershipSettingsReachOrleansAndUnsetOnesKeepItsDefaults()
+    {
+        var options = RaeSiloHost.ReadOptions(Section(new Dictionary<string, string?>
+        {
+            ["Membership:ProbeTimeoutSeconds"] = "1.5",
+            ["Membership:NumVotesForDeathDeclaration"] = "1",
+            ["Membership:ExtendProbeTimeoutDuringDegradation"] = "false",
+        }));
+        var membership = new Orleans.Configuration.ClusterMembershipOptions();
+        var defaults = new Orleans.Configuration.ClusterMembershipOptions();
+        options.Membership.ApplyTo(membership);
+        Assert.Equal(TimeSpan.FromSeconds(1.5), membership.ProbeTimeout);
+        Assert.Equal(1, membership.NumVotesForDeathDeclaration);
+        Assert.False(membership.ExtendProbeTimeoutDuringDegradation);
+        Assert.Equal(defaults.NumMissedProbesLimit, membership.NumMissedProbesLimit);
+        Assert.Equal(defaults.TableRefreshTimeout, membership.TableRefreshTimeout);
+        Assert.True(RaeSiloHost.ReadOptions(Section(new Dictionary<string, string?>())).Membership.IsEmpty);
+
+        var contradictory = Assert.Throws<OptionsValidationException>(() => RaeSiloHost.ReadOptions(Section(new Dictionary<string, string?>
+        {
+            ["Membership:NumProbedSilos"] = "2",
+            ["Membership:NumVotesForDeathDeclaration"] = "3",
+        })));
+        Assert.Contains("NumVotesForDeathDeclaration (3) exceeds NumProbedSilos (2)", string.Join(" ", contradictory.Failures));
     }
 
     private static Microsoft.Extensions.Configuration.IConfiguration Section(Dictionary<string, string?> values) =>

@@ -21,8 +21,9 @@ public sealed class CommandParsingTests
     [Fact]
     public void ConnectionOptionsReadGatewaysStorageIdsAndTimeout()
     {
-        var arguments = new CommandArguments(["--gateway", "31000,10.0.0.5:31001", "--cluster-id", "c1", "--service-id", "s1", "--connect-timeout", "2.5"]);
+        var arguments = new CommandArguments(["--gateway", "31000,10.0.0.5:31001", "--cluster-id", "c1", "--service-id", "s1", "--connect-timeout", "2.5", "--membership-table", "raemembers"]);
         var options = ClusterConnectionOptions.FromArguments(arguments, _ => null);
+        Assert.Equal("raemembers", options.MembershipTable);
         Assert.Equal([new IPEndPoint(IPAddress.Loopback, 31000), new IPEndPoint(IPAddress.Parse("10.0.0.5"), 31001)], options.Gateways);
         Assert.Equal(("c1", "s1"), (options.ClusterId, options.ServiceId));
         Assert.Equal(TimeSpan.FromSeconds(2.5), options.ConnectTimeout);

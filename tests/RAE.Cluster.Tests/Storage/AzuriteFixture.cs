@@ -18,6 +18,12 @@ public sealed class AzuriteFixture : IAsyncLifetime
 
     public string ConnectionString => AzureBlobStoreOptions.AzuriteConnectionString(Host, BlobPort);
 
+    /// <summary>Table port (AZURITE_TABLE_PORT, default 10002), used by Azure Table clustering.</summary>
+    public int TablePort { get; } = int.TryParse(Environment.GetEnvironmentVariable("AZURITE_TABLE_PORT"), out var port) ? port : 10002;
+
+    /// <summary>Blob and table endpoints: what a cluster-mode silo (Azure Table membership, Azure Blob grain state) needs.</summary>
+    public string ClusterConnectionString => ConnectionString + $"TableEndpoint=http://{Host}:{TablePort}/devstoreaccount1;";
+
     public async Task InitializeAsync()
     {
         if (await PortAnswersAsync(Host, BlobPort)) return;
