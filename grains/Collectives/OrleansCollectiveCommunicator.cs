@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using RAE.GrainInterfaces;
 
 namespace RAE.Grains.Collectives;
@@ -6,8 +5,9 @@ namespace RAE.Grains.Collectives;
 /// <summary>
 /// Collectives over Orleans messaging: vectors are cut into chunks of <see cref="ChunkElements"/> floats (4 MiB by
 /// default, far below Orleans' message size limit) and each chunk meets the other ranks' chunks in the group grain.
-/// A few chunks travel at once so the transfer is pipelined. Chunks go over the wire as raw fp32 bytes (see
-/// <see cref="ICollectiveGroupGrain"/>). A group of one rank sends no messages at all.
+/// A few chunks travel at once so the transfer is pipelined. Chunks go over the wire as raw fp32 bytes written straight
+/// from the caller's vector (<see cref="FloatChunk"/>), and results land directly in the destination vector. A group
+/// of one rank sends no messages at all.
 /// </summary>
 public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, int chunkElements = OrleansCollectiveCommunicator.DefaultChunkElements, int chunksInFlight = 4)
     : ICollectiveCommunicator
@@ -28,15 +28,15 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
     public async Task<float[]> AllReduceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var operation = _nextOperation++;
-        if (WorldSize == 1) return (float[])data.Clone();
         var result = new float[data.Length];
-        await ForEachChunkAsync(data.Length, async (index, offset, count) =>
-        {
-            var reduced = await _group.AllReduceChunk(operation, Rank, index, ToBytes(data, offset, count), reduce);
-            CopyBack(reduced, result, offset, count, $"All-reduce {operation} chunk {index}");
-        }, cancellationToken);
+        await ReduceAsync(data, result, reduce, cancellationToken);
         return result;
+    }
+
+    public Task AllReduceInPlaceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        return ReduceAsync(data, data, reduce, cancellationToken);
     }
 
     public async Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default)
@@ -50,11 +50,31 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
         var result = new float[length];
         await ForEachChunkAsync(length, async (index, offset, count) =>
         {
-            var chunk = Rank == root ? ToBytes(data!, offset, count) : null;
+            var chunk = Rank == root ? FloatChunk.View(data!, offset, count) : null;
             var received = await _group.BroadcastChunk(operation, Rank, root, index, chunk);
             CopyBack(received, result, offset, count, $"Broadcast {operation} chunk {index}");
         }, cancellationToken);
         return result;
+    }
+
+    /// <summary>
+    /// Sends views of <paramref name="source"/> (no copy before serialization) and writes each reduced chunk into
+    /// <paramref name="destination"/>; the two may be the same vector, since a chunk's reduction is complete before its
+    /// result comes back and chunks do not overlap.
+    /// </summary>
+    private async Task ReduceAsync(float[] source, float[] destination, ReduceOperation reduce, CancellationToken cancellationToken)
+    {
+        var operation = _nextOperation++;
+        if (WorldSize == 1)
+        {
+            if (!ReferenceEquals(source, destination)) source.CopyTo(destination, 0);
+            return;
+        }
+        await ForEachChunkAsync(source.Length, async (index, offset, count) =>
+        {
+            var reduced = await _group.AllReduceChunk(operation, Rank, index, FloatChunk.View(source, offset, count), reduce);
+            CopyBack(reduced, destination, offset, count, $"All-reduce {operation} chunk {index}");
+        }, cancellationToken);
     }
 
     public Task BarrierAsync(CancellationToken cancellationToken = default)
@@ -63,14 +83,18 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
         return WorldSize == 1 ? Task.CompletedTask : _group.Barrier(operation, Rank);
     }
 
-    private static byte[] ToBytes(float[] data, int offset, int count) =>
-        MemoryMarshal.AsBytes(data.AsSpan(offset, count)).ToArray();
-
-    private static void CopyBack(byte[] received, float[] result, int offset, int count, string what)
+    private static void CopyBack(FloatChunk received, float[] result, int offset, int count, string what)
     {
-        if (received.Length != count * sizeof(float))
-            throw new CollectiveException($"{what}: got {received.Length / sizeof(float)} elements back, expected {count}; do all ranks agree on the length?");
-        MemoryMarshal.Cast<byte, float>(received.AsSpan()).CopyTo(result.AsSpan(offset, count));
+        try
+        {
+            if (received.Length != count)
+                throw new CollectiveException($"{what}: got {received.Length} elements back, expected {count}; do all ranks agree on the length?");
+            received.Values.CopyTo(result.AsSpan(offset, count));
+        }
+        finally
+        {
+            received.Release();
+        }
     }
 
     private async Task ForEachChunkAsync(int length, Func<int, int, int, Task> transfer, CancellationToken cancellationToken)
