@@ -20,7 +20,7 @@ public sealed class CollectiveProbeGrain(IGrainFactory grainFactory, ILocalSiloD
         if (probe.Warmup < 0 || probe.Repetitions < 1)
             throw new ArgumentOutOfRangeException(nameof(probe), $"Warm-up {probe.Warmup} must be >= 0 and repetitions {probe.Repetitions} >= 1.");
         await grainFactory.GetGrain<ICollectiveGroupGrain>(probe.GroupKey).Configure(probe.WorldSize, CollectiveTimeout);
-        var communicator = new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements);
+        var communicator = new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements, probe.ChunksInFlight);
 
         // Reduced in place, like a rank's gradient; the vector is refilled before each repetition, outside the timing.
         var reduced = new float[probe.Elements];

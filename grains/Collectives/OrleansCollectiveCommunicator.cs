@@ -9,7 +9,7 @@ namespace RAE.Grains.Collectives;
 /// from the caller's vector (<see cref="FloatChunk"/>), and results land directly in the destination vector. A group
 /// of one rank sends no messages at all.
 /// </summary>
-public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, int chunkElements = OrleansCollectiveCommunicator.DefaultChunkElements, int chunksInFlight = 4)
+public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, int chunkElements = OrleansCollectiveCommunicator.DefaultChunkElements, int chunksInFlight = OrleansCollectiveCommunicator.DefaultChunksInFlight)
     : ICollectiveCommunicator
 {
     /// <summary>
@@ -18,12 +18,16 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
     /// </summary>
     public const int DefaultChunkElements = 1024 * 1024;
 
+    public const int DefaultChunksInFlight = 4;
+
     private readonly ICollectiveGroupGrain _group = grainFactory.GetGrain<ICollectiveGroupGrain>(groupKey);
     private long _nextOperation;
 
     public int Rank { get; } = rank;
     public int WorldSize { get; } = worldSize;
     public int ChunkElements { get; } = chunkElements > 0 ? chunkElements : throw new ArgumentOutOfRangeException(nameof(chunkElements), chunkElements, "Chunk size must be positive.");
+
+    public int ChunksInFlight { get; } = chunksInFlight > 0 ? chunksInFlight : throw new ArgumentOutOfRangeException(nameof(chunksInFlight), chunksInFlight, "At least one chunk must be in flight.");
 
     public async Task<float[]> AllReduceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default)
     {
@@ -100,13 +104,13 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
     private async Task ForEachChunkAsync(int length, Func<int, int, int, Task> transfer, CancellationToken cancellationToken)
     {
         var chunkCount = Math.Max(1, (length + ChunkElements - 1) / ChunkElements);
-        var inFlight = new List<Task>(chunksInFlight);
+        var inFlight = new List<Task>(ChunksInFlight);
         for (var index = 0; index < chunkCount; index++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var offset = index * ChunkElements;
             inFlight.Add(transfer(index, offset, Math.Min(ChunkElements, length - offset)));
-            if (inFlight.Count >= chunksInFlight)
+            if (inFlight.Count >= ChunksInFlight)
             {
                 var finished = await Task.WhenAny(inFlight);
                 inFlight.Remove(finished);

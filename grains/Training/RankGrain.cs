@@ -45,7 +45,6 @@ public sealed class RankGrain(
         {
             // A re-formed group keeps the worker thread but rebuilds the replica for the new rank and world size.
             previous.Assignment = assignment;
-            previous.NextStep = null;
             previous.Communicator = new OrleansCollectiveCommunicator(grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize);
             await previous.Thread.InvokeAsync(() => InitializeOnWorkerThread(previous.Worker, Context(assignment, device)));
             return;
@@ -76,16 +75,12 @@ public sealed class RankGrain(
         var root = await replica.Communicator.BroadcastAsync(mine, count, root: 0);
         if (replica.Communicator.Rank != 0) await replica.Thread.InvokeAsync(() => replica.Worker.SetParameters(root));
         await replica.Communicator.BarrierAsync();
-        replica.NextStep = 1;
     }
 
     public async Task<RankStepResult> RunStep(string jobId, long step)
     {
         var clock = Stopwatch.StartNew();
         var replica = Require(jobId);
-        // The coordinator issues a step before the previous one ends and relies on this grain running them in order.
-        if (replica.NextStep is { } expected && step != expected)
-            throw new RaeJobException($"Rank '{this.GetPrimaryKeyString()}' of job '{jobId}' was asked for step {step} but its next step is {expected}; the steps arrived out of order.");
         var gradients = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step));
         var computeSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
@@ -95,7 +90,6 @@ public sealed class RankGrain(
         var allReduceSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
         var learningRate = await replica.Thread.InvokeAsync(() => replica.Worker.ApplyUpdate(step, averaged));
-        replica.NextStep = step + 1;
         return new RankStepResult(replica.Assignment.Rank, step, gradients.Loss, learningRate, gradients.Samples,
             computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds);
     }
@@ -112,7 +106,6 @@ public sealed class RankGrain(
         var replica = Require(jobId);
         var state = await checkpointPayloads.ReadAsync(checkpoint);
         await replica.Thread.InvokeAsync(() => replica.Worker.LoadState(state));
-        replica.NextStep = checkpoint.Step + 1;
     }
 
     public async Task<float[]> GetParameters(string jobId)
@@ -154,9 +147,6 @@ public sealed class RankGrain(
         public DedicatedWorkerThread Thread { get; } = thread;
         public IRankWorker Worker { get; } = worker;
         public ICollectiveCommunicator Communicator { get; set; } = communicator;
-
-        /// <summary>The step this replica runs next; null until the group has set its starting point.</summary>
-        public long? NextStep { get; set; }
 
         public void Dispose()
         {

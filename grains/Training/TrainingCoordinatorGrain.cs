@@ -38,15 +38,15 @@ public sealed partial class TrainingCoordinatorGrain(
     public const int MaxConsecutiveFailures = 5;
 
     /// <summary>
-    /// Step progress goes to the job registry at most this often (state changes and checkpoints always do); the full
-    /// metrics stay in memory and are persisted with the job state at checkpoints and state changes.
+    /// Step progress goes to the job registry at most this often and without holding up the next step (state changes
+    /// and checkpoints are always reported); the metrics stay in memory and are persisted with the job state at
+    /// checkpoints and state changes, as before.
     /// </summary>
     public static readonly TimeSpan ProgressReportInterval = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
 
     private Task? _loop;
     private bool _cancelRequested;
-    private long? _lastStepCompletion;
     private Task _progressReport = Task.CompletedTask;
     private long _lastProgressReport;
     private IReadOnlyList<IRankGrain> _group = [];
@@ -125,11 +125,9 @@ public sealed partial class TrainingCoordinatorGrain(
     {
         var spec = RequireSpec();
         var consecutiveFailures = 0;
-        // The next step's calls, issued while the current step still runs (see IssueStep).
-        IssuedStep? next = null;
         try
         {
-            while ((!_cancelRequested || next is not null) && State.Step < spec.Steps)
+            while (!_cancelRequested && State.Step < spec.Steps)
             {
                 try
                 {
@@ -140,26 +138,19 @@ public sealed partial class TrainingCoordinatorGrain(
                         await PersistAndReportAsync();
                     }
                     DelayDeactivation(TimeSpan.FromMinutes(10));
-                    var current = next ?? IssueStep(State.Step + 1);
-                    next = null;
-                    // A rank grain runs its calls one after another, so a step issued now starts the moment the
-                    // current one ends, with no message round trip in between. Not across a checkpoint: the checkpoint
-                    // must see the parameters of its own step.
-                    if (current.Step < spec.Steps && !CheckpointDue(spec, current.Step) && !_cancelRequested) next = IssueStep(current.Step + 1);
-                    var metrics = await CompleteStepAsync(current);
+                    var metrics = await RunStepAsync(State.Step + 1);
                     State.Step = metrics.Step;
                     State.Metrics.Add(metrics);
                     Publish(metrics);
                     consecutiveFailures = 0;
-                    if (CheckpointDue(spec, State.Step)) await CheckpointAsync(metrics.Loss);
+                    var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
+                    if (checkpointDue) await CheckpointAsync(metrics.Loss);
                     else ReportProgressNowAndThen();
                 }
                 catch (Exception error) when (!_cancelRequested)
                 {
                     consecutiveFailures++;
                     await AbandonGroupAsync(error.Message);
-                    await DrainAsync(next);
-                    next = null;
                     if (consecutiveFailures >= MaxConsecutiveFailures) throw;
                     LogStepFailed(error, JobId, State.Step + 1, consecutiveFailures);
                     State.State = JobState.Recovering;
@@ -172,16 +163,12 @@ public sealed partial class TrainingCoordinatorGrain(
         }
         catch (Exception error)
         {
-            await DrainAsync(next);
             State.State = JobState.Failed;
             State.FailureReason = $"{error.GetType().Name}: {error.Message}";
             LogJobFailed(error, JobId);
         }
         await PersistAndReportAsync();
     }
-
-    private static bool CheckpointDue(TrainingJobSpec spec, long step) =>
-        step == spec.Steps || (spec.CheckpointInterval > 0 && step % spec.CheckpointInterval == 0);
 
     private async Task FormGroupAsync(TrainingJobSpec spec)
     {
@@ -248,27 +235,19 @@ public sealed partial class TrainingCoordinatorGrain(
             .ToList();
     }
 
-    private IssuedStep IssueStep(long step) =>
-        new(step, Stopwatch.GetTimestamp(), _group.Select(rank => rank.RunStep(JobId, step)).ToList());
-
-    /// <summary>
-    /// Waits for a step's ranks. Its time runs from when it could start (issued, and the previous step done) to when
-    /// the last rank answered, so a step issued ahead of time is not charged for the wait behind its predecessor.
-    /// </summary>
-    private async Task<StepMetrics> CompleteStepAsync(IssuedStep issued)
+    private async Task<StepMetrics> RunStepAsync(long step)
     {
-        var results = await WhenAllOrAbortAsync(issued.Calls);
-        var completion = Stopwatch.GetTimestamp();
-        var start = _lastStepCompletion is { } previous && previous > issued.IssuedTimestamp ? previous : issued.IssuedTimestamp;
-        _lastStepCompletion = completion;
-        var seconds = Stopwatch.GetElapsedTime(start, completion).TotalSeconds;
+        var clock = Stopwatch.StartNew();
+        var calls = _group.Select(rank => rank.RunStep(JobId, step)).ToList();
+        var results = await WhenAllOrAbortAsync(calls);
+        var seconds = clock.Elapsed.TotalSeconds;
         var ordered = results.OrderBy(r => r.Rank).ToList();
         double lossSum = 0;
         foreach (var result in ordered) lossSum += result.Loss;
         var busiest = ordered.Max(r => r.ComputeSeconds + r.AllReduceSeconds + r.ApplySeconds);
         return new StepMetrics
         {
-            Step = issued.Step,
+            Step = step,
             Loss = lossSum / ordered.Count,
             LearningRate = ordered[0].LearningRate,
             StepSeconds = seconds,
@@ -280,20 +259,6 @@ public sealed partial class TrainingCoordinatorGrain(
             ApplySeconds = ordered.Max(r => r.ApplySeconds),
             CompletedAt = DateTimeOffset.UtcNow,
         };
-    }
-
-    /// <summary>Lets a step issued ahead of a failure end (it fails too, once the group is aborted) without waiting past the collective timeout.</summary>
-    private async Task DrainAsync(IssuedStep? issued)
-    {
-        if (issued is null) return;
-        try
-        {
-            await Task.WhenAll(issued.Calls).WaitAsync(RequireSpec().CollectiveTimeout);
-        }
-        catch (Exception error)
-        {
-            LogSiloSkipped(error, $"step {issued.Step} issued before the failure");
-        }
     }
 
     /// <summary>Waits for every rank; the first failure aborts the group so the other ranks stop waiting in a collective.</summary>
@@ -369,7 +334,7 @@ public sealed partial class TrainingCoordinatorGrain(
         TrainingTelemetry.Steps.Add(1);
     }
 
-    /// <summary>Reports progress without holding up the loop, at most once per <see cref="ProgressReportInterval"/> and one report at a time.</summary>
+    /// <summary>Reports progress without awaiting it, at most once per <see cref="ProgressReportInterval"/> and one report at a time.</summary>
     private void ReportProgressNowAndThen()
     {
         if (!_progressReport.IsCompleted || Stopwatch.GetElapsedTime(_lastProgressReport) < ProgressReportInterval) return;
@@ -389,7 +354,7 @@ public sealed partial class TrainingCoordinatorGrain(
         var spec = RequireSpec();
         try
         {
-            // An earlier progress report still on its way must not land after this one.
+            // A progress report still on its way must not land after this one.
             await _progressReport;
             await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Report(
                 new JobSummary(JobId, JobKind.Training, State.State, State.Step, spec.Steps, State.CreatedAt, DateTimeOffset.UtcNow, State.FailureReason));
@@ -411,6 +376,4 @@ public sealed partial class TrainingCoordinatorGrain(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Skipped {What} after an error")]
     private partial void LogSiloSkipped(Exception error, string what);
-
-    private sealed record IssuedStep(long Step, long IssuedTimestamp, List<Task<RankStepResult>> Calls);
 }
