@@ -10,9 +10,9 @@ public enum ReduceOperation
 /// Rendezvous point of one data-parallel group generation (key: "{jobId}/g{generation}"). Every rank calls the same
 /// operation with the same operation number; the call returns once all ranks have contributed. Reductions add the
 /// contributions in rank order, so the result never depends on arrival order. Payloads are chunks: callers split
-/// large vectors so that every message stays far below Orleans' message size limit. A chunk is fp32 values as raw
-/// bytes in the machine's (little-endian) layout: Orleans copies a byte[] as one block, while it encodes a float[]
-/// element by element, with a field header per element.
+/// large vectors so that every message stays far below Orleans' message size limit. A chunk is a <see cref="FloatChunk"/>:
+/// raw fp32 bytes on the wire (Orleans would encode a float[] element by element), no copy within a silo, pooled
+/// arrays instead of a fresh large-object-heap array per message. Callers release the chunk they get back.
 /// </summary>
 public interface ICollectiveGroupGrain : IGrainWithStringKey
 {
@@ -20,11 +20,11 @@ public interface ICollectiveGroupGrain : IGrainWithStringKey
     Task Configure(int worldSize, TimeSpan timeout);
 
     [ResponseTimeout("00:30:00")]
-    Task<byte[]> AllReduceChunk(long operation, int rank, int chunkIndex, byte[] chunk, ReduceOperation reduce);
+    Task<FloatChunk> AllReduceChunk(long operation, int rank, int chunkIndex, FloatChunk chunk, ReduceOperation reduce);
 
     /// <summary>The root passes its chunk, the others pass null; everyone gets the root's chunk.</summary>
     [ResponseTimeout("00:30:00")]
-    Task<byte[]> BroadcastChunk(long operation, int rank, int root, int chunkIndex, byte[]? chunk);
+    Task<FloatChunk> BroadcastChunk(long operation, int rank, int root, int chunkIndex, FloatChunk? chunk);
 
     [ResponseTimeout("00:30:00")]
     Task Barrier(long operation, int rank);

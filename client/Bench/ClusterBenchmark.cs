@@ -53,8 +53,11 @@ public static class ClusterBenchmark
             var allReduce = new List<AllReduceMeasurement>();
             foreach (var chunk in settings.ChunkElements)
             {
-                progress?.Invoke($"all-reduce of {settings.AllReduceElements:N0} elements in chunks of {chunk:N0} ...");
-                allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, chunk));
+                foreach (var inFlight in settings.ChunksInFlight)
+                {
+                    progress?.Invoke($"all-reduce of {settings.AllReduceElements:N0} elements in chunks of {chunk:N0}, {inFlight} in flight ...");
+                    allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, chunk, inFlight));
+                }
             }
 
             var pairSteps = new List<IReadOnlyList<StepMetrics>>();
@@ -105,18 +108,18 @@ public static class ClusterBenchmark
         return host;
     }
 
-    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, int chunkElements)
+    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, int chunkElements, int chunksInFlight)
     {
         var silos = (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Keys.OrderBy(s => s.ToParsableString(), StringComparer.Ordinal).ToList();
         var group = "bench-allreduce-" + Guid.NewGuid().ToString("N");
         var results = await Task.WhenAll(silos.Select((silo, rank) =>
             grains.GetGrain<ICollectiveProbeGrain>(SiloBoundKey.Create(silo, ICollectiveProbeGrain.KeySuffix)).MeasureAllReduce(
-                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions))));
+                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight))));
         // A repetition lasts until its slowest rank has the result.
         var seconds = Enumerable.Range(0, settings.AllReduceRepetitions).Select(i => results.Max(r => r.Seconds[i])).ToList();
         var bytes = 4L * settings.AllReduceElements;
         var median = TrainingStatistics.Median(seconds);
-        return new AllReduceMeasurement(settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, silos.Count,
+        return new AllReduceMeasurement(settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, silos.Count,
             results.Select(r => r.SiloAddress).ToList(), seconds, median, bytes / 1e6 / median, bytes / 1e6 / seconds.Min(), results.Max(r => r.MaxAbsoluteError));
     }
 

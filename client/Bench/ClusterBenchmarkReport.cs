@@ -4,6 +4,7 @@ namespace RAE.Client.Bench;
 public sealed record ClusterBenchmarkSettings(
     int AllReduceElements,
     IReadOnlyList<int> ChunkElements,
+    IReadOnlyList<int> ChunksInFlight,
     int AllReduceWarmup,
     int AllReduceRepetitions,
     string Workload,
@@ -32,6 +33,7 @@ public sealed record AllReduceMeasurement(
     long BytesPerRank,
     int ChunkElements,
     long ChunkBytes,
+    int ChunksInFlight,
     int Ranks,
     IReadOnlyList<string> Silos,
     IReadOnlyList<double> Seconds,

@@ -10,6 +10,7 @@ namespace RAE.Client.Commands;
 /// `rae bench cluster`: all-reduce throughput between two silo processes for a DiT^DH-S-sized gradient, the
 /// coordination overhead of a 2-rank training step, and steps/s of 1 rank x 2 threads against 2 ranks x 1 thread.
 /// Options: --elements (default 196,500,000: DiT^DH-S's parameter count per the spec), --chunk-elements N[,N...],
+/// --chunks-in-flight N[,N...] (every combination with the chunk sizes is measured),
 /// --allreduce-repeats, --allreduce-warmup, --workload (tiny-mlp), --batch (global batch), --input, --hidden, --dataset
 /// (tiny-mlp sizes), --setting key=value (repeatable, any worker setting), --steps, --warmup-steps, --rounds, --json.
 /// </summary>
@@ -27,6 +28,7 @@ public sealed class BenchClusterCommand : ICliCommand
         var json = arguments.Flag("json");
         var elements = arguments.Int("elements", DiTDHSmallParameters);
         var chunks = ParseList(arguments.Option("chunk-elements") ?? OrleansCollectiveCommunicator.DefaultChunkElements.ToString(CultureInfo.InvariantCulture), "chunk-elements");
+        var inFlight = ParseList(arguments.Option("chunks-in-flight") ?? OrleansCollectiveCommunicator.DefaultChunksInFlight.ToString(CultureInfo.InvariantCulture), "chunks-in-flight");
         var repeats = arguments.Int("allreduce-repeats", 3);
         var allReduceWarmup = arguments.Int("allreduce-warmup", 1);
         var workload = arguments.Option("workload") ?? TinyMlpWorker.WorkloadName;
@@ -58,7 +60,7 @@ public sealed class BenchClusterCommand : ICliCommand
         Positive(startTimeout, "silo-start-timeout");
         if (batch < 2 || batch % 2 != 0) throw new UsageException($"--batch must be even (two ranks share it), got {batch}");
 
-        var settings = new ClusterBenchmarkSettings(elements, chunks, allReduceWarmup, repeats, workload, workerSettings, batch, steps, warmupSteps, rounds,
+        var settings = new ClusterBenchmarkSettings(elements, chunks, inFlight, allReduceWarmup, repeats, workload, workerSettings, batch, steps, warmupSteps, rounds,
             TimeSpan.FromSeconds(startTimeout));
         ClusterBenchmarkReport report;
         try
@@ -99,10 +101,10 @@ public sealed class BenchClusterCommand : ICliCommand
         var first = report.AllReduce[0];
         output.WriteLine(string.Create(invariant,
             $"all-reduce (sum, rank-ordered) between {first.Ranks} ranks on silos {string.Join(" and ", first.Silos)}: {first.Elements:N0} fp32 = {first.BytesPerRank / 1e6:F1} MB per rank"));
-        output.WriteLine($"{"chunk elems",12} {"chunk MB",9} {"median s",9} {"best s",8} {"MB/s",9} {"best MB/s",10} {"max |err|",10}");
+        output.WriteLine($"{"chunk elems",12} {"chunk MB",9} {"in flight",9} {"median s",9} {"best s",8} {"MB/s",9} {"best MB/s",10} {"max |err|",10}");
         foreach (var row in report.AllReduce)
             output.WriteLine(string.Create(invariant,
-                $"{row.ChunkElements,12:N0} {row.ChunkBytes / 1e6,9:F2} {row.MedianSeconds,9:F3} {row.Seconds.Min(),8:F3} {row.MegabytesPerSecond,9:F1} {row.BestMegabytesPerSecond,10:F1} {row.MaxAbsoluteError,10:G3}"));
+                $"{row.ChunkElements,12:N0} {row.ChunkBytes / 1e6,9:F2} {row.ChunksInFlight,9} {row.MedianSeconds,9:F3} {row.Seconds.Min(),8:F3} {row.MegabytesPerSecond,9:F1} {row.BestMegabytesPerSecond,10:F1} {row.MaxAbsoluteError,10:G3}"));
         var workload = report.Workload;
         output.WriteLine(string.Create(invariant,
             $"training: {workload.Name} ({string.Join(", ", workload.Settings.Select(s => $"{s.Key} {s.Value}"))}), global batch {workload.GlobalBatchSize}, {workload.MeasuredStepsPerRun} measured + {workload.WarmupStepsPerRun} warm-up steps per job, {workload.Rounds} alternating round(s)"));

@@ -32,19 +32,19 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
         return Task.CompletedTask;
     }
 
-    public Task<byte[]> AllReduceChunk(long operation, int rank, int chunkIndex, byte[] chunk, ReduceOperation reduce) =>
-        Rendezvous(operation, rank, chunkIndex, $"all-reduce ({reduce})", chunk, contributions => Reduce(contributions, reduce));
+    public Task<FloatChunk> AllReduceChunk(long operation, int rank, int chunkIndex, FloatChunk chunk, ReduceOperation reduce) =>
+        Rendezvous(operation, rank, chunkIndex, $"all-reduce ({reduce})", chunk, contributions => Reduce(contributions, reduce))!;
 
-    public Task<byte[]> BroadcastChunk(long operation, int rank, int root, int chunkIndex, byte[]? chunk)
+    public Task<FloatChunk> BroadcastChunk(long operation, int rank, int root, int chunkIndex, FloatChunk? chunk)
     {
         if (root < 0 || root >= _worldSize)
             throw new ArgumentOutOfRangeException(nameof(root), root, $"Broadcast root must be a rank of group '{this.GetPrimaryKeyString()}' (0..{_worldSize - 1}).");
         if ((rank == root) != (chunk is not null))
             throw new ArgumentException($"Broadcast {operation}: only the root ({root}) passes data; rank {rank} {(chunk is null ? "passed none" : "passed some")}.", nameof(chunk));
-        return Rendezvous(operation, rank, chunkIndex, $"broadcast from {root}", chunk ?? [], contributions => contributions[root]!);
+        return Rendezvous(operation, rank, chunkIndex, $"broadcast from {root}", chunk, contributions => Copy(contributions[root]!))!;
     }
 
-    public Task Barrier(long operation, int rank) => Rendezvous(operation, rank, 0, "barrier", [], _ => []);
+    public Task Barrier(long operation, int rank) => Rendezvous(operation, rank, 0, "barrier", null, _ => null);
 
     public Task Abort(string reason)
     {
@@ -55,7 +55,11 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
         return Task.CompletedTask;
     }
 
-    private async Task<byte[]> Rendezvous(long operation, int rank, int chunkIndex, string kind, byte[] contribution, Func<byte[]?[], byte[]> combine)
+    /// <summary>
+    /// Collects one contribution per rank; the last arrival combines them into one result chunk that every rank gets
+    /// (one holder per rank: a remote rank's copy is released when it is serialized, a local rank releases its own).
+    /// </summary>
+    private async Task<FloatChunk?> Rendezvous(long operation, int rank, int chunkIndex, string kind, FloatChunk? contribution, Func<FloatChunk?[], FloatChunk?> combine)
     {
         var group = this.GetPrimaryKeyString();
         if (_abortReason is not null)
@@ -73,10 +77,11 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
         }
         if (slot.Kind != kind)
             throw new CollectiveException($"Group '{group}' operation {operation}: rank {rank} called {kind} while other ranks called {slot.Kind}; the ranks are out of step.");
-        if (slot.Contributions[rank] is not null)
+        if (slot.Arrived[rank])
             throw new CollectiveException($"Group '{group}' operation {operation} chunk {chunkIndex}: rank {rank} contributed twice.");
+        slot.Arrived[rank] = true;
         slot.Contributions[rank] = contribution;
-        if (++slot.Arrived == _worldSize)
+        if (++slot.ArrivedCount == _worldSize)
         {
             try
             {
@@ -86,6 +91,7 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
             {
                 slot.Done.TrySetException(error);
             }
+            foreach (var received in slot.Contributions) received?.Release();
             Array.Clear(slot.Contributions);
         }
 
@@ -95,7 +101,7 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
         }
         catch (TimeoutException)
         {
-            var missing = Enumerable.Range(0, _worldSize).Where(r => slot.Contributions[r] is null).ToList();
+            var missing = Enumerable.Range(0, _worldSize).Where(r => !slot.Arrived[r]).ToList();
             var message = $"Group '{group}' {kind} operation {operation} chunk {chunkIndex}: rank(s) {string.Join(", ", missing)} did not arrive within {_timeout.TotalSeconds:0.#} s; their silo may be gone.";
             logger.LogWarning("{Message}", message);
             slot.Done.TrySetException(new CollectiveException(message));
@@ -109,46 +115,58 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
         }
     }
 
-    private byte[] Reduce(byte[]?[] contributions, ReduceOperation reduce)
+    private FloatChunk Reduce(FloatChunk?[] contributions, ReduceOperation reduce)
     {
         var length = contributions[0]!.Length;
         for (var rank = 0; rank < contributions.Length; rank++)
         {
-            if (contributions[rank]!.Length != length || length % sizeof(float) != 0)
-                throw new CollectiveException($"Group '{this.GetPrimaryKeyString()}': rank {rank} sent {contributions[rank]!.Length} bytes, rank 0 sent {length} (fp32 chunks of equal length expected).");
+            if (contributions[rank]!.Length != length)
+                throw new CollectiveException($"Group '{this.GetPrimaryKeyString()}': rank {rank} sent {contributions[rank]!.Length} values, rank 0 sent {length} (chunks of equal length expected).");
         }
-        var resultBytes = (byte[])contributions[0]!.Clone();
-        var result = MemoryMarshal.Cast<byte, float>(resultBytes.AsSpan());
-        for (var rank = 1; rank < contributions.Length; rank++) AddInPlace(result, MemoryMarshal.Cast<byte, float>(contributions[rank]!.AsSpan()));
+        var reduced = FloatChunk.Rent(length, holders: contributions.Length);
+        var result = reduced.WritableValues;
+        if (contributions.Length == 1) contributions[0]!.Values.CopyTo(result);
+        else Add(contributions[0]!.Values, contributions[1]!.Values, result);
+        for (var rank = 2; rank < contributions.Length; rank++) Add(result, contributions[rank]!.Values, result);
         if (reduce == ReduceOperation.Mean && contributions.Length > 1)
         {
             // Division (not multiplication by 1/n) keeps the result identical to the scalar definition.
             float count = contributions.Length;
             for (var i = 0; i < result.Length; i++) result[i] /= count;
         }
-        return resultBytes;
+        return reduced;
     }
 
-    /// <summary>target[i] += source[i], SIMD-wide; element-wise, so bit-identical to the scalar loop.</summary>
-    private static void AddInPlace(Span<float> target, ReadOnlySpan<float> source)
+    private FloatChunk Copy(FloatChunk root)
+    {
+        // The root's chunk may view the root's own vector, which it may change once its call returns: hand out a copy.
+        var copy = FloatChunk.Rent(root.Length, holders: _worldSize);
+        root.Values.CopyTo(copy.WritableValues);
+        return copy;
+    }
+
+    /// <summary>target[i] = left[i] + right[i], SIMD-wide; element-wise, so bit-identical to the scalar loop (target may be left).</summary>
+    private static void Add(ReadOnlySpan<float> left, ReadOnlySpan<float> right, Span<float> target)
     {
         var i = 0;
         if (Vector.IsHardwareAccelerated && target.Length >= Vector<float>.Count)
         {
+            var wideLeft = MemoryMarshal.Cast<float, Vector<float>>(left);
+            var wideRight = MemoryMarshal.Cast<float, Vector<float>>(right);
             var wideTarget = MemoryMarshal.Cast<float, Vector<float>>(target);
-            var wideSource = MemoryMarshal.Cast<float, Vector<float>>(source);
-            for (var v = 0; v < wideTarget.Length; v++) wideTarget[v] += wideSource[v];
+            for (var v = 0; v < wideTarget.Length; v++) wideTarget[v] = wideLeft[v] + wideRight[v];
             i = wideTarget.Length * Vector<float>.Count;
         }
-        for (; i < target.Length; i++) target[i] += source[i];
+        for (; i < target.Length; i++) target[i] = left[i] + right[i];
     }
 
     private sealed class Slot(string kind, int worldSize)
     {
         public string Kind { get; } = kind;
-        public byte[]?[] Contributions { get; } = new byte[worldSize][];
-        public int Arrived { get; set; }
+        public FloatChunk?[] Contributions { get; } = new FloatChunk?[worldSize];
+        public bool[] Arrived { get; } = new bool[worldSize];
+        public int ArrivedCount { get; set; }
         public int Returned { get; set; }
-        public TaskCompletionSource<byte[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<FloatChunk?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }

@@ -20,24 +20,23 @@ public sealed class CollectiveProbeGrain(IGrainFactory grainFactory, ILocalSiloD
         if (probe.Warmup < 0 || probe.Repetitions < 1)
             throw new ArgumentOutOfRangeException(nameof(probe), $"Warm-up {probe.Warmup} must be >= 0 and repetitions {probe.Repetitions} >= 1.");
         await grainFactory.GetGrain<ICollectiveGroupGrain>(probe.GroupKey).Configure(probe.WorldSize, CollectiveTimeout);
-        var communicator = new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements);
+        var communicator = new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements, probe.ChunksInFlight);
 
-        var data = new float[probe.Elements];
-        for (var i = 0; i < data.Length; i++) data[i] = (probe.Rank + 1) * Pattern(i);
+        // Reduced in place, like a rank's gradient; the vector is refilled before each repetition, outside the timing.
+        var reduced = new float[probe.Elements];
         var seconds = new List<double>(probe.Repetitions);
-        float[] reduced = [];
         for (var repetition = 0; repetition < probe.Warmup + probe.Repetitions; repetition++)
         {
+            for (var i = 0; i < reduced.Length; i++) reduced[i] = (probe.Rank + 1) * Pattern(i);
             await communicator.BarrierAsync();
             var clock = Stopwatch.StartNew();
-            reduced = await communicator.AllReduceAsync(data, ReduceOperation.Sum);
+            await communicator.AllReduceInPlaceAsync(reduced, ReduceOperation.Sum);
             if (repetition >= probe.Warmup) seconds.Add(clock.Elapsed.TotalSeconds);
         }
 
         float rankSum = probe.WorldSize * (probe.WorldSize + 1) / 2;
         double maxError = 0;
         for (var i = 0; i < reduced.Length; i++) maxError = Math.Max(maxError, Math.Abs(reduced[i] - rankSum * Pattern(i)));
-        if (reduced.Length != data.Length) maxError = double.PositiveInfinity;
         return new AllReduceProbeResult(silo.SiloAddress.ToParsableString(), seconds, maxError);
     }
 

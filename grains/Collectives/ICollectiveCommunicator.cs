@@ -14,6 +14,9 @@ public interface ICollectiveCommunicator
     /// <summary>Element-wise sum (or mean) of every rank's vector, added in rank order; all vectors have the same length.</summary>
     Task<float[]> AllReduceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default);
 
+    /// <summary>The same reduction written over <paramref name="data"/> itself: no result vector is allocated.</summary>
+    Task AllReduceInPlaceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default);
+
     /// <summary>The root's vector on every rank; non-roots pass null and the expected length.</summary>
     Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default);
 

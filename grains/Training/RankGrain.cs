@@ -79,12 +79,14 @@ public sealed class RankGrain(
 
     public async Task<RankStepResult> RunStep(string jobId, long step)
     {
-        var replica = Require(jobId);
         var clock = Stopwatch.StartNew();
+        var replica = Require(jobId);
         var gradients = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step));
         var computeSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
-        var averaged = await replica.Communicator.AllReduceAsync(gradients.Gradients, ReduceOperation.Mean);
+        // The worker hands over a fresh vector each step, so the mean can overwrite it.
+        var averaged = gradients.Gradients;
+        await replica.Communicator.AllReduceInPlaceAsync(averaged, ReduceOperation.Mean);
         var allReduceSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
         var learningRate = await replica.Thread.InvokeAsync(() => replica.Worker.ApplyUpdate(step, averaged));

@@ -37,10 +37,19 @@ public sealed partial class TrainingCoordinatorGrain(
     ILogger<TrainingCoordinatorGrain> logger) : Grain, ITrainingCoordinatorGrain
 {
     public const int MaxConsecutiveFailures = 5;
+
+    /// <summary>
+    /// Step progress goes to the job registry at most this often and without holding up the next step (state changes
+    /// and checkpoints are always reported); the metrics stay in memory and are persisted with the job state at
+    /// checkpoints and state changes, as before.
+    /// </summary>
+    public static readonly TimeSpan ProgressReportInterval = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
 
     private Task? _loop;
     private bool _cancelRequested;
+    private Task _progressReport = Task.CompletedTask;
+    private long _lastProgressReport;
     private IReadOnlyList<IRankGrain> _group = [];
 
     private string JobId => this.GetPrimaryKeyString();
@@ -146,8 +155,8 @@ public sealed partial class TrainingCoordinatorGrain(
                     Publish(metrics);
                     var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
                     if (checkpointDue) await CheckpointAsync(metrics.Loss);
+                    else ReportProgressNowAndThen();
                     if (State.Step > lastFailedStep) consecutiveFailures = 0;
-                    await ReportAsync();
                 }
                 catch (Exception error) when (!_cancelRequested)
                 {
@@ -348,6 +357,14 @@ public sealed partial class TrainingCoordinatorGrain(
         TrainingTelemetry.Steps.Add(1);
     }
 
+    /// <summary>Reports progress without awaiting it, at most once per <see cref="ProgressReportInterval"/> and one report at a time.</summary>
+    private void ReportProgressNowAndThen()
+    {
+        if (!_progressReport.IsCompleted || Stopwatch.GetElapsedTime(_lastProgressReport) < ProgressReportInterval) return;
+        _lastProgressReport = Stopwatch.GetTimestamp();
+        _progressReport = ReportAsync();
+    }
+
     private async Task PersistAndReportAsync()
     {
         State.UpdatedAt = DateTimeOffset.UtcNow;
@@ -360,6 +377,8 @@ public sealed partial class TrainingCoordinatorGrain(
         var spec = RequireSpec();
         try
         {
+            // A progress report still on its way must not land after this one.
+            await _progressReport;
             await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Report(
                 new JobSummary(JobId, JobKind.Training, State.State, State.Step, spec.Steps, State.CreatedAt, DateTimeOffset.UtcNow, State.FailureReason));
         }

@@ -40,6 +40,22 @@ public sealed class CollectiveTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task InPlaceAllReduceOverwritesEveryRanksVectorWithTheRankOrderedSum()
+    {
+        var vectors = WideRangeVectors(seed: 17);
+        var expected = RankOrderedSum(vectors);
+        var group = await NewGroupAsync();
+        var communicators = Enumerable.Range(0, World).Select(rank => Communicator(group, rank)).ToList();
+
+        await Task.WhenAll(communicators.Select(c => c.AllReduceInPlaceAsync(vectors[c.Rank], ReduceOperation.Sum)));
+
+        foreach (var vector in vectors) Assert.Equal(expected, vector);
+        // The next operation on the same group works on the new values: every rank now holds the same sum.
+        await Task.WhenAll(communicators.Select(c => c.AllReduceInPlaceAsync(vectors[c.Rank], ReduceOperation.Mean)));
+        foreach (var vector in vectors) Assert.Equal(expected.Select(v => (v + v + v) / 3f).ToArray(), vector);
+    }
+
+    [Fact]
     public async Task BroadcastGivesEveryRankTheRootsVectorAndBarrierReleasesAll()
     {
         var vectors = WideRangeVectors(seed: 3);

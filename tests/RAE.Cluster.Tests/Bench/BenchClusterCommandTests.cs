@@ -13,7 +13,7 @@ public sealed class BenchClusterCommandTests
         var output = new StringWriter();
         var error = new StringWriter();
         var exitCode = await CommandLine.RunAsync(
-            ["bench", "cluster", "--elements", "100000", "--steps", "3", "--chunk-elements", "30000", "--allreduce-repeats", "2",
+            ["bench", "cluster", "--elements", "100000", "--steps", "3", "--chunk-elements", "30000", "--chunks-in-flight", "3", "--allreduce-repeats", "2",
              "--rounds", "1", "--input", "16", "--hidden", "32", "--dataset", "256", "--batch", "32", "--json"],
             output, error);
         Assert.True(exitCode == 0, error.ToString());
@@ -24,6 +24,7 @@ public sealed class BenchClusterCommandTests
         Assert.Equal(100000, allReduce.GetProperty("Elements").GetInt32());
         Assert.Equal(400000, allReduce.GetProperty("BytesPerRank").GetInt64());
         Assert.Equal(30000, allReduce.GetProperty("ChunkElements").GetInt32());
+        Assert.Equal(3, allReduce.GetProperty("ChunksInFlight").GetInt32());
         Assert.Equal(2, allReduce.GetProperty("Ranks").GetInt32());
         var silos = allReduce.GetProperty("Silos").EnumerateArray().Select(s => s.GetString()).ToList();
         Assert.Equal(2, silos.Distinct().Count()); // the two ranks ran in two different silos
