@@ -23,7 +23,7 @@ public sealed class DemoCommand : ICliCommand
 
     public string Name => "demo";
 
-    public string Summary => "[--config FILE] [--set k=v] [--data DIR] [--num-samples N] [--workload dit-dh] [--json]: train and sample end to end on an in-process silo";
+    public string Summary => "[--config FILE] [--set k=v] [--data DIR] [--num-samples N] [--workload dit-dh] [--json]: train, sample and decode (PNGs + FID .npz) end to end on an in-process silo";
 
     public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
@@ -43,8 +43,9 @@ public sealed class DemoCommand : ICliCommand
         {
             (config, decoder) = DemoDecoder.Prepare(JobSpecFactory.LoadConfig(configPath, overrides), configPath, dataFolder);
         }
-        catch (Exception problem) when (problem is ConfigException or FileNotFoundException)
+        catch (Exception problem) when (problem is ConfigException or IOException or UnauthorizedAccessException)
         {
+            // A bad config, a missing decoder file, or a data folder the seeded decoder cannot be written to.
             error.WriteLine($"rae demo: {problem.Message}");
             return ClusterCommand.Usage;
         }
