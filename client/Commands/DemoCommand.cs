@@ -6,14 +6,16 @@ using Microsoft.Extensions.DependencyInjection;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
 using RAE.Models.Config;
+using RAE.Grains.Storage;
 using RAE.Silo;
 
 namespace RAE.Client.Commands;
 
 /// <summary>
 /// `rae demo`: the main job. Starts an in-process silo on the embedded defaults (localhost clustering, file storage under
-/// --data), trains the tiny Stage 2 DiT^DH of configs/demo/stage2-demo.yaml, samples from its last checkpoint and prints
-/// where the checkpoints, the metrics and the `.npz` are.
+/// --data), trains the tiny Stage 2 DiT^DH of configs/demo/stage2-demo.yaml, samples from its last checkpoint, decodes the
+/// samples with the config's Stage 1 decoder (<see cref="DemoDecoder"/>: seeded weights unless the config names its own)
+/// and prints where the checkpoints, the metrics, the PNGs and the `.npz` are.
 /// </summary>
 public sealed class DemoCommand : ICliCommand
 {
@@ -21,7 +23,7 @@ public sealed class DemoCommand : ICliCommand
 
     public string Name => "demo";
 
-    public string Summary => "[--config FILE] [--set k=v] [--data DIR] [--num-samples N] [--workload dit-dh] [--json]: train and sample end to end on an in-process silo";
+    public string Summary => "[--config FILE] [--set k=v] [--data DIR] [--num-samples N] [--workload dit-dh] [--json]: train, sample and decode (PNGs + FID .npz) end to end on an in-process silo";
 
     public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
@@ -36,12 +38,14 @@ public sealed class DemoCommand : ICliCommand
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
 
         RaeConfig config;
+        DemoDecoderInfo? decoder;
         try
         {
-            config = JobSpecFactory.LoadConfig(configPath, overrides);
+            (config, decoder) = DemoDecoder.Prepare(JobSpecFactory.LoadConfig(configPath, overrides), configPath, dataFolder);
         }
-        catch (Exception problem) when (problem is ConfigException or FileNotFoundException)
+        catch (Exception problem) when (problem is ConfigException or IOException or UnauthorizedAccessException)
         {
+            // A bad config, a missing decoder file, or a data folder the seeded decoder cannot be written to.
             error.WriteLine($"rae demo: {problem.Message}");
             return ClusterCommand.Usage;
         }
@@ -60,11 +64,12 @@ public sealed class DemoCommand : ICliCommand
             ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = "Warning",
         });
         log.WriteLine($"silo: embedded, data {dataFolder}, gateway 127.0.0.1:{gatewayPort}, dashboard http://127.0.0.1:{webPort}/dashboard/");
+        WriteDecoderLine(log, decoder);
         await app.StartAsync(cancellationToken);
         try
         {
             var client = new RaeClient(app.Services.GetRequiredService<IGrainFactory>());
-            return await RunJobsAsync(client, config, workload, samples, dataFolder, context, log);
+            return await RunJobsAsync(client, app.Services.GetRequiredService<IBlobStore>(), config, decoder, workload, samples, dataFolder, context, log);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -79,7 +84,7 @@ public sealed class DemoCommand : ICliCommand
         }
     }
 
-    private static async Task<int> RunJobsAsync(RaeClient client, RaeConfig config, string workload, int samples, string dataFolder, CommandContext context, TextWriter log)
+    private static async Task<int> RunJobsAsync(RaeClient client, IBlobStore blobs, RaeConfig config, DemoDecoderInfo? decoder, string workload, int samples, string dataFolder, CommandContext context, TextWriter log)
     {
         var spec = JobSpecFactory.Training(config, workload, ranks: 1);
         string jobId;
@@ -128,23 +133,40 @@ public sealed class DemoCommand : ICliCommand
 
         // The embedded silo's blob store keeps checkpoints under <data>/blobs, at the catalog's blob path.
         var checkpointFolder = Path.Combine(dataFolder, "blobs", Path.GetDirectoryName(latest.Location) ?? "");
+        var exported = samplingState == JobState.Completed
+            ? await DemoSampleExport.ExportAsync(blobs, sampling, Path.Combine(dataFolder, "samples", samplingId), context.CancellationToken)
+            : new DemoSamples(null, null, null, 0);
+        var latents = exported.NpzPath is null && sampling.OutputLocation is { } units ? $"{units} in the blob store {blobs.Location}" : null;
         if (context.Json)
         {
-            context.WriteJson(new { trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = Path.Combine(dataFolder, "blobs", latest.Location), metrics = metricsPath, npz = sampling.OutputLocation is { } blob ? Path.Combine(dataFolder, "blobs", blob) : null });
+            context.WriteJson(new
+            {
+                trainingJob = jobId, samplingJob = samplingId, samplingState, checkpoints = checkpointFolder, latestCheckpoint = Path.Combine(dataFolder, "blobs", latest.Location), metrics = metricsPath,
+                npz = exported.NpzPath, npzArray = exported.NpzShape, pngs = exported.PngFolder, pngCount = exported.PngCount,
+                decoder = decoder?.WeightsPath, decoderGenerated = decoder?.Generated, latents,
+            });
         }
         else
         {
             log.WriteLine();
             log.WriteLine($"checkpoints: {checkpointFolder} ({checkpoints.Count} committed, latest step {latest.Step.ToString(System.Globalization.CultureInfo.InvariantCulture)})");
             log.WriteLine($"metrics:     {metricsPath}");
-            // The embedded silo keeps blobs under <data>/blobs; the sampler writes the .npz only when it decodes images.
-            var location = sampling.OutputLocation is null ? "(not written)" : Path.Combine(dataFolder, "blobs", sampling.OutputLocation);
-            if (sampling.OutputLocation?.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) == true)
-                log.WriteLine($"npz:         {location}");
-            else
-                log.WriteLine($"samples:     {location} (latents: the config has no Stage 1 decoder, so no image .npz was written)");
+            if (exported.PngFolder is not null) log.WriteLine($"pngs:        {exported.PngFolder} ({exported.PngCount} images)");
+            if (exported.NpzPath is not null) log.WriteLine($"npz:         {exported.NpzPath} (arr_0 {exported.NpzShape}, the FID reference format)");
+            if (latents is not null) log.WriteLine($"samples:     {latents} (latents: the config has no Stage 1 decoder, so no PNGs or image .npz were written)");
+            if (decoder is { Generated: true } && exported.PngCount > 0)
+                log.WriteLine("note:        the images are noise-like: the Stage 1 decoder has seeded random weights until Stage 1 training exists");
         }
         return ClusterCommand.ExitCodeOf(samplingState);
+    }
+
+    private static void WriteDecoderLine(TextWriter log, DemoDecoderInfo? decoder)
+    {
+        if (decoder is null) return;
+        var size = decoder.ImageSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        log.WriteLine(decoder.Generated
+            ? $"decoder: {decoder.WeightsPath} (Stage 1, {size}x{size} px, seeded random weights written by the demo: untrained, so the images will be noise-like; --set stage_1.params.pretrained_decoder_path=FILE uses trained ones)"
+            : $"decoder: {decoder.WeightsPath} (Stage 1, {size}x{size} px, from stage_1.params.pretrained_decoder_path)");
     }
 
     /// <summary>configs/demo/stage2-demo.yaml from the working directory or any folder above it or above the program.</summary>

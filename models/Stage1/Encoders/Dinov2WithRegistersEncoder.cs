@@ -17,7 +17,7 @@ public sealed record Dinov2Config(
     string HiddenAct = "gelu",
     bool QkvBias = true,
     double LayerScaleValue = 1.0,
-    int NumRegisterTokens = 4)
+    int NumRegisterTokens = 4) : IHfVisionConfig
 {
     public int PretrainGrid => ImageSize / PatchSize;
 
@@ -159,61 +159,32 @@ public sealed class Dinov2Embeddings : nn.Module<Tensor, Tensor>
 /// <c>mlp.fc1.{weight,bias}</c>, <c>mlp.fc2.{weight,bias}</c>, <c>layer_scale2.lambda1</c>. <c>layernorm.{weight,bias}</c>
 /// (the final norm's affine, removed by RAE) is accepted and ignored.</para>
 /// </summary>
-public sealed class Dinov2WithRegistersEncoder : nn.Module<Tensor, Tensor>, IRepresentationEncoder
+public sealed class Dinov2WithRegistersEncoder : HfVisionEncoder<Dinov2Config>
 {
-    private const string AnchorKey = "embeddings.patch_embeddings.projection.weight";
+    private static readonly HfEncoderCheckpoint Checkpoint = new("embeddings.patch_embeddings.projection.weight",
+        HfEncoderSupport.ImageNetMean, HfEncoderSupport.ImageNetStd,
+        IsIgnorable: key => key is "layernorm.weight" or "layernorm.bias");
 
     private readonly Dinov2Embeddings embeddings;
     private readonly HfLayerStack<Dinov2Layer> encoder;
     private readonly LayerNorm layernorm;
-    private readonly float[] _imageMean;
-    private readonly float[] _imageStd;
 
     public Dinov2WithRegistersEncoder(Dinov2Config config, IReadOnlyList<float>? imageMean = null, IReadOnlyList<float>? imageStd = null)
-        : base(nameof(Dinov2WithRegistersEncoder))
+        : base(nameof(Dinov2WithRegistersEncoder), config, Checkpoint, imageMean, imageStd)
     {
-        Config = config;
         embeddings = new Dinov2Embeddings(config);
         encoder = new HfLayerStack<Dinov2Layer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new Dinov2Layer(config)));
         layernorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, elementwise_affine: false);
-        _imageMean = (imageMean ?? HfEncoderSupport.ImageNetMean).ToArray();
-        _imageStd = (imageStd ?? HfEncoderSupport.ImageNetStd).ToArray();
-        RegisterComponents();
-        HfEncoderSupport.Freeze(this);
-        eval();
+        RegisterFrozen();
     }
 
     /// <summary>Builds from <c>config.json</c> and loads <c>model.safetensors</c> strictly from a Hugging Face model folder.</summary>
-    public static Dinov2WithRegistersEncoder FromPretrained(string folder, Device? device = null)
+    public static Dinov2WithRegistersEncoder FromPretrained(string folder, Device? device = null) =>
+        LoadPretrained(folder, device, Checkpoint, Dinov2Config.FromJson, (config, mean, std) => new Dinov2WithRegistersEncoder(config, mean, std));
+
+    protected override Tensor Tokens(Tensor images)
     {
-        var (configPath, weightsPath) = HfEncoderSupport.RequireFiles(folder);
-        var (mean, std) = HfEncoderSupport.ImageStatistics(folder, HfEncoderSupport.ImageNetMean, HfEncoderSupport.ImageNetStd);
-        var model = new Dinov2WithRegistersEncoder(Dinov2Config.FromJson(HfConfig.Load(configPath)), mean, std);
-        model.LoadWeights(weightsPath);
-        if (device is not null) model.to(device);
-        return model;
-    }
-
-    public Dinov2Config Config { get; }
-
-    public int PatchSize => Config.PatchSize;
-
-    public int HiddenSize => Config.HiddenSize;
-
-    public IReadOnlyList<float> ImageMean => _imageMean;
-
-    public IReadOnlyList<float> ImageStd => _imageStd;
-
-    public void LoadWeights(string safetensorsPath) =>
-        HfEncoderSupport.LoadWeights(this, safetensorsPath, AnchorKey, key => key is "layernorm.weight" or "layernorm.bias");
-
-    public Tensor Encode(Tensor images) => forward(images);
-
-    public override Tensor forward(Tensor images)
-    {
-        HfEncoderSupport.RequireImages(images, Config.NumChannels, Config.PatchSize, nameof(Dinov2WithRegistersEncoder));
-        using var scope = NewDisposeScope();
         var hidden = layernorm.forward(encoder.forward(embeddings.forward(images)));
-        return hidden[.., (1 + Config.NumRegisterTokens)..].contiguous().MoveToOuterDisposeScope();
+        return hidden[.., (1 + Config.NumRegisterTokens)..].contiguous();
     }
 }

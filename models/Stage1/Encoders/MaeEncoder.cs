@@ -16,7 +16,7 @@ public sealed record MaeConfig(
     int NumChannels = 3,
     double LayerNormEps = 1e-12,
     string HiddenAct = "gelu",
-    bool QkvBias = true)
+    bool QkvBias = true) : IHfVisionConfig
 {
     public int PretrainGrid => ImageSize / PatchSize;
 
@@ -81,65 +81,35 @@ public sealed class MaeEmbeddings : nn.Module<Tensor, Tensor>
 /// <c>output.dense.{weight,bias}</c>, <c>layernorm_before.{weight,bias}</c>, <c>layernorm_after.{weight,bias}</c>.
 /// <c>layernorm.{weight,bias}</c> (final norm affine, removed by RAE) is accepted and ignored.</para>
 /// </summary>
-public sealed class MaeEncoder : nn.Module<Tensor, Tensor>, IRepresentationEncoder
+public sealed class MaeEncoder : HfVisionEncoder<MaeConfig>
 {
-    private const string AnchorKey = "embeddings.patch_embeddings.projection.weight";
+    private static readonly HfEncoderCheckpoint Checkpoint = new("embeddings.patch_embeddings.projection.weight",
+        HfEncoderSupport.ImageNetMean, HfEncoderSupport.ImageNetStd,
+        IsIgnorable: key => key is "layernorm.weight" or "layernorm.bias",
+        IsOptional: key => key == "embeddings.position_embeddings");
 
     private readonly MaeEmbeddings embeddings;
     private readonly HfLayerStack<ViTMaeLayer> encoder;
     private readonly LayerNorm layernorm;
-    private readonly float[] _imageMean;
-    private readonly float[] _imageStd;
 
     public MaeEncoder(MaeConfig config, IReadOnlyList<float>? imageMean = null, IReadOnlyList<float>? imageStd = null)
-        : base(nameof(MaeEncoder))
+        : base(nameof(MaeEncoder), config, Checkpoint, imageMean, imageStd)
     {
-        Config = config;
         var activation = Activations.Resolve(config.HiddenAct, "ViTMAE config");
         embeddings = new MaeEmbeddings(config);
         encoder = new HfLayerStack<ViTMaeLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ =>
             new ViTMaeLayer(config.HiddenSize, config.NumAttentionHeads, config.IntermediateSize, config.LayerNormEps, config.QkvBias, activation)));
         layernorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, elementwise_affine: false);
-        _imageMean = (imageMean ?? HfEncoderSupport.ImageNetMean).ToArray();
-        _imageStd = (imageStd ?? HfEncoderSupport.ImageNetStd).ToArray();
-        RegisterComponents();
-        HfEncoderSupport.Freeze(this);
-        eval();
+        RegisterFrozen();
     }
 
     /// <summary>Builds from <c>config.json</c> and loads <c>model.safetensors</c> strictly from a Hugging Face model folder.</summary>
-    public static MaeEncoder FromPretrained(string folder, Device? device = null)
+    public static MaeEncoder FromPretrained(string folder, Device? device = null) =>
+        LoadPretrained(folder, device, Checkpoint, MaeConfig.FromJson, (config, mean, std) => new MaeEncoder(config, mean, std));
+
+    protected override Tensor Tokens(Tensor images)
     {
-        var (configPath, weightsPath) = HfEncoderSupport.RequireFiles(folder);
-        var (mean, std) = HfEncoderSupport.ImageStatistics(folder, HfEncoderSupport.ImageNetMean, HfEncoderSupport.ImageNetStd);
-        var model = new MaeEncoder(MaeConfig.FromJson(HfConfig.Load(configPath)), mean, std);
-        model.LoadWeights(weightsPath);
-        if (device is not null) model.to(device);
-        return model;
-    }
-
-    public MaeConfig Config { get; }
-
-    public int PatchSize => Config.PatchSize;
-
-    public int HiddenSize => Config.HiddenSize;
-
-    public IReadOnlyList<float> ImageMean => _imageMean;
-
-    public IReadOnlyList<float> ImageStd => _imageStd;
-
-    public void LoadWeights(string safetensorsPath) =>
-        HfEncoderSupport.LoadWeights(this, safetensorsPath, AnchorKey,
-            isIgnorable: key => key is "layernorm.weight" or "layernorm.bias",
-            isOptional: key => key == "embeddings.position_embeddings");
-
-    public Tensor Encode(Tensor images) => forward(images);
-
-    public override Tensor forward(Tensor images)
-    {
-        HfEncoderSupport.RequireImages(images, Config.NumChannels, Config.PatchSize, nameof(MaeEncoder));
-        using var scope = NewDisposeScope();
         var hidden = layernorm.forward(encoder.forward(embeddings.forward(images)));
-        return hidden[.., 1..].contiguous().MoveToOuterDisposeScope();
+        return hidden[.., 1..].contiguous();
     }
 }

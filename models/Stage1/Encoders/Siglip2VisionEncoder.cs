@@ -17,7 +17,7 @@ public sealed record SiglipVisionConfig(
     int ImageSize = 224,
     int NumChannels = 3,
     double LayerNormEps = 1e-6,
-    string HiddenAct = "gelu_pytorch_tanh")
+    string HiddenAct = "gelu_pytorch_tanh") : IHfVisionConfig
 {
     public int PretrainGrid => ImageSize / PatchSize;
 
@@ -148,63 +148,27 @@ public sealed class SiglipVisionEmbeddings : nn.Module<Tensor, Tensor>
 /// <c>mlp.fc1.{weight,bias}</c>, <c>mlp.fc2.{weight,bias}</c>, <c>layer_norm2.{weight,bias}</c>. Accepted and ignored:
 /// <c>post_layernorm.{weight,bias}</c> (affine removed by RAE) and <c>head.*</c> (pooling head).</para>
 /// </summary>
-public sealed class Siglip2VisionEncoder : nn.Module<Tensor, Tensor>, IRepresentationEncoder
+public sealed class Siglip2VisionEncoder : HfVisionEncoder<SiglipVisionConfig>
 {
-    private const string AnchorKey = "embeddings.patch_embedding.weight";
-    private static readonly float[] SiglipMean = [0.5f, 0.5f, 0.5f];
-    private static readonly float[] SiglipStd = [0.5f, 0.5f, 0.5f];
+    private static readonly HfEncoderCheckpoint Checkpoint = new("embeddings.patch_embedding.weight", [0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f],
+        IsIgnorable: key => key is "post_layernorm.weight" or "post_layernorm.bias" || key.StartsWith("head.", StringComparison.Ordinal));
 
     private readonly SiglipVisionEmbeddings embeddings;
     private readonly SiglipEncoder encoder;
     private readonly LayerNorm post_layernorm;
-    private readonly float[] _imageMean;
-    private readonly float[] _imageStd;
 
     public Siglip2VisionEncoder(SiglipVisionConfig config, IReadOnlyList<float>? imageMean = null, IReadOnlyList<float>? imageStd = null)
-        : base(nameof(Siglip2VisionEncoder))
+        : base(nameof(Siglip2VisionEncoder), config, Checkpoint, imageMean, imageStd)
     {
-        Config = config;
         embeddings = new SiglipVisionEmbeddings(config);
         encoder = new SiglipEncoder(config);
         post_layernorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, elementwise_affine: false);
-        _imageMean = (imageMean ?? SiglipMean).ToArray();
-        _imageStd = (imageStd ?? SiglipStd).ToArray();
-        RegisterComponents();
-        HfEncoderSupport.Freeze(this);
-        eval();
+        RegisterFrozen();
     }
 
     /// <summary>Builds from <c>config.json</c> and loads <c>model.safetensors</c> strictly from a Hugging Face model folder.</summary>
-    public static Siglip2VisionEncoder FromPretrained(string folder, Device? device = null)
-    {
-        var (configPath, weightsPath) = HfEncoderSupport.RequireFiles(folder);
-        var (mean, std) = HfEncoderSupport.ImageStatistics(folder, SiglipMean, SiglipStd);
-        var model = new Siglip2VisionEncoder(SiglipVisionConfig.FromJson(HfConfig.Load(configPath)), mean, std);
-        model.LoadWeights(weightsPath);
-        if (device is not null) model.to(device);
-        return model;
-    }
+    public static Siglip2VisionEncoder FromPretrained(string folder, Device? device = null) =>
+        LoadPretrained(folder, device, Checkpoint, SiglipVisionConfig.FromJson, (config, mean, std) => new Siglip2VisionEncoder(config, mean, std));
 
-    public SiglipVisionConfig Config { get; }
-
-    public int PatchSize => Config.PatchSize;
-
-    public int HiddenSize => Config.HiddenSize;
-
-    public IReadOnlyList<float> ImageMean => _imageMean;
-
-    public IReadOnlyList<float> ImageStd => _imageStd;
-
-    public void LoadWeights(string safetensorsPath) =>
-        HfEncoderSupport.LoadWeights(this, safetensorsPath, AnchorKey,
-            key => key is "post_layernorm.weight" or "post_layernorm.bias" || key.StartsWith("head.", StringComparison.Ordinal));
-
-    public Tensor Encode(Tensor images) => forward(images);
-
-    public override Tensor forward(Tensor images)
-    {
-        HfEncoderSupport.RequireImages(images, Config.NumChannels, Config.PatchSize, nameof(Siglip2VisionEncoder));
-        using var scope = NewDisposeScope();
-        return post_layernorm.forward(encoder.forward(embeddings.forward(images))).MoveToOuterDisposeScope();
-    }
+    protected override Tensor Tokens(Tensor images) => post_layernorm.forward(encoder.forward(embeddings.forward(images)));
 }

@@ -2,8 +2,12 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
+using RAE.Models.IO;
 using RAE.Silo;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
 
 namespace RAE.Cluster.Tests.Client;
 
@@ -145,6 +149,52 @@ public sealed class DemoCommandTests
             Assert.Equal(1, exitCode);
             Assert.Contains("no rank worker for workload 'no-such-workload'", error);
             Assert.Contains("dashboard http://127.0.0.1:", output);
+        }
+        finally
+        {
+            try { Directory.Delete(data, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    [Fact]
+    public async Task DemoDecodesItsSamplesIntoPngsAndAnNpzWithTheSeededDecoder()
+    {
+        var data = Path.Combine(Path.GetTempPath(), "rae-demo-test-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            // The demo config, shrunk: 2 steps of batch 4 (a checkpoint at step 2), 2 Euler steps, 6 samples in 2 units.
+            var (exitCode, output, error) = await Cli.RunAsync("demo", "--data", data, "--num-samples", "6",
+                "--set", "data.num_samples=8", "--set", "training.global_batch_size=4", "--set", "training.max_steps=2",
+                "--set", "sampler.params.num_steps=2");
+            Assert.True(exitCode == 0, $"exit {exitCode}: {error}\n{output}");
+
+            var decoder = Path.Combine(data, "stage1", "decoder.safetensors");
+            Assert.True(File.Exists(decoder), $"the demo did not write its decoder to {decoder}");
+            Assert.Contains($"decoder: {decoder} (Stage 1, 64x64 px, seeded random weights", output);
+            Assert.Contains("the images are noise-like", output);
+
+            var npzLine = Regex.Match(output, @"^npz:\s+(\S+) \(arr_0 uint8 \[6, 64, 64, 3\]", RegexOptions.Multiline);
+            Assert.True(npzLine.Success, output);
+            var npz = npzLine.Groups[1].Value;
+            using (var reader = NpzReader.Open(npz))
+            {
+                Assert.Equal([Npz.ImagesKey], reader.Keys);
+                var header = reader.GetHeader(Npz.ImagesKey);
+                Assert.Equal(TorchSharp.torch.ScalarType.Byte, header.Dtype);
+                Assert.Equal([6L, 64, 64, 3], header.Shape);
+                using var images = reader.ReadArray(Npz.ImagesKey);
+                Assert.True(images.max().item<byte>() > images.min().item<byte>(), "decoded images must not be constant");
+
+                var pngLine = Regex.Match(output, @"^pngs:\s+(\S+) \(6 images\)", RegexOptions.Multiline);
+                Assert.True(pngLine.Success, output);
+                var pngs = Directory.GetFiles(pngLine.Groups[1].Value).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+                Assert.Equal(Enumerable.Range(0, 6).Select(i => $"{i:D6}.png"), pngs);
+                // Plain PNG files (not blob-store frames) holding the pixels of the matching npz row.
+                using var png = Image.Load<Rgb24>(Path.Combine(pngLine.Groups[1].Value, "000004.png"));
+                var pixels = new byte[64 * 64 * 3];
+                png.CopyPixelDataTo(pixels);
+                Assert.Equal(images[4].contiguous().data<byte>().ToArray(), pixels);
+            }
         }
         finally
         {
