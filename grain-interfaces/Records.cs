@@ -63,6 +63,8 @@ public sealed record StepMetrics
     [Id(9)] public double ApplySeconds { get; init; }
     /// <summary>When the coordinator had every rank's result; the gap between steps is loop overhead outside <see cref="StepSeconds"/>.</summary>
     [Id(10)] public DateTimeOffset CompletedAt { get; init; }
+    /// <summary>Global L2 norm of the averaged gradients before clipping (the reference's grad_norm); rank 0's, all ranks agree.</summary>
+    [Id(11)] public double GradientNorm { get; init; }
 }
 
 [GenerateSerializer, Immutable]
