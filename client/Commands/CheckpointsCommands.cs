@@ -105,17 +105,6 @@ public sealed class CheckpointsExportCommand : ClusterCommand
         return selected.Count;
     }
 
-    /// <summary>
-    /// The EMA weights of a committed checkpoint as a `.safetensors` file next to it (written once), for a sampling job:
-    /// the sampler reads weights files, not a worker's training state.
-    /// </summary>
-    public static string ExportForSampling(CheckpointInfo checkpoint)
-    {
-        var output = Path.Combine(Path.GetDirectoryName(checkpoint.Location) ?? ".", $"step-{checkpoint.Step:D9}.ema.safetensors");
-        if (!File.Exists(output)) Export(checkpoint, "ema", weightsExplicit: false, output);
-        return output;
-    }
-
     private static bool LooksLikeSafeTensors(byte[] payload)
     {
         if (payload.Length < 10) return false;

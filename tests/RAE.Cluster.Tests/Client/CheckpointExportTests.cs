@@ -46,18 +46,6 @@ public sealed class CheckpointExportTests : IDisposable
     }
 
     [Fact]
-    public void SamplingExportWritesTheEmaWeightsOnceNextToTheCheckpoint()
-    {
-        var checkpoint = Payload(("model.w", 1f), ("ema.w", 2f));
-        var path = CheckpointsExportCommand.ExportForSampling(checkpoint);
-        Assert.Equal(Path.Combine(_folder, "step-000000040.ema.safetensors"), path);
-        Assert.Equal(new Dictionary<string, float> { ["w"] = 2f }, Read(path));
-        var written = File.GetLastWriteTimeUtc(path);
-        Assert.Equal(path, CheckpointsExportCommand.ExportForSampling(checkpoint));
-        Assert.Equal(written, File.GetLastWriteTimeUtc(path));
-    }
-
-    [Fact]
     public void BareWeightsAreExportedAsTheyAre()
     {
         var checkpoint = Payload(("blocks.0.attn.qkv.weight", 4f), ("final_layer.linear.bias", 5f));
