@@ -58,4 +58,7 @@ public interface IRankGrain : IGrainWithStringKey
 public interface ISiloAgentGrain : IGrainWithStringKey
 {
     Task<SiloComputeInfo> GetComputeInfo();
+
+    /// <summary>The silo's devices and the training and sampling workloads it implements.</summary>
+    Task<SiloWorkloads> GetWorkloads();
 }

@@ -42,6 +42,25 @@ public sealed record RankSlot([property: Id(0)] string SiloAddress, [property: I
 [GenerateSerializer, Immutable]
 public sealed record SiloComputeInfo([property: Id(0)] string SiloAddress, [property: Id(1)] IReadOnlyList<string> Devices, [property: Id(2)] int ThreadsPerRank);
 
+/// <summary>What one silo can run: its devices and the workloads of each kind its rank and sampling workers implement.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SiloWorkloads(
+    [property: Id(0)] string SiloAddress,
+    [property: Id(1)] IReadOnlyList<string> Devices,
+    [property: Id(2)] IReadOnlyList<string> TrainingWorkloads,
+    [property: Id(3)] IReadOnlyList<string> SamplingWorkloads);
+
+/// <summary>One silo that offers a workload, with the devices it would run it on.</summary>
+[GenerateSerializer, Immutable]
+public sealed record WorkloadPlacement([property: Id(0)] string SiloAddress, [property: Id(1)] IReadOnlyList<string> Devices);
+
+/// <summary>A workload the cluster offers (training or sampling) and every silo that offers it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record WorkloadOffer(
+    [property: Id(0)] JobKind Kind,
+    [property: Id(1)] string Workload,
+    [property: Id(2)] IReadOnlyList<WorkloadPlacement> Placements);
+
 /// <summary>Metrics of one optimizer step.</summary>
 [GenerateSerializer, Immutable]
 public sealed record StepMetrics
