@@ -123,6 +123,52 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
     }
 
     [Fact]
+    public async Task AResumedJobSamplesThePinnedCheckpointEvenAfterANewerOneWasCommitted()
+    {
+        var trainingJob = await TrainedJobAsync();
+        // A catalog of our own, so committing a newer checkpoint does not change the trained job's "latest".
+        var sourceJob = "train-pinned-" + Guid.NewGuid().ToString("N")[..8];
+        var store = fixture.Grains.GetGrain<ICheckpointStoreGrain>(sourceJob);
+        Directory.CreateDirectory(_folder);
+        async Task<CheckpointInfo> CommitCopyAsync(long fromStep, long asStep)
+        {
+            var original = await CheckpointAsync(trainingJob, fromStep);
+            var copy = Path.Combine(_folder, $"{sourceJob}-{asStep}.ckpt");
+            File.Copy(original.Location, copy);
+            var info = original with { JobId = sourceJob, Step = asStep, Location = copy };
+            await store.Commit(info, keepLast: 0);
+            return info;
+        }
+        await CommitCopyAsync(fromStep: 1, asStep: 1);
+
+        var jobId = "sample-src-pin-" + Guid.NewGuid().ToString("N")[..8];
+        var job = fixture.Grains.GetGrain<ISamplingJobGrain>(jobId);
+        await job.Start(Spec(sourceJob, step: null, new Dictionary<string, string> { ["max_workers"] = "1", ["unit_delay_ms"] = "400" }) with { UnitSize = 2 });
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await job.GetStatus()).UnitsDone < 1)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no unit finished within 60 s");
+            await Task.Delay(20);
+        }
+        await job.Cancel();
+        Assert.InRange((await job.GetStatus()).UnitsDone, 1, 2);
+        await CommitCopyAsync(fromStep: 2, asStep: 5);
+        // A new activation reads the pinned checkpoint back from the persisted state.
+        await job.Cast<Orleans.Core.Internal.IGrainManagementExtension>().DeactivateOnIdle();
+        await job.Resume();
+        var resumed = await SamplingTestFiles.WaitForEndAsync(fixture, jobId);
+        Assert.True(resumed.State == JobState.Completed, $"resumed job ended {resumed.State}: {resumed.FailureReason}");
+        Assert.Equal(1L, resumed.Spec.SourceCheckpointStep);
+
+        var (_, step1) = await RunAsync(Spec(trainingJob, step: 1) with { UnitSize = 2 });
+        var (_, latest) = await RunAsync(Spec(sourceJob, step: null) with { UnitSize = 2 });
+        Assert.Equal(5L, latest.Spec.SourceCheckpointStep);
+        var resumedUnits = await UnitBytesAsync(resumed);
+        Assert.Equal(await UnitBytesAsync(step1), resumedUnits);
+        Assert.NotEqual(await UnitBytesAsync(latest), resumedUnits);
+    }
+
+    [Fact]
     public async Task AnUnknownSourceJobOrStepIsRefusedWithTheJobAndStepNamed()
     {
         var trainingJob = await TrainedJobAsync();
