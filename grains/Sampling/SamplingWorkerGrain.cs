@@ -185,7 +185,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         }
         catch (Exception error) when (error is InvalidDataException or FormatException or System.Text.Json.JsonException)
         {
-            throw new RaeJobException($"Sampling job '{plan.Spec.SourceTrainingJobId}': the {name} is not a safetensors training state (was it written by another workload?): {error.Message}", error);
+            throw new RaeJobException($"The {name} is not a safetensors training state (was it written by another workload?): {error.Message}", error);
         }
         try
         {

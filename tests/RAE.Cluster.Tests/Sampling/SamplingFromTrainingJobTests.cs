@@ -103,6 +103,7 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         Assert.Equal(fromJobUnits, await UnitBytesAsync(again));
 
         var step1 = await CheckpointAsync(trainingJob, 1);
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(step1.Location)!, "*.safetensors")); // nothing was exported beside it
         var configYaml = CheckpointConfigReader.ReadConfigYaml(await File.ReadAllBytesAsync(step1.Location), step1.Location)!;
         Assert.Equal(4, RaeConfig.Parse(configYaml, "stored").Sampler.NumSteps);
         Directory.CreateDirectory(_folder);
