@@ -143,6 +143,7 @@ public sealed record SamplingJobSpec
     [Id(2)] public long? SourceCheckpointStep { get; init; }
     [Id(3)] public int Samples { get; init; } = 16;
     [Id(4)] public int UnitSize { get; init; } = 4;
+    /// <summary>Labels are drawn from [0, Classes); 0 means every class of the configuration (misc.num_classes), fixed when the job starts.</summary>
     [Id(5)] public int Classes { get; init; } = 1;
     /// <summary>"equal" (N / classes per class, as the reference) or "random".</summary>
     [Id(6)] public string Labels { get; init; } = "equal";

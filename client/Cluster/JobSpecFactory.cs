@@ -90,6 +90,28 @@ public static class JobSpecFactory
         };
     }
 
+    /// <summary>
+    /// A sampling spec without a configuration: the sampling job uses the config.yaml stored in the training job's
+    /// checkpoint, and samples every class of it (<see cref="SamplingJobSpec.Classes"/> 0).
+    /// </summary>
+    public static SamplingJobSpec SamplingWithCheckpointConfig(string workload, SamplingSource source, int samples, long seed, string labels, int unitSize)
+    {
+        if (source.TrainingJobId is null)
+            throw new Commands.UsageException("a sampling job without a config file needs --ckpt JOB[@STEP] (a training job's checkpoint holds its configuration)");
+        return new SamplingJobSpec
+        {
+            Workload = workload,
+            SourceTrainingJobId = source.TrainingJobId,
+            SourceCheckpointStep = source.Step,
+            Samples = samples,
+            UnitSize = unitSize,
+            Classes = 0,
+            Labels = labels,
+            Seed = seed,
+            Settings = new Dictionary<string, string>(StringComparer.Ordinal),
+        };
+    }
+
     /// <summary>A relative ckpt path in a config is taken relative to the working directory, as the reference scripts do.</summary>
     private static string? ResolveConfigPath(string? path) =>
         string.IsNullOrWhiteSpace(path) ? null : Path.GetFullPath(path);

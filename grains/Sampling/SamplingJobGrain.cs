@@ -84,6 +84,7 @@ public sealed partial class SamplingJobGrain(
         var source = await ResolveSourceAsync(spec);
         // The resolved step is part of the spec from now on, so status and resumption name the weights actually sampled.
         if (source is not null) spec = spec with { SourceCheckpointStep = source.Checkpoint.Step };
+        if (spec.Classes == 0) spec = spec with { Classes = SamplingPlan.Create(JobId, spec with { Classes = 1 }, source).Config.Misc.NumClasses };
         var plan = SamplingPlan.Create(JobId, spec, source);
         var now = DateTimeOffset.UtcNow;
         job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };

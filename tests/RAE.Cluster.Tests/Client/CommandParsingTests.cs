@@ -98,6 +98,16 @@ public sealed class CommandParsingTests
         Assert.Equal(10, RaeConfig.Parse(spec.Settings[JobSpecFactory.SamplingConfigSetting], "shipped").Misc.NumClasses);
     }
 
+    [Fact]
+    public void SamplingSpecWithoutAConfigLeavesConfigurationAndClassesToTheCheckpoint()
+    {
+        var spec = JobSpecFactory.SamplingWithCheckpointConfig("rae", SamplingSource.Parse("train-7"), samples: 8, seed: 1, labels: "equal", unitSize: 4);
+        Assert.Equal(("train-7", (long?)null), (spec.SourceTrainingJobId, spec.SourceCheckpointStep));
+        Assert.Equal(0, spec.Classes);
+        Assert.Empty(spec.Settings);
+        Assert.Throws<UsageException>(() => JobSpecFactory.SamplingWithCheckpointConfig("rae", SamplingSource.Parse("w.safetensors"), 8, 1, "equal", 4));
+    }
+
     [Theory]
     [InlineData("train")]
     [InlineData("train", "a.yaml", "b.yaml")]
@@ -109,6 +119,9 @@ public sealed class CommandParsingTests
     [InlineData("sample", "{tiny}", "--num-samples", "0")]
     [InlineData("sample", "{tiny}", "--ckpt", "job@x")]
     [InlineData("sample", "{tiny}", "--ckpt", "job@3", "--weights", "optimizer")]
+    [InlineData("sample", "--ckpt", "w.safetensors")]
+    [InlineData("sample", "--ckpt", "train-1", "--set", "training.max_steps=3")]
+    [InlineData("sample", "{tiny}", "{tiny}", "--ckpt", "train-1")]
     [InlineData("jobs", "show")]
     [InlineData("jobs", "watch")]
     [InlineData("jobs", "cancel", "a", "b")]

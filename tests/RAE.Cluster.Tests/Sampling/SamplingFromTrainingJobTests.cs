@@ -89,9 +89,10 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         var trainingJob = await TrainedJobAsync();
         using var loads = new WeightLoadCounter();
 
-        // No exported file and no configuration: the EMA weights and config.yaml of step 1 come from the payload.
-        var (fromJobId, fromJob) = await RunAsync(Spec(trainingJob, step: 1));
+        // No exported file, no configuration and no class count: the EMA weights and config.yaml of step 1 come from the payload.
+        var (fromJobId, fromJob) = await RunAsync(Spec(trainingJob, step: 1) with { Classes = 0 });
         Assert.Equal(1L, fromJob.Spec.SourceCheckpointStep);
+        Assert.Equal(10, fromJob.Spec.Classes);
         Assert.Null(fromJob.ImagesLocation);
         Assert.Equal(2, fromJob.UnitsTotal);
         Assert.Equal(1, loads.Count(fromJobId)); // one worker, two units, one load
