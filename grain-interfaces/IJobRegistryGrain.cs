@@ -8,6 +8,19 @@ public interface IJobRegistryGrain : IGrainWithStringKey
     /// <summary>Validates the spec, creates the job's coordinator and starts it; returns the new job id.</summary>
     Task<string> SubmitTraining(TrainingJobSpec spec);
 
+    /// <summary>
+    /// Validates the sampling spec (workload, samples, source checkpoint, configuration), creates the job's id, starts its
+    /// grain and lists it; returns the new job id. <see cref="RaeJobException"/> naming the problem, and nothing is listed,
+    /// when the spec is refused.
+    /// </summary>
+    Task<string> SubmitSampling(SamplingJobSpec spec);
+
+    /// <summary><see cref="SubmitSampling"/> under a chosen id; <see cref="RaeJobException"/> when a job of that id exists.</summary>
+    Task<string> SubmitSamplingAs(string jobId, SamplingJobSpec spec);
+
+    /// <summary>The training and sampling workloads the active silos offer, and on which silos and devices.</summary>
+    Task<IReadOnlyList<WorkloadOffer>> GetWorkloads();
+
     Task<IReadOnlyList<JobSummary>> List();
 
     /// <summary>The job's summary; <see cref="RaeJobException"/> when the id is unknown.</summary>

@@ -20,7 +20,8 @@ public sealed record RankStepResult(
     [property: Id(4)] int Samples,
     [property: Id(5)] double ComputeSeconds,
     [property: Id(6)] double AllReduceSeconds,
-    [property: Id(7)] double ApplySeconds);
+    [property: Id(7)] double ApplySeconds,
+    [property: Id(8)] double GradientNorm = 0);
 
 /// <summary>
 /// One per compute device a silo declares (key: <see cref="SiloBoundKey.Rank"/>), placed on that silo. It is only the
@@ -57,4 +58,7 @@ public interface IRankGrain : IGrainWithStringKey
 public interface ISiloAgentGrain : IGrainWithStringKey
 {
     Task<SiloComputeInfo> GetComputeInfo();
+
+    /// <summary>The silo's devices and the training and sampling workloads it implements.</summary>
+    Task<SiloWorkloads> GetWorkloads();
 }

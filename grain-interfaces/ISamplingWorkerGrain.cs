@@ -9,7 +9,18 @@ public sealed record SamplingUnitRequest(
     [property: Id(3)] IReadOnlyList<int> Labels,
     [property: Id(4)] long Seed,
     [property: Id(5)] SamplingJobSpec Spec,
-    [property: Id(6)] string OutputPrefix);
+    [property: Id(6)] string OutputPrefix,
+    [property: Id(7)] SamplingSourcePin? Source = null);
+
+/// <summary>
+/// The training-job checkpoint a sampling job samples from, resolved once and persisted with the job so a resumed job
+/// samples the same weights: the committed checkpoint (step, location, SHA-256) and, when the sampling spec carries no
+/// configuration, the <c>config.yaml</c> stored in that checkpoint.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record SamplingSourcePin(
+    [property: Id(0)] CheckpointInfo Checkpoint,
+    [property: Id(1)] string? ConfigYaml);
 
 /// <summary>What a worker wrote for one unit; <see cref="Seconds"/> is the time the tensor work took.</summary>
 [GenerateSerializer, Immutable]

@@ -42,6 +42,25 @@ public sealed record RankSlot([property: Id(0)] string SiloAddress, [property: I
 [GenerateSerializer, Immutable]
 public sealed record SiloComputeInfo([property: Id(0)] string SiloAddress, [property: Id(1)] IReadOnlyList<string> Devices, [property: Id(2)] int ThreadsPerRank);
 
+/// <summary>What one silo can run: its devices and the workloads of each kind its rank and sampling workers implement.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SiloWorkloads(
+    [property: Id(0)] string SiloAddress,
+    [property: Id(1)] IReadOnlyList<string> Devices,
+    [property: Id(2)] IReadOnlyList<string> TrainingWorkloads,
+    [property: Id(3)] IReadOnlyList<string> SamplingWorkloads);
+
+/// <summary>One silo that offers a workload, with the devices it would run it on.</summary>
+[GenerateSerializer, Immutable]
+public sealed record WorkloadPlacement([property: Id(0)] string SiloAddress, [property: Id(1)] IReadOnlyList<string> Devices);
+
+/// <summary>A workload the cluster offers (training or sampling) and every silo that offers it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record WorkloadOffer(
+    [property: Id(0)] JobKind Kind,
+    [property: Id(1)] string Workload,
+    [property: Id(2)] IReadOnlyList<WorkloadPlacement> Placements);
+
 /// <summary>Metrics of one optimizer step.</summary>
 [GenerateSerializer, Immutable]
 public sealed record StepMetrics
@@ -63,6 +82,8 @@ public sealed record StepMetrics
     [Id(9)] public double ApplySeconds { get; init; }
     /// <summary>When the coordinator had every rank's result; the gap between steps is loop overhead outside <see cref="StepSeconds"/>.</summary>
     [Id(10)] public DateTimeOffset CompletedAt { get; init; }
+    /// <summary>Global L2 norm of the averaged gradients before clipping (the reference's grad_norm); rank 0's, all ranks agree.</summary>
+    [Id(11)] public double GradientNorm { get; init; }
 }
 
 [GenerateSerializer, Immutable]
@@ -122,6 +143,7 @@ public sealed record SamplingJobSpec
     [Id(2)] public long? SourceCheckpointStep { get; init; }
     [Id(3)] public int Samples { get; init; } = 16;
     [Id(4)] public int UnitSize { get; init; } = 4;
+    /// <summary>Labels are drawn from [0, Classes); 0 means every class of the configuration (misc.num_classes), fixed when the job starts.</summary>
     [Id(5)] public int Classes { get; init; } = 1;
     /// <summary>"equal" (N / classes per class, as the reference) or "random".</summary>
     [Id(6)] public string Labels { get; init; } = "equal";

@@ -18,6 +18,9 @@ public static class JobSpecFactory
     /// <summary>Sampling spec setting: the Stage 2 weights file (overrides stage_2.ckpt).</summary>
     public const string CheckpointSetting = "checkpoint";
 
+    /// <summary>Sampling spec setting: "ema" (default) or "model", the part of a training checkpoint that is sampled.</summary>
+    public const string WeightsSetting = "weights";
+
     /// <summary>The training workload of the DiT^DH rank worker.</summary>
     public const string DefaultWorkload = "dit-dh";
 
@@ -69,14 +72,15 @@ public static class JobSpecFactory
         Math.Max(1, (config.Data?.NumSamples ?? 1024) / Math.Max(1, globalBatch));
 
     /// <summary>
-    /// The sampling spec. <paramref name="checkpointPath"/> is the weights file: a file given with --ckpt, or the location
-    /// of the training job's committed checkpoint (the client resolves it); null falls back to the config's stage_2.ckpt.
+    /// The sampling spec. A training job named by <paramref name="source"/> is passed as the spec's source: the sampling
+    /// job resolves its committed checkpoint (the step, or the latest) and its workers read the weights from the payload.
+    /// Otherwise the weights file is the one given with --ckpt, else the config's stage_2.ckpt.
     /// </summary>
-    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, string? checkpointPath, int samples, long seed, string labels, int unitSize)
+    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, int samples, long seed, string labels, int unitSize)
     {
         if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a sampling job needs a 'stage_2' section");
         var settings = new Dictionary<string, string>(StringComparer.Ordinal) { [SamplingConfigSetting] = config.ToYaml() };
-        checkpointPath ??= source.CheckpointPath ?? ResolveConfigPath(config.Stage2.Ckpt);
+        var checkpointPath = source.TrainingJobId is not null ? null : source.CheckpointPath ?? ResolveConfigPath(config.Stage2.Ckpt);
         if (checkpointPath is not null) settings[CheckpointSetting] = checkpointPath;
         return new SamplingJobSpec
         {
@@ -89,6 +93,28 @@ public static class JobSpecFactory
             Labels = labels,
             Seed = seed,
             Settings = settings,
+        };
+    }
+
+    /// <summary>
+    /// A sampling spec without a configuration: the sampling job uses the config.yaml stored in the training job's
+    /// checkpoint, and samples every class of it (<see cref="SamplingJobSpec.Classes"/> 0).
+    /// </summary>
+    public static SamplingJobSpec SamplingWithCheckpointConfig(string workload, SamplingSource source, int samples, long seed, string labels, int unitSize)
+    {
+        if (source.TrainingJobId is null)
+            throw new Commands.UsageException("a sampling job without a config file needs --ckpt JOB[@STEP] (a training job's checkpoint holds its configuration)");
+        return new SamplingJobSpec
+        {
+            Workload = workload,
+            SourceTrainingJobId = source.TrainingJobId,
+            SourceCheckpointStep = source.Step,
+            Samples = samples,
+            UnitSize = unitSize,
+            Classes = 0,
+            Labels = labels,
+            Seed = seed,
+            Settings = new Dictionary<string, string>(StringComparer.Ordinal),
         };
     }
 

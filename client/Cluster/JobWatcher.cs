@@ -36,7 +36,7 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
             var last = metrics.Count > 0 ? metrics[^1] : status.LastMetrics;
             if (context.Json)
             {
-                foreach (var step in metrics) context.WriteJson(new { jobId, kind = "step", step.Step, step.Loss, step.LearningRate, step.StepSeconds, step.SamplesPerSecondPerRank, step.Ranks });
+                foreach (var step in metrics) context.WriteJson(new { jobId, kind = "step", step.Step, step.Loss, step.GradientNorm, step.LearningRate, step.StepSeconds, step.SamplesPerSecondPerRank, step.Ranks });
             }
             else
             {
@@ -86,7 +86,7 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
         if (last is not null)
         {
             var speed = last.SamplesPerSecondPerRank.Sum();
-            line += string.Create(Invariant, $"  loss {last.Loss:F4}  lr {last.LearningRate:E2}  {speed:F1} img/s  {status.Ranks.Count} rank(s)");
+            line += string.Create(Invariant, $"  loss {last.Loss:F4}  grad norm {last.GradientNorm:F3}  lr {last.LearningRate:E2}  {speed:F1} img/s  {status.Ranks.Count} rank(s)");
         }
         if (status.Recoveries > 0) line += $"  recoveries {status.Recoveries}";
         return line;

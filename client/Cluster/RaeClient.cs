@@ -145,7 +145,8 @@ public sealed class RaeClient : IAsyncDisposable
                 compute.Devices, compute.ThreadsPerRank, ranks,
                 stats?.EnvironmentStatistics.FilteredCpuUsagePercentage, stats?.EnvironmentStatistics.FilteredMemoryUsageBytes, stats?.ActivationCount ?? 0));
         }
-        return new ClusterStatusReport(silos, jobs.Count(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering));
+        var workloads = await Registry.GetWorkloads();
+        return new ClusterStatusReport(silos, jobs.Count(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering), workloads);
     }
 
     public Task<string> SubmitTrainingAsync(TrainingJobSpec spec) => Registry.SubmitTraining(spec);
@@ -186,12 +187,11 @@ public sealed class RaeClient : IAsyncDisposable
         else await Registry.Cancel(jobId);
     }
 
-    public async Task<string> StartSamplingAsync(SamplingJobSpec spec, string? jobId = null)
-    {
-        jobId ??= $"sample-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}";
-        await SamplingGrain(jobId).Start(spec);
-        return jobId;
-    }
+    /// <summary>Submits through the registry, which validates, starts and lists the job; under a chosen id when one is given.</summary>
+    public Task<string> StartSamplingAsync(SamplingJobSpec spec, string? jobId = null) =>
+        jobId is null ? Registry.SubmitSampling(spec) : Registry.SubmitSamplingAs(jobId, spec);
+
+    public Task<IReadOnlyList<WorkloadOffer>> GetWorkloadsAsync() => Registry.GetWorkloads();
 
     public Task<SamplingJobStatus> GetSamplingStatusAsync(string jobId) => SamplingGrain(jobId).GetStatus();
 
@@ -266,4 +266,4 @@ public sealed record SiloStatus(
     IReadOnlyList<string> Devices, int ThreadsPerRank, IReadOnlyList<RankStatus> Ranks,
     float? CpuUsagePercent, long? MemoryUsageBytes, int Activations);
 
-public sealed record ClusterStatusReport(IReadOnlyList<SiloStatus> Silos, int ActiveJobs);
+public sealed record ClusterStatusReport(IReadOnlyList<SiloStatus> Silos, int ActiveJobs, IReadOnlyList<WorkloadOffer> Workloads);

@@ -3,7 +3,10 @@ using RAE.Client.Cluster;
 
 namespace RAE.Client.Commands;
 
-/// <summary>`rae cluster status`: every active silo with its devices, ranks (and the job using each), CPU, memory and activations.</summary>
+/// <summary>
+/// `rae cluster status`: every active silo with its devices, ranks (and the job using each), CPU, memory and activations,
+/// then the training and sampling workloads the silos offer and where.
+/// </summary>
 public sealed class ClusterStatusCommand : ClusterCommand
 {
     public override string Name => "cluster status";
@@ -31,6 +34,12 @@ public sealed class ClusterStatusCommand : ClusterCommand
                 ctx.Output.WriteLine($"{silo.Address,-28} {silo.Status,-8} {string.Join(",", silo.Devices),-16} {busy + "/" + silo.Ranks.Count,-10} {cpu,6} {memory,10} {silo.Activations,11}");
                 foreach (var rank in silo.Ranks.Where(r => r.BusyWithJob is not null))
                     ctx.Output.WriteLine($"  rank {rank.Device}: {rank.BusyWithJob}");
+            }
+            ctx.Output.WriteLine("workloads");
+            foreach (var offer in report.Workloads)
+            {
+                var where = string.Join(", ", offer.Placements.Select(p => $"{p.SiloAddress} [{string.Join(",", p.Devices)}]"));
+                ctx.Output.WriteLine($"  {offer.Kind.ToString().ToLowerInvariant(),-8} {offer.Workload,-12} {offer.Placements.Count} silo(s): {where}");
             }
             return Ok;
         };

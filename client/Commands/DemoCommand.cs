@@ -115,7 +115,7 @@ public sealed class DemoCommand : ICliCommand
             return ClusterCommand.Failed;
         }
 
-        var samplingSpec = JobSpecFactory.Sampling(config, JobSpecFactory.DefaultSamplingWorkload, new SamplingSource(jobId, latest.Step, null), CheckpointsExportCommand.ExportForSampling(latest),
+        var samplingSpec = JobSpecFactory.Sampling(config, JobSpecFactory.DefaultSamplingWorkload, new SamplingSource(jobId, latest.Step, null),
             samples, seed: 0, labels: "equal", unitSize: 5);
         string samplingId;
         try

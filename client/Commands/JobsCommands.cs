@@ -73,7 +73,7 @@ public sealed class JobsShowCommand : ClusterCommand
             output.WriteLine($"  rank {index}: {slot.Device} on {slot.SiloAddress}");
         output.WriteLine($"checkpoint {(status.LastCheckpointStep is { } step ? $"step {step}" : "none yet")}");
         if (status.LastMetrics is { } m)
-            output.WriteLine(string.Create(invariant, $"last step  {m.Step}: loss {m.Loss:F5}, lr {m.LearningRate:E3}, {m.StepSeconds:F3} s, {m.SamplesPerSecondPerRank.Sum():F1} img/s"));
+            output.WriteLine(string.Create(invariant, $"last step  {m.Step}: loss {m.Loss:F5}, grad norm {m.GradientNorm:F4}, lr {m.LearningRate:E3}, {m.StepSeconds:F3} s, {m.SamplesPerSecondPerRank.Sum():F1} img/s"));
         output.WriteLine($"created    {status.CreatedAt:u}, updated {status.UpdatedAt:u}");
     }
 

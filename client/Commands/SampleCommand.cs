@@ -3,18 +3,20 @@ using RAE.Client.Cluster;
 namespace RAE.Client.Commands;
 
 /// <summary>
-/// `rae sample CONFIG.yaml`: starts a sampling job (weights from --ckpt JOB[@STEP] or a file, else the config's
-/// stage_2.ckpt) and follows it to the end unless --no-watch; prints where the `.npz` went.
+/// `rae sample CONFIG.yaml`: starts a sampling job (weights from a training job's committed checkpoint with
+/// --ckpt JOB[@STEP], the latest when no step is given, or from a file, else the config's stage_2.ckpt; without
+/// CONFIG.yaml, --ckpt JOB samples with the configuration stored in the checkpoint) and follows it to the end unless --no-watch; prints where the `.npz` went.
 /// </summary>
 public sealed class SampleCommand : ClusterCommand
 {
     public override string Name => "sample";
 
-    public override string Summary => "CONFIG.yaml [--ckpt JOB[@STEP]|FILE] [--num-samples N] [--seed S] [--label-sampling equal|random] [--set k=v] [--no-watch] [--json]";
+    public override string Summary => "[CONFIG.yaml] [--ckpt JOB[@STEP]|FILE] [--weights ema|model] [--num-samples N] [--seed S] [--label-sampling equal|random] [--set k=v] [--no-watch] [--json]";
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
     {
-        var path = RequireOne(arguments, "config file");
+        if (arguments.Positional.Count > 1) throw new UsageException($"expects at most one config file, got {arguments.Positional.Count}");
+        var path = arguments.Positional.Count == 1 ? arguments.Positional[0] : null;
         var overrides = arguments.Options("set");
         var checkpoint = arguments.Option("ckpt");
         var samples = arguments.Int("num-samples", 50);
@@ -24,18 +26,24 @@ public sealed class SampleCommand : ClusterCommand
         var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultSamplingWorkload;
         var jobId = arguments.Option("job-id");
         var noWatch = arguments.Flag("no-watch");
+        var weights = arguments.Option("weights");
+        if (weights is not (null or "ema" or "model")) throw new UsageException($"--weights expects ema or model, got '{weights}'");
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
         if (unitSize < 1) throw new UsageException($"--unit-size must be at least 1, got {unitSize}");
         if (labels is not ("equal" or "random")) throw new UsageException($"--label-sampling expects equal or random, got '{labels}'");
         var source = checkpoint is null ? new SamplingSource(null, null, null) : SamplingSource.Parse(checkpoint);
-        var config = JobSpecFactory.LoadConfig(path, overrides);
+        if (path is null && source.TrainingJobId is null)
+            throw new UsageException("expects a config file, or --ckpt JOB[@STEP] to sample with the configuration stored in that checkpoint");
+        if (path is null && overrides.Count > 0) throw new UsageException("--set overrides need a config file");
+        var config = path is null ? null : JobSpecFactory.LoadConfig(path, overrides);
 
         return async (client, ctx) =>
         {
-            // The sampling job reads a weights file: a training job's committed checkpoint is resolved to its location here.
-            var checkpointPath = source.TrainingJobId is null ? null
-                : CheckpointsExportCommand.ExportForSampling(await client.GetCheckpointAsync(source.TrainingJobId, source.Step));
-            var spec = JobSpecFactory.Sampling(config, workload, source, checkpointPath, samples, seed, labels, unitSize);
+            // A training job is passed as the source: the cluster resolves its checkpoint and reads the weights itself.
+            var spec = config is null
+                ? JobSpecFactory.SamplingWithCheckpointConfig(workload, source, samples, seed, labels, unitSize)
+                : JobSpecFactory.Sampling(config, workload, source, samples, seed, labels, unitSize);
+            if (weights is not null) spec = spec with { Settings = new Dictionary<string, string>(spec.Settings) { [JobSpecFactory.WeightsSetting] = weights } };
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
             else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Checkpoints;
 
 namespace RAE.Grains.Sampling;
 
@@ -18,6 +19,8 @@ public sealed class SamplingJobState
     [Id(6)] public DateTimeOffset UpdatedAt { get; set; }
     /// <summary>How many activations found the job unfinished and continued it.</summary>
     [Id(7)] public int Resumptions { get; set; }
+    /// <summary>The training checkpoint resolved at start (step, location, SHA-256, stored config); a resumed job samples exactly it.</summary>
+    [Id(8)] public SamplingSourcePin? Source { get; set; }
 }
 
 /// <summary>
@@ -30,6 +33,7 @@ public sealed class SamplingJobState
 [Reentrant]
 public sealed partial class SamplingJobGrain(
     [PersistentState("sampling", RaeStorage.GrainStateProvider)] IPersistentState<SamplingJobState> job,
+    ICheckpointPayloadStore checkpoints,
     ILogger<SamplingJobGrain> logger) : Grain, ISamplingJobGrain
 {
     /// <summary>A unit that fails this many times in a row fails the job.</summary>
@@ -76,9 +80,14 @@ public sealed partial class SamplingJobGrain(
     {
         if (State.Spec is not null)
             throw new RaeJobException($"Sampling job '{JobId}' was already started; submit a new job instead.");
-        var plan = SamplingPlan.Create(JobId, spec);
+        ArgumentNullException.ThrowIfNull(spec);
+        var source = await ResolveSourceAsync(spec);
+        // The resolved step is part of the spec from now on, so status and resumption name the weights actually sampled.
+        if (source is not null) spec = spec with { SourceCheckpointStep = source.Checkpoint.Step };
+        if (spec.Classes == 0) spec = spec with { Classes = SamplingPlan.Create(JobId, spec with { Classes = 1 }, source).Config.Misc.NumClasses };
+        var plan = SamplingPlan.Create(JobId, spec, source);
         var now = DateTimeOffset.UtcNow;
-        job.State = new SamplingJobState { Spec = spec, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
+        job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
         await job.WriteStateAsync();
         await ReportAsync(plan);
         EnsureLoop();
@@ -143,7 +152,7 @@ public sealed partial class SamplingJobGrain(
         SamplingPlan plan;
         try
         {
-            plan = SamplingPlan.Create(JobId, RequireSpec());
+            plan = SamplingPlan.Create(JobId, RequireSpec(), State.Source);
         }
         catch (RaeJobException error)
         {
@@ -198,7 +207,7 @@ public sealed partial class SamplingJobGrain(
                 var worker = idle.Dequeue();
                 var (first, count) = plan.UnitRange(unit);
                 var request = new SamplingUnitRequest(JobId, unit, first, labels[first..(first + count)],
-                    SamplingLabels.UnitSeed(spec.Seed, unit), spec, plan.OutputPrefix);
+                    SamplingLabels.UnitSeed(spec.Seed, unit), spec, plan.OutputPrefix, State.Source);
                 inFlight[worker.RunUnit(request)] = (worker, unit);
             }
             if (inFlight.Count == 0)
@@ -285,12 +294,57 @@ public sealed partial class SamplingJobGrain(
     {
         try
         {
-            return SamplingPlan.Create(JobId, spec);
+            return SamplingPlan.Create(JobId, spec, State.Source);
         }
         catch (RaeJobException)
         {
             return null;
         }
+    }
+
+    /// <summary>
+    /// The committed checkpoint the spec names (its step, or the latest), plus the configuration stored in it when the spec
+    /// brings none; null when the spec names no training job. <see cref="RaeJobException"/> names the job and step that are missing.
+    /// </summary>
+    private async Task<SamplingSourcePin?> ResolveSourceAsync(SamplingJobSpec spec)
+    {
+        if (spec.SourceTrainingJobId is not { } sourceJob) return null;
+        if (string.IsNullOrWhiteSpace(sourceJob))
+            throw new RaeJobException($"Sampling job '{JobId}': the source training job id is empty.");
+        var committed = await GrainFactory.GetGrain<ICheckpointStoreGrain>(sourceJob).List();
+        if (committed.Count == 0)
+        {
+            var known = true;
+            try
+            {
+                await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Get(sourceJob);
+            }
+            catch (RaeJobException)
+            {
+                known = false;
+            }
+            throw new RaeJobException(known
+                ? $"Sampling job '{JobId}': training job '{sourceJob}' has no committed checkpoint yet{(spec.SourceCheckpointStep is { } s ? $" (step {s} was asked for)" : "")}."
+                : $"Sampling job '{JobId}': training job '{sourceJob}' is unknown: the registry does not list it and it has no committed checkpoint; 'rae jobs list' shows the jobs.");
+        }
+        var checkpoint = spec.SourceCheckpointStep is { } step
+            ? committed.FirstOrDefault(c => c.Step == step)
+                ?? throw new RaeJobException($"Sampling job '{JobId}': training job '{sourceJob}' has no committed checkpoint at step {step}; committed steps: [{string.Join(", ", committed.Select(c => c.Step))}].")
+            : committed.MaxBy(c => c.Step)!;
+        string? configYaml = null;
+        if (!SamplingPlan.HasOwnConfig(spec))
+        {
+            try
+            {
+                var payload = await checkpoints.ReadAsync(checkpoint);
+                configYaml = CheckpointConfigReader.ReadConfigYaml(payload, $"checkpoint of job '{sourceJob}' at step {checkpoint.Step}");
+            }
+            catch (Exception error) when (error is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                throw new RaeJobException($"Sampling job '{JobId}': the checkpoint of training job '{sourceJob}' at step {checkpoint.Step} cannot be read for its configuration: {error.Message}", error);
+            }
+        }
+        return new SamplingSourcePin(checkpoint, configYaml);
     }
 
     private SamplingJobSpec RequireSpec() => State.Spec

@@ -40,14 +40,37 @@ public sealed class SamplingPipeline : IDisposable
     private readonly LatentStats? _stats;
     private readonly FlowTransport _transport;
 
-    public SamplingPipeline(RaeConfig config, string checkpointPath, Device device)
+    /// <summary>Loads the Stage-2 weights from a file (safetensors or torch.save; the reference's EMA-first rule unless <paramref name="options"/> say otherwise).</summary>
+    public SamplingPipeline(RaeConfig config, string checkpointPath, Device device, CheckpointLoadOptions? options = null)
+        : this(config, model => CheckpointLoader.LoadInto(model, checkpointPath, options), device)
+    {
+    }
+
+    /// <summary>
+    /// Loads the Stage-2 weights strictly from the keys of <paramref name="weights"/> under <paramref name="prefix"/> (e.g.
+    /// "ema." of a training checkpoint; the prefix is stripped, other keys are ignored). The caller keeps the tensors.
+    /// </summary>
+    public SamplingPipeline(RaeConfig config, IReadOnlyDictionary<string, Tensor> weights, string prefix, string sourceName, Device device)
+        : this(config, model =>
+        {
+            if (!weights.Keys.Any(key => key.StartsWith(prefix, StringComparison.Ordinal)))
+                throw new ArgumentException($"{sourceName} holds no '{prefix}*' weights (it has: {string.Join(", ", weights.Keys.Take(5))}...).");
+            StrictWeightLoader.Load(model, weights, sourceName, prefix);
+        }, device)
+    {
+    }
+
+    private SamplingPipeline(RaeConfig config, Action<DiTwDDTHead> loadWeights, Device device)
     {
         _config = config;
         _device = device;
         var stage2 = config.Stage2 ?? throw new ArgumentException($"configuration '{config.SourceName}' has no stage_2 section");
-        _model = LoadModel(stage2, checkpointPath, device);
+        _model = LoadModel(stage2, loadWeights, device);
         if (config.Guidance is { IsActive: true, Method: Models.Config.GuidanceMethod.Autoguidance, GuidanceModel: { } guide })
-            _guide = LoadModel(guide, guide.Ckpt ?? throw new ArgumentException("guidance.guidance_model.ckpt is not set"), device);
+        {
+            var guidePath = guide.Ckpt ?? throw new ArgumentException("guidance.guidance_model.ckpt is not set");
+            _guide = LoadModel(guide, model => CheckpointLoader.LoadInto(model, guidePath), device);
+        }
         if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoderPath } stage1)
             (_decoder, _stats) = LoadDecoder(stage1, decoderPath, config.Misc.LatentSize, device);
         var transport = config.Transport;
@@ -90,7 +113,7 @@ public sealed class SamplingPipeline : IDisposable
         return new GuidanceSettings(method, guidance.Scale, guidance.TMin, guidance.TMax);
     }
 
-    private static DiTwDDTHead LoadModel(Stage2Config config, string checkpointPath, Device device)
+    private static DiTwDDTHead LoadModel(Stage2Config config, Action<DiTwDDTHead> loadWeights, Device device)
     {
         if (config.Params is not DiTwDDTHeadParams p)
             throw new ArgumentException($"stage_2.target '{config.Target}' is not DiT^DH; only {Stage2Config.DiTwDDTHeadTarget} is sampled");
@@ -98,7 +121,7 @@ public sealed class SamplingPipeline : IDisposable
         var model = new DiTwDDTHead(options);
         try
         {
-            CheckpointLoader.LoadInto(model, checkpointPath);
+            loadWeights(model);
             model.to(device);
             model.eval();
             return model;

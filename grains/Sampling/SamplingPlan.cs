@@ -6,20 +6,30 @@ namespace RAE.Grains.Sampling;
 
 /// <summary>
 /// A validated sampling job: the spec plus what its <see cref="SamplingJobSpec.Settings"/> name. Settings keys:
-/// <c>config</c> (path of an RAE YAML configuration) or <c>config_yaml</c> (its text); <c>checkpoint</c> (Stage-2 weights,
-/// safetensors or torch.save, EMA preferred; overrides <c>stage_2.ckpt</c>); <c>output</c> (blob folder, default
+/// <c>config</c> (path of an RAE YAML configuration) or <c>config_yaml</c> (its text), else the <c>config.yaml</c> of the
+/// source training checkpoint; <c>checkpoint</c> (Stage-2 weights, safetensors or torch.save, EMA preferred; overrides
+/// <c>stage_2.ckpt</c>; not allowed with <see cref="SamplingJobSpec.SourceTrainingJobId"/>); <c>weights</c> (<c>ema</c>,
+/// the default, or <c>model</c>: which part of a training checkpoint to sample); <c>output</c> (blob folder, default
 /// <c>samples/{job id}</c>); <c>max_workers</c> (0 = every device of every silo); <c>png</c> (true/false, default true);
 /// <c>unit_delay_ms</c> (a pause after each unit, for tests and demos).
 /// </summary>
 public sealed record SamplingPlan
 {
     public const string Workload = "rae";
-    public static readonly IReadOnlyList<string> KnownSettings = ["config", "config_yaml", "checkpoint", "output", "max_workers", "png", "unit_delay_ms"];
+    public static readonly IReadOnlyList<string> KnownSettings = ["config", "config_yaml", "checkpoint", "weights", "output", "max_workers", "png", "unit_delay_ms"];
+    public static readonly IReadOnlyList<string> WeightParts = ["ema", "model"];
     public static readonly IReadOnlyList<string> LabelModes = ["equal", "random"];
 
     public required SamplingJobSpec Spec { get; init; }
     public required RaeConfig Config { get; init; }
-    public required string CheckpointPath { get; init; }
+    /// <summary>The weights file; null when the weights come from a training job's checkpoint (<see cref="Source"/>).</summary>
+    public string? CheckpointPath { get; init; }
+    /// <summary>The pinned training-job checkpoint; null when the weights come from a file.</summary>
+    public SamplingSourcePin? Source { get; init; }
+    /// <summary>"ema" or "model": the part of a training checkpoint (or of a torch.save file) that is sampled.</summary>
+    public string WeightsPart { get; init; } = "ema";
+    /// <summary>True when the "weights" setting was given, so a file must hold that part.</summary>
+    public bool WeightsPartExplicit { get; init; }
     public required string OutputPrefix { get; init; }
     public int MaxWorkers { get; init; }
     public bool WritePngs { get; init; } = true;
@@ -42,8 +52,15 @@ public sealed record SamplingPlan
 
     public string NpzLocation => $"{OutputPrefix}/samples.npz";
 
-    /// <summary>Checks everything that can be checked without loading weights; throws <see cref="RaeJobException"/> naming the problem.</summary>
-    public static SamplingPlan Create(string jobId, SamplingJobSpec spec)
+    /// <summary>True when the spec's settings carry a configuration (else it must come from the source checkpoint).</summary>
+    public static bool HasOwnConfig(SamplingJobSpec spec) =>
+        spec.Settings is { } settings && (settings.ContainsKey("config") || settings.ContainsKey("config_yaml"));
+
+    /// <summary>
+    /// Checks everything that can be checked without loading weights; throws <see cref="RaeJobException"/> naming the problem.
+    /// A spec with a <see cref="SamplingJobSpec.SourceTrainingJobId"/> needs the resolved <paramref name="source"/>.
+    /// </summary>
+    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (spec.Workload != Workload)
@@ -59,7 +76,24 @@ public sealed record SamplingPlan
         if (unknown.Count > 0)
             throw new RaeJobException($"Sampling job '{jobId}': unknown setting(s) {string.Join(", ", unknown.Select(k => $"'{k}'"))}; known: {string.Join(", ", KnownSettings)}.");
 
-        var config = LoadConfig(jobId, settings);
+        if (spec.SourceTrainingJobId is { } sourceJob)
+        {
+            if (settings.ContainsKey("checkpoint"))
+                throw new RaeJobException($"Sampling job '{jobId}': the weights come either from training job '{sourceJob}' or from the 'checkpoint' setting, not both.");
+            if (source is null)
+                throw new RaeJobException($"Sampling job '{jobId}': the checkpoint of training job '{sourceJob}' was not resolved yet.");
+            if (source.Checkpoint.JobId != sourceJob || spec.SourceCheckpointStep is { } step && step != source.Checkpoint.Step)
+                throw new RaeJobException($"Sampling job '{jobId}': the pinned checkpoint ({source.Checkpoint.JobId} step {source.Checkpoint.Step}) is not the one the spec names ({sourceJob}{(spec.SourceCheckpointStep is { } s ? $" step {s}" : "")}).");
+        }
+        else if (source is not null)
+        {
+            throw new RaeJobException($"Sampling job '{jobId}': a checkpoint of job '{source.Checkpoint.JobId}' was pinned, but the spec names no source training job.");
+        }
+        var weightsPart = settings.GetValueOrDefault("weights") ?? "ema";
+        if (!WeightParts.Contains(weightsPart))
+            throw new RaeJobException($"Sampling job '{jobId}': setting 'weights' must be 'ema' or 'model', got '{weightsPart}'.");
+
+        var config = LoadConfig(jobId, settings, source);
         if (config.Stage2 is null)
             throw new RaeJobException($"Sampling job '{jobId}': the configuration '{config.SourceName}' has no stage_2 section (the model to sample).");
         if (config.Stage2.Params is not DiTwDDTHeadParams model)
@@ -70,9 +104,13 @@ public sealed record SamplingPlan
         if (latent[0] != model.InChannels || latent[1] != model.InputSize || latent[2] != model.InputSize)
             throw new RaeJobException($"Sampling job '{jobId}': misc.latent_size [{string.Join(", ", latent)}] does not match the model's in_channels {model.InChannels} and input_size {model.InputSize}.");
 
-        var checkpoint = settings.GetValueOrDefault("checkpoint") ?? config.Stage2.Ckpt
-            ?? throw new RaeJobException($"Sampling job '{jobId}': no checkpoint: set the 'checkpoint' setting or stage_2.ckpt.");
-        RequireFile(jobId, checkpoint, "Stage-2 checkpoint");
+        string? checkpoint = null;
+        if (source is null)
+        {
+            checkpoint = settings.GetValueOrDefault("checkpoint") ?? config.Stage2.Ckpt
+                ?? throw new RaeJobException($"Sampling job '{jobId}': no checkpoint: name a training job (SourceTrainingJobId), set the 'checkpoint' setting or stage_2.ckpt.");
+            RequireFile(jobId, checkpoint, "Stage-2 checkpoint");
+        }
         if (config.Guidance.IsActive && config.Guidance.Method == GuidanceMethod.Autoguidance)
             RequireFile(jobId, config.Guidance.GuidanceModel?.Ckpt, "guidance.guidance_model.ckpt");
         if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoder } stage1)
@@ -96,6 +134,9 @@ public sealed record SamplingPlan
             Spec = spec,
             Config = config,
             CheckpointPath = checkpoint,
+            Source = source,
+            WeightsPart = weightsPart,
+            WeightsPartExplicit = settings.ContainsKey("weights"),
             OutputPrefix = output.TrimEnd('/'),
             MaxWorkers = IntSetting(jobId, settings, "max_workers", 0, minimum: 0),
             WritePngs = BoolSetting(jobId, settings, "png", true),
@@ -103,7 +144,7 @@ public sealed record SamplingPlan
         };
     }
 
-    private static RaeConfig LoadConfig(string jobId, IReadOnlyDictionary<string, string> settings)
+    private static RaeConfig LoadConfig(string jobId, IReadOnlyDictionary<string, string> settings, SamplingSourcePin? source)
     {
         try
         {
@@ -113,11 +154,15 @@ public sealed record SamplingPlan
                 if (!File.Exists(path)) throw new RaeJobException($"Sampling job '{jobId}': configuration file not found: {Path.GetFullPath(path)} (setting 'config').");
                 return RaeConfig.Load(path);
             }
+            if (source?.ConfigYaml is { } stored)
+                return RaeConfig.Parse(stored, $"config.yaml of job {source.Checkpoint.JobId} step {source.Checkpoint.Step}");
         }
         catch (ConfigException error)
         {
             throw new RaeJobException($"Sampling job '{jobId}': bad configuration: {error.Message}");
         }
+        if (source is not null)
+            throw new RaeJobException($"Sampling job '{jobId}': no configuration: the checkpoint of job '{source.Checkpoint.JobId}' at step {source.Checkpoint.Step} holds no config.yaml; set 'config' (a YAML file) or 'config_yaml' (its text).");
         throw new RaeJobException($"Sampling job '{jobId}': no configuration: set 'config' (a YAML file) or 'config_yaml' (its text).");
     }
 

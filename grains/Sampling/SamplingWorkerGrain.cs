@@ -5,6 +5,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using RAE.GrainInterfaces;
+using RAE.Grains.Checkpoints;
 using RAE.Grains.Placement;
 using RAE.Grains.Storage;
 using RAE.Grains.Workers;
@@ -20,20 +21,25 @@ public static class SamplingTelemetry
     private static readonly Meter Meter = new(MeterName);
     public static readonly Counter<long> UnitExecutions = Meter.CreateCounter<long>("rae.sampling.unit_executions", unit: "{unit}");
     public static readonly Counter<long> Samples = Meter.CreateCounter<long>("rae.sampling.samples", unit: "{sample}");
+    /// <summary>Counts every model a sampling worker built (tags: job, silo-bound worker key, weights: checksum or file).</summary>
+    public static readonly Counter<long> WeightLoads = Meter.CreateCounter<long>("rae.sampling.weight_loads", unit: "{load}");
 }
 
 /// <summary>
-/// Samples units for one device of one silo. The model of the current job is loaded once and kept by a dedicated worker
-/// thread, which does every tensor operation (sampling, decoding, PNG encoding, npz packing); the grain only moves blobs.
+/// Samples units for one device of one silo. The model is loaded once and kept by a dedicated worker thread, which does
+/// every tensor operation (parsing checkpoint payloads, sampling, decoding, PNG encoding, npz packing); the grain only
+/// moves bytes. The loaded model is keyed by its weights (a training checkpoint's SHA-256 and part, or a file's path and
+/// time) and configuration, not by job, so units and jobs that sample the same checkpoint on this device load it once.
 /// </summary>
 [SiloBoundPlacement]
-public sealed class SamplingWorkerGrain(IBlobStore blobs, ILogger<SamplingWorkerGrain> logger) : Grain, ISamplingWorkerGrain
+public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStore checkpoints, ILogger<SamplingWorkerGrain> logger)
+    : Grain, ISamplingWorkerGrain
 {
     /// <summary>The unix epoch as a DOS date is out of range; 1980-01-01 is the first valid zip timestamp.</summary>
     private static readonly DateTime FixedNpzTimestamp = new(1980, 1, 1, 0, 0, 0, DateTimeKind.Unspecified);
 
     private DedicatedWorkerThread? _thread;
-    private (string Key, SamplingPipeline Pipeline)? _loaded;
+    private LoadedPipeline? _loaded;
 
     private string Device
     {
@@ -49,13 +55,11 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ILogger<SamplingWorker
 
     public async Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request)
     {
-        var plan = SamplingPlan.Create(request.JobId, request.Spec);
-        var device = Device;
-        var key = PipelineKey(request.JobId, plan);
+        var plan = SamplingPlan.Create(request.JobId, request.Spec, request.Source);
         var clock = Stopwatch.StartNew();
+        var pipeline = await PipelineAsync(request.JobId, plan);
         var (unitBytes, pngs) = await Thread.InvokeAsync(() =>
         {
-            var pipeline = Pipeline(key, plan, device);
             using var output = pipeline.Run(request.Labels, request.Seed);
             var pngBytes = plan.WritePngs && output.Images is not null ? SamplingUnitFiles.EncodePngs(output.Images) : [];
             return (SamplingUnitFiles.Serialize(output, request.Unit, request.FirstIndex, request.Seed), pngBytes);
@@ -110,7 +114,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ILogger<SamplingWorker
 
     public async Task Release(string jobId)
     {
-        if (_loaded is { } loaded && loaded.Key.StartsWith(jobId + "|", StringComparison.Ordinal))
+        if (_loaded is { } loaded && loaded.JobId == jobId)
         {
             _loaded = null;
             await Thread.InvokeAsync(loaded.Pipeline.Dispose);
@@ -129,20 +133,93 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ILogger<SamplingWorker
         return Task.CompletedTask;
     }
 
-    /// <summary>Runs on the worker thread: the cached pipeline when the job's model settings are unchanged, else a fresh one.</summary>
-    private SamplingPipeline Pipeline(string key, SamplingPlan plan, string device)
+    /// <summary>
+    /// The cached pipeline when weights and configuration are unchanged, else a fresh one. A training checkpoint's payload
+    /// is read here (asynchronous I/O, verified against the pinned SHA-256); parsing and loading it run on the worker thread.
+    /// </summary>
+    private async Task<SamplingPipeline> PipelineAsync(string jobId, SamplingPlan plan)
     {
-        if (_loaded is { } loaded && loaded.Key == key) return loaded.Pipeline;
-        _loaded?.Pipeline.Dispose();
+        var (weights, identity) = Identity(plan);
+        if (_loaded is { } loaded && loaded.Identity == identity)
+        {
+            _loaded = loaded with { JobId = jobId };
+            return loaded.Pipeline;
+        }
+        byte[]? payload = null;
+        if (plan.Source is { Checkpoint: var checkpoint })
+        {
+            try
+            {
+                payload = await checkpoints.ReadAsync(checkpoint);
+            }
+            catch (Exception error) when (error is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                throw new RaeJobException($"Sampling job '{jobId}': the checkpoint of training job '{checkpoint.JobId}' at step {checkpoint.Step} cannot be read: {error.Message}", error);
+            }
+        }
+        var previous = _loaded;
         _loaded = null;
-        var pipeline = new SamplingPipeline(plan.Config, plan.CheckpointPath, torch.device(device));
-        _loaded = (key, pipeline);
+        var device = torch.device(Device);
+        var pipeline = await Thread.InvokeAsync(() =>
+        {
+            previous?.Pipeline.Dispose();
+            return payload is null
+                ? new SamplingPipeline(plan.Config, plan.CheckpointPath!, device, FileLoadOptions(plan))
+                : FromTrainingCheckpoint(plan, payload, device);
+        });
+        _loaded = new LoadedPipeline(identity, jobId, pipeline);
+        SamplingTelemetry.WeightLoads.Add(1, new("job", jobId), new("worker", this.GetPrimaryKeyString()), new("weights", weights));
+        logger.LogInformation("Sampling worker {Worker} loaded {Weights} for job {Job}", this.GetPrimaryKeyString(), weights, jobId);
         return pipeline;
     }
 
-    private static string PipelineKey(string jobId, SamplingPlan plan)
+    /// <summary>Runs on the worker thread: the chosen part ("ema." by default) of a DiT^DH training state, prefix stripped, loaded strictly.</summary>
+    private static SamplingPipeline FromTrainingCheckpoint(SamplingPlan plan, byte[] payload, TorchSharp.torch.Device device)
     {
-        var identity = plan.Config.ToYaml() + "\n" + Path.GetFullPath(plan.CheckpointPath) + "\n" + File.GetLastWriteTimeUtc(plan.CheckpointPath).Ticks;
-        return jobId + "|" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(identity)));
+        var checkpoint = plan.Source!.Checkpoint;
+        var name = $"checkpoint of job '{checkpoint.JobId}' at step {checkpoint.Step}";
+        Dictionary<string, TorchSharp.torch.Tensor> tensors;
+        try
+        {
+            tensors = SafeTensors.Load(new MemoryStream(payload, writable: false), name);
+        }
+        catch (Exception error) when (error is InvalidDataException or FormatException or System.Text.Json.JsonException)
+        {
+            throw new RaeJobException($"The {name} is not a safetensors training state (was it written by another workload?): {error.Message}", error);
+        }
+        try
+        {
+            var prefix = plan.WeightsPart + ".";
+            var hasParts = tensors.Keys.Any(key => key.StartsWith("ema.", StringComparison.Ordinal) || key.StartsWith("model.", StringComparison.Ordinal));
+            // A payload of bare weights (no model./ema. parts) is sampled as it is, unless a part was asked for explicitly.
+            if (!hasParts && !plan.WeightsPartExplicit) prefix = "";
+            try
+            {
+                return new SamplingPipeline(plan.Config, tensors, prefix, name, device);
+            }
+            catch (Exception error) when (error is ArgumentException or InvalidDataException)
+            {
+                throw new RaeJobException($"Sampling the {name}: {error.Message}", error);
+            }
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
     }
+
+    private static CheckpointLoadOptions? FileLoadOptions(SamplingPlan plan) => !plan.WeightsPartExplicit ? null
+        : new CheckpointLoadOptions { Entry = plan.WeightsPart == "model" ? CheckpointEntry.Model : CheckpointEntry.Ema };
+
+    /// <summary>What the loaded model depends on: the weights (checksum and part, or file and time) and the configuration.</summary>
+    private static (string Weights, string Identity) Identity(SamplingPlan plan)
+    {
+        var weights = plan.Source is { Checkpoint: var checkpoint }
+            ? $"{checkpoint.Sha256.ToLowerInvariant()}:{plan.WeightsPart}"
+            : $"{Path.GetFullPath(plan.CheckpointPath!)}@{File.GetLastWriteTimeUtc(plan.CheckpointPath!).Ticks}:{(plan.WeightsPartExplicit ? plan.WeightsPart : "auto")}";
+        var identity = weights + "\n" + plan.Config.ToYaml();
+        return (weights, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(identity))));
+    }
+
+    private sealed record LoadedPipeline(string Identity, string JobId, SamplingPipeline Pipeline);
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Sampling;
 using RAE.Grains.Workers;
 
 namespace RAE.Grains.Training;
@@ -21,6 +22,10 @@ public sealed class JobRegistryGrain(
     IEnumerable<IRankWorkerFactory> workerFactories,
     ILogger<JobRegistryGrain> logger) : Grain, IJobRegistryGrain, IJobRegistryMaintenance
 {
+    /// <summary>The sampling workloads this cluster's sampling job grain implements.</summary>
+    public static readonly IReadOnlyList<string> SamplingWorkloads = [SamplingPlan.Workload];
+    private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
+
     public async Task<string> SubmitTraining(TrainingJobSpec spec)
     {
         TrainingSpecValidator.Validate(spec, workerFactories.Select(f => f.Workload));
@@ -30,6 +35,55 @@ public sealed class JobRegistryGrain(
         await registry.WriteStateAsync();
         await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(jobId).Start(spec);
         return jobId;
+    }
+
+    public Task<string> SubmitSampling(SamplingJobSpec spec) =>
+        SubmitSamplingAs($"sample-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}", spec);
+
+    public async Task<string> SubmitSamplingAs(string jobId, SamplingJobSpec spec)
+    {
+        if (spec is null) throw new RaeJobException("A sampling job needs a spec; none was given.");
+        if (string.IsNullOrWhiteSpace(jobId) || jobId.Any(c => char.IsWhiteSpace(c) || c is '/' or '\\' or '|') || jobId.Contains("..", StringComparison.Ordinal))
+            throw new RaeJobException($"Job id '{jobId}' is not usable: it must be non-empty, without spaces, '/', '\\', '|' or '..'.");
+        if (registry.State.Jobs.ContainsKey(jobId))
+            throw new RaeJobException($"Job '{jobId}' already exists; submit the sampling job under another id.");
+        if (!SamplingWorkloads.Contains(spec.Workload, StringComparer.Ordinal))
+            throw new RaeJobException($"Invalid sampling job: Workload '{spec.Workload}' is unknown (known sampling workloads: {string.Join(", ", SamplingWorkloads)}; training workloads such as {string.Join(", ", workerFactories.Select(f => f.Workload))} are sampled through '{SamplingPlan.Workload}').");
+        // The job's grain does the full validation (settings, configuration, source checkpoint) before it persists anything.
+        await GrainFactory.GetGrain<ISamplingJobGrain>(jobId).Start(spec);
+        if (!registry.State.Jobs.ContainsKey(jobId))
+        {
+            // The grain normally reports itself while it starts; list the job even if that report was lost.
+            var now = DateTimeOffset.UtcNow;
+            var units = spec.UnitSize > 0 ? (spec.Samples + spec.UnitSize - 1) / spec.UnitSize : 0;
+            registry.State.Jobs[jobId] = new JobSummary(jobId, JobKind.Sampling, JobState.Pending, 0, units, now, now, null);
+            await registry.WriteStateAsync();
+        }
+        return jobId;
+    }
+
+    public async Task<IReadOnlyList<WorkloadOffer>> GetWorkloads()
+    {
+        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
+        var answers = await Task.WhenAll(hosts.Keys.Select(async silo =>
+        {
+            try
+            {
+                return await GrainFactory.GetGrain<ISiloAgentGrain>(SiloBoundKey.Agent(silo)).GetWorkloads().WaitAsync(AgentTimeout);
+            }
+            catch (Exception error)
+            {
+                logger.LogWarning(error, "Silo {Silo} did not say which workloads it offers", silo);
+                return null;
+            }
+        }));
+        var silos = answers.OfType<SiloWorkloads>().OrderBy(s => s.SiloAddress, StringComparer.Ordinal).ToList();
+        IEnumerable<WorkloadOffer> Offers(JobKind kind, Func<SiloWorkloads, IReadOnlyList<string>> workloads) => silos
+            .SelectMany(s => workloads(s).Select(workload => (Workload: workload, Silo: s)))
+            .GroupBy(entry => entry.Workload, StringComparer.Ordinal)
+            .OrderBy(group => group.Key, StringComparer.Ordinal)
+            .Select(group => new WorkloadOffer(kind, group.Key, group.Select(entry => new WorkloadPlacement(entry.Silo.SiloAddress, entry.Silo.Devices)).ToList()));
+        return Offers(JobKind.Training, s => s.TrainingWorkloads).Concat(Offers(JobKind.Sampling, s => s.SamplingWorkloads)).ToList();
     }
 
     public Task<IReadOnlyList<JobSummary>> List() =>

@@ -89,9 +89,10 @@ public sealed class RankGrain(
         await replica.Communicator.AllReduceInPlaceAsync(averaged, ReduceOperation.Mean);
         var allReduceSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
-        var learningRate = await replica.Thread.InvokeAsync(() => replica.Worker.ApplyUpdate(step, averaged));
+        var (learningRate, gradientNorm) = await replica.Thread.InvokeAsync(() =>
+            (replica.Worker.ApplyUpdate(step, averaged), replica.Worker.LastGradientNorm));
         return new RankStepResult(replica.Assignment.Rank, step, gradients.Loss, learningRate, gradients.Samples,
-            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds);
+            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds, gradientNorm);
     }
 
     public async Task<CheckpointInfo> SaveCheckpoint(string jobId, long step, double? loss)

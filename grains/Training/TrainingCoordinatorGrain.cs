@@ -271,6 +271,7 @@ public sealed partial class TrainingCoordinatorGrain(
             Step = step,
             Loss = lossSum / ordered.Count,
             LearningRate = ordered[0].LearningRate,
+            GradientNorm = ordered[0].GradientNorm,
             StepSeconds = seconds,
             SamplesPerSecondPerRank = ordered.Select(r => r.Samples / Math.Max(seconds, 1e-9)).ToList(),
             Ranks = ordered.Count,

@@ -25,6 +25,9 @@ public interface IRankWorker : IDisposable
     /// <summary>Applies the averaged gradients (identical on every rank); returns the learning rate used.</summary>
     double ApplyUpdate(long step, float[] averagedGradients);
 
+    /// <summary>Global L2 norm of the averaged gradients of the last <see cref="ApplyUpdate"/>, before clipping.</summary>
+    double LastGradientNorm { get; }
+
     float[] GetParameters();
 
     void SetParameters(float[] parameters);

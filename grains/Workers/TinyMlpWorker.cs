@@ -27,6 +27,8 @@ public sealed class TinyMlpWorker : IRankWorker
 
     public int ParameterCount { get; private set; }
 
+    public double LastGradientNorm { get; private set; }
+
     public void Initialize(RankWorkerContext context)
     {
         ReleaseTensors();
@@ -105,11 +107,9 @@ public sealed class TinyMlpWorker : IRankWorker
         _updates++;
         using var scope = NewDisposeScope();
         var gradients = tensor(averagedGradients, device: _device);
-        if (spec.GradientClip > 0)
-        {
-            var norm = gradients.norm().item<float>();
-            if (norm > spec.GradientClip) gradients.mul_(spec.GradientClip / (norm + 1e-6));
-        }
+        var norm = gradients.norm().item<float>();
+        LastGradientNorm = norm;
+        if (spec.GradientClip > 0 && norm > spec.GradientClip) gradients.mul_(spec.GradientClip / (norm + 1e-6));
         _firstMoment!.mul_(Beta1).add_(gradients, 1 - Beta1);
         _secondMoment!.mul_(Beta2).addcmul_(gradients, gradients, 1 - Beta2);
         var firstCorrected = _firstMoment.div(1 - Math.Pow(Beta1, _updates));

@@ -59,6 +59,13 @@ public sealed class ClientCommandTests
             Assert.Contains("step 3/3", output);
             Assert.Contains("checkpoint step 3", output);
             Assert.Contains("last step  3: loss", output);
+            var shownNorm = System.Text.RegularExpressions.Regex.Match(output, @"last step  3: loss \S+, grad norm (\d+\.\d{4}), lr");
+            Assert.True(shownNorm.Success, output);
+            Assert.True(double.Parse(shownNorm.Groups[1].Value, CultureInfo.InvariantCulture) > 0, output);
+
+            (code, output, error) = await RunAsync("jobs", "watch", jobId, "--gateway", gateway, "--cluster-id", "client-test");
+            Assert.True(code == 0, error);
+            Assert.Matches(@"step 3/3  loss \S+  grad norm \d+\.\d{3}  lr", output);
 
             (code, _, error) = await RunAsync("jobs", "show", "train-nope", "--gateway", gateway, "--cluster-id", "client-test");
             Assert.Equal(1, code);

@@ -74,6 +74,26 @@ public sealed class CliClusterTests(CliSiloFixture silo) : IClassFixture<CliSilo
     }
 
     [Fact]
+    public async Task ClusterStatusShowsTheWorkloadsTheSiloOffersInTextAndJson()
+    {
+        var (exitCode, output, error) = await Rae("cluster", "status");
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("workloads", output);
+        Assert.Matches(@"training\s+dit-dh\s+1 silo\(s\): \S+ \[cpu\]", output);
+        Assert.Matches(@"training\s+tiny-mlp\s+1 silo\(s\)", output);
+        Assert.Matches(@"sampling\s+rae\s+1 silo\(s\)", output);
+
+        var (jsonExit, json, jsonError) = await Rae("cluster", "status", "--json");
+        Assert.True(jsonExit == 0, jsonError);
+        using var report = JsonDocument.Parse(json);
+        var offers = report.RootElement.GetProperty("workloads").EnumerateArray()
+            .Select(o => (Kind: o.GetProperty("kind").GetString(), Workload: o.GetProperty("workload").GetString(), Placements: o.GetProperty("placements")))
+            .ToList();
+        Assert.Equal([("Training", "dit-dh"), ("Training", "tiny-mlp"), ("Sampling", "rae")], offers.Select(o => (o.Kind, o.Workload)));
+        Assert.All(offers, o => Assert.Equal("cpu", o.Placements[0].GetProperty("devices")[0].GetString()));
+    }
+
+    [Fact]
     public async Task UnknownJobIdExitsOneNamingIt()
     {
         foreach (var command in new[] { new[] { "jobs", "show", "train-does-not-exist" }, ["jobs", "cancel", "train-does-not-exist"], ["checkpoints", "list", "train-does-not-exist"] })

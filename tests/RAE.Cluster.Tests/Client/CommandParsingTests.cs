@@ -104,12 +104,25 @@ public sealed class CommandParsingTests
     public void SamplingSpecTakesClassesFromTheConfigAndTheSourceJob()
     {
         var config = JobSpecFactory.LoadConfig(TinyConfig, []);
-        var spec = JobSpecFactory.Sampling(config, "rae", SamplingSource.Parse("train-7@80"), "/ckpt/step-80.ckpt", samples: 30, seed: 3, labels: "random", unitSize: 4);
+        var spec = JobSpecFactory.Sampling(config, "rae", SamplingSource.Parse("train-7@80"), samples: 30, seed: 3, labels: "random", unitSize: 4);
         Assert.Equal(("train-7", 80L), (spec.SourceTrainingJobId, spec.SourceCheckpointStep));
         Assert.Equal((30, 10, "random", 3L, 4), (spec.Samples, spec.Classes, spec.Labels, spec.Seed, spec.UnitSize));
-        Assert.Equal("/ckpt/step-80.ckpt", spec.Settings[JobSpecFactory.CheckpointSetting]);
-        Assert.Equal(["checkpoint", "config_yaml"], spec.Settings.Keys.Order(StringComparer.Ordinal));
+        // The training job is the source: no weights file is exported or named.
+        Assert.Equal(["config_yaml"], spec.Settings.Keys.Order(StringComparer.Ordinal));
+        var fromFile = JobSpecFactory.Sampling(config, "rae", SamplingSource.Parse("w.safetensors"), samples: 30, seed: 3, labels: "random", unitSize: 4);
+        Assert.Null(fromFile.SourceTrainingJobId);
+        Assert.Equal(Path.GetFullPath("w.safetensors"), fromFile.Settings[JobSpecFactory.CheckpointSetting]);
         Assert.Equal(10, RaeConfig.Parse(spec.Settings[JobSpecFactory.SamplingConfigSetting], "shipped").Misc.NumClasses);
+    }
+
+    [Fact]
+    public void SamplingSpecWithoutAConfigLeavesConfigurationAndClassesToTheCheckpoint()
+    {
+        var spec = JobSpecFactory.SamplingWithCheckpointConfig("rae", SamplingSource.Parse("train-7"), samples: 8, seed: 1, labels: "equal", unitSize: 4);
+        Assert.Equal(("train-7", (long?)null), (spec.SourceTrainingJobId, spec.SourceCheckpointStep));
+        Assert.Equal(0, spec.Classes);
+        Assert.Empty(spec.Settings);
+        Assert.Throws<UsageException>(() => JobSpecFactory.SamplingWithCheckpointConfig("rae", SamplingSource.Parse("w.safetensors"), 8, 1, "equal", 4));
     }
 
     [Theory]
@@ -122,6 +135,10 @@ public sealed class CommandParsingTests
     [InlineData("sample", "{tiny}", "--label-sampling", "weird")]
     [InlineData("sample", "{tiny}", "--num-samples", "0")]
     [InlineData("sample", "{tiny}", "--ckpt", "job@x")]
+    [InlineData("sample", "{tiny}", "--ckpt", "job@3", "--weights", "optimizer")]
+    [InlineData("sample", "--ckpt", "w.safetensors")]
+    [InlineData("sample", "--ckpt", "train-1", "--set", "training.max_steps=3")]
+    [InlineData("sample", "{tiny}", "{tiny}", "--ckpt", "train-1")]
     [InlineData("jobs", "show")]
     [InlineData("jobs", "watch")]
     [InlineData("jobs", "cancel", "a", "b")]
