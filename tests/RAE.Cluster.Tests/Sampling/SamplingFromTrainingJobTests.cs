@@ -104,12 +104,11 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         Assert.Equal(fromJobUnits, await UnitBytesAsync(again));
 
         var step1 = await CheckpointAsync(trainingJob, 1);
-        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(step1.Location)!, "*.safetensors")); // nothing was exported beside it
-        var configYaml = CheckpointConfigReader.ReadConfigYaml(await File.ReadAllBytesAsync(step1.Location), step1.Location)!;
+        var configYaml = CheckpointConfigReader.ReadConfigYaml(await fixture.CheckpointPayloads.ReadAsync(step1), step1.Location)!;
         Assert.Equal(4, RaeConfig.Parse(configYaml, "stored").Sampler.NumSteps);
         Directory.CreateDirectory(_folder);
         var emaFile = Path.Combine(_folder, "step1.ema.safetensors");
-        CheckpointsExportCommand.Export(step1, "ema", weightsExplicit: true, emaFile);
+        await CheckpointsExportCommand.ExportAsync(fixture.Grains, step1, "ema", weightsExplicit: true, emaFile);
         var (_, fromFile) = await RunAsync(Spec(null, null, new Dictionary<string, string> { ["checkpoint"] = emaFile, ["config_yaml"] = configYaml, ["max_workers"] = "1" }));
         Assert.Equal(fromJobUnits, await UnitBytesAsync(fromFile));
 
@@ -117,7 +116,7 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         var (_, latestModel) = await RunAsync(Spec(trainingJob, step: null, new Dictionary<string, string> { ["weights"] = "model", ["max_workers"] = "1" }));
         Assert.Equal(2L, latestModel.Spec.SourceCheckpointStep);
         var modelFile = Path.Combine(_folder, "step2.model.safetensors");
-        CheckpointsExportCommand.Export(await CheckpointAsync(trainingJob, 2), "model", weightsExplicit: true, modelFile);
+        await CheckpointsExportCommand.ExportAsync(fixture.Grains, await CheckpointAsync(trainingJob, 2), "model", weightsExplicit: true, modelFile);
         var (_, modelFromFile) = await RunAsync(Spec(null, null, new Dictionary<string, string> { ["checkpoint"] = modelFile, ["config_yaml"] = configYaml, ["max_workers"] = "1" }));
         var latestModelUnits = await UnitBytesAsync(latestModel);
         Assert.Equal(latestModelUnits, await UnitBytesAsync(modelFromFile));
@@ -135,10 +134,8 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         async Task<CheckpointInfo> CommitCopyAsync(long fromStep, long asStep)
         {
             var original = await CheckpointAsync(trainingJob, fromStep);
-            var copy = Path.Combine(_folder, $"{sourceJob}-{asStep}.ckpt");
-            File.Copy(original.Location, copy);
-            var info = original with { JobId = sourceJob, Step = asStep, Location = copy };
-            await store.Commit(info, keepLast: 0);
+            var info = await fixture.CheckpointPayloads.WriteAsync(sourceJob, asStep, await fixture.CheckpointPayloads.ReadAsync(original), original.Loss);
+            await store.Commit(info, CheckpointRetentionPolicy.KeepAll);
             return info;
         }
         await CommitCopyAsync(fromStep: 1, asStep: 1);
