@@ -96,9 +96,12 @@ public sealed class BenchModelCommand : ICliCommand
             $"device {report.Device}, {report.Precision}, {report.Parameters / 1e6:F1} M parameters, {report.ForwardGflopsPerSample:F2} GFLOP per sample forward"));
         output.WriteLine(string.Create(invariant,
             $"matmul peak {report.MatmulPeak.GflopsPerSecond:F1} GFLOP/s ({report.MatmulPeak.Size}x{report.MatmulPeak.Size} {report.MatmulPeak.DataType})"));
-        output.WriteLine($"{"batch",6} {"train steps/s",14} {"samples/s",10} {"train MFU",10} {"fwd passes/s",13} {"fwd MFU",8} {"loss",8}");
+        if (report.CpuFmaPeak is { } fma)
+            output.WriteLine(string.Create(invariant,
+                $"fp32 FMA ceiling {fma.GflopsPerSecond:F1} GFLOP/s on {fma.Threads} threads: no fp32 training step can beat {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtFmaPeak:F1} s at batch {b.BatchSize}"))}"));
+        output.WriteLine($"{"batch",6} {"train steps/s",14} {"s/step",8} {"samples/s",10} {"train MFU",10} {"fwd passes/s",13} {"fwd MFU",8} {"loss",8}");
         foreach (var row in report.Batches)
             output.WriteLine(string.Create(invariant,
-                $"{row.BatchSize,6} {row.TrainStepsPerSecond,14:F3} {row.TrainSamplesPerSecond,10:F2} {row.TrainModelFlopsUtilisation,10:P1} {row.SamplingForwardPassesPerSecond,13:F3} {row.SamplingModelFlopsUtilisation,8:P1} {row.LastTrainingLoss,8:F4}"));
+                $"{row.BatchSize,6} {row.TrainStepsPerSecond,14:F3} {1 / row.TrainStepsPerSecond,8:F2} {row.TrainSamplesPerSecond,10:F2} {row.TrainModelFlopsUtilisation,10:P1} {row.SamplingForwardPassesPerSecond,13:F3} {row.SamplingModelFlopsUtilisation,8:P1} {row.LastTrainingLoss,8:F4}"));
     }
 }

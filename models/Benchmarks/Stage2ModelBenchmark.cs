@@ -35,7 +35,8 @@ public sealed record BatchBenchmark(
     double SamplingForwardPassesPerSecond,
     double SamplingModelGflopsPerSecond,
     double SamplingModelFlopsUtilisation,
-    double LastTrainingLoss);
+    double LastTrainingLoss,
+    double? TrainSecondsPerStepAtFmaPeak);
 
 public sealed record ModelBenchmarkReport(
     string Device,
@@ -43,12 +44,15 @@ public sealed record ModelBenchmarkReport(
     long Parameters,
     double ForwardGflopsPerSample,
     MatmulPeak MatmulPeak,
+    CpuFmaPeak? CpuFmaPeak,
     IReadOnlyList<BatchBenchmark> Batches);
 
 /// <summary>
 /// Measures DiT^DH training steps/s (forward, MSE velocity loss on the linear path, backward, torch AdamW) and sampling
 /// forward passes/s, plus the dense-matmul peak of the same device and dtype, and reports model-FLOPs utilisation
-/// (<see cref="ModelFlops"/> / measured peak). Nothing is assumed: every rate is timed in this run.
+/// (<see cref="ModelFlops"/> / measured peak). On a CPU it also measures the cores' fp32 FMA ceiling
+/// (<see cref="CpuFmaPeakProbe"/>) and states the training step time that ceiling allows: the floor no implementation can
+/// beat on this machine. Nothing is assumed: every rate is timed in this run.
 /// </summary>
 public static class Stage2ModelBenchmark
 {
@@ -61,13 +65,15 @@ public static class Stage2ModelBenchmark
         var computeType = settings.Precision == BenchmarkPrecision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
         var peak = MeasureMatmulPeak(settings.MatmulSize, computeType, settings.Device);
         progress?.Invoke($"matmul peak {peak.GflopsPerSecond:F1} GFLOP/s ({peak.Size}x{peak.Size} {peak.DataType})");
+        var fmaPeak = settings.Device.type == DeviceType.CPU && computeType == ScalarType.Float32 ? CpuFmaPeakProbe.Measure(get_num_threads()) : null;
+        if (fmaPeak is not null) progress?.Invoke($"fp32 FMA ceiling {fmaPeak.GflopsPerSecond:F1} GFLOP/s ({fmaPeak.Threads} threads)");
 
         var generator = new Generator((ulong)settings.Seed, device("cpu"));
         using var master = new DiTwDDTHead(settings.Model, generator);
         master.to(settings.Device);
         using var compute = computeType == ScalarType.Float32 ? null : CreateComputeCopy(settings.Model, settings.Device, computeType);
         var trainable = master.parameters().Where(p => p.requires_grad).ToList();
-        using var optimizer = optim.AdamW(trainable, lr: 1e-4, beta1: 0.9, beta2: 0.95, weight_decay: 0);
+        using var optimizer = Training.TrainingOptimizer.CreateAdamW(trainable, lr: 1e-4, beta1: 0.9, beta2: 0.95, weightDecay: 0);
         var forwardFlops = ModelFlops.ForwardPerSample(settings.Model);
         var results = new List<BatchBenchmark>();
         foreach (var batch in settings.BatchSizes)
@@ -77,12 +83,13 @@ public static class Stage2ModelBenchmark
             var trainFlops = 3 * forwardFlops * batch * stepsPerSecond;
             var sampleFlops = forwardFlops * batch * forwardsPerSecond;
             results.Add(new BatchBenchmark(batch, stepsPerSecond, stepsPerSecond * batch, trainFlops / 1e9, trainFlops / 1e9 / peak.GflopsPerSecond,
-                forwardsPerSecond, sampleFlops / 1e9, sampleFlops / 1e9 / peak.GflopsPerSecond, loss));
+                forwardsPerSecond, sampleFlops / 1e9, sampleFlops / 1e9 / peak.GflopsPerSecond, loss,
+                fmaPeak is null ? null : 3 * forwardFlops * batch / 1e9 / fmaPeak.GflopsPerSecond));
             progress?.Invoke($"batch {batch}: {stepsPerSecond:F3} train steps/s, {forwardsPerSecond:F3} forward passes/s");
         }
         var parameterCount = master.parameters().Sum(p => p.numel());
         return new ModelBenchmarkReport(settings.Device.ToString(), computeType == ScalarType.Float32 ? "fp32" : "bf16",
-            parameterCount, forwardFlops / 1e9, peak, results);
+            parameterCount, forwardFlops / 1e9, peak, fmaPeak, results);
     }
 
     /// <summary>Best rate of n×n matmuls (2n³ FLOPs each) timed for about two seconds (at least one, at most 20) after a warm-up.</summary>

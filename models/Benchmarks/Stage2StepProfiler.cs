@@ -49,7 +49,7 @@ public static class Stage2StepProfiler
         using var model = new DiTwDDTHead(options, generator);
         model.to(device);
         model.train();
-        using var optimizer = optim.AdamW(model.parameters().Where(p => p.requires_grad), lr: 1e-4, beta1: 0.9, beta2: 0.95);
+        using var optimizer = Training.TrainingOptimizer.CreateAdamW(model.parameters(), lr: 1e-4, beta1: 0.9, beta2: 0.95);
         var names = new[] { "zero_grad", "forward", "loss", "backward", "adamw" };
         // Steps alternate between clearing the gradients in place (optimizer.zero_grad) and dropping them
         // (module.zero_grad, set_to_none) so that both see the same machine load; the first step of each is warm-up.

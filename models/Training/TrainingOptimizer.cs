@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace RAE.Models.Training;
 
-/// <summary>The Stage-2 optimizer: AdamW over the parameters that require gradients (TorchSharp's AdamW follows torch's update rule).</summary>
+/// <summary>The Stage-2 optimizer: AdamW (torch's update rule, fused on CPU: <see cref="FusedAdamW"/>) over the parameters that require gradients.</summary>
 public static class TrainingOptimizer
 {
     public static AdamW CreateAdamW(IEnumerable<Parameter> parameters, double lr = 2e-4, double beta1 = 0.9, double beta2 = 0.95, double weightDecay = 0.0, double eps = 1e-8)
@@ -15,6 +15,6 @@ public static class TrainingOptimizer
         if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "eps must be > 0");
         var trainable = parameters.Where(p => p.requires_grad).ToList();
         if (trainable.Count == 0) throw new ArgumentException("AdamW got no parameters that require gradients");
-        return optim.AdamW(trainable, lr, beta1, beta2, eps, weightDecay);
+        return new FusedAdamW(trainable, lr, beta1, beta2, eps, weightDecay);
     }
 }

@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace RAE.Models.Benchmarks;
+
+/// <summary>The CPU's fp32 arithmetic ceiling measured in this run: 256-bit FMAs on independent registers, one chain per thread.</summary>
+public sealed record CpuFmaPeak(int Threads, double GflopsPerSecond);
+
+/// <summary>
+/// Measures how many fp32 FLOP/s the cores can retire at all (12 independent 8-wide FMA chains per thread, enough to hide
+/// FMA latency on current x86 cores), so a benchmark can state its lower bound on time: no fp32 kernel, MKL included, can
+/// run faster than this. Null where the CPU has no FMA.
+/// </summary>
+public static class CpuFmaPeakProbe
+{
+    private static float sink;
+
+    public static CpuFmaPeak? Measure(int threads, long iterationsPerThread = 100_000_000)
+    {
+        if (!Fma.IsSupported || !Avx.IsSupported) return null;
+        if (threads < 1) throw new ArgumentException($"threads must be at least 1, got {threads}");
+        sink = RunChains(1_000_000);
+        var best = 0.0;
+        for (var repeat = 0; repeat < 2; repeat++)
+        {
+            var watch = Stopwatch.StartNew();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+            {
+                var result = RunChains(iterationsPerThread);
+                if (float.IsNaN(result)) sink = result;
+            });
+            best = Math.Max(best, threads * iterationsPerThread * 12.0 * 2 * Vector256<float>.Count / watch.Elapsed.TotalSeconds / 1e9);
+        }
+        return new CpuFmaPeak(threads, best);
+    }
+
+    private static float RunChains(long iterations)
+    {
+        var a0 = Vector256.Create(1f);
+        var (a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) = (a0, a0, a0, a0, a0, a0, a0, a0, a0, a0, a0);
+        var multiplier = Vector256.Create(0.9999999f);
+        var addend = Vector256.Create(1e-7f);
+        for (var i = 0L; i < iterations; i++)
+        {
+            a0 = Fma.MultiplyAdd(a0, multiplier, addend);
+            a1 = Fma.MultiplyAdd(a1, multiplier, addend);
+            a2 = Fma.MultiplyAdd(a2, multiplier, addend);
+            a3 = Fma.MultiplyAdd(a3, multiplier, addend);
+            a4 = Fma.MultiplyAdd(a4, multiplier, addend);
+            a5 = Fma.MultiplyAdd(a5, multiplier, addend);
+            a6 = Fma.MultiplyAdd(a6, multiplier, addend);
+            a7 = Fma.MultiplyAdd(a7, multiplier, addend);
+            a8 = Fma.MultiplyAdd(a8, multiplier, addend);
+            a9 = Fma.MultiplyAdd(a9, multiplier, addend);
+            a10 = Fma.MultiplyAdd(a10, multiplier, addend);
+            a11 = Fma.MultiplyAdd(a11, multiplier, addend);
+        }
+        return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+}
