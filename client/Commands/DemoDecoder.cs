@@ -81,7 +81,7 @@ public static class DemoDecoder
         if (decoderConfigPath is null)
             throw new ConfigException(config.SourceName, key, null, "is not set; the demo builds its Stage 1 decoder from it (a ViT-MAE style config.json, or a folder holding one)");
         var path = Resolve(configPath, decoderConfigPath, candidate => File.Exists(candidate) || File.Exists(Path.Combine(candidate, "config.json")));
-        if (Directory.Exists(path)) path = Path.Combine(path, "config.json");
+        path = DecoderConfig.ResolveConfigFile(path);
         return File.Exists(path) ? path
             : throw new ConfigException(config.SourceName, key, null, $"'{decoderConfigPath}' is neither a config.json nor a folder holding one (looked for {path})");
     }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using RAE.GrainInterfaces;
 using RAE.Models.Config;
+using RAE.Models.Stage1;
 
 namespace RAE.Grains.Sampling;
 
@@ -116,7 +117,8 @@ public sealed record SamplingPlan
         if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoder } stage1)
         {
             RequireFile(jobId, decoder, "stage_1.params.pretrained_decoder_path");
-            RequireFile(jobId, stage1.DecoderConfigPath, "stage_1.params.decoder_config_path");
+            RequireFile(jobId, stage1.DecoderConfigPath is null ? null : DecoderConfig.ResolveConfigFile(stage1.DecoderConfigPath),
+                "stage_1.params.decoder_config_path (a config.json or a folder holding one)");
             if (stage1.NormalizationStatPath is not null) RequireFile(jobId, stage1.NormalizationStatPath, "stage_1.params.normalization_stat_path");
         }
 

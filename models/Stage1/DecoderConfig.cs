@@ -62,7 +62,11 @@ public sealed record DecoderConfig(
         return result;
     }
 
-    public static DecoderConfig FromFile(string configJsonPath) => FromJson(HfConfig.Load(configJsonPath));
+    /// <summary>Reads a ViT-MAE style config.json, given as the file or, as the reference configs give it, as a folder holding one.</summary>
+    public static DecoderConfig FromFile(string configJsonPath) => FromJson(HfConfig.Load(ResolveConfigFile(configJsonPath)));
+
+    /// <summary>The config.json that decoder_config_path names: the path itself, or config.json inside it when it is a folder.</summary>
+    public static string ResolveConfigFile(string path) => Directory.Exists(path) ? Path.Combine(path, "config.json") : path;
 
     /// <summary>
     /// The RAE overrides (spec §2.1): hidden_size := latent dim, patch_size := decoder patch size,

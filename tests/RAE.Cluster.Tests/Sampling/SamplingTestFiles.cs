@@ -22,6 +22,7 @@ public sealed class SamplingTestFiles
 
     public string Folder { get; } = Path.Combine(Path.GetTempPath(), "rae-sampling-tests-" + Guid.NewGuid().ToString("N")[..8]);
     public string CheckpointPath { get; }
+    /// <summary>A folder holding the decoder's config.json, as decoder_config_path names it in the reference configs.</summary>
     public string DecoderConfigPath { get; }
     public string DecoderWeightsPath { get; }
     public string StatsPath { get; }
@@ -30,8 +31,9 @@ public sealed class SamplingTestFiles
     {
         Directory.CreateDirectory(Folder);
         CheckpointPath = Path.Combine(FindFixtures(), "ddt_tiny", "weights.safetensors");
-        DecoderConfigPath = Path.Combine(Folder, "decoder_config.json");
-        File.WriteAllText(DecoderConfigPath, """
+        DecoderConfigPath = Path.Combine(Folder, "decoder");
+        Directory.CreateDirectory(DecoderConfigPath);
+        File.WriteAllText(Path.Combine(DecoderConfigPath, "config.json"), """
             {"hidden_size": 8, "decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4,
              "decoder_intermediate_size": 64, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "qkv_bias": true,
              "num_channels": 3, "patch_size": 2, "image_size": 8}

@@ -139,6 +139,8 @@ public sealed class GeneralDecoderTests
             """.Replace("\"SHOULD BE RELOADED\"", "14"));
         var config = DecoderConfig.FromFile(path).WithRaeOverrides(latentDim: 384, decoderPatchSize: 16, basePatches: 1024);
         Assert.Equal(DecoderConfig.ViTXL with { HiddenSize = 384, ImageSize = 512 }, config);
+        // The reference configs name the folder (decoder_config_path: configs/decoder/ViTXL), not the file.
+        Assert.Equal(config, DecoderConfig.FromFile(folder).WithRaeOverrides(latentDim: 384, decoderPatchSize: 16, basePatches: 1024));
         Assert.Equal(1024, config.NumPatches);
         Assert.Equal(768, config.PixelsPerToken);
     }
