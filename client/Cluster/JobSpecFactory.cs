@@ -82,18 +82,7 @@ public static class JobSpecFactory
         var settings = new Dictionary<string, string>(StringComparer.Ordinal) { [SamplingConfigSetting] = config.ToYaml() };
         var checkpointPath = source.TrainingJobId is not null ? null : source.CheckpointPath ?? ResolveConfigPath(config.Stage2.Ckpt);
         if (checkpointPath is not null) settings[CheckpointSetting] = checkpointPath;
-        return new SamplingJobSpec
-        {
-            Workload = workload,
-            SourceTrainingJobId = source.TrainingJobId,
-            SourceCheckpointStep = source.Step,
-            Samples = samples,
-            UnitSize = unitSize,
-            Classes = config.Misc.NumClasses,
-            Labels = labels,
-            Seed = seed,
-            Settings = settings,
-        };
+        return SamplingSpec(workload, source, samples, seed, labels, unitSize, config.Misc.NumClasses, settings);
     }
 
     /// <summary>
@@ -104,19 +93,22 @@ public static class JobSpecFactory
     {
         if (source.TrainingJobId is null)
             throw new Commands.UsageException("a sampling job without a config file needs --ckpt JOB[@STEP] (a training job's checkpoint holds its configuration)");
-        return new SamplingJobSpec
-        {
-            Workload = workload,
-            SourceTrainingJobId = source.TrainingJobId,
-            SourceCheckpointStep = source.Step,
-            Samples = samples,
-            UnitSize = unitSize,
-            Classes = 0,
-            Labels = labels,
-            Seed = seed,
-            Settings = new Dictionary<string, string>(StringComparer.Ordinal),
-        };
+        return SamplingSpec(workload, source, samples, seed, labels, unitSize, classes: 0, new Dictionary<string, string>(StringComparer.Ordinal));
     }
+
+    private static SamplingJobSpec SamplingSpec(string workload, SamplingSource source, int samples, long seed, string labels, int unitSize,
+        int classes, Dictionary<string, string> settings) => new()
+    {
+        Workload = workload,
+        SourceTrainingJobId = source.TrainingJobId,
+        SourceCheckpointStep = source.Step,
+        Samples = samples,
+        UnitSize = unitSize,
+        Classes = classes,
+        Labels = labels,
+        Seed = seed,
+        Settings = settings,
+    };
 
     /// <summary>A relative ckpt path in a config is taken relative to the working directory, as the reference scripts do.</summary>
     private static string? ResolveConfigPath(string? path) =>
