@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using RAE.GrainInterfaces;
 
@@ -14,8 +13,6 @@ public static class CheckpointDownloader
     /// <summary>A few MiB per message: far below Orleans' message size limit, large enough that a 1 GB DiT^DH-S
     /// checkpoint takes a few hundred round trips.</summary>
     public const int ChunkBytes = 4 * 1024 * 1024;
-
-    private static readonly ConditionalWeakTable<CheckpointInfo, IGrainFactory> Sources = new();
 
     /// <summary>Streams the payload into <paramref name="destination"/>; <see cref="RaeJobException"/> when the cluster
     /// cannot serve it or the bytes do not match the catalog (what was written to the destination must then be discarded).</summary>
@@ -36,14 +33,4 @@ public static class CheckpointDownloader
             throw new RaeJobException($"Checkpoint '{checkpoint.Location}' of job '{checkpoint.JobId}' at step {checkpoint.Step} arrived as {received} bytes with SHA-256 {checksum}, the catalog says {checkpoint.SizeBytes} bytes with {checkpoint.Sha256}; it is corrupt.");
         return received;
     }
-
-    /// <summary>Remembers which cluster a catalog entry came from, so code that holds only the entry can fetch its payload.</summary>
-    public static T Remember<T>(T checkpoints, IGrainFactory grains) where T : IEnumerable<CheckpointInfo>
-    {
-        foreach (var checkpoint in checkpoints) Sources.AddOrUpdate(checkpoint, grains);
-        return checkpoints;
-    }
-
-    /// <summary>The cluster that handed out <paramref name="checkpoint"/> (through <see cref="RaeClient"/>), or null.</summary>
-    public static IGrainFactory? SourceOf(CheckpointInfo checkpoint) => Sources.TryGetValue(checkpoint, out var grains) ? grains : null;
 }

@@ -224,15 +224,13 @@ public sealed class RaeClient : IAsyncDisposable
     }
 
     public async Task<IReadOnlyList<CheckpointInfo>> ListCheckpointsAsync(string jobId) =>
-        CheckpointDownloader.Remember(await Grains.GetGrain<ICheckpointStoreGrain>(jobId).List(), Grains);
+        await Grains.GetGrain<ICheckpointStoreGrain>(jobId).List();
 
     public async Task<CheckpointInfo> GetCheckpointAsync(string jobId, long? step)
     {
         var store = Grains.GetGrain<ICheckpointStoreGrain>(jobId);
-        var checkpoint = step is { } wanted ? await store.Get(wanted)
+        return step is { } wanted ? await store.Get(wanted)
             : await store.Latest() ?? throw new RaeJobException($"Job '{jobId}' has no committed checkpoint.");
-        CheckpointDownloader.Remember(new[] { checkpoint }, Grains);
-        return checkpoint;
     }
 
     /// <summary>Streams a committed checkpoint's verified payload from the cluster into <paramref name="destination"/>.</summary>

@@ -121,29 +121,6 @@ public sealed class CheckpointsExportCommand : ClusterCommand
         return selected.Count;
     }
 
-    /// <summary>
-    /// The EMA weights of a committed checkpoint as a local `.safetensors` file (fetched through the cluster that handed
-    /// out <paramref name="checkpoint"/>, written once), for a sampling job: the sampler reads weights files, not a
-    /// worker's training state. The file lives under <see cref="SamplingWeightsFolder"/>, named by job, step and checksum.
-    /// </summary>
-    public static string ExportForSampling(CheckpointInfo checkpoint)
-    {
-        var output = SamplingWeightsPath(checkpoint);
-        if (File.Exists(output)) return output;
-        var grains = CheckpointDownloader.SourceOf(checkpoint)
-            ?? throw new RaeJobException($"Checkpoint of '{checkpoint.JobId}' at step {checkpoint.Step} did not come from a connected cluster (get it through RaeClient), so its payload cannot be fetched.");
-        // The signature is synchronous (callers resolve a path); the CLI has no synchronization context to deadlock on.
-        ExportAsync(grains, checkpoint, "ema", weightsExplicit: false, output).GetAwaiter().GetResult();
-        return output;
-    }
-
-    /// <summary>Where <see cref="ExportForSampling"/> keeps exported weights: $RAE_SAMPLING_WEIGHTS, else a folder under the temp folder.</summary>
-    public static string SamplingWeightsFolder =>
-        Environment.GetEnvironmentVariable("RAE_SAMPLING_WEIGHTS") is { Length: > 0 } folder ? folder : Path.Combine(Path.GetTempPath(), "rae-sampling-weights");
-
-    public static string SamplingWeightsPath(CheckpointInfo checkpoint) =>
-        Path.Combine(SamplingWeightsFolder, checkpoint.JobId, $"step-{checkpoint.Step:D9}-{checkpoint.Sha256[..Math.Min(16, checkpoint.Sha256.Length)].ToLowerInvariant()}.ema.safetensors");
-
     private static bool LooksLikeSafeTensors(string payloadFile)
     {
         using var file = File.OpenRead(payloadFile);

@@ -52,31 +52,6 @@ public sealed class CheckpointExportTests(FileSystemStorageCluster cluster) : ID
     }
 
     [Fact]
-    public async Task SamplingExportFetchesTheEmaWeightsOnceThroughTheClusterThatListedTheCheckpoint()
-    {
-        var committed = await CommitAsync(("model.w", 1f), ("ema.w", 2f));
-        var previous = Environment.GetEnvironmentVariable("RAE_SAMPLING_WEIGHTS");
-        Environment.SetEnvironmentVariable("RAE_SAMPLING_WEIGHTS", _folder);
-        try
-        {
-            var stranger = committed with { };
-            Assert.Contains("did not come from a connected cluster", Assert.Throws<RaeJobException>(() => CheckpointsExportCommand.ExportForSampling(stranger)).Message);
-
-            var checkpoint = await new RaeClient(cluster.Grains).GetCheckpointAsync(committed.JobId, null);
-            var path = CheckpointsExportCommand.ExportForSampling(checkpoint);
-            Assert.StartsWith(Path.Combine(_folder, committed.JobId, "step-000000040-"), path);
-            Assert.Equal(new Dictionary<string, float> { ["w"] = 2f }, Read(path));
-            var written = File.GetLastWriteTimeUtc(path);
-            Assert.Equal(path, CheckpointsExportCommand.ExportForSampling(checkpoint));
-            Assert.Equal(written, File.GetLastWriteTimeUtc(path));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("RAE_SAMPLING_WEIGHTS", previous);
-        }
-    }
-
-    [Fact]
     public async Task BareWeightsAreExportedAsTheyAre()
     {
         var checkpoint = await CommitAsync(("blocks.0.attn.qkv.weight", 4f), ("final_layer.linear.bias", 5f));
