@@ -32,10 +32,32 @@ public interface IRankWorker : IDisposable
 
     void SetParameters(float[] parameters);
 
-    /// <summary>Everything needed for an exact resume: parameters, optimizer moments, schedule position.</summary>
-    byte[] GetState();
+    /// <summary>
+    /// Writes everything needed for an exact resume (parameters, optimizer moments, schedule position) to
+    /// <paramref name="destination"/>, front to back: a DiT^DH-S state is over 3 GB, more than one array can hold.
+    /// </summary>
+    void SaveState(Stream destination);
 
-    void LoadState(byte[] state);
+    /// <summary>Restores a state written by <see cref="SaveState"/> from a readable, seekable stream.</summary>
+    void LoadState(Stream source);
+}
+
+/// <summary>In-memory state round trips for small workers and tests; real checkpoints stream (<see cref="IRankWorker.SaveState"/>).</summary>
+public static class RankWorkerStateExtensions
+{
+    public static byte[] GetState(this IRankWorker worker)
+    {
+        using var stream = new MemoryStream();
+        worker.SaveState(stream);
+        return stream.ToArray();
+    }
+
+    public static void LoadState(this IRankWorker worker, byte[] state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        using var stream = new MemoryStream(state, writable: false);
+        worker.LoadState(stream);
+    }
 }
 
 /// <summary>Creates workers for one workload name (the spec's <see cref="TrainingJobSpec.Workload"/>).</summary>

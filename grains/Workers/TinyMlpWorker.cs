@@ -138,11 +138,10 @@ public sealed class TinyMlpWorker : IRankWorker
         Unflatten(flat);
     }
 
-    public byte[] GetState()
+    public void SaveState(Stream destination)
     {
         RequireContext();
-        using var stream = new MemoryStream();
-        using (var writer = new BinaryWriter(stream))
+        using (var writer = new BinaryWriter(destination, System.Text.Encoding.UTF8, leaveOpen: true))
         {
             writer.Write(WorkloadName);
             writer.Write(ParameterCount);
@@ -150,13 +149,12 @@ public sealed class TinyMlpWorker : IRankWorker
             foreach (var vector in new[] { GetParameters(), ToArray(_firstMoment!), ToArray(_secondMoment!) })
                 foreach (var value in vector) writer.Write(value);
         }
-        return stream.ToArray();
     }
 
-    public void LoadState(byte[] state)
+    public void LoadState(Stream source)
     {
         RequireContext();
-        using var reader = new BinaryReader(new MemoryStream(state));
+        using var reader = new BinaryReader(source, System.Text.Encoding.UTF8, leaveOpen: true);
         var workload = reader.ReadString();
         var count = reader.ReadInt32();
         if (workload != WorkloadName || count != ParameterCount)

@@ -86,15 +86,13 @@ public static class SafeTensors
         }
     }
 
+    /// <summary>
+    /// Writes the header, then each tensor's bytes one tensor at a time (a CPU contiguous copy is made per tensor as
+    /// needed), so a state of several GB streams to a file or upload without being assembled in memory.
+    /// </summary>
     public static void Save(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var blobs = new List<(string Name, string Dtype, long[] Shape, byte[] Data)>();
-        foreach (var (name, tensor) in tensors)
-        {
-            using var cpu = tensor.detach().cpu().contiguous();
-            blobs.Add((name, DtypeName(cpu.dtype, name), cpu.shape, cpu.bytes.ToArray()));
-        }
-
+        var entries = tensors.ToList();
         using var headerStream = new MemoryStream();
         using (var writer = new Utf8JsonWriter(headerStream))
         {
@@ -106,19 +104,20 @@ public static class SafeTensors
                 writer.WriteEndObject();
             }
             long offset = 0;
-            foreach (var blob in blobs)
+            foreach (var (name, tensor) in entries)
             {
-                writer.WriteStartObject(blob.Name);
-                writer.WriteString("dtype", blob.Dtype);
+                var byteCount = tensor.numel() * ElementSize(tensor.dtype);
+                writer.WriteStartObject(name);
+                writer.WriteString("dtype", DtypeName(tensor.dtype, name));
                 writer.WriteStartArray("shape");
-                foreach (var dim in blob.Shape) writer.WriteNumberValue(dim);
+                foreach (var dim in tensor.shape) writer.WriteNumberValue(dim);
                 writer.WriteEndArray();
                 writer.WriteStartArray("data_offsets");
                 writer.WriteNumberValue(offset);
-                writer.WriteNumberValue(offset + blob.Data.LongLength);
+                writer.WriteNumberValue(offset + byteCount);
                 writer.WriteEndArray();
                 writer.WriteEndObject();
-                offset += blob.Data.LongLength;
+                offset += byteCount;
             }
             writer.WriteEndObject();
         }
@@ -128,7 +127,11 @@ public static class SafeTensors
         BinaryPrimitives.WriteInt64LittleEndian(lengthBytes, header.Count);
         stream.Write(lengthBytes);
         stream.Write(header.ToArray());
-        foreach (var blob in blobs) stream.Write(blob.Data);
+        foreach (var (_, tensor) in entries)
+        {
+            using var cpu = tensor.detach().cpu().contiguous();
+            stream.Write(cpu.bytes);
+        }
     }
 
     private static ScalarType ParseDtype(string? name, string file, string tensor) => name switch

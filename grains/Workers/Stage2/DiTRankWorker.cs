@@ -175,12 +175,12 @@ public sealed class DiTRankWorker : IRankWorker
         if (Step == 0) ExponentialMovingAverage.CopyFrom(_ema!, _model!);
     }
 
-    public byte[] GetState() => DiTTrainingState.Save(this);
+    public void SaveState(Stream destination) => DiTTrainingState.Save(this, destination);
 
-    public void LoadState(byte[] state)
+    public void LoadState(Stream source)
     {
-        ArgumentNullException.ThrowIfNull(state);
-        Step = DiTTrainingState.Load(this, state);
+        ArgumentNullException.ThrowIfNull(source);
+        Step = DiTTrainingState.Load(this, source);
     }
 
     public void Dispose() => ReleaseTensors();

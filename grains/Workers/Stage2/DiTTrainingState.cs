@@ -19,7 +19,7 @@ internal static class DiTTrainingState
 {
     public const string Format = "rae-dit-dh-trainer-v1";
 
-    public static byte[] Save(DiTRankWorker worker)
+    public static void Save(DiTRankWorker worker, Stream destination)
     {
         var job = worker.Job;
         var spec = job.Config;
@@ -51,16 +51,14 @@ internal static class DiTTrainingState
             ["step"] = worker.Step.ToString(CultureInfo.InvariantCulture),
             ["config"] = yaml,
         };
-        using var stream = new MemoryStream();
-        SafeTensors.Save(stream, tensors, metadata);
-        return stream.ToArray();
+        SafeTensors.Save(destination, tensors, metadata);
     }
 
     /// <returns>The step the state was taken at.</returns>
-    public static long Load(DiTRankWorker worker, byte[] state)
+    public static long Load(DiTRankWorker worker, Stream state)
     {
         var context = Context(worker);
-        var tensors = SafeTensors.Load(new MemoryStream(state), "DiT^DH training state");
+        var tensors = SafeTensors.Load(state, "DiT^DH training state");
         try
         {
             var step = Scalar(tensors, "trainer.step");
