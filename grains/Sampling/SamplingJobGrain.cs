@@ -336,8 +336,8 @@ public sealed partial class SamplingJobGrain(
         {
             try
             {
-                var payload = await checkpoints.ReadAsync(checkpoint);
-                configYaml = CheckpointConfigReader.ReadConfigYaml(payload, $"checkpoint of job '{sourceJob}' at step {checkpoint.Step}");
+                await using var payload = await checkpoints.OpenReadAsync(checkpoint);
+                configYaml = await CheckpointConfigReader.ReadConfigYamlAsync(payload, checkpoint.SizeBytes, $"checkpoint of job '{sourceJob}' at step {checkpoint.Step}");
             }
             catch (Exception error) when (error is IOException or InvalidDataException or UnauthorizedAccessException)
             {

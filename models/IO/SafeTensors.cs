@@ -19,7 +19,48 @@ public static class SafeTensors
         return Load(stream, path);
     }
 
-    public static Dictionary<string, Tensor> Load(Stream stream, string nameForErrors)
+    /// <summary>
+    /// Loads the tensors of a safetensors stream (positioned at its start, seekable) in header order onto the CPU, or
+    /// only those whose name <paramref name="include"/> accepts: the rest are skipped, never read. The caller owns the tensors.
+    /// </summary>
+    public static Dictionary<string, Tensor> Load(Stream stream, string nameForErrors, Func<string, bool>? include = null)
+    {
+        var (entries, headerLength) = ReadHeader(stream, nameForErrors);
+        if (include is not null) entries = entries.Where(entry => include(entry.Name)).ToList();
+        var dataStart = 8 + headerLength;
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var entry in entries)
+            {
+                var byteCount = entry.End - entry.Begin;
+                var expected = entry.Shape.Aggregate(1L, (a, b) => a * b) * ElementSize(entry.Type);
+                if (byteCount != expected)
+                    throw new InvalidDataException($"{nameForErrors}: tensor '{entry.Name}' has {byteCount} bytes, its shape and dtype need {expected}");
+                stream.Seek(dataStart + entry.Begin, SeekOrigin.Begin);
+                var tensor = empty(entry.Shape, entry.Type);
+                result[entry.Name] = tensor;
+                if (byteCount > 0) stream.ReadExactly(tensor.bytes); // straight into the tensor's memory
+            }
+        }
+        catch
+        {
+            foreach (var tensor in result.Values) tensor.Dispose();
+            throw;
+        }
+        return result;
+    }
+
+    /// <summary>The tensor names of a safetensors stream in header order; the stream is left where it was.</summary>
+    public static IReadOnlyList<string> ReadNames(Stream stream, string nameForErrors)
+    {
+        var start = stream.Position;
+        var (entries, _) = ReadHeader(stream, nameForErrors);
+        stream.Position = start;
+        return entries.Select(entry => entry.Name).ToList();
+    }
+
+    private static (List<(string Name, ScalarType Type, long[] Shape, long Begin, long End)> Entries, long HeaderLength) ReadHeader(Stream stream, string nameForErrors)
     {
         var lengthBytes = new byte[8];
         stream.ReadExactly(lengthBytes);
@@ -39,31 +80,7 @@ public static class SafeTensors
             var offsets = property.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
             entries.Add((property.Name, dtype, shape, offsets[0], offsets[1]));
         }
-
-        var dataStart = 8 + headerLength;
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        try
-        {
-            foreach (var entry in entries)
-            {
-                var byteCount = entry.End - entry.Begin;
-                var expected = entry.Shape.Aggregate(1L, (a, b) => a * b) * ElementSize(entry.Type);
-                if (byteCount != expected)
-                    throw new InvalidDataException($"{nameForErrors}: tensor '{entry.Name}' has {byteCount} bytes, its shape and dtype need {expected}");
-                var buffer = new byte[byteCount];
-                stream.Seek(dataStart + entry.Begin, SeekOrigin.Begin);
-                stream.ReadExactly(buffer);
-                var tensor = empty(entry.Shape, entry.Type);
-                if (byteCount > 0) tensor.bytes = buffer;
-                result[entry.Name] = tensor;
-            }
-        }
-        catch
-        {
-            foreach (var tensor in result.Values) tensor.Dispose();
-            throw;
-        }
-        return result;
+        return (entries, headerLength);
     }
 
     /// <summary>Writes the tensors in the given order (CPU copies are made as needed). Atomic: temp file, then rename.</summary>

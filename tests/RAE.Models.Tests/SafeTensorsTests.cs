@@ -68,6 +68,45 @@ public sealed class SafeTensorsTests
         Assert.True(allocated < 8 * 1024 * 1024, $"saving 32 MiB of tensors allocated {allocated} managed bytes");
     }
 
+    [Fact]
+    public void FilteredLoadReadsOnlyTheIncludedTensors()
+    {
+        using var scope = NewDisposeScope();
+        var stream = new MemoryStream();
+        SafeTensors.Save(stream, [KeyValuePair.Create("ema.w", full(1000, 2f)), KeyValuePair.Create("model.w", full(1_000_000, 1f))]);
+        stream.Position = 0;
+        Assert.Equal(["ema.w", "model.w"], SafeTensors.ReadNames(stream, "state"));
+        Assert.Equal(0, stream.Position);
+
+        using var reading = new ReadCountingStream(stream);
+        var loaded = SafeTensors.Load(reading, "state", name => name.StartsWith("ema.", StringComparison.Ordinal));
+        Assert.Equal(["ema.w"], loaded.Keys);
+        Assert.True(loaded["ema.w"].equal(full(1000, 2f)).all().item<bool>());
+        Assert.True(reading.BytesRead < 10_000, $"read {reading.BytesRead} bytes of a {stream.Length}-byte file for 4000 bytes of tensor");
+    }
+
+    private sealed class ReadCountingStream(Stream inner) : Stream
+    {
+        public long BytesRead { get; private set; }
+        public override bool CanRead => true;
+        public override bool CanSeek => true;
+        public override bool CanWrite => false;
+        public override long Length => inner.Length;
+        public override long Position { get => inner.Position; set => inner.Position = value; }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => Count(inner.Read(buffer, offset, count));
+        public override int Read(Span<byte> buffer) => Count(inner.Read(buffer));
+        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        private int Count(int read)
+        {
+            BytesRead += read;
+            return read;
+        }
+    }
+
     private sealed class CountingStream : Stream
     {
         public long Written { get; private set; }
