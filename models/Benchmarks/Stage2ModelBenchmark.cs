@@ -36,6 +36,7 @@ public sealed record BatchBenchmark(
     double SamplingModelGflopsPerSecond,
     double SamplingModelFlopsUtilisation,
     double LastTrainingLoss,
+    double TrainSecondsPerStepAtMatmulPeak,
     double? TrainSecondsPerStepAtFmaPeak);
 
 public sealed record ModelBenchmarkReport(
@@ -84,6 +85,7 @@ public static class Stage2ModelBenchmark
             var sampleFlops = forwardFlops * batch * forwardsPerSecond;
             results.Add(new BatchBenchmark(batch, stepsPerSecond, stepsPerSecond * batch, trainFlops / 1e9, trainFlops / 1e9 / peak.GflopsPerSecond,
                 forwardsPerSecond, sampleFlops / 1e9, sampleFlops / 1e9 / peak.GflopsPerSecond, loss,
+                3 * forwardFlops * batch / 1e9 / peak.GflopsPerSecond,
                 fmaPeak is null ? null : 3 * forwardFlops * batch / 1e9 / fmaPeak.GflopsPerSecond));
             progress?.Invoke($"batch {batch}: {stepsPerSecond:F3} train steps/s, {forwardsPerSecond:F3} forward passes/s");
         }
@@ -135,7 +137,8 @@ public static class Stage2ModelBenchmark
             }
             using var scope = NewDisposeScope();
             var (noisy, t, y, target) = TrainingBatch(settings, batch, data);
-            optimizer.zero_grad();
+            // Gradients are dropped, not zeroed, as the trainer and PyTorch's optimizer.zero_grad() (set_to_none) do.
+            master.zero_grad(set_to_none: true);
             if (compute is null)
             {
                 using var lossTensor = (master.forward(noisy, t, y) - target).pow(2).mean();

@@ -43,6 +43,11 @@ public sealed class BenchModelTests
         var peak = root.GetProperty("MatmulPeak").GetProperty("GflopsPerSecond").GetDouble();
         Assert.True(peak > 0);
         var forwardGflops = root.GetProperty("ForwardGflopsPerSample").GetDouble();
+        // The FMA ceiling is an fp32 CPU figure: measured for fp32 (on an FMA-capable CPU), absent for bf16.
+        var fmaPeak = root.GetProperty("CpuFmaPeak");
+        double? fmaCeiling = fmaPeak.ValueKind == JsonValueKind.Null ? null : fmaPeak.GetProperty("GflopsPerSecond").GetDouble();
+        if (precision == "bf16") Assert.Null(fmaCeiling);
+        else if (System.Runtime.Intrinsics.X86.Fma.IsSupported) Assert.True(fmaCeiling > peak * 0.5, $"FMA ceiling {fmaCeiling} vs matmul peak {peak}");
         var batches = root.GetProperty("Batches").EnumerateArray().ToList();
         Assert.Equal([2, 3], batches.Select(b => b.GetProperty("BatchSize").GetInt32()));
         foreach (var batch in batches)
@@ -56,6 +61,10 @@ public sealed class BenchModelTests
             Assert.Equal(3 * forwardGflops * size * steps, trainGflops, 1e-9);
             Assert.Equal(trainGflops / peak, batch.GetProperty("TrainModelFlopsUtilisation").GetDouble(), 1e-9);
             Assert.Equal(forwardGflops * size * forwards / peak, batch.GetProperty("SamplingModelFlopsUtilisation").GetDouble(), 1e-9);
+            Assert.Equal(3 * forwardGflops * size / peak, batch.GetProperty("TrainSecondsPerStepAtMatmulPeak").GetDouble(), 1e-9);
+            var atFmaPeak = batch.GetProperty("TrainSecondsPerStepAtFmaPeak");
+            if (fmaCeiling is { } ceiling) Assert.Equal(3 * forwardGflops * size / ceiling, atFmaPeak.GetDouble(), 1e-9);
+            else Assert.Equal(JsonValueKind.Null, atFmaPeak.ValueKind);
         }
     }
 
