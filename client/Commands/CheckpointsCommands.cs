@@ -102,18 +102,18 @@ public sealed class CheckpointsExportCommand : ClusterCommand
 
         using var scope = TorchSharp.torch.NewDisposeScope();
         using var payload = File.OpenRead(payloadFile);
-        var names = SafeTensors.ReadNames(payload, payloadFile);
-        var prefix = weights + ".";
-        if (!names.Any(name => name.StartsWith(prefix, StringComparison.Ordinal)))
-        {
-            var hasParts = names.Any(k => k.StartsWith("ema.", StringComparison.Ordinal) || k.StartsWith("model.", StringComparison.Ordinal));
-            if (weightsExplicit || hasParts)
-                throw new RaeJobException($"Checkpoint '{checkpoint.Location}' holds no '{prefix}*' tensors (it has: {string.Join(", ", names.Take(5))}...).");
-            prefix = "";
-        }
         // Only the exported part is read: a DiT^DH-S training state is over 3 GB, one part of it under 1 GB.
-        var selected = SafeTensors.Load(payload, payloadFile, name => name.StartsWith(prefix, StringComparison.Ordinal))
-            .Select(t => KeyValuePair.Create(t.Key[prefix.Length..], t.Value)).ToList();
+        string prefix;
+        Dictionary<string, TorchSharp.torch.Tensor> tensors;
+        try
+        {
+            (prefix, tensors) = CheckpointParts.Load(payload, weights, weightsExplicit, $"Checkpoint '{checkpoint.Location}'");
+        }
+        catch (MissingCheckpointPartException error)
+        {
+            throw new RaeJobException(error.Message, error);
+        }
+        var selected = tensors.Select(t => KeyValuePair.Create(t.Key[prefix.Length..], t.Value)).ToList();
         var folder = Path.GetDirectoryName(output);
         if (!string.IsNullOrEmpty(folder)) Directory.CreateDirectory(folder);
         var temp = output + ".tmp";

@@ -186,13 +186,11 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         string prefix;
         try
         {
-            var names = SafeTensors.ReadNames(payload, name);
-            prefix = plan.WeightsPart + ".";
-            var hasParts = names.Any(key => key.StartsWith("ema.", StringComparison.Ordinal) || key.StartsWith("model.", StringComparison.Ordinal));
-            // A payload of bare weights (no model./ema. parts) is sampled as it is, unless a part was asked for explicitly.
-            if (!hasParts && !plan.WeightsPartExplicit) prefix = "";
-            var wanted = prefix;
-            tensors = SafeTensors.Load(payload, name, key => key.StartsWith(wanted, StringComparison.Ordinal));
+            (prefix, tensors) = CheckpointParts.Load(payload, plan.WeightsPart, plan.WeightsPartExplicit, $"The {name}");
+        }
+        catch (MissingCheckpointPartException error)
+        {
+            throw new RaeJobException($"Sampling job cannot use it: {error.Message}", error);
         }
         catch (Exception error) when (error is InvalidDataException or FormatException or System.Text.Json.JsonException)
         {
