@@ -20,14 +20,15 @@ public static class SafeTensors
     }
 
     /// <summary>
-    /// Loads the tensors of a safetensors stream (positioned at its start, seekable) in header order onto the CPU, or
+    /// Loads the tensors of a safetensors stream (seekable, positioned where the container starts) in header order onto the CPU, or
     /// only those whose name <paramref name="include"/> accepts: the rest are skipped, never read. The caller owns the tensors.
     /// </summary>
     public static Dictionary<string, Tensor> Load(Stream stream, string nameForErrors, Func<string, bool>? include = null)
     {
+        var origin = stream.Position;
         var (entries, headerLength) = ReadHeader(stream, nameForErrors);
         if (include is not null) entries = entries.Where(entry => include(entry.Name)).ToList();
-        var dataStart = 8 + headerLength;
+        var dataStart = origin + 8 + headerLength;
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {

@@ -54,31 +54,54 @@ internal static class DiTTrainingState
         SafeTensors.Save(destination, tensors, metadata);
     }
 
+    private static readonly string[] WeightGroups = ["model.", "ema.", "optimizer.exp_avg.", "optimizer.exp_avg_sq."];
+
+    /// <summary>
+    /// Restores from a seekable stream one group of tensors at a time (the scalars, then model, EMA and each AdamW moment),
+    /// so the extra memory is one copy of the weights, not of the whole state. The seed and batch are checked first.
+    /// </summary>
     /// <returns>The step the state was taken at.</returns>
     public static long Load(DiTRankWorker worker, Stream state)
     {
         var context = Context(worker);
-        var tensors = SafeTensors.Load(state, "DiT^DH training state");
-        try
+        var start = state.Position;
+        long step = 0, optimizerStep = 0;
+        WithGroup(state, start, key => !WeightGroups.Any(group => key.StartsWith(group, StringComparison.Ordinal)), tensors =>
         {
-            var step = Scalar(tensors, "trainer.step");
+            step = Scalar(tensors, "trainer.step");
             var seed = Scalar(tensors, "trainer.seed");
             var globalBatch = Scalar(tensors, "trainer.global_batch");
             if (seed != context.Spec.Seed || globalBatch != context.Spec.GlobalBatchSize)
                 throw new InvalidDataException($"The checkpoint was taken with seed {seed} and global batch {globalBatch}; this job has seed {context.Spec.Seed} and global batch {context.Spec.GlobalBatchSize}.");
-            using var guard = no_grad();
-            CopyInto(worker.Model.state_dict(), tensors, "model.");
-            CopyInto(worker.Ema.state_dict(), tensors, "ema.");
-            var names = TrainableNames(worker);
-            var states = AdamStates(worker);
-            var optimizerStep = Scalar(tensors, "optimizer.step");
-            for (var i = 0; i < names.Count; i++)
-            {
-                CopyTensor(states[i].exp_avg, tensors, $"optimizer.exp_avg.{names[i]}");
-                CopyTensor(states[i].exp_avg_sq, tensors, $"optimizer.exp_avg_sq.{names[i]}");
-                states[i].step = optimizerStep;
-            }
-            return step;
+            optimizerStep = Scalar(tensors, "optimizer.step");
+        });
+        using var guard = no_grad();
+        WithGroup(state, start, "model.", tensors => CopyInto(worker.Model.state_dict(), tensors, "model."));
+        WithGroup(state, start, "ema.", tensors => CopyInto(worker.Ema.state_dict(), tensors, "ema."));
+        var names = TrainableNames(worker);
+        var states = AdamStates(worker);
+        WithGroup(state, start, "optimizer.exp_avg.", tensors =>
+        {
+            for (var i = 0; i < names.Count; i++) CopyTensor(states[i].exp_avg, tensors, $"optimizer.exp_avg.{names[i]}");
+        });
+        WithGroup(state, start, "optimizer.exp_avg_sq.", tensors =>
+        {
+            for (var i = 0; i < names.Count; i++) CopyTensor(states[i].exp_avg_sq, tensors, $"optimizer.exp_avg_sq.{names[i]}");
+        });
+        foreach (var adam in states) adam.step = optimizerStep;
+        return step;
+    }
+
+    private static void WithGroup(Stream state, long start, string prefix, Action<Dictionary<string, Tensor>> use) =>
+        WithGroup(state, start, key => key.StartsWith(prefix, StringComparison.Ordinal), use);
+
+    private static void WithGroup(Stream state, long start, Func<string, bool> include, Action<Dictionary<string, Tensor>> use)
+    {
+        state.Position = start;
+        var tensors = SafeTensors.Load(state, "DiT^DH training state", include);
+        try
+        {
+            use(tensors);
         }
         finally
         {

@@ -27,7 +27,8 @@ public sealed class ProcessFailoverTests(AzuriteFixture azurite, ITestOutputHelp
 {
     private const int Silos = 3;
     private const int Ranks = 3; // one rank on every silo, so whichever silo is killed takes a rank with it
-    private const int Steps = 24;
+    // Long enough that the kill lands mid-run even when status reports lag a couple of seconds behind the steps.
+    private const int Steps = 48;
     private const int CheckpointInterval = 3;
     private const int KillAtOrAfterStep = 7;
 
@@ -134,9 +135,9 @@ public sealed class ProcessFailoverTests(AzuriteFixture azurite, ITestOutputHelp
         log.WriteLine($"whole test {clock.Elapsed.TotalSeconds:0.0} s");
     }
 
-    /// <summary>DiTTestJobs.TinyConfig's schedule: warm-up from zero over 2 steps to 5e-3, then cosine to 1e-3 at step 40.</summary>
+    /// <summary>DiTTestJobs.TinyConfig's schedule: warm-up from zero over 2 steps to 5e-3, then cosine to 1e-3 at step 40, then 1e-3.</summary>
     private static double ScheduledLearningRate(long step) =>
-        step <= 2 ? 5e-3 * step / 2 : 1e-3 + 4e-3 * 0.5 * (1 + Math.Cos(Math.PI * (step - 3) / 38));
+        step <= 2 ? 5e-3 * step / 2 : step > 40 ? 1e-3 : 1e-3 + 4e-3 * 0.5 * (1 + Math.Cos(Math.PI * (step - 3) / 38));
 
     private static string Describe(TrainingJobStatus s) =>
         $"{s.State} at step {s.Step}, checkpoint {s.LastCheckpointStep}, recoveries {s.Recoveries}, restored from {s.RestoredFromStep}, "
