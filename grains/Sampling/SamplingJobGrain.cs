@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Placement;
 using RAE.Grains.Checkpoints;
 
 namespace RAE.Grains.Sampling;
@@ -38,7 +39,6 @@ public sealed partial class SamplingJobGrain(
 {
     /// <summary>A unit that fails this many times in a row fails the job.</summary>
     public const int MaxUnitAttempts = 3;
-    private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
 
     private Task? _loop;
     private bool _cancelRequested;
@@ -245,23 +245,10 @@ public sealed partial class SamplingJobGrain(
 
     private async Task<IReadOnlyList<ISamplingWorkerGrain>> DiscoverWorkersAsync(SamplingPlan plan)
     {
-        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
-        var infos = await Task.WhenAll(hosts.Keys.Select(async silo =>
-        {
-            try
-            {
-                return await GrainFactory.GetGrain<ISiloAgentGrain>(SiloBoundKey.Agent(silo)).GetComputeInfo().WaitAsync(AgentTimeout);
-            }
-            catch (Exception error)
-            {
-                LogSiloSkipped(error, silo.ToString());
-                return null;
-            }
-        }));
-        var workers = infos.OfType<SiloComputeInfo>()
-            .SelectMany(info => info.Devices.Select((device, index) => (Info: info, Device: device, Index: index)))
-            .OrderBy(entry => entry.Index).ThenBy(entry => entry.Info.SiloAddress, StringComparer.Ordinal)
-            .Select(entry => GrainFactory.GetGrain<ISamplingWorkerGrain>(SiloBoundKey.Sampler(SiloAddress.FromParsableString(entry.Info.SiloAddress), entry.Device)))
+        var infos = await SiloAgents.AskEveryActiveSiloAsync(GrainFactory, agent => agent.GetComputeInfo(),
+            (error, silo) => LogSiloSkipped(error, silo.ToString()));
+        var workers = SiloAgents.SpreadOverSilos(infos)
+            .Select(slot => GrainFactory.GetGrain<ISamplingWorkerGrain>(SiloBoundKey.Sampler(slot.Silo, slot.Device)))
             .ToList();
         if (plan.MaxWorkers > 0 && workers.Count > plan.MaxWorkers) workers = workers.Take(plan.MaxWorkers).ToList();
         return workers.Count > 0 ? workers

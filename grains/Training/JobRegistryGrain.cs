@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Placement;
 using RAE.Grains.Sampling;
 using RAE.Grains.Workers;
 
@@ -24,7 +25,6 @@ public sealed class JobRegistryGrain(
 {
     /// <summary>The sampling workloads this cluster's sampling job grain implements.</summary>
     public static readonly IReadOnlyList<string> SamplingWorkloads = [SamplingPlan.Workload];
-    private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
 
     public async Task<string> SubmitTraining(TrainingJobSpec spec)
     {
@@ -64,20 +64,9 @@ public sealed class JobRegistryGrain(
 
     public async Task<IReadOnlyList<WorkloadOffer>> GetWorkloads()
     {
-        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
-        var answers = await Task.WhenAll(hosts.Keys.Select(async silo =>
-        {
-            try
-            {
-                return await GrainFactory.GetGrain<ISiloAgentGrain>(SiloBoundKey.Agent(silo)).GetWorkloads().WaitAsync(AgentTimeout);
-            }
-            catch (Exception error)
-            {
-                logger.LogWarning(error, "Silo {Silo} did not say which workloads it offers", silo);
-                return null;
-            }
-        }));
-        var silos = answers.OfType<SiloWorkloads>().OrderBy(s => s.SiloAddress, StringComparer.Ordinal).ToList();
+        var answers = await SiloAgents.AskEveryActiveSiloAsync(GrainFactory, agent => agent.GetWorkloads(),
+            (error, silo) => logger.LogWarning(error, "Silo {Silo} did not say which workloads it offers", silo));
+        var silos = answers.OrderBy(s => s.SiloAddress, StringComparer.Ordinal).ToList();
         IEnumerable<WorkloadOffer> Offers(JobKind kind, Func<SiloWorkloads, IReadOnlyList<string>> workloads) => silos
             .SelectMany(s => workloads(s).Select(workload => (Workload: workload, Silo: s)))
             .GroupBy(entry => entry.Workload, StringComparer.Ordinal)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Placement;
 using RAE.Grains.Storage;
 using RAE.Grains.Workers;
 
@@ -236,23 +237,10 @@ public sealed partial class TrainingCoordinatorGrain(
     /// <summary>Every device of every active silo that answers, spread over silos first (device i of each silo before device i+1).</summary>
     private async Task<List<RankSlot>> DiscoverSlotsAsync()
     {
-        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true);
-        var infos = await Task.WhenAll(hosts.Keys.Select(async silo =>
-        {
-            try
-            {
-                return await GrainFactory.GetGrain<ISiloAgentGrain>(SiloBoundKey.Agent(silo)).GetComputeInfo().WaitAsync(AgentTimeout);
-            }
-            catch (Exception error)
-            {
-                LogSiloSkipped(error, silo.ToString());
-                return null;
-            }
-        }));
-        return infos.OfType<SiloComputeInfo>()
-            .SelectMany(info => info.Devices.Select((device, index) => (Info: info, Device: device, Index: index)))
-            .OrderBy(entry => entry.Index).ThenBy(entry => entry.Info.SiloAddress, StringComparer.Ordinal)
-            .Select(entry => new RankSlot(entry.Info.SiloAddress, entry.Device, SiloBoundKey.Rank(SiloAddress.FromParsableString(entry.Info.SiloAddress), entry.Device)))
+        var infos = await SiloAgents.AskEveryActiveSiloAsync(GrainFactory, agent => agent.GetComputeInfo(),
+            (error, silo) => LogSiloSkipped(error, silo.ToString()));
+        return SiloAgents.SpreadOverSilos(infos)
+            .Select(slot => new RankSlot(slot.SiloAddress, slot.Device, SiloBoundKey.Rank(slot.Silo, slot.Device)))
             .ToList();
     }
 
