@@ -1,8 +1,13 @@
 namespace RAE.Models.Tests;
 
-/// <summary>Finds ../shared/fixtures beside the repository (or RAE_FIXTURES), walking up from the test binaries.</summary>
+/// <summary>
+/// Finds the golden fixtures: <c>RAE_FIXTURES</c> when set, else the repository's own <c>tests/fixtures</c> (walking up
+/// from the test binaries), so a clone placed anywhere runs its tests with nothing beside it.
+/// </summary>
 public static class Fixtures
 {
+    public const string EnvironmentVariable = "RAE_FIXTURES";
+
     private static readonly Lazy<string> RootPath = new(FindRoot);
 
     public static string Root => RootPath.Value;
@@ -11,15 +16,16 @@ public static class Fixtures
 
     private static string FindRoot()
     {
-        var fromEnvironment = Environment.GetEnvironmentVariable("RAE_FIXTURES");
+        var fromEnvironment = Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (!string.IsNullOrEmpty(fromEnvironment))
             return Directory.Exists(fromEnvironment) ? fromEnvironment
-                : throw new DirectoryNotFoundException($"RAE_FIXTURES points to a missing folder: {fromEnvironment}");
+                : throw new DirectoryNotFoundException($"{EnvironmentVariable} points to a missing folder: {fromEnvironment}");
         for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
         {
-            var candidate = Path.Combine(directory.FullName, "shared", "fixtures");
-            if (Directory.Exists(candidate) && File.Exists(Path.Combine(candidate, "README.md"))) return candidate;
+            var candidate = Path.Combine(directory.FullName, "tests", "fixtures");
+            if (File.Exists(Path.Combine(candidate, "README.md"))) return candidate;
         }
-        throw new DirectoryNotFoundException("the golden fixtures (../shared/fixtures beside the repository) were not found; set RAE_FIXTURES");
+        throw new DirectoryNotFoundException(
+            $"the golden fixtures (tests/fixtures in the repository) were not found above {AppContext.BaseDirectory}; set {EnvironmentVariable}");
     }
 }

@@ -151,15 +151,7 @@ public sealed class SamplingTestFiles
         }
     }
 
-    private static string FindFixtures()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            var candidate = Path.Combine(directory.FullName, "shared", "fixtures");
-            if (File.Exists(Path.Combine(candidate, "ddt_tiny", "weights.safetensors"))) return candidate;
-        }
-        throw new DirectoryNotFoundException("the golden fixtures (../shared/fixtures beside the repository) were not found");
-    }
+    private static string FindFixtures() => RAE.Models.Tests.Fixtures.Root;
 }
 
 /// <summary>Counts <c>rae.sampling.unit_executions</c> per (job, unit) while it is alive.</summary>
