@@ -2,7 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using RAE.Client.Commands;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Client.Cluster;
 

@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Grains.Storage;
 using RAE.Silo;
 

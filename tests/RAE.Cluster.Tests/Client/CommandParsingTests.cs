@@ -2,7 +2,7 @@ using System.Net;
 using RAE.Client.Cluster;
 using RAE.Client.Commands;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Cluster.Tests.Client;
 

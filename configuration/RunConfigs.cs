@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary><c>eval</c>: online evaluation during training (spec §4.9, §7.2, §10).</summary>
 public sealed record EvalConfig

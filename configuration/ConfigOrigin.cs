@@ -1,6 +1,6 @@
 using YamlDotNet.RepresentationModel;
 
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>Where the nodes of one configuration tree came from: the file, or a <c>--set</c> override that replaced them.</summary>
 internal sealed class ConfigOrigin

@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 public enum GuidanceMethod
 {

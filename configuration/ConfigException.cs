@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>
 /// A configuration file (or a <c>--set</c> override) that cannot be read: names the full dotted key, the source

@@ -2,7 +2,7 @@ using System.Globalization;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>YAML 1.1 / OmegaConf scalar reading (null, booleans, numbers) and the inverse formatting used when writing.</summary>
 internal static class ConfigScalars

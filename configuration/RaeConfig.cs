@@ -1,7 +1,7 @@
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>
 /// One configuration file in the reference's OmegaConf schema (spec §1): <c>stage_1</c>, <c>stage_2</c>, <c>transport</c>,

@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>How training times are drawn: <c>uniform</c>, or <c>logit-normal_μ_σ</c> (truncated logit-normal, spec §6.3).</summary>
 public sealed record TimeDistribution(string Name, bool IsLogitNormal, double Mu, double Sigma)

@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>
 /// <c>training</c> (spec §4.1, §7.1, §7.2) with the reference defaults of src/train.py. Legacy flat keys of the older

@@ -2,7 +2,7 @@ using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>Builds the canonical YAML of a configuration: strings single-quoted, floats always with '.', lists in flow style.</summary>
 internal sealed class YamlMapBuilder

@@ -1,7 +1,7 @@
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>
 /// Applies <c>key.path=value</c> overrides (for <c>rae train --set training.global_batch_size=8</c>) to a parsed YAML tree before

@@ -1,6 +1,6 @@
 using YamlDotNet.RepresentationModel;
 
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>
 /// Typed, tracked access to one YAML mapping of a configuration. Every read marks the key as known; <see cref="RejectUnknownKeys"/>

@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary><c>stage_1</c>: the representation autoencoder (<c>stage1.RAE</c>), its constructor params and optional checkpoint.</summary>
 public sealed record Stage1Config

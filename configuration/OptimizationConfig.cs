@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary><c>optimizer</c>: AdamW (spec §4.8; eps 1e-8 as the reference).</summary>
 public sealed record OptimizerConfig

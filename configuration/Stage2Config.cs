@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary>
 /// <c>stage_2</c> (and <c>guidance.guidance_model</c>): the diffusion transformer class, its typed constructor params and an

@@ -1,4 +1,4 @@
-namespace RAE.Models.Config;
+namespace RAE.Configuration;
 
 /// <summary><c>gan</c> (Stage-1 training only, spec §4.1, §4.4, §4.5): the DINO discriminator and the loss schedule.</summary>
 public sealed record GanConfig
