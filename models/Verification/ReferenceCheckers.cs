@@ -11,5 +11,6 @@ public static class ReferenceCheckers
         new SamplerCaseChecker(),
         new PtFormatsCaseChecker(),
         new GanLossesCaseChecker(),
+        new DiffAugCaseChecker(),
     ];
 }
