@@ -26,7 +26,7 @@ public sealed class DiffAugCaseChecker : IReferenceCaseChecker
             if (!io.Has(outputName)) continue;
             var settings = variant.Value.GetProperty("DiffAug");
             var augment = new DiffAug(settings.GetProperty("prob").GetDouble(), settings.GetProperty("cutout").GetDouble());
-            var draws = RecordedDraws(variant.Value, io);
+            var draws = RecordedDraws(variant.Value.GetProperty("draws"), io);
             var output = augment.Apply(io[variant.Value.GetProperty("input").GetString()!], draws);
             if (draws.Used != draws.Count)
                 throw new InvalidDataException($"{referenceCase.Name}/{variant.Name}: DiffAug used {draws.Used} of the {draws.Count} recorded draws");
@@ -35,10 +35,10 @@ public sealed class DiffAugCaseChecker : IReferenceCaseChecker
         return results;
     }
 
-    /// <summary>The draws a variant recorded, in call order (<c>draws[].key</c>).</summary>
-    internal static RecordedUniformDraws RecordedDraws(JsonElement variant, ReferenceTensorFile io)
+    /// <summary>The recorded draws of a case.json list of <c>{index, key}</c> entries, in call order.</summary>
+    internal static RecordedUniformDraws RecordedDraws(JsonElement drawList, ReferenceTensorFile io)
     {
-        var draws = variant.TryGetProperty("draws", out var list) ? list.EnumerateArray().ToList() : [];
+        var draws = drawList.EnumerateArray().ToList();
         return new RecordedUniformDraws(draws.OrderBy(d => d.GetProperty("index").GetInt32()).Select(d => io[d.GetProperty("key").GetString()!]).ToList());
     }
 }

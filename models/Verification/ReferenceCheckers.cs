@@ -12,5 +12,7 @@ public static class ReferenceCheckers
         new PtFormatsCaseChecker(),
         new GanLossesCaseChecker(),
         new DiffAugCaseChecker(),
+        new LpipsCaseChecker(),
+        new AdaptiveWeightCaseChecker(),
     ];
 }
