@@ -20,7 +20,7 @@ public sealed class GeneratorUniformDraws(Generator? generator = null) : IUnifor
 
 /// <summary>
 /// Draws given in advance, handed out in call order. A call whose shape differs from the next recorded draw, or a call after
-/// the last one, is an error naming the call, so a port that draws differently from the reference fails loudly.
+/// the last one, is an <see cref="InvalidDataException"/> naming the call, so a port that draws differently from the reference fails loudly.
 /// </summary>
 public sealed class RecordedUniformDraws : IUniformDraws
 {
@@ -36,10 +36,10 @@ public sealed class RecordedUniformDraws : IUniformDraws
     public Tensor Next(long[] shape, Device? device = null)
     {
         if (Used >= _draws.Count)
-            throw new InvalidOperationException($"draw {Used} of shape [{string.Join(",", shape)}] was requested, but only {_draws.Count} draws were recorded");
+            throw new InvalidDataException($"draw {Used} of shape [{string.Join(",", shape)}] was requested, but only {_draws.Count} draws were recorded");
         var draw = _draws[Used];
         if (!draw.shape.SequenceEqual(shape))
-            throw new InvalidOperationException(
+            throw new InvalidDataException(
                 $"draw {Used} was requested with shape [{string.Join(",", shape)}], but the recorded draw has shape [{string.Join(",", draw.shape)}]");
         Used++;
         return draw.to(float32, device ?? draw.device, copy: true);

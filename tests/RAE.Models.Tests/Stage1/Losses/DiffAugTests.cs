@@ -64,7 +64,7 @@ public sealed class DiffAugTests
         using var x = rand(2, 3, 8, 8);
         using var gates = tensor(new[] { 0f, 0f, 0f });
         using var wrong = zeros(7, 3, 1, 1);
-        var error = Assert.Throws<InvalidOperationException>(() => new DiffAug(1.0, 0.2).Apply(x, new RecordedUniformDraws([gates, wrong])));
+        var error = Assert.Throws<InvalidDataException>(() => new DiffAug(1.0, 0.2).Apply(x, new RecordedUniformDraws([gates, wrong])));
         Assert.Contains("[7,2,1,1]", error.Message);
     }
 
