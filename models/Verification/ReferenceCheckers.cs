@@ -10,5 +10,9 @@ public static class ReferenceCheckers
         new TransportCaseChecker(),
         new SamplerCaseChecker(),
         new PtFormatsCaseChecker(),
+        new GanLossesCaseChecker(),
+        new DiffAugCaseChecker(),
+        new LpipsCaseChecker(),
+        new AdaptiveWeightCaseChecker(),
     ];
 }
