@@ -10,5 +10,6 @@ public static class ReferenceCheckers
         new TransportCaseChecker(),
         new SamplerCaseChecker(),
         new PtFormatsCaseChecker(),
+        new DinoDiscriminatorCaseChecker(),
     ];
 }

@@ -72,7 +72,8 @@ public sealed class SpectralNormConv1d : nn.Module<Tensor, Tensor>
             using var u = Normalize(matrix.mv(weight_v));
             weight_u.copy_(u);
         }
-        var sigma = weight_u.dot(matrix.mv(weight_v));
+        // Clones, as PyTorch takes after the iteration: autograd saves u and v, and the next train-mode pass updates the buffers in place.
+        var sigma = weight_u.clone().dot(matrix.mv(weight_v.clone()));
         var weight = weight_orig / sigma;
         var padded = _circular && _padding > 0 ? F.pad(input, [_padding, _padding], PaddingModes.Circular) : input;
         return F.conv1d(padded, weight, bias, padding: _circular ? 0 : _padding).MoveToOuterDisposeScope();
