@@ -14,5 +14,6 @@ public static class ReferenceCheckers
         new DiffAugCaseChecker(),
         new LpipsCaseChecker(),
         new AdaptiveWeightCaseChecker(),
+        new DinoDiscriminatorCaseChecker(),
     ];
 }
