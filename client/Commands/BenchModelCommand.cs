@@ -112,7 +112,7 @@ public sealed class BenchModelCommand : ICliCommand
             $"every FLOP at the matmul peak (the bound of any framework on this BLAS): {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtMatmulPeak:F1} s/step at batch {b.BatchSize}"))}"));
         if (report.CpuFmaPeak is { } fma)
             output.WriteLine(string.Create(invariant,
-                $"fp32 FMA ceiling {fma.GflopsPerSecond:F1} GFLOP/s on {fma.Threads} threads: no fp32 training step can beat {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtFmaPeak:F1} s at batch {b.BatchSize}"))}"));
+                $"fp32 FMA ceiling {fma.GflopsPerSecond:F1} GFLOP/s ({fma.VectorBits}-bit FMAs) on {fma.Threads} threads: no fp32 training step can beat {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtFmaPeak:F1} s at batch {b.BatchSize}"))}"));
         output.WriteLine($"{"batch",6} {"train steps/s",14} {"s/step",8} {"samples/s",10} {"train MFU",10} {"fwd passes/s",13} {"fwd MFU",8} {"loss",8}");
         foreach (var row in report.Batches)
             output.WriteLine(string.Create(invariant,
