@@ -10,5 +10,7 @@ public static class ReferenceCheckers
         new TransportCaseChecker(),
         new SamplerCaseChecker(),
         new PtFormatsCaseChecker(),
+        new FrechetDistanceCaseChecker(),
+        new ReconstructionMetricsCaseChecker(),
     ];
 }
