@@ -15,5 +15,7 @@ public static class ReferenceCheckers
         new LpipsCaseChecker(),
         new AdaptiveWeightCaseChecker(),
         new DinoDiscriminatorCaseChecker(),
+        new FrechetDistanceCaseChecker(),
+        new ReconstructionMetricsCaseChecker(),
     ];
 }
