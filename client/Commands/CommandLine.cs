@@ -19,6 +19,7 @@ public static class CommandLine
         new CheckpointsListCommand(),
         new CheckpointsExportCommand(),
         new DemoCommand(),
+        new InspectFileCommand(),
     ];
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
