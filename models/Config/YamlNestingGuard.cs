@@ -19,7 +19,7 @@ internal static class YamlNestingGuard
     {
         var parser = new Parser(new StringReader(yamlText));
         var depth = 0;
-        while (parser.MoveNext())
+        while (NextEvent(parser, sourceName))
         {
             switch (parser.Current)
             {
@@ -35,6 +35,20 @@ internal static class YamlNestingGuard
                     depth--;
                     break;
             }
+        }
+    }
+
+    // YamlDotNet 18.1's scanner throws a bare InvalidOperationException on some malformed plain scalars (found by
+    // fuzzing); it is still malformed YAML, so it gets the same error as any other parse failure.
+    private static bool NextEvent(Parser parser, string sourceName)
+    {
+        try
+        {
+            return parser.MoveNext();
+        }
+        catch (InvalidOperationException error)
+        {
+            throw new ConfigException(sourceName, null, null, "not valid YAML: the YAML scanner could not read it", error);
         }
     }
 }

@@ -270,9 +270,10 @@ internal sealed class Unpickler
     private string ReadIntegerLine()
     {
         var line = ReadLine();
-        if (line.Length > _limits.MaxPickleIntegerDigits + 2)
+        var digits = line.Count(char.IsAsciiDigit);
+        if (digits > _limits.MaxPickleIntegerDigits)
             throw CheckpointFormatException.LimitExceeded(_source, nameof(ReaderLimits.MaxPickleIntegerDigits), _limits.MaxPickleIntegerDigits,
-                $"a text integer at byte {_position} has {line.Length} characters");
+                $"a text integer at byte {_position} has {digits} digits");
         return line;
     }
 
@@ -287,7 +288,7 @@ internal sealed class Unpickler
     {
         if (bytes.Length == 0) return 0L;
         var value = new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
     }
 
     private static object ParseTextInt(string text) => text switch
@@ -300,7 +301,7 @@ internal sealed class Unpickler
     private static object ParseTextLong(string text)
     {
         var value = BigInteger.Parse(text.TrimEnd('L'), CultureInfo.InvariantCulture);
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
     }
 
     private List<object?> AsList(object? value) => value as List<object?> ?? throw Error($"APPEND to {Describe(value)}");
