@@ -52,6 +52,7 @@ internal static class ConfigOverrides
         if (string.IsNullOrWhiteSpace(text)) return new YamlScalarNode("null") { Style = ScalarStyle.Plain };
         try
         {
+            YamlNestingGuard.Check(text, $"override '{assignment}'");
             var stream = new YamlStream();
             stream.Load(new StringReader(text));
             return stream.Documents.Count == 1 ? stream.Documents[0].RootNode

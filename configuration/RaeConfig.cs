@@ -79,6 +79,7 @@ public sealed record RaeConfig
         var stream = new YamlStream();
         try
         {
+            YamlNestingGuard.Check(yamlText, origin.SourceName);
             stream.Load(new StringReader(yamlText));
         }
         catch (YamlException error)

@@ -37,6 +37,7 @@ public static class CommandLine
         new CheckpointsListCommand(),
         new CheckpointsExportCommand(),
         new DemoCommand(),
+        new InspectFileCommand(),
     ];
 
     /// <summary>The root `rae` command with every command under its group ("jobs list" under "jobs").</summary>
