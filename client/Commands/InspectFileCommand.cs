@@ -1,4 +1,5 @@
-using RAE.Models.Config;
+using System.CommandLine;
+using RAE.Configuration;
 using RAE.Models.IO;
 using RAE.Models.Onnx;
 
@@ -11,15 +12,18 @@ namespace RAE.Client.Commands;
 /// </summary>
 public sealed class InspectFileCommand : ICliCommand
 {
+    private readonly Argument<string> _file = new("FILE") { Description = "A .pt/.pth/.ckpt, .safetensors, .npz/.npy, .onnx or .yaml file" };
+
+    public InspectFileCommand() =>
+        Command = new Command("inspect-file", "Read a checkpoint, array, ONNX model or configuration with the silos' hardened readers and list what it holds") { _file };
+
     public string Name => "inspect-file";
 
-    public string Summary => "FILE: read a .pt/.pth/.ckpt, .safetensors, .npz/.npy, .onnx or .yaml file and list what it holds";
+    public Command Command { get; }
 
-    public Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        arguments.RejectUnknownOptions();
-        if (arguments.Positional.Count != 1) throw new UsageException("expects exactly one file");
-        var path = arguments.Positional[0];
+        var path = parsed.GetRequiredValue(_file);
         if (!File.Exists(path)) throw new UsageException($"no such file: {path}");
         try
         {

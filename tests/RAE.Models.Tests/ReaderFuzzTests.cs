@@ -1,5 +1,5 @@
 using System.Text;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.IO;
 using RAE.Models.Onnx;
 using RAE.Models.Tests.Config;

@@ -1,5 +1,5 @@
 using System.IO.Compression;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.IO;
 using RAE.Models.Onnx;
 using static RAE.Models.Tests.CheckpointTestFiles;
