@@ -210,6 +210,17 @@ public sealed class ReaderLimitsTests
     }
 
     [Fact]
+    public void YamlAliasesThatExpandExponentiallyAreRefused()
+    {
+        var lines = new List<string> { "misc:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]" };
+        for (var level = 1; level <= 5; level++)
+            lines.Add($"  a{level}: &a{level} [{string.Join(", ", Enumerable.Repeat($"*a{level - 1}", 10))}]");
+        var error = Assert.Throws<ConfigException>(() => RaeConfig.Parse(string.Join("\n", lines) + "\n", "laughs.yaml"));
+        Assert.Contains("laughs.yaml:6", error.Message); // a4 = 1 + 10 × 11111 nodes
+        Assert.Contains("YamlNestingGuard.MaxExpandedNodes", error.Message);
+    }
+
+    [Fact]
     public void YamlNestedWithinTheLimitReachesTheSchemaChecks()
     {
         // 30 levels pass the guard and are built by YamlDotNet; the schema then names the key it does not know.
