@@ -82,6 +82,24 @@ public sealed class ReaderLimitsTests
     }
 
     [Fact]
+    public void ASavedExpandedViewLoadsOnlyWhenTheCallerRaisesTheViewExpansionLimit()
+    {
+        WithFile(CraftedFiles.ViewStateDictArchive(1, [4], [0]), path =>
+        {
+            AssertLimit(nameof(ReaderLimits.MaxViewExpansion), path, () => CheckpointLoader.LoadStateDict(path));
+            var tensors = CheckpointLoader.LoadStateDict(path, new CheckpointLoadOptions { Limits = new ReaderLimits { MaxViewExpansion = 4 } });
+            try
+            {
+                Assert.Equal(new float[] { 1, 1, 1, 1 }, tensors["w"].data<float>().ToArray());
+            }
+            finally
+            {
+                DisposeAll(tensors.Values);
+            }
+        });
+    }
+
+    [Fact]
     public void AViewWhoseSizeOverflowsSixtyFourBitsIsRefused()
     {
         WithFile(CraftedFiles.ViewArchive(1, [1L << 40, 1L << 40], [0, 0]), path =>
