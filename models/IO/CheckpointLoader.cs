@@ -26,6 +26,9 @@ public sealed record CheckpointLoadOptions
 
     /// <summary>Tolerate unknown Python globals elsewhere in a .pt file (e.g. an argparse.Namespace beside the weights).</summary>
     public bool AllowUnknownGlobals { get; init; }
+
+    /// <summary>What the file may declare before it is refused (e.g. a larger <see cref="ReaderLimits.MaxViewExpansion"/> for saved expanded views).</summary>
+    public ReaderLimits Limits { get; init; } = ReaderLimits.Default;
 }
 
 /// <summary>
@@ -46,10 +49,10 @@ public static class CheckpointLoader
         {
             if (options.Entry is CheckpointEntry.Ema or CheckpointEntry.Model)
                 throw new CheckpointFormatException(path, $"a safetensors file holds a single state dict; entry '{options.Entry}' cannot be selected (use Auto or Root)");
-            return StripWrapperPrefixes(SafeTensors.Load(path), path);
+            return StripWrapperPrefixes(SafeTensors.Load(path, options.Limits), path);
         }
 
-        using var checkpoint = PyTorchCheckpoint.Open(path, options.AllowUnknownGlobals);
+        using var checkpoint = PyTorchCheckpoint.Open(path, options.AllowUnknownGlobals, options.Limits);
         var stateDict = SelectStateDict(checkpoint.Root, options.Entry, path);
         var references = new List<KeyValuePair<string, TensorReference>>(stateDict.Count);
         foreach (var (key, value) in stateDict)

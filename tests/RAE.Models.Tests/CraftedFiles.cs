@@ -78,6 +78,15 @@ internal static class CraftedFiles
         CheckpointTestFiles.WriteArchive(TensorViewPickle(storageElements, size, stride),
             new Dictionary<string, byte[]> { ["0"] = Enumerable.Repeat(BitConverter.GetBytes(1f), (int)storageElements).SelectMany(b => b).ToArray() });
 
+    /// <summary>The same view as <see cref="ViewArchive"/>, as entry 'w' of a state dict.</summary>
+    public static string ViewStateDictArchive(long storageElements, long[] size, long[] stride)
+    {
+        var tensor = TensorViewPickle(storageElements, size, stride);
+        byte[] pickle = [Proto, 2, (byte)'}', 0x8c, 1, (byte)'w', .. tensor[2..^1], (byte)'s', Stop];
+        return CheckpointTestFiles.WriteArchive(pickle,
+            new Dictionary<string, byte[]> { ["0"] = Enumerable.Repeat(BitConverter.GetBytes(1f), (int)storageElements).SelectMany(b => b).ToArray() });
+    }
+
     /// <summary>Overwrites the uncompressed size that the zip central directory declares for <paramref name="entryName"/>.</summary>
     public static void DeclareUncompressedSize(string zipPath, string entryName, uint size)
     {

@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using System.Text;
 using RAE.Configuration;
 using RAE.Models.IO;
@@ -50,6 +51,14 @@ public sealed class ReaderFuzzTests
         {
             File.Delete(npz);
         }
+        var compressed = new MemoryStream();
+        using (var archive = new ZipArchive(compressed, ZipArchiveMode.Create, leaveOpen: true))
+        using (var entry = archive.CreateEntry("sigma.npy", CompressionLevel.Optimal).Open())
+        {
+            entry.Write(NpyFormat.BuildHeader(new NpyHeader(ScalarType.Float64, true, [3, 3])));
+            entry.Write(Enumerable.Range(0, 9).SelectMany(i => BitConverter.GetBytes(i * 0.5)).ToArray());
+        }
+        FuzzFile(compressed.ToArray(), ".npz", path => DisposeAll(NpzReader.LoadAll(path).Values), error => error is CheckpointFormatException);
         var npy = NpyFormat.BuildHeader(new NpyHeader(ScalarType.Float32, false, [2, 3])).Concat(new byte[24]).ToArray();
         FuzzFile(npy, ".npy", path => DisposeAll(NpzReader.LoadAll(path).Values), error => error is CheckpointFormatException);
     }

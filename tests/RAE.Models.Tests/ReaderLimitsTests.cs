@@ -82,6 +82,24 @@ public sealed class ReaderLimitsTests
     }
 
     [Fact]
+    public void ASavedExpandedViewLoadsOnlyWhenTheCallerRaisesTheViewExpansionLimit()
+    {
+        WithFile(CraftedFiles.ViewStateDictArchive(1, [4], [0]), path =>
+        {
+            AssertLimit(nameof(ReaderLimits.MaxViewExpansion), path, () => CheckpointLoader.LoadStateDict(path));
+            var tensors = CheckpointLoader.LoadStateDict(path, new CheckpointLoadOptions { Limits = new ReaderLimits { MaxViewExpansion = 4 } });
+            try
+            {
+                Assert.Equal(new float[] { 1, 1, 1, 1 }, tensors["w"].data<float>().ToArray());
+            }
+            finally
+            {
+                DisposeAll(tensors.Values);
+            }
+        });
+    }
+
+    [Fact]
     public void AViewWhoseSizeOverflowsSixtyFourBitsIsRefused()
     {
         WithFile(CraftedFiles.ViewArchive(1, [1L << 40, 1L << 40], [0, 0]), path =>
@@ -207,6 +225,17 @@ public sealed class ReaderLimitsTests
         var overrideError = Assert.Throws<ConfigException>(() =>
             RaeConfig.Parse("misc: {}\n", "base.yaml", ["misc.deep=" + new string('[', 100_000)]));
         Assert.Contains("nest deeper", overrideError.Message);
+    }
+
+    [Fact]
+    public void YamlAliasesThatExpandExponentiallyAreRefused()
+    {
+        var lines = new List<string> { "misc:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]" };
+        for (var level = 1; level <= 5; level++)
+            lines.Add($"  a{level}: &a{level} [{string.Join(", ", Enumerable.Repeat($"*a{level - 1}", 10))}]");
+        var error = Assert.Throws<ConfigException>(() => RaeConfig.Parse(string.Join("\n", lines) + "\n", "laughs.yaml"));
+        Assert.Contains("laughs.yaml:6", error.Message); // a4 = 1 + 10 × 11111 nodes
+        Assert.Contains("YamlNestingGuard.MaxExpandedNodes", error.Message);
     }
 
     [Fact]
