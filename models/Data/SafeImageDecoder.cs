@@ -4,6 +4,7 @@ using SixLabors.ImageSharp.Formats.Gif;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Metadata;
 using SixLabors.ImageSharp.PixelFormats;
+using ImageSharpConfiguration = SixLabors.ImageSharp.Configuration;
 
 namespace RAE.Models.Data;
 
@@ -25,13 +26,13 @@ public sealed record DecodeResult(RgbImage? Image, string? Format, string? Failu
 public sealed class SafeImageDecoder
 {
     private readonly ImageDecodeLimits _limits;
-    private readonly Configuration _configuration;
+    private readonly ImageSharpConfiguration _configuration;
 
     public SafeImageDecoder(ImageDecodeLimits? limits = null)
     {
         _limits = limits ?? ImageDecodeLimits.Default;
         _limits.Validate();
-        _configuration = Configuration.Default.Clone();
+        _configuration = ImageSharpConfiguration.Default.Clone();
         _configuration.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
         _configuration.ImageFormatsManager.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First });
     }
