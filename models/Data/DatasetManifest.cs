@@ -67,6 +67,14 @@ public sealed record DatasetManifest
         return manifest;
     }
 
+    /// <summary>Refuses a model whose <c>num_classes</c> cannot hold every class of this dataset.</summary>
+    public void EnsureFitsClasses(int numClasses)
+    {
+        if (numClasses < Classes.Count)
+            throw new InvalidDataException(
+                $"dataset '{Name}' has {Classes.Count} classes but the config's num_classes is {numClasses}; set num_classes to at least {Classes.Count}");
+    }
+
     /// <summary>Reads a shard's images after checking its bytes against this manifest's SHA-256.</summary>
     public IReadOnlyList<ShardImage> ReadShard(ShardEntry entry, byte[] bytes)
     {

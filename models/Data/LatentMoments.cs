@@ -98,6 +98,31 @@ public sealed class LatentMoments : IDisposable
         }
     }
 
+    /// <summary>Serialises count, mean and M2 (safetensors) so that per-shard moments can be stored and merged later.</summary>
+    public byte[] ToBytes()
+    {
+        using var count = tensor(new[] { Count }, ScalarType.Int64);
+        using var output = new MemoryStream();
+        SafeTensors.Save(output, [new("count", count), new("mean", Mean), new("m2", SumOfSquaredDeviations)]);
+        return output.ToArray();
+    }
+
+    public static LatentMoments FromBytes(byte[] bytes, string nameForErrors)
+    {
+        using var input = new MemoryStream(bytes, writable: false);
+        var entries = SafeTensors.Load(input, nameForErrors);
+        try
+        {
+            if (!entries.TryGetValue("count", out var count) || !entries.TryGetValue("mean", out var mean) || !entries.TryGetValue("m2", out var m2))
+                throw new InvalidDataException($"{nameForErrors} is not a latent moments file (needs count, mean and m2)");
+            return FromParts(count.item<long>(), mean, m2);
+        }
+        finally
+        {
+            foreach (var tensor in entries.Values) tensor.Dispose();
+        }
+    }
+
     public void Dispose()
     {
         Mean.Dispose();
