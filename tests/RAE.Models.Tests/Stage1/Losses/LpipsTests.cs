@@ -38,6 +38,45 @@ public sealed class LpipsTests
         Assert.Equal(reference, Lpips.FromTorchvisionKey(torchvision, "test"));
 
     [Fact]
+    public void PretrainedWeightsLoadFromTorchvisionAndLpipsKeys()
+    {
+        using var source = new Lpips();
+        var directory = Directory.CreateTempSubdirectory("rae-lpips-").FullName;
+        try
+        {
+            var sourceState = source.state_dict();
+            var torchvision = new Dictionary<string, Tensor>();
+            foreach (var (key, value) in sourceState.Where(pair => pair.Key.StartsWith("net.", StringComparison.Ordinal)))
+            {
+                var parts = key.Split('.');   // net.slice{k}.{i}.{weight|bias}
+                var slice = int.Parse(parts[1]["slice".Length..]) - 1;
+                torchvision[$"features.{Lpips.SliceRanges[slice].Start + int.Parse(parts[2])}.{parts[3]}"] = value;
+            }
+            using var classifier = zeros(4, 4);
+            torchvision["classifier.0.weight"] = classifier;
+            var vggPath = Path.Combine(directory, "vgg16.safetensors");
+            var linPath = Path.Combine(directory, "vgg_lin.safetensors");
+            IO.SafeTensors.Save(vggPath, torchvision);
+            IO.SafeTensors.Save(linPath, sourceState.Where(pair => pair.Key.StartsWith("lin", StringComparison.Ordinal)));
+
+            using var loaded = new Lpips();
+            loaded.LoadPretrained(vggPath, linPath);
+            var loadedState = loaded.state_dict();
+            Assert.Equal(26, torchvision.Count - 1);
+            foreach (var (key, value) in sourceState)
+                Assert.True(loadedState[key].allclose(value, rtol: 0, atol: 0), $"{key} differs after loading");
+
+            IO.SafeTensors.Save(linPath, sourceState.Where(pair => pair.Key.StartsWith("lin0", StringComparison.Ordinal)));
+            var error = Assert.Throws<InvalidDataException>(() => loaded.LoadPretrained(vggPath, linPath));
+            Assert.Contains("lin1.model.1.weight", error.Message);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public void AKeyBeyondRelu5_3IsRejected()
     {
         var error = Assert.Throws<InvalidDataException>(() => Lpips.FromTorchvisionKey("features.30.weight", "vgg16.pth"));
