@@ -25,7 +25,7 @@ public sealed class BenchClusterCommand : ICliCommand
     private readonly Option<string> _inFlight = List("--chunks-in-flight", "Chunks in flight to measure (every combination with the chunk sizes)", OrleansCollectiveCommunicator.DefaultChunksInFlight);
     private readonly Option<int> _repeats = Count("--allreduce-repeats", "Measured all-reduces per combination", 3);
     private readonly Option<int> _allReduceWarmup = Count("--allreduce-warmup", "Unmeasured all-reduces first", 1);
-    private readonly Option<string> _workload = new("--workload") { Description = "Rank worker of the scaling runs", DefaultValueFactory = _ => TinyMlpWorker.WorkloadName };
+    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker of the scaling runs", DefaultValueFactory = _ => TinyMlpWorker.WorkloadName };
     private readonly Option<int> _batch = Count("--batch", "Global batch of the scaling runs (even: two ranks share it)", 512);
     private readonly Option<int> _input = Count("--input", "tiny-mlp input width", 512);
     private readonly Option<int> _hidden = Count("--hidden", "tiny-mlp hidden width", 2048);

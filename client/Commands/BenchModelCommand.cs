@@ -23,7 +23,7 @@ public sealed class BenchModelCommand : ICliCommand
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "Training precision", "fp32", "fp32", "bf16");
     private readonly Option<string> _device = new("--device") { HelpName = "cpu|cuda[:n]", Description = "Device to run on [default: cuda when available, else cpu]" };
     private readonly Option<int?> _matmulSize = new("--matmul-size") { HelpName = "N", Description = "Size of the square matmul that measures the peak [default: 8192 on CUDA, 2048 on CPU]" };
-    private readonly Option<int> _seed = new("--seed") { Description = "Seed of the weights and the data", DefaultValueFactory = _ => 0 };
+    private readonly Option<int> _seed = new("--seed") { HelpName = "S", Description = "Seed of the weights and the data", DefaultValueFactory = _ => 0 };
     private readonly Option<bool> _profile = new("--profile") { Description = "Instead, split an fp32 training step at the first batch size into phases and time the building blocks" };
     private readonly Option<bool> _json = CliOptions.Json();
 

@@ -26,7 +26,7 @@ public sealed class DemoCommand : ICliCommand
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value (repeatable)");
     private readonly Option<string> _data = new("--data") { HelpName = "DIR", Description = "Data folder of the in-process silo", DefaultValueFactory = _ => Path.Combine(".data", "demo") };
     private readonly Option<int> _samples = new("--num-samples") { HelpName = "N", Description = "Samples to draw and decode", DefaultValueFactory = _ => 20 };
-    private readonly Option<string> _workload = new("--workload") { Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
     private readonly Option<bool> _json = CliOptions.Json();
 
     public DemoCommand() =>

@@ -22,11 +22,11 @@ public sealed class SampleCommand : ClusterCommand
     };
     private readonly Option<string> _weights = CliOptions.Choice("--weights", "Which weights of a training state to sample with [default: ema when the checkpoint has them]", null, "ema", "model");
     private readonly Option<int> _samples = new("--num-samples") { HelpName = "N", Description = "How many samples to draw", DefaultValueFactory = _ => 50 };
-    private readonly Option<int> _seed = new("--seed") { Description = "Seed of the noise and the labels", DefaultValueFactory = _ => 0 };
+    private readonly Option<int> _seed = new("--seed") { HelpName = "S", Description = "Seed of the noise and the labels", DefaultValueFactory = _ => 0 };
     private readonly Option<string> _labels = CliOptions.Choice("--label-sampling", "Class labels: equal counts per class or drawn at random", "equal", "equal", "random");
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value (repeatable; needs CONFIG.yaml)");
     private readonly Option<int> _unitSize = new("--unit-size") { HelpName = "N", Description = "Samples per work unit", DefaultValueFactory = _ => 8 };
-    private readonly Option<string> _workload = new("--workload") { Description = "Sampling worker to use", DefaultValueFactory = _ => JobSpecFactory.DefaultSamplingWorkload };
+    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Sampling worker to use", DefaultValueFactory = _ => JobSpecFactory.DefaultSamplingWorkload };
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The sampling job's id [default: a new one]" };
     private readonly Option<bool> _noWatch = new("--no-watch") { Description = "Return once the job started instead of following it to its end" };
 

@@ -12,8 +12,8 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Argument<string> _config = new("CONFIG.yaml") { Description = "The training configuration (the reference's YAML schema)" };
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value, for example training.max_steps=50 (repeatable)");
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
-    private readonly Option<int> _ranks = new("--ranks") { Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
-    private readonly Option<string> _workload = new("--workload") { Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
+    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
     private readonly Option<bool> _watch = new("--watch") { Description = "Follow the job to its end (exit 1 when it fails)" };
 
     public override string Name => "train";

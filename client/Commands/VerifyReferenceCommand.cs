@@ -12,7 +12,7 @@ namespace RAE.Client.Commands;
 public sealed class VerifyReferenceCommand : ICliCommand
 {
     private readonly Argument<string> _directory = new("DIR") { Description = "A case folder: case.json, weights.safetensors, io.safetensors" };
-    private readonly Option<double> _tolerance = new("--tolerance") { Description = "Largest relative error that passes", DefaultValueFactory = _ => ReferenceVerifier.DefaultTolerance };
+    private readonly Option<double> _tolerance = new("--tolerance") { HelpName = "RELATIVE", Description = "Largest relative error that passes", DefaultValueFactory = _ => ReferenceVerifier.DefaultTolerance };
     private readonly Option<bool> _json = CliOptions.Json();
 
     public VerifyReferenceCommand() =>

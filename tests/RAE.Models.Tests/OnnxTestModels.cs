@@ -1,4 +1,6 @@
+using WireType = Google.Protobuf.WireFormat.WireType;
 using System.Text;
+using Google.Protobuf;
 using RAE.Models.Onnx;
 
 namespace RAE.Models.Tests;
@@ -69,67 +71,34 @@ public static class OnnxTestModels
 {
     /// <summary>
     /// Returns a copy of the model with extra float graph outputs, so ONNX Runtime also returns intermediate values.
-    /// With <paramref name="inputShape"/> the fed input is redeclared with that shape and the graph's value_info
-    /// (intermediate shapes fixed for the old size) is dropped. Other fields are copied as bytes.
+    /// With <paramref name="inputShape"/> the graph inputs are redeclared with that shape and the graph's value_info
+    /// (intermediate shapes fixed for the old size) is dropped.
     /// </summary>
     public static byte[] WithGraphEdits(byte[] model, IEnumerable<string> extraOutputs, long[]? inputShape = null)
     {
-        var result = new ProtobufWriter();
-        var reader = new ProtobufReader(model, "model");
-        while (!reader.AtEnd)
+        var proto = global::Onnx.ModelProto.Parser.ParseFrom(model);
+        var graph = proto.Graph;
+        if (inputShape is not null)
         {
-            var start = reader.Position;
-            var field = reader.ReadTag(out var wireType);
-            if (field != 7)
-            {
-                reader.Skip(wireType);
-                result.Raw(model.AsSpan(start, reader.Position - start));
-                continue;
-            }
-            var graphBytes = reader.ReadBytes();
-            var graphReader = new ProtobufReader(graphBytes, "graph");
-            var graph = new ProtobufWriter();
-            while (!graphReader.AtEnd)
-            {
-                var graphStart = graphReader.Position;
-                var graphField = graphReader.ReadTag(out var graphWire);
-                if (inputShape is not null && graphField is 11 or 13)
-                {
-                    var body = graphReader.ReadBytes();
-                    if (graphField == 11) graph.Message(11, FloatValueInfo(ValueInfoName(body), inputShape));
-                    continue;
-                }
-                graphReader.Skip(graphWire);
-                graph.Raw(graphBytes.Span[graphStart..graphReader.Position]);
-            }
-            foreach (var name in extraOutputs) graph.Message(12, FloatValueInfo(name));
-            result.Message(7, graph);
+            var inputs = graph.Input.Select(input => FloatValueInfo(input.Name, inputShape)).ToList();
+            graph.Input.Clear();
+            graph.Input.AddRange(inputs);
+            graph.ValueInfo.Clear();
         }
-        return result.ToArray();
+        graph.Output.AddRange(extraOutputs.Select(name => FloatValueInfo(name)));
+        return proto.ToByteArray();
     }
 
     /// <summary>ValueInfoProto {name, type: tensor_type {elem_type: FLOAT, shape (when given)}}.</summary>
-    public static ProtobufWriter FloatValueInfo(string name, long[]? shape = null)
+    private static global::Onnx.ValueInfoProto FloatValueInfo(string name, long[]? shape = null)
     {
-        var tensorType = new ProtobufWriter().Varint(1, (long)OnnxDataType.Float);
+        var tensorType = new global::Onnx.TypeProto.Types.Tensor { ElemType = (int)OnnxDataType.Float };
         if (shape is not null)
         {
-            var shapeMessage = new ProtobufWriter();
-            foreach (var dim in shape) shapeMessage.Message(1, new ProtobufWriter().Varint(1, dim));
-            tensorType.Message(2, shapeMessage);
+            tensorType.Shape = new global::Onnx.TensorShapeProto();
+            tensorType.Shape.Dim.AddRange(shape.Select(dim => new global::Onnx.TensorShapeProto.Types.Dimension { DimValue = dim }));
         }
-        return new ProtobufWriter().String(1, name).Message(2, new ProtobufWriter().Message(1, tensorType));
-    }
-
-    private static string ValueInfoName(ReadOnlyMemory<byte> valueInfo)
-    {
-        var reader = new ProtobufReader(valueInfo, "value_info");
-        while (!reader.AtEnd)
-        {
-            if (reader.ReadTag(out var wireType) == 1) return reader.ReadString();
-            reader.Skip(wireType);
-        }
-        throw new InvalidDataException("a graph input has no name");
+        return new global::Onnx.ValueInfoProto { Name = name, Type = new global::Onnx.TypeProto { TensorType = tensorType } };
     }
 
     /// <summary>A model whose graph holds the given initializers and nodes (already encoded).</summary>

@@ -86,7 +86,7 @@ public sealed partial class CliHelpTests
 
         var (_, train, _) = await Cli.RunAsync("train", "--help");
         Assert.Contains("<CONFIG.yaml>", train);
-        Assert.Matches(@"--ranks <ranks>\s+Ranks \(data-parallel workers\) to train on \[default: 1\]", train);
+        Assert.Matches(@"--ranks <N>\s+Ranks \(data-parallel workers\) to train on \[default: 1\]", train);
     }
 
     [Fact]
