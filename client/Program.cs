@@ -1,4 +1,8 @@
+using RAE.Client;
 using RAE.Client.Commands;
+using RAE.Models.Runtime;
+
+TorchRuntime.Initialise(new StandardErrorLogger(Console.Error));
 
 using var interrupt = new CancellationTokenSource();
 Console.CancelKeyPress += (_, press) =>

@@ -3,12 +3,14 @@ using Azure.Data.Tables;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Dashboard;
 using Orleans.Runtime.Hosting;
 using Orleans.Serialization;
 using RAE.GrainInterfaces;
+using RAE.Models.Runtime;
 using RAE.Grains;
 using RAE.Grains.Checkpoints;
 using RAE.Grains.Placement;
@@ -51,6 +53,7 @@ public static class RaeSiloHost
         });
 
         var app = builder.Build();
+        TorchRuntime.Initialise(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(TorchRuntime).FullName!));
         app.MapOrleansDashboard(routePrefix: "/dashboard");
         app.MapGet("/", () => Results.Redirect("/dashboard/"));
         app.MapGet("/api/jobs", async (IGrainFactory grains) =>

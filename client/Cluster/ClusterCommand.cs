@@ -1,8 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.CommandLine;
 using RAE.Client.Commands;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Client.Cluster;
 
@@ -19,8 +20,8 @@ public sealed record CommandContext(TextWriter Output, TextWriter Error, bool Js
 }
 
 /// <summary>
-/// A command that talks to the cluster. Reads its options first (so usage errors exit 2 before any connection), then
-/// connects and runs. Exit codes: 0 ok, 1 the job failed or something named is unknown, 2 usage or config, 3 unreachable.
+/// A command that talks to the cluster. Reads its parsed values first (so usage errors exit 2 before any connection),
+/// then connects and runs. Exit codes: 0 ok, 1 the job failed or something named is unknown, 2 usage or config, 3 unreachable.
 /// </summary>
 public abstract class ClusterCommand : ICliCommand
 {
@@ -30,32 +31,43 @@ public abstract class ClusterCommand : ICliCommand
     public const int Unreachable = 3;
     public const int Interrupted = 130;
 
+    private Command? _command;
+
     public abstract string Name { get; }
 
+    /// <summary>One line for the command list of `rae --help`.</summary>
     public abstract string Summary { get; }
 
-    /// <summary>Reads the command's options and positional words; returns the work to do once connected.</summary>
-    protected abstract Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context);
+    /// <summary>The command's own arguments and options; --json and the connection options are added after them.</summary>
+    protected abstract IEnumerable<Symbol> OwnSymbols { get; }
+
+    protected Option<bool> Json { get; } = CliOptions.Json();
+
+    protected ClusterConnectionCliOptions Connection { get; } = new();
+
+    public Command Command => _command ??= Define();
+
+    /// <summary>Reads the command's parsed values; returns the work to do once connected.</summary>
+    protected abstract Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context);
 
     /// <summary>Whether the live terminal view is possible; tests and redirected output get plain lines.</summary>
     public static bool IsTerminal(TextWriter output) => ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected;
 
-    public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        var json = arguments.Flag("json");
+        var json = parsed.GetValue(Json);
         var context = new CommandContext(output, error, json, !json && IsTerminal(output), cancellationToken);
-        var connection = ClusterConnectionOptions.FromArguments(arguments);
+        var connection = Connection.Read(parsed);
         Func<RaeClient, CommandContext, Task<int>> work;
         try
         {
-            work = Prepare(arguments, context);
+            work = Prepare(parsed, context);
         }
         catch (Exception problem) when (problem is ConfigException or FileNotFoundException)
         {
             error.WriteLine($"rae {Name}: {problem.Message}");
             return Usage;
         }
-        arguments.RejectUnknownOptions();
         try
         {
             await using var client = await RaeClient.ConnectAsync(connection, cancellationToken);
@@ -79,16 +91,23 @@ public abstract class ClusterCommand : ICliCommand
         }
     }
 
-    protected static string RequireOne(CommandArguments arguments, string what)
+    private Command Define()
     {
-        if (arguments.Positional.Count != 1) throw new UsageException($"expects exactly one {what}, got {arguments.Positional.Count}");
-        return arguments.Positional[0];
+        var command = new Command(Name.Split(' ')[^1], Summary);
+        foreach (var symbol in OwnSymbols.Append(Json).Concat(Connection.All))
+        {
+            switch (symbol)
+            {
+                case Argument argument: command.Arguments.Add(argument); break;
+                case Option option: command.Options.Add(option); break;
+                default: throw new InvalidOperationException($"'{Name}' declares a {symbol.GetType().Name}, which is neither an argument nor an option.");
+            }
+        }
+        return command;
     }
 
-    protected static void RequireNone(CommandArguments arguments)
-    {
-        if (arguments.Positional.Count != 0) throw new UsageException($"takes no positional arguments, got '{string.Join(' ', arguments.Positional)}'");
-    }
+    /// <summary>The job id argument of the `jobs` and `checkpoints` commands.</summary>
+    protected static Argument<string> JobIdArgument(string description = "The job's id") => new("JOB") { Description = description };
 
     /// <summary>Exit code of a job that ended: 0 when it completed, 1 otherwise.</summary>
     public static int ExitCodeOf(JobState state) => state == JobState.Completed ? Ok : Failed;

@@ -35,23 +35,22 @@ public sealed record ClusterConnectionOptions
         ? $"Azure Table membership{(MembershipTable is null ? "" : $" ('{MembershipTable}')")} of cluster '{ClusterId}' (service '{ServiceId}') in storage '{RedactedStorage()}'"
         : $"gateway {string.Join(", ", Gateways.Select(g => g.ToString()))}";
 
-    /// <summary>Reads --gateway, --storage (alias --azure), --cluster-id, --service-id, --membership-table and --connect-timeout (and their RAE_ variables).</summary>
-    public static ClusterConnectionOptions FromArguments(CommandArguments arguments, Func<string, string?>? environment = null)
+    /// <summary>Builds the options from --gateway, --storage (alias --azure), --cluster-id, --service-id, --membership-table and --connect-timeout (and their RAE_ variables).</summary>
+    public static ClusterConnectionOptions FromArguments(ClusterConnectionArguments arguments, Func<string, string?>? environment = null)
     {
         environment ??= Environment.GetEnvironmentVariable;
         var options = new ClusterConnectionOptions();
-        var gateway = arguments.Option("gateway") ?? environment("RAE_GATEWAY");
+        var gateway = arguments.Gateway ?? environment("RAE_GATEWAY");
         if (gateway is not null) options = options with { Gateways = ParseGateways(gateway) };
-        // --azure is the name cluster-core gave the same option.
-        var storage = arguments.Option("storage") ?? arguments.Option("azure") ?? environment("RAE_STORAGE_CONNECTION");
+        var storage = arguments.Storage ?? environment("RAE_STORAGE_CONNECTION");
         if (!string.IsNullOrWhiteSpace(storage)) options = options with { StorageConnectionString = storage };
-        var clusterId = arguments.Option("cluster-id") ?? environment("RAE_CLUSTER_ID");
+        var clusterId = arguments.ClusterId ?? environment("RAE_CLUSTER_ID");
         if (clusterId is not null) options = options with { ClusterId = RequireText(clusterId, "--cluster-id") };
-        var serviceId = arguments.Option("service-id") ?? environment("RAE_SERVICE_ID");
+        var serviceId = arguments.ServiceId ?? environment("RAE_SERVICE_ID");
         if (serviceId is not null) options = options with { ServiceId = RequireText(serviceId, "--service-id") };
-        var table = arguments.Option("membership-table") ?? environment("RAE_MEMBERSHIP_TABLE");
+        var table = arguments.MembershipTable ?? environment("RAE_MEMBERSHIP_TABLE");
         if (table is not null) options = options with { MembershipTable = RequireText(table, "--membership-table") };
-        var timeout = arguments.Double("connect-timeout", options.ConnectTimeout.TotalSeconds);
+        var timeout = arguments.ConnectTimeoutSeconds ?? options.ConnectTimeout.TotalSeconds;
         if (!(timeout > 0) || double.IsInfinity(timeout)) throw new UsageException($"--connect-timeout must be a positive number of seconds, got {timeout}");
         return options with { ConnectTimeout = TimeSpan.FromSeconds(timeout) };
     }
@@ -82,3 +81,7 @@ public sealed record ClusterConnectionOptions
         return string.Join(';', parts);
     }
 }
+
+/// <summary>The connection values given on the command line (null: not given).</summary>
+public sealed record ClusterConnectionArguments(
+    string? Gateway = null, string? Storage = null, string? ClusterId = null, string? ServiceId = null, string? MembershipTable = null, double? ConnectTimeoutSeconds = null);

@@ -1,5 +1,5 @@
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Client.Cluster;
 

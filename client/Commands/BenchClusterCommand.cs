@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using RAE.Client.Bench;
@@ -19,38 +20,61 @@ public sealed class BenchClusterCommand : ICliCommand
     /// <summary>DiT^DH-S parameter count from the spec (≈ 196.5 M, counting pos_embed and W; the trainable count is a little lower).</summary>
     public const int DiTDHSmallParameters = 196_500_000;
 
+    private readonly Option<int> _elements = Count("--elements", "fp32 elements of the all-reduce probe (DiT^DH-S's parameter count)", DiTDHSmallParameters);
+    private readonly Option<string> _chunks = List("--chunk-elements", "All-reduce chunk sizes to measure", OrleansCollectiveCommunicator.DefaultChunkElements);
+    private readonly Option<string> _inFlight = List("--chunks-in-flight", "Chunks in flight to measure (every combination with the chunk sizes)", OrleansCollectiveCommunicator.DefaultChunksInFlight);
+    private readonly Option<int> _repeats = Count("--allreduce-repeats", "Measured all-reduces per combination", 3);
+    private readonly Option<int> _allReduceWarmup = Count("--allreduce-warmup", "Unmeasured all-reduces first", 1);
+    private readonly Option<string> _workload = new("--workload") { Description = "Rank worker of the scaling runs", DefaultValueFactory = _ => TinyMlpWorker.WorkloadName };
+    private readonly Option<int> _batch = Count("--batch", "Global batch of the scaling runs (even: two ranks share it)", 512);
+    private readonly Option<int> _input = Count("--input", "tiny-mlp input width", 512);
+    private readonly Option<int> _hidden = Count("--hidden", "tiny-mlp hidden width", 2048);
+    private readonly Option<int> _dataset = Count("--dataset", "tiny-mlp dataset size", 4096);
+    private readonly Option<string[]> _settings = CliOptions.Repeatable("--setting", "KEY=VALUE", "Any worker setting (repeatable)");
+    private readonly Option<int> _steps = Count("--steps", "Measured steps per scaling run", 20);
+    private readonly Option<int> _warmupSteps = Count("--warmup-steps", "Unmeasured steps per scaling run", 2);
+    private readonly Option<int> _rounds = Count("--rounds", "Alternating rounds of the two configurations", 2);
+    private readonly Option<int> _startTimeout = Count("--silo-start-timeout", "Seconds a silo process may take to join", 180);
+    private readonly Option<bool> _json = CliOptions.Json();
+
+    public BenchClusterCommand() =>
+        Command = new Command("cluster", "Benchmark all-reduce MB/s between silo processes, step coordination overhead and 2x1 vs 1x2 scaling")
+        {
+            _elements, _chunks, _inFlight, _repeats, _allReduceWarmup, _workload, _batch, _input, _hidden, _dataset, _settings, _steps, _warmupSteps,
+            _rounds, _startTimeout, _json,
+        };
+
     public string Name => "bench cluster";
 
-    public string Summary => "Benchmark all-reduce MB/s between silo processes, step coordination overhead and 2x1 vs 1x2 scaling";
+    public Command Command { get; }
 
-    public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        var json = arguments.Flag("json");
-        var elements = arguments.Int("elements", DiTDHSmallParameters);
-        var chunks = ParseList(arguments.Option("chunk-elements") ?? OrleansCollectiveCommunicator.DefaultChunkElements.ToString(CultureInfo.InvariantCulture), "chunk-elements");
-        var inFlight = ParseList(arguments.Option("chunks-in-flight") ?? OrleansCollectiveCommunicator.DefaultChunksInFlight.ToString(CultureInfo.InvariantCulture), "chunks-in-flight");
-        var repeats = arguments.Int("allreduce-repeats", 3);
-        var allReduceWarmup = arguments.Int("allreduce-warmup", 1);
-        var workload = arguments.Option("workload") ?? TinyMlpWorker.WorkloadName;
-        var batch = arguments.Int("batch", 512);
+        var json = parsed.GetValue(_json);
+        var elements = parsed.GetValue(_elements);
+        var chunks = ParseList(parsed.GetRequiredValue(_chunks), "chunk-elements");
+        var inFlight = ParseList(parsed.GetRequiredValue(_inFlight), "chunks-in-flight");
+        var repeats = parsed.GetValue(_repeats);
+        var allReduceWarmup = parsed.GetValue(_allReduceWarmup);
+        var workload = parsed.GetRequiredValue(_workload);
+        var batch = parsed.GetValue(_batch);
         var workerSettings = new Dictionary<string, string>(StringComparer.Ordinal);
         if (workload == TinyMlpWorker.WorkloadName)
         {
-            workerSettings["input"] = Positive(arguments.Int("input", 512), "input").ToString(CultureInfo.InvariantCulture);
-            workerSettings["hidden"] = Positive(arguments.Int("hidden", 2048), "hidden").ToString(CultureInfo.InvariantCulture);
-            workerSettings["dataset"] = Positive(arguments.Int("dataset", 4096), "dataset").ToString(CultureInfo.InvariantCulture);
+            workerSettings["input"] = Positive(parsed.GetValue(_input), "input").ToString(CultureInfo.InvariantCulture);
+            workerSettings["hidden"] = Positive(parsed.GetValue(_hidden), "hidden").ToString(CultureInfo.InvariantCulture);
+            workerSettings["dataset"] = Positive(parsed.GetValue(_dataset), "dataset").ToString(CultureInfo.InvariantCulture);
         }
-        foreach (var setting in arguments.Options("setting"))
+        foreach (var setting in parsed.GetRequiredValue(_settings))
         {
             var equals = setting.IndexOf('=');
             if (equals <= 0) throw new UsageException($"--setting expects key=value, got '{setting}'");
             workerSettings[setting[..equals]] = setting[(equals + 1)..];
         }
-        var steps = arguments.Int("steps", 20);
-        var warmupSteps = arguments.Int("warmup-steps", 2);
-        var rounds = arguments.Int("rounds", 2);
-        var startTimeout = arguments.Int("silo-start-timeout", 180);
-        arguments.RejectUnknownOptions();
+        var steps = parsed.GetValue(_steps);
+        var warmupSteps = parsed.GetValue(_warmupSteps);
+        var rounds = parsed.GetValue(_rounds);
+        var startTimeout = parsed.GetValue(_startTimeout);
         Positive(elements, "elements");
         Positive(repeats, "allreduce-repeats");
         if (allReduceWarmup < 0) throw new UsageException($"--allreduce-warmup must not be negative, got {allReduceWarmup}");
@@ -78,6 +102,12 @@ public sealed class BenchClusterCommand : ICliCommand
             PrintTable(report, output);
         return 0;
     }
+
+    private static Option<int> Count(string name, string description, int defaultValue) =>
+        new(name) { HelpName = "N", Description = description, DefaultValueFactory = _ => defaultValue };
+
+    private static Option<string> List(string name, string description, int defaultValue) =>
+        new(name) { HelpName = "N[,N...]", Description = description, DefaultValueFactory = _ => defaultValue.ToString(CultureInfo.InvariantCulture) };
 
     private static int Positive(int value, string name) =>
         value >= 1 ? value : throw new UsageException($"--{name} must be positive, got {value}");

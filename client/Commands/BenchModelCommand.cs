@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using RAE.Models.Benchmarks;
@@ -15,25 +16,37 @@ namespace RAE.Client.Commands;
 /// </summary>
 public sealed class BenchModelCommand : ICliCommand
 {
+    private readonly Option<string> _model = CliOptions.Choice("--model", "DiT^DH size: s (16x16x768), xl, or a tiny one for tests", "s", "s", "xl", "tiny");
+    private readonly Option<string> _batches = new("--batch") { HelpName = "N[,N...]", Description = "Batch sizes to measure", DefaultValueFactory = _ => "4" };
+    private readonly Option<int> _steps = new("--steps") { HelpName = "N", Description = "Measured steps per batch size", DefaultValueFactory = _ => 3 };
+    private readonly Option<int> _warmup = new("--warmup") { HelpName = "N", Description = "Unmeasured steps first", DefaultValueFactory = _ => 1 };
+    private readonly Option<string> _precision = CliOptions.Choice("--precision", "Training precision", "fp32", "fp32", "bf16");
+    private readonly Option<string> _device = new("--device") { HelpName = "cpu|cuda[:n]", Description = "Device to run on [default: cuda when available, else cpu]" };
+    private readonly Option<int?> _matmulSize = new("--matmul-size") { HelpName = "N", Description = "Size of the square matmul that measures the peak [default: 8192 on CUDA, 2048 on CPU]" };
+    private readonly Option<int> _seed = new("--seed") { Description = "Seed of the weights and the data", DefaultValueFactory = _ => 0 };
+    private readonly Option<bool> _profile = new("--profile") { Description = "Instead, split an fp32 training step at the first batch size into phases and time the building blocks" };
+    private readonly Option<bool> _json = CliOptions.Json();
+
+    public BenchModelCommand() =>
+        Command = new Command("model", "Benchmark DiT^DH training and sampling throughput and model-FLOPs utilisation")
+        {
+            _model, _batches, _steps, _warmup, _precision, _device, _matmulSize, _seed, _profile, _json,
+        };
+
     public string Name => "bench model";
 
-    public string Summary => "Benchmark DiT^DH training and sampling throughput and model-FLOPs utilisation";
+    public Command Command { get; }
 
-    public Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        var json = arguments.Flag("json");
-        var profile = arguments.Flag("profile");
-        var model = ParseModel(arguments.Option("model") ?? "s");
-        var batches = ParseBatches(arguments.Option("batch") ?? "4");
-        var steps = arguments.Int("steps", 3);
-        var warmup = arguments.Int("warmup", 1);
-        var precision = (arguments.Option("precision") ?? "fp32") switch
-        {
-            "fp32" => BenchmarkPrecision.Float32,
-            "bf16" => BenchmarkPrecision.BFloat16,
-            var other => throw new UsageException($"--precision expects fp32 or bf16, got '{other}'"),
-        };
-        var deviceName = arguments.Option("device") ?? (cuda.is_available() ? "cuda" : "cpu");
+        var json = parsed.GetValue(_json);
+        var profile = parsed.GetValue(_profile);
+        var model = ParseModel(parsed.GetRequiredValue(_model));
+        var batches = ParseBatches(parsed.GetRequiredValue(_batches));
+        var steps = parsed.GetValue(_steps);
+        var warmup = parsed.GetValue(_warmup);
+        var precision = parsed.GetRequiredValue(_precision) == "bf16" ? BenchmarkPrecision.BFloat16 : BenchmarkPrecision.Float32;
+        var deviceName = parsed.GetValue(_device) ?? (cuda.is_available() ? "cuda" : "cpu");
         Device target;
         try
         {
@@ -43,9 +56,8 @@ public sealed class BenchModelCommand : ICliCommand
         {
             throw new UsageException($"--device '{deviceName}' is not usable: {exception.Message}");
         }
-        var matmulSize = arguments.Int("matmul-size", target.type == DeviceType.CUDA ? 8192 : 2048);
-        var seed = arguments.Int("seed", 0);
-        arguments.RejectUnknownOptions();
+        var matmulSize = parsed.GetValue(_matmulSize) ?? (target.type == DeviceType.CUDA ? 8192 : 2048);
+        var seed = parsed.GetValue(_seed);
         if (steps < 1) throw new UsageException($"--steps must be at least 1, got {steps}");
         if (warmup < 0) throw new UsageException($"--warmup must not be negative, got {warmup}");
         if (matmulSize < 1) throw new UsageException($"--matmul-size must be positive, got {matmulSize}");
@@ -66,7 +78,7 @@ public sealed class BenchModelCommand : ICliCommand
         return Task.FromResult(0);
     }
 
-    private static DiTwDDTHeadOptions ParseModel(string name) => name.ToLowerInvariant() switch
+    private static DiTwDDTHeadOptions ParseModel(string name) => name switch
     {
         "s" => DiTwDDTHeadOptions.S,
         "xl" => DiTwDDTHeadOptions.XL,
@@ -100,7 +112,7 @@ public sealed class BenchModelCommand : ICliCommand
             $"every FLOP at the matmul peak (the bound of any framework on this BLAS): {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtMatmulPeak:F1} s/step at batch {b.BatchSize}"))}"));
         if (report.CpuFmaPeak is { } fma)
             output.WriteLine(string.Create(invariant,
-                $"fp32 FMA ceiling {fma.GflopsPerSecond:F1} GFLOP/s on {fma.Threads} threads: no fp32 training step can beat {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtFmaPeak:F1} s at batch {b.BatchSize}"))}"));
+                $"fp32 FMA ceiling {fma.GflopsPerSecond:F1} GFLOP/s ({fma.VectorBits}-bit FMAs) on {fma.Threads} threads: no fp32 training step can beat {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtFmaPeak:F1} s at batch {b.BatchSize}"))}"));
         output.WriteLine($"{"batch",6} {"train steps/s",14} {"s/step",8} {"samples/s",10} {"train MFU",10} {"fwd passes/s",13} {"fwd MFU",8} {"loss",8}");
         foreach (var row in report.Batches)
             output.WriteLine(string.Create(invariant,

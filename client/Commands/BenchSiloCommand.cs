@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using RAE.Client.Bench;
 using RAE.Silo;
@@ -13,33 +14,48 @@ namespace RAE.Client.Commands;
 /// </summary>
 public sealed class BenchSiloCommand : ICliCommand
 {
+    private readonly Option<string> _clusterId = new("--cluster-id") { HelpName = "ID", Description = "Cluster and service id", Required = true };
+    private readonly Option<string> _data = new("--data") { HelpName = "DIR", Description = "The silo's data folder", Required = true };
+    private readonly Option<int> _siloPort = Port("--silo-port", "Silo-to-silo port");
+    private readonly Option<int> _gatewayPort = Port("--gateway-port", "Client gateway port");
+    private readonly Option<int> _webPort = Port("--web-port", "Dashboard and health port");
+    private readonly Option<int> _primaryPort = Port("--primary-port", "Silo port of the primary silo (localhost clustering)");
+    private readonly Option<int> _threads = new("--threads") { HelpName = "N", Description = "Threads per rank", DefaultValueFactory = _ => 1 };
+    private readonly Option<string[]> _settings = CliOptions.Repeatable("--set", "KEY=VALUE", "Override any silo setting, for example Rae:Silo:ClusterMode=Azure (repeatable)");
+
+    public BenchSiloCommand() =>
+        Command = new Command("silo", "(internal) one silo process of `bench cluster`")
+        {
+            _clusterId, _data, _siloPort, _gatewayPort, _webPort, _primaryPort, _threads, _settings,
+        };
+
     public string Name => "bench silo";
 
-    public string Summary => "(internal) one silo process of `bench cluster`";
+    public Command Command { get; }
 
-    public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
+        var clusterId = parsed.GetRequiredValue(_clusterId);
         var settings = new Dictionary<string, string?>
         {
             ["Rae:Silo:ClusterMode"] = "Embedded",
-            ["Rae:Silo:ClusterId"] = Required(arguments, "cluster-id"),
-            ["Rae:Silo:ServiceId"] = Required(arguments, "cluster-id"),
-            ["Rae:Silo:DataFolder"] = Required(arguments, "data"),
-            ["Rae:Silo:SiloPort"] = Required(arguments, "silo-port"),
-            ["Rae:Silo:GatewayPort"] = Required(arguments, "gateway-port"),
-            ["Rae:Silo:WebPort"] = Required(arguments, "web-port"),
-            ["Rae:Silo:PrimarySiloPort"] = Required(arguments, "primary-port"),
-            ["Rae:Silo:ThreadsPerRank"] = arguments.Int("threads", 1).ToString(CultureInfo.InvariantCulture),
+            ["Rae:Silo:ClusterId"] = clusterId,
+            ["Rae:Silo:ServiceId"] = clusterId,
+            ["Rae:Silo:DataFolder"] = parsed.GetRequiredValue(_data),
+            ["Rae:Silo:SiloPort"] = Text(parsed.GetValue(_siloPort)),
+            ["Rae:Silo:GatewayPort"] = Text(parsed.GetValue(_gatewayPort)),
+            ["Rae:Silo:WebPort"] = Text(parsed.GetValue(_webPort)),
+            ["Rae:Silo:PrimarySiloPort"] = Text(parsed.GetValue(_primaryPort)),
+            ["Rae:Silo:ThreadsPerRank"] = Text(parsed.GetValue(_threads)),
             ["Rae:Silo:Devices:0"] = "cpu",
             ["Logging:LogLevel:Default"] = "Warning",
         };
-        foreach (var setting in arguments.Options("set"))
+        foreach (var setting in parsed.GetRequiredValue(_settings))
         {
             var equals = setting.IndexOf('=');
             if (equals <= 0) throw new UsageException($"--set expects KEY=VALUE (for example Rae:Silo:ClusterMode=Azure), got '{setting}'");
             settings[setting[..equals]] = setting[(equals + 1)..];
         }
-        arguments.RejectUnknownOptions();
 
         await using var app = RaeSiloHost.Build([], settings);
         await app.StartAsync(cancellationToken);
@@ -50,6 +66,7 @@ public sealed class BenchSiloCommand : ICliCommand
         return 0;
     }
 
-    private static string Required(CommandArguments arguments, string name) =>
-        arguments.Option(name) ?? throw new UsageException($"--{name} is required");
+    private static Option<int> Port(string name, string description) => new(name) { HelpName = "PORT", Description = description, Required = true };
+
+    private static string Text(int value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
@@ -10,11 +11,15 @@ public sealed class CheckpointsListCommand : ClusterCommand
 {
     public override string Name => "checkpoints list";
 
-    public override string Summary => "JOB [--json]: committed checkpoints (step, loss, size, checksum, location)";
+    private readonly Argument<string> _jobId = JobIdArgument("The training job's id");
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    public override string Summary => "Committed checkpoints of a training job (step, loss, size, checksum, location)";
+
+    protected override IEnumerable<Symbol> OwnSymbols => [_jobId];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        var jobId = RequireOne(arguments, "job id");
+        var jobId = parsed.GetRequiredValue(_jobId);
         return async (client, ctx) =>
         {
             await client.GetJobAsync(jobId);
@@ -44,19 +49,23 @@ public sealed class CheckpointsExportCommand : ClusterCommand
 {
     public override string Name => "checkpoints export";
 
-    public override string Summary => "JOB [--step N] [--weights ema|model] --out FILE.safetensors [--json]: export weights with reference key names";
+    private readonly Argument<string> _jobId = JobIdArgument("The training job's id");
+    private readonly Option<long?> _step = new("--step") { HelpName = "N", Description = "The checkpoint's step [default: the latest]" };
+    private readonly Option<string> _weights = CliOptions.Choice("--weights", "Which weights of a training state to export [default: ema]", null, "ema", "model");
+    private readonly Option<string> _output = new("--out") { HelpName = "FILE.safetensors", Description = "Where to write the weights", Required = true };
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    public override string Summary => "Export a checkpoint's weights to .safetensors with the reference's key names";
+
+    protected override IEnumerable<Symbol> OwnSymbols => [_jobId, _step, _weights, _output];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        var jobId = RequireOne(arguments, "job id");
-        var stepText = arguments.Option("step");
-        long? step = stepText is null ? null
-            : long.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed) ? parsed
-            : throw new UsageException($"--step expects a step number, got '{stepText}'");
-        var weightsOption = arguments.Option("weights");
+        var jobId = parsed.GetRequiredValue(_jobId);
+        var step = parsed.GetValue(_step);
+        if (step < 0) throw new UsageException($"--step expects a step number, got {step}");
+        var weightsOption = parsed.GetValue(_weights);
         var weights = weightsOption ?? "ema";
-        if (weights is not ("ema" or "model")) throw new UsageException($"--weights expects ema or model, got '{weights}'");
-        var output = arguments.Option("out") ?? throw new UsageException("--out FILE.safetensors is required");
+        var output = parsed.GetRequiredValue(_output);
         if (!output.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
             throw new UsageException($"--out must name a .safetensors file, got '{output}'");
 

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using RAE.Client.Cluster;
 
@@ -11,11 +12,12 @@ public sealed class ClusterStatusCommand : ClusterCommand
 {
     public override string Name => "cluster status";
 
-    public override string Summary => "[--gateway PORT|HOST:PORT] [--storage CONN] [--json]: silos, ranks, devices, load";
+    public override string Summary => "Silos, ranks, devices, load and the workloads they offer";
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    protected override IEnumerable<Symbol> OwnSymbols => [];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        RequireNone(arguments);
         return async (client, ctx) =>
         {
             var report = await client.GetClusterStatusAsync();

@@ -1,9 +1,27 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+
 namespace RAE.Client.Commands;
 
+/// <summary>
+/// The `rae` command tree on System.CommandLine. Exit codes: what the command returns; 2 for every usage error (an
+/// unknown command or option, a value that does not parse, a missing argument, or a <see cref="UsageException"/>);
+/// `rae` alone prints the help and exits 2, `rae --help` / `rae help [COMMAND...]` exit 0.
+/// </summary>
 public static class CommandLine
 {
-    /// <summary>Every command of the `rae` CLI. Add new commands here.</summary>
-    public static IReadOnlyList<ICliCommand> Commands { get; } =
+    public const int UsageExitCode = 2;
+
+    private static readonly Dictionary<string, string> GroupDescriptions = new(StringComparer.Ordinal)
+    {
+        ["bench"] = "Benchmarks of the model and the cluster",
+        ["cluster"] = "The cluster's silos, devices and workloads",
+        ["jobs"] = "Training and sampling jobs: list, show, watch, cancel",
+        ["checkpoints"] = "Committed checkpoints of a training job: list, export",
+    };
+
+    /// <summary>Every command of the `rae` CLI, freshly built (a System.CommandLine symbol belongs to one tree). Add new commands here.</summary>
+    public static IReadOnlyList<ICliCommand> CreateCommands() =>
     [
         new VerifyReferenceCommand(),
         new BenchModelCommand(),
@@ -19,42 +37,88 @@ public static class CommandLine
         new CheckpointsListCommand(),
         new CheckpointsExportCommand(),
         new DemoCommand(),
+        new InspectFileCommand(),
     ];
+
+    /// <summary>The root `rae` command with every command under its group ("jobs list" under "jobs").</summary>
+    public static Command CreateRoot(IReadOnlyList<ICliCommand> commands)
+    {
+        // Without the Windows-style "/?" and "/h" aliases, so that the help lists every name the parser accepts.
+        var root = new Command("rae", "rae - Diffusion Transformers on Representation Autoencoders") { new HelpOption("--help", "-h", "-?") };
+        foreach (var command in commands)
+        {
+            var words = command.Name.Split(' ');
+            if (command.Command.Name != words[^1])
+                throw new InvalidOperationException($"Command '{command.Name}' defines a parser command named '{command.Command.Name}'.");
+            var parent = root;
+            foreach (var word in words[..^1])
+            {
+                var group = parent.Subcommands.FirstOrDefault(c => c.Name == word);
+                if (group is null)
+                {
+                    group = new Command(word, GroupDescriptions.GetValueOrDefault(word, word));
+                    parent.Subcommands.Add(group);
+                }
+                parent = group;
+            }
+            parent.Subcommands.Add(command.Command);
+            foreach (var argument in command.Command.Arguments) argument.Validators.Add(RejectOptionLikeValues);
+        }
+        return root;
+    }
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
-        if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
+        var commands = CreateCommands();
+        var root = CreateRoot(commands);
+        if (args.Length == 0)
         {
-            PrintHelp(output);
-            return args.Length == 0 ? 2 : 0;
+            await root.Parse(["--help"]).InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancellationToken);
+            return UsageExitCode;
         }
-        // The longest command name whose words prefix the arguments wins ("bench model" before "bench").
-        var command = Commands
-            .Select(c => (Command: c, Words: c.Name.Split(' ')))
-            .Where(c => c.Words.Length <= args.Length && c.Words.SequenceEqual(args.Take(c.Words.Length)))
-            .OrderByDescending(c => c.Words.Length)
-            .FirstOrDefault();
-        if (command.Command is null)
+        // `rae help jobs list` is `rae jobs list --help`.
+        if (args[0] == "help") args = [.. args[1..], "--help"];
+        // No @file response files: an argument is what it says.
+        var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+        if (parsed.Action is HelpAction)
+            return await parsed.InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancellationToken);
+
+        var path = CommandPath(parsed.CommandResult.Command);
+        if (parsed.Errors.Count > 0)
         {
-            error.WriteLine($"rae: unknown command '{string.Join(' ', args.TakeWhile(a => !a.StartsWith("--", StringComparison.Ordinal)))}'. Run 'rae help'.");
-            return 2;
+            foreach (var problem in parsed.Errors) error.WriteLine($"{path}: {problem.Message}");
+            error.WriteLine($"Run '{path} --help' for usage.");
+            return UsageExitCode;
         }
+        var command = commands.FirstOrDefault(c => ReferenceEquals(c.Command, parsed.CommandResult.Command))
+            ?? throw new InvalidOperationException($"'{path}' parsed without errors but names no command.");
         try
         {
-            return await command.Command.RunAsync(new CommandArguments(args.Skip(command.Words.Length)), output, error, cancellationToken);
+            return await command.RunAsync(parsed, output, error, cancellationToken);
         }
         catch (UsageException usage)
         {
-            error.WriteLine($"rae {command.Command.Name}: {usage.Message}");
-            return 2;
+            error.WriteLine($"{path}: {usage.Message}");
+            return UsageExitCode;
         }
     }
 
-    private static void PrintHelp(TextWriter output)
+    /// <summary>
+    /// System.CommandLine gives a word it does not know as an option to a positional argument ("jobs show --colour" would
+    /// show job "--colour"); a "--word" is an unknown option here, as it was before the switch to System.CommandLine.
+    /// </summary>
+    private static void RejectOptionLikeValues(System.CommandLine.Parsing.ArgumentResult result)
     {
-        output.WriteLine("rae - Diffusion Transformers on Representation Autoencoders");
-        output.WriteLine();
-        foreach (var command in Commands.OrderBy(c => c.Name, StringComparer.Ordinal))
-            output.WriteLine($"  {command.Name,-28} {command.Summary}");
+        foreach (var token in result.Tokens.Where(t => t.Value.StartsWith("--", StringComparison.Ordinal)))
+            result.AddError($"Unrecognized command or argument '{token.Value}'.");
+    }
+
+    /// <summary>"rae jobs list" for the list command.</summary>
+    public static string CommandPath(Command command)
+    {
+        var words = new List<string>();
+        for (Symbol? symbol = command; symbol is not null; symbol = symbol.Parents.FirstOrDefault()) words.Add(symbol.Name);
+        words.Reverse();
+        return string.Join(' ', words);
     }
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -5,7 +6,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Grains.Storage;
 using RAE.Silo;
 
@@ -21,20 +22,31 @@ public sealed class DemoCommand : ICliCommand
 {
     public const string DefaultConfig = "configs/demo/stage2-demo.yaml";
 
+    private readonly Option<string> _config = new("--config") { HelpName = "FILE", Description = $"The demo's configuration [default: {DefaultConfig} above the working directory]" };
+    private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value (repeatable)");
+    private readonly Option<string> _data = new("--data") { HelpName = "DIR", Description = "Data folder of the in-process silo", DefaultValueFactory = _ => Path.Combine(".data", "demo") };
+    private readonly Option<int> _samples = new("--num-samples") { HelpName = "N", Description = "Samples to draw and decode", DefaultValueFactory = _ => 20 };
+    private readonly Option<string> _workload = new("--workload") { Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<bool> _json = CliOptions.Json();
+
+    public DemoCommand() =>
+        Command = new Command("demo", "Train, sample and decode (PNGs + FID .npz) end to end on an in-process silo")
+        {
+            _config, _overrides, _data, _samples, _workload, _json,
+        };
+
     public string Name => "demo";
 
-    public string Summary => "[--config FILE] [--set k=v] [--data DIR] [--num-samples N] [--workload dit-dh] [--json]: train, sample and decode (PNGs + FID .npz) end to end on an in-process silo";
+    public Command Command { get; }
 
-    public async Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        var configPath = arguments.Option("config") ?? FindDefaultConfig();
-        var overrides = arguments.Options("set");
-        var dataFolder = Path.GetFullPath(arguments.Option("data") ?? Path.Combine(".data", "demo"));
-        var samples = arguments.Int("num-samples", 20);
-        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultWorkload;
-        var json = arguments.Flag("json");
-        arguments.RejectUnknownOptions();
-        if (arguments.Positional.Count != 0) throw new UsageException($"takes no positional arguments, got '{string.Join(' ', arguments.Positional)}'");
+        var samples = parsed.GetValue(_samples);
+        var configPath = parsed.GetValue(_config) ?? FindDefaultConfig();
+        var overrides = parsed.GetRequiredValue(_overrides);
+        var dataFolder = Path.GetFullPath(parsed.GetRequiredValue(_data));
+        var workload = parsed.GetRequiredValue(_workload);
+        var json = parsed.GetValue(_json);
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
 
         RaeConfig config;

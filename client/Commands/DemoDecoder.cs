@@ -1,5 +1,5 @@
 using System.Text.Json;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.IO;
 using RAE.Models.Stage1;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
@@ -9,11 +10,12 @@ public sealed class JobsListCommand : ClusterCommand
 {
     public override string Name => "jobs list";
 
-    public override string Summary => "[--json]: the cluster's jobs with state and progress";
+    public override string Summary => "The cluster's jobs with state and progress";
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    protected override IEnumerable<Symbol> OwnSymbols => [];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        RequireNone(arguments);
         return async (client, ctx) =>
         {
             var jobs = await client.ListJobsAsync();
@@ -39,11 +41,15 @@ public sealed class JobsShowCommand : ClusterCommand
 {
     public override string Name => "jobs show";
 
-    public override string Summary => "ID [--json]: one job's status, ranks, last metrics and checkpoint";
+    private readonly Argument<string> _jobId = JobIdArgument();
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    public override string Summary => "One job's status, ranks, last metrics and checkpoint";
+
+    protected override IEnumerable<Symbol> OwnSymbols => [_jobId];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        var jobId = RequireOne(arguments, "job id");
+        var jobId = parsed.GetRequiredValue(_jobId);
         return async (client, ctx) =>
         {
             var summary = await client.GetJobAsync(jobId);
@@ -93,11 +99,15 @@ public sealed class JobsWatchCommand : ClusterCommand
 {
     public override string Name => "jobs watch";
 
-    public override string Summary => "ID [--json]: live progress and loss until the job ends";
+    private readonly Argument<string> _jobId = JobIdArgument();
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    public override string Summary => "Live progress and loss until the job ends (exit 1 when it failed or was cancelled)";
+
+    protected override IEnumerable<Symbol> OwnSymbols => [_jobId];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        var jobId = RequireOne(arguments, "job id");
+        var jobId = parsed.GetRequiredValue(_jobId);
         return async (client, ctx) => ExitCodeOf(await new JobWatcher(client, ctx).WatchAsync(jobId));
     }
 }
@@ -107,11 +117,15 @@ public sealed class JobsCancelCommand : ClusterCommand
 {
     public override string Name => "jobs cancel";
 
-    public override string Summary => "ID [--json]: cancel a training or sampling job";
+    private readonly Argument<string> _jobId = JobIdArgument();
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    public override string Summary => "Cancel a training or sampling job";
+
+    protected override IEnumerable<Symbol> OwnSymbols => [_jobId];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        var jobId = RequireOne(arguments, "job id");
+        var jobId = parsed.GetRequiredValue(_jobId);
         return async (client, ctx) =>
         {
             await client.CancelAsync(jobId);

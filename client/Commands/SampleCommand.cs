@@ -1,3 +1,4 @@
+using System.CommandLine;
 using RAE.Client.Cluster;
 
 namespace RAE.Client.Commands;
@@ -9,32 +10,52 @@ namespace RAE.Client.Commands;
 /// </summary>
 public sealed class SampleCommand : ClusterCommand
 {
+    private readonly Argument<string?> _config = new("CONFIG.yaml")
+    {
+        Description = "The sampling configuration; without it, --ckpt JOB samples with the configuration stored in that checkpoint",
+        Arity = ArgumentArity.ZeroOrOne,
+    };
+    private readonly Option<string> _checkpoint = new("--ckpt")
+    {
+        HelpName = "JOB[@STEP]|FILE",
+        Description = "Weights: a training job's committed checkpoint (the latest without @STEP) or a weights file [default: the config's stage_2.ckpt]",
+    };
+    private readonly Option<string> _weights = CliOptions.Choice("--weights", "Which weights of a training state to sample with [default: ema when the checkpoint has them]", null, "ema", "model");
+    private readonly Option<int> _samples = new("--num-samples") { HelpName = "N", Description = "How many samples to draw", DefaultValueFactory = _ => 50 };
+    private readonly Option<int> _seed = new("--seed") { Description = "Seed of the noise and the labels", DefaultValueFactory = _ => 0 };
+    private readonly Option<string> _labels = CliOptions.Choice("--label-sampling", "Class labels: equal counts per class or drawn at random", "equal", "equal", "random");
+    private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value (repeatable; needs CONFIG.yaml)");
+    private readonly Option<int> _unitSize = new("--unit-size") { HelpName = "N", Description = "Samples per work unit", DefaultValueFactory = _ => 8 };
+    private readonly Option<string> _workload = new("--workload") { Description = "Sampling worker to use", DefaultValueFactory = _ => JobSpecFactory.DefaultSamplingWorkload };
+    private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The sampling job's id [default: a new one]" };
+    private readonly Option<bool> _noWatch = new("--no-watch") { Description = "Return once the job started instead of following it to its end" };
+
     public override string Name => "sample";
 
-    public override string Summary => "[CONFIG.yaml] [--ckpt JOB[@STEP]|FILE] [--weights ema|model] [--num-samples N] [--seed S] [--label-sampling equal|random] [--set k=v] [--no-watch] [--json]";
+    public override string Summary => "Start a sampling job from a checkpoint and follow it to its end";
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    protected override IEnumerable<Symbol> OwnSymbols =>
+        [_config, _checkpoint, _weights, _samples, _seed, _labels, _overrides, _unitSize, _workload, _jobId, _noWatch];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        if (arguments.Positional.Count > 1) throw new UsageException($"expects at most one config file, got {arguments.Positional.Count}");
-        var path = arguments.Positional.Count == 1 ? arguments.Positional[0] : null;
-        var overrides = arguments.Options("set");
-        var checkpoint = arguments.Option("ckpt");
-        var samples = arguments.Int("num-samples", 50);
-        var seed = arguments.Int("seed", 0);
-        var labels = arguments.Option("label-sampling") ?? "equal";
-        var unitSize = arguments.Int("unit-size", 8);
-        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultSamplingWorkload;
-        var jobId = arguments.Option("job-id");
-        var noWatch = arguments.Flag("no-watch");
-        var weights = arguments.Option("weights");
-        if (weights is not (null or "ema" or "model")) throw new UsageException($"--weights expects ema or model, got '{weights}'");
+        var path = parsed.GetValue(_config);
+        var overrides = parsed.GetRequiredValue(_overrides);
+        var checkpoint = parsed.GetValue(_checkpoint);
+        var samples = parsed.GetValue(_samples);
+        var seed = parsed.GetValue(_seed);
+        var labels = parsed.GetRequiredValue(_labels);
+        var unitSize = parsed.GetValue(_unitSize);
+        var workload = parsed.GetRequiredValue(_workload);
+        var jobId = parsed.GetValue(_jobId);
+        var noWatch = parsed.GetValue(_noWatch);
+        var weights = parsed.GetValue(_weights);
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
         if (unitSize < 1) throw new UsageException($"--unit-size must be at least 1, got {unitSize}");
-        if (labels is not ("equal" or "random")) throw new UsageException($"--label-sampling expects equal or random, got '{labels}'");
         var source = checkpoint is null ? new SamplingSource(null, null, null) : SamplingSource.Parse(checkpoint);
         if (path is null && source.TrainingJobId is null)
             throw new UsageException("expects a config file, or --ckpt JOB[@STEP] to sample with the configuration stored in that checkpoint");
-        if (path is null && overrides.Count > 0) throw new UsageException("--set overrides need a config file");
+        if (path is null && overrides.Length > 0) throw new UsageException("--set overrides need a config file");
         var config = path is null ? null : JobSpecFactory.LoadConfig(path, overrides);
 
         return async (client, ctx) =>

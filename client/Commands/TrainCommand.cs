@@ -1,3 +1,4 @@
+using System.CommandLine;
 using RAE.Client.Cluster;
 
 namespace RAE.Client.Commands;
@@ -8,22 +9,30 @@ namespace RAE.Client.Commands;
 /// </summary>
 public sealed class TrainCommand : ClusterCommand
 {
+    private readonly Argument<string> _config = new("CONFIG.yaml") { Description = "The training configuration (the reference's YAML schema)" };
+    private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value, for example training.max_steps=50 (repeatable)");
+    private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
+    private readonly Option<int> _ranks = new("--ranks") { Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
+    private readonly Option<string> _workload = new("--workload") { Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<bool> _watch = new("--watch") { Description = "Follow the job to its end (exit 1 when it fails)" };
+
     public override string Name => "train";
 
-    public override string Summary => "CONFIG.yaml [--set key=value ...] [--job-id ID] [--ranks N] [--workload dit-dh] [--watch] [--json]: submit a training job";
+    public override string Summary => "Submit a Stage 2 training job";
 
-    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
+    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _watch];
+
+    protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
-        var path = RequireOne(arguments, "config file");
-        var overrides = arguments.Options("set");
-        var jobId = arguments.Option("job-id");
-        var ranks = arguments.Int("ranks", 1);
-        var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultWorkload;
-        var watch = arguments.Flag("watch");
+        var path = parsed.GetRequiredValue(_config);
+        var jobId = parsed.GetValue(_jobId);
+        var ranks = parsed.GetValue(_ranks);
+        var workload = parsed.GetRequiredValue(_workload);
+        var watch = parsed.GetValue(_watch);
         if (ranks < 1) throw new UsageException($"--ranks must be at least 1, got {ranks}");
         if (jobId is not null && (string.IsNullOrWhiteSpace(jobId) || jobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || jobId.Contains('|')))
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");
-        var config = JobSpecFactory.LoadConfig(path, overrides);
+        var config = JobSpecFactory.LoadConfig(path, parsed.GetRequiredValue(_overrides));
         var spec = JobSpecFactory.Training(config, workload, ranks);
 
         return async (client, ctx) =>

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using RAE.Models.Verification;
@@ -10,18 +11,23 @@ namespace RAE.Client.Commands;
 /// </summary>
 public sealed class VerifyReferenceCommand : ICliCommand
 {
+    private readonly Argument<string> _directory = new("DIR") { Description = "A case folder: case.json, weights.safetensors, io.safetensors" };
+    private readonly Option<double> _tolerance = new("--tolerance") { Description = "Largest relative error that passes", DefaultValueFactory = _ => ReferenceVerifier.DefaultTolerance };
+    private readonly Option<bool> _json = CliOptions.Json();
+
+    public VerifyReferenceCommand() =>
+        Command = new Command("verify-reference", "Compare our outputs with tensors exported from the reference") { _directory, _tolerance, _json };
+
     public string Name => "verify-reference";
 
-    public string Summary => "DIR [--tolerance 1e-5] [--json]: compare our outputs with tensors exported from the reference";
+    public Command Command { get; }
 
-    public Task<int> RunAsync(CommandArguments arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        var tolerance = arguments.Double("tolerance", ReferenceVerifier.DefaultTolerance);
-        var json = arguments.Flag("json");
-        arguments.RejectUnknownOptions();
-        if (arguments.Positional.Count != 1) throw new UsageException("expects exactly one case folder");
+        var tolerance = parsed.GetValue(_tolerance);
+        var json = parsed.GetValue(_json);
         if (!(tolerance > 0)) throw new UsageException($"--tolerance must be positive, got {tolerance}");
-        var directory = arguments.Positional[0];
+        var directory = parsed.GetRequiredValue(_directory);
 
         IReadOnlyList<OutputComparison> comparisons;
         try

@@ -1,4 +1,4 @@
-using RAE.Models.Config;
+using RAE.Configuration;
 using TorchSharp;
 using RAE.Models.IO;
 using RAE.Models.Sampling;
@@ -66,7 +66,7 @@ public sealed class SamplingPipeline : IDisposable
         _device = device;
         var stage2 = config.Stage2 ?? throw new ArgumentException($"configuration '{config.SourceName}' has no stage_2 section");
         _model = LoadModel(stage2, loadWeights, device);
-        if (config.Guidance is { IsActive: true, Method: Models.Config.GuidanceMethod.Autoguidance, GuidanceModel: { } guide })
+        if (config.Guidance is { IsActive: true, Method: RAE.Configuration.GuidanceMethod.Autoguidance, GuidanceModel: { } guide })
         {
             var guidePath = guide.Ckpt ?? throw new ArgumentException("guidance.guidance_model.ckpt is not set");
             _guide = LoadModel(guide, model => CheckpointLoader.LoadInto(model, guidePath), device);
@@ -109,7 +109,7 @@ public sealed class SamplingPipeline : IDisposable
     private GuidanceSettings Guidance()
     {
         var guidance = _config.Guidance;
-        var method = guidance.Method == Models.Config.GuidanceMethod.Cfg ? SamplingGuidanceMethod.Cfg : SamplingGuidanceMethod.Autoguidance;
+        var method = guidance.Method == RAE.Configuration.GuidanceMethod.Cfg ? SamplingGuidanceMethod.Cfg : SamplingGuidanceMethod.Autoguidance;
         return new GuidanceSettings(method, guidance.Scale, guidance.TMin, guidance.TMax);
     }
 

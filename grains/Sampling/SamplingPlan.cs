@@ -1,6 +1,6 @@
 using System.Globalization;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.Stage1;
 
 namespace RAE.Grains.Sampling;

@@ -192,7 +192,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         {
             throw new RaeJobException($"Sampling job cannot use it: {error.Message}", error);
         }
-        catch (Exception error) when (error is InvalidDataException or FormatException or System.Text.Json.JsonException)
+        catch (Exception error) when (error is InvalidDataException or CheckpointFormatException or FormatException or System.Text.Json.JsonException)
         {
             throw new RaeJobException($"The {name} is not a safetensors training state (was it written by another workload?): {error.Message}", error);
         }

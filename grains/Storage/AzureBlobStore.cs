@@ -31,7 +31,7 @@ public sealed class AzureBlobStore : IBlobStore
     private readonly AzureBlobStoreOptions options;
     private readonly BlobContainerClient container;
     private readonly BlobContainerClient startupContainer;
-    private readonly BlobRetryExecutor retry;
+    private readonly BlobStoreRetry retry;
     private readonly bool isLoopback;
 
     public AzureBlobStore(AzureBlobStoreOptions options, ILogger<AzureBlobStore>? logger = null)
@@ -45,7 +45,7 @@ public sealed class AzureBlobStore : IBlobStore
         var endpoint = new UriBuilder(service.Uri) { Query = "" }.Uri;
         isLoopback = endpoint.IsLoopback;
         Location = $"Azure blob container '{options.ContainerName}' at {endpoint}";
-        retry = new BlobRetryExecutor(options.Retry, Classify, Location, (ILogger?)logger ?? NullLogger.Instance);
+        retry = new BlobStoreRetry(options.Retry, Classify, Location, (ILogger?)logger ?? NullLogger.Instance);
     }
 
     public string Location { get; }
@@ -68,7 +68,7 @@ public sealed class AzureBlobStore : IBlobStore
                     var hint = isLoopback ? " Is Azurite running? Start it with 'infra/azurite.sh start'." : "";
                     throw new BlobStoreUnavailableException(null,
                         $"{Location} is unreachable at start-up ({attempt} attempt(s) in {elapsed.Elapsed.TotalSeconds:0.0} s): "
-                        + $"{BlobRetryExecutor.Reason(ex)}.{hint}", attempt, ex);
+                        + $"{BlobStoreRetry.Reason(ex)}.{hint}", attempt, ex);
                 }
 
                 await Task.Delay(pause, cancellationToken).ConfigureAwait(false);

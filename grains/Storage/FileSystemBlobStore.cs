@@ -26,7 +26,7 @@ public sealed class FileSystemBlobStore : IBlobStore
     private readonly string root;
     private readonly string stagingFolder;
     private readonly string locksFolder;
-    private readonly BlobRetryExecutor retry;
+    private readonly BlobStoreRetry retry;
 
     public FileSystemBlobStore(FileSystemBlobStoreOptions options, ILogger<FileSystemBlobStore>? logger = null)
     {
@@ -36,7 +36,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         stagingFolder = Path.Combine(root, StagingFolderName);
         locksFolder = Path.Combine(root, LocksFolderName);
         Location = $"file-system blob store at {root}";
-        retry = new BlobRetryExecutor(options.Retry, Classify, Location, (ILogger?)logger ?? NullLogger.Instance);
+        retry = new BlobStoreRetry(options.Retry, Classify, Location, (ILogger?)logger ?? NullLogger.Instance);
     }
 
     public string Location { get; }
@@ -63,7 +63,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             throw new BlobStoreUnavailableException(null,
-                $"{Location} is not usable (cannot create or write its folders): {BlobRetryExecutor.Reason(ex)}", 1, ex);
+                $"{Location} is not usable (cannot create or write its folders): {BlobStoreRetry.Reason(ex)}", 1, ex);
         }
 
         return Task.CompletedTask;
@@ -86,7 +86,7 @@ public sealed class FileSystemBlobStore : IBlobStore
                 {
                     throw new BlobStoreUnavailableException(path,
                         $"put '{path}' on {Location} failed and cannot be retried because the content stream is not seekable: "
-                        + BlobRetryExecutor.Reason(lastFailure!), attempts - 1, lastFailure);
+                        + BlobStoreRetry.Reason(lastFailure!), attempts - 1, lastFailure);
                 }
 
                 content.Position = startPosition;

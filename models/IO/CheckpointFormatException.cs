@@ -9,5 +9,19 @@ public sealed class CheckpointFormatException : IOException
         FilePath = filePath;
     }
 
+    private CheckpointFormatException(string filePath, string limit, object limitValue, string problem)
+        : base($"{filePath}: {problem} (limit ReaderLimits.{limit} = {limitValue})")
+    {
+        FilePath = filePath;
+        Limit = limit;
+    }
+
     public string FilePath { get; }
+
+    /// <summary>The <see cref="ReaderLimits"/> property the file broke, or null for any other format problem.</summary>
+    public string? Limit { get; }
+
+    /// <summary>A file that breaks one of the <see cref="ReaderLimits"/>; <paramref name="limit"/> is the property name.</summary>
+    public static CheckpointFormatException LimitExceeded(string filePath, string limit, object limitValue, string problem) =>
+        new(filePath, limit, limitValue, problem);
 }

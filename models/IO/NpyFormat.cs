@@ -9,9 +9,9 @@ namespace RAE.Models.IO;
 /// <summary>The header of one .npy array: element type, C or Fortran order, shape.</summary>
 public sealed record NpyHeader(ScalarType Dtype, bool FortranOrder, long[] Shape)
 {
-    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
 
-    public long ByteCount => ElementCount * SafeTensors.ElementSize(Dtype);
+    public long ByteCount => checked(ElementCount * SafeTensors.ElementSize(Dtype));
 }
 
 /// <summary>
@@ -96,13 +96,15 @@ public static partial class NpyFormat
     }
 
     /// <summary>Reads a header from the start of a stream, leaving the stream at the first data byte.</summary>
-    public static NpyHeader ReadHeader(Stream stream, string source)
+    /// <param name="available">Bytes the array really has from the start of the stream, when known: the data the header declares must fit in them.</param>
+    public static NpyHeader ReadHeader(Stream stream, string source, long? available = null, ReaderLimits? limits = null)
     {
+        limits ??= ReaderLimits.Default;
         var prefix = new byte[8];
         ReadExactly(stream, prefix, source);
         if (!prefix.AsSpan(0, 6).SequenceEqual(Magic)) throw new CheckpointFormatException(source, "not an NPY array (bad magic)");
         var major = prefix[6];
-        int headerLength;
+        long headerLength;
         if (major == 1)
         {
             var length = new byte[2];
@@ -113,15 +115,34 @@ public static partial class NpyFormat
         {
             var length = new byte[4];
             ReadExactly(stream, length, source);
-            headerLength = checked((int)BinaryPrimitives.ReadUInt32LittleEndian(length));
+            headerLength = BinaryPrimitives.ReadUInt32LittleEndian(length);
         }
         else throw new CheckpointFormatException(source, $"unsupported NPY version {major}.{prefix[7]}");
+        if (headerLength > limits.MaxNpyHeaderBytes)
+            throw CheckpointFormatException.LimitExceeded(source, nameof(ReaderLimits.MaxNpyHeaderBytes), limits.MaxNpyHeaderBytes,
+                $"the NPY {major}.{prefix[7]} header declares {headerLength} bytes");
+        var prefixLength = major == 1 ? 10 : 12;
+        if (available is { } total && prefixLength + headerLength > total)
+            throw new CheckpointFormatException(source, $"the NPY header declares {headerLength} bytes but the array has only {total - prefixLength} after its prefix");
         var headerBytes = new byte[headerLength];
         ReadExactly(stream, headerBytes, source);
-        return ParseHeaderText((major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(headerBytes), source);
+        var header = ParseHeaderText((major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(headerBytes), source, limits);
+        long byteCount;
+        try
+        {
+            byteCount = header.ByteCount;
+        }
+        catch (OverflowException)
+        {
+            throw new CheckpointFormatException(source, $"NPY shape ({string.Join(", ", header.Shape)}) overflows 64-bit sizes");
+        }
+        if (available is { } bytes && byteCount > bytes - prefixLength - headerLength)
+            throw new CheckpointFormatException(source,
+                $"the NPY header declares {byteCount} data bytes ({header.Dtype} [{string.Join(", ", header.Shape)}]) but only {bytes - prefixLength - headerLength} follow it");
+        return header;
     }
 
-    private static NpyHeader ParseHeaderText(string text, string source)
+    private static NpyHeader ParseHeaderText(string text, string source, ReaderLimits limits)
     {
         var descr = DescrPattern().Match(text);
         var fortran = FortranPattern().Match(text);
@@ -132,6 +153,8 @@ public static partial class NpyFormat
             .Select(d => long.TryParse(d.TrimEnd('L'), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v
                 : throw new CheckpointFormatException(source, $"malformed NPY shape ({shape.Groups[1].Value})"))
             .ToArray();
+        if (dims.Length > limits.MaxDimensions)
+            throw CheckpointFormatException.LimitExceeded(source, nameof(ReaderLimits.MaxDimensions), limits.MaxDimensions, $"the NPY shape has {dims.Length} dimensions");
         return new NpyHeader(ParseDescr(descr.Groups[1].Value, source), fortran.Groups[1].Value == "True", dims);
     }
 

@@ -14,38 +14,47 @@ public sealed class NpzReader : IDisposable
 
     private readonly string _path;
     private readonly ZipArchive? _archive;
+    private readonly ReaderLimits _limits;
     private readonly Dictionary<string, ZipArchiveEntry> _entries = new(StringComparer.Ordinal);
 
-    private NpzReader(string path, ZipArchive? archive)
+    private NpzReader(string path, ZipArchive? archive, ReaderLimits limits)
     {
         _path = path;
         _archive = archive;
+        _limits = limits;
         if (archive is null) return;
-        foreach (var entry in archive.Entries)
-            if (entry.FullName.EndsWith(".npy", StringComparison.Ordinal)) _entries[entry.FullName[..^4]] = entry;
+        foreach (var (name, entry) in ZipLimits.IndexEntries(archive, path, new FileInfo(path).Length, limits))
+            if (name.EndsWith(".npy", StringComparison.Ordinal)) _entries[name[..^4]] = entry;
     }
 
-    public static NpzReader Open(string path)
+    /// <param name="limits">What a file may declare before it is refused; <see cref="ReaderLimits.Default"/> when null.</param>
+    public static NpzReader Open(string path, ReaderLimits? limits = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"array file not found: {path}", path);
-        if (path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return new NpzReader(path, null);
+        limits ??= ReaderLimits.Default;
+        if (path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return new NpzReader(path, null, limits);
         FileStream? stream = null;
+        ZipArchive? archive = null;
         try
         {
             stream = File.OpenRead(path);
-            return new NpzReader(path, new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false));
+            archive = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false);
+            return new NpzReader(path, archive, limits);
         }
-        catch (Exception error) when (error is InvalidDataException or EndOfStreamException)
+        catch (Exception error)
         {
+            archive?.Dispose();
             stream?.Dispose();
-            throw new CheckpointFormatException(path, $"not a readable .npz archive (corrupted, truncated or not a zip): {error.Message}", error);
+            if (error is InvalidDataException or EndOfStreamException or NotSupportedException)
+                throw new CheckpointFormatException(path, $"not a readable .npz archive (corrupted, truncated or not a zip): {error.Message}", error);
+            throw;
         }
     }
 
     /// <summary>Reads every array of a file into CPU tensors. The caller owns them.</summary>
-    public static Dictionary<string, Tensor> LoadAll(string path)
+    public static Dictionary<string, Tensor> LoadAll(string path, ReaderLimits? limits = null)
     {
-        using var reader = Open(path);
+        using var reader = Open(path, limits);
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {
@@ -105,38 +114,43 @@ public sealed class NpzReader : IDisposable
 
     private Stream OpenArray(string key, out NpyHeader header)
     {
-        Stream stream;
-        if (_archive is null)
-        {
-            if (key != NpySingleArrayKey) throw new KeyNotFoundException($"{_path}: a .npy file holds one array, '{NpySingleArrayKey}', not '{key}'");
-            stream = File.OpenRead(_path);
-        }
-        else
-        {
-            if (!_entries.TryGetValue(key, out var entry))
-                throw new KeyNotFoundException($"{_path}: no array '{key}' (arrays: {string.Join(", ", _entries.Keys)})");
-            stream = entry.Open();
-        }
+        Stream? stream = null;
+        long available;
         try
         {
-            header = NpyFormat.ReadHeader(stream, $"{_path} ({key})");
+            if (_archive is null)
+            {
+                if (key != NpySingleArrayKey) throw new KeyNotFoundException($"{_path}: a .npy file holds one array, '{NpySingleArrayKey}', not '{key}'");
+                stream = File.OpenRead(_path);
+                available = stream.Length;
+            }
+            else
+            {
+                if (!_entries.TryGetValue(key, out var entry))
+                    throw new KeyNotFoundException($"{_path}: no array '{key}' (arrays: {string.Join(", ", _entries.Keys)})");
+                stream = entry.Open();
+                available = entry.Length;
+            }
+            header = NpyFormat.ReadHeader(stream, $"{_path} ({key})", available, _limits);
             return stream;
         }
-        catch
+        catch (Exception error)
         {
-            stream.Dispose();
+            stream?.Dispose();
+            if (error is InvalidDataException or EndOfStreamException)
+                throw new CheckpointFormatException(_path, $"array '{key}' cannot be read (corrupted or truncated): {error.Message}", error);
             throw;
         }
     }
 
     private Tensor ReadTensor(Stream stream, ScalarType dtype, long[] shape, string key)
     {
+        var byteCount = shape.Aggregate(1L, (a, b) => checked(a * b)) * SafeTensors.ElementSize(dtype);
+        if (byteCount > int.MaxValue)
+            throw new CheckpointFormatException(_path, $"array '{key}' is {byteCount} bytes, too large to read at once; read it in batches");
         var result = empty(shape, dtype);
         try
         {
-            var byteCount = shape.Aggregate(1L, (a, b) => a * b) * SafeTensors.ElementSize(dtype);
-            if (byteCount > int.MaxValue)
-                throw new CheckpointFormatException(_path, $"array '{key}' is {byteCount} bytes, too large to read at once; read it in batches");
             var buffer = new byte[byteCount];
             stream.ReadExactly(buffer);
             if (byteCount > 0) result.bytes = buffer;

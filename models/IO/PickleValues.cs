@@ -1,13 +1,49 @@
 using System.Collections;
+using System.Text;
 
 namespace RAE.Models.IO;
 
 /// <summary>A Python tuple read from a pickle. Compares structurally, so it can serve as a dictionary key.</summary>
-public sealed class PickleTuple(IReadOnlyList<object?> items) : IReadOnlyList<object?>, IEquatable<PickleTuple>
+public sealed class PickleTuple : IReadOnlyList<object?>, IEquatable<PickleTuple>
 {
     public static readonly PickleTuple Empty = new([]);
 
-    private readonly object?[] _items = items.ToArray();
+    private const int MaxDisplayLength = 256;
+
+    private readonly object?[] _items;
+    private int? _hashCode;
+
+    public PickleTuple(IReadOnlyList<object?> items)
+    {
+        _items = items.ToArray();
+        var height = 1;
+        long elements = 0;
+        foreach (var item in _items)
+        {
+            switch (item)
+            {
+                case PickleTuple tuple:
+                    height = Math.Max(height, tuple.Height + 1);
+                    elements += tuple.ElementCount;
+                    break;
+                case PickleObject instance:
+                    height = Math.Max(height, instance.Arguments.Height + 2);
+                    elements += instance.Arguments.ElementCount;
+                    break;
+                default:
+                    elements++;
+                    break;
+            }
+        }
+        Height = height;
+        ElementCount = (int)Math.Min(elements, int.MaxValue);
+    }
+
+    /// <summary>Levels of tuples (and unknown objects' argument tuples) from this one down, itself included.</summary>
+    internal int Height { get; }
+
+    /// <summary>Leaf elements of this tuple and the tuples inside it (saturates at int.MaxValue).</summary>
+    internal int ElementCount { get; }
 
     public object? this[int index] => _items[index];
 
@@ -18,18 +54,45 @@ public sealed class PickleTuple(IReadOnlyList<object?> items) : IReadOnlyList<ob
     IEnumerator IEnumerable.GetEnumerator() => _items.GetEnumerator();
 
     public bool Equals(PickleTuple? other) =>
-        other is not null && _items.Length == other._items.Length && _items.Zip(other._items).All(pair => Equals(pair.First, pair.Second));
+        other is not null && (ReferenceEquals(this, other)
+            || (_items.Length == other._items.Length && GetHashCode() == other.GetHashCode() && _items.Zip(other._items).All(pair => Equals(pair.First, pair.Second))));
 
     public override bool Equals(object? obj) => Equals(obj as PickleTuple);
 
+    // Cached: a tuple shared through the memo is hashed once, not once per path that reaches it.
     public override int GetHashCode()
     {
+        if (_hashCode is { } cached) return cached;
         var hash = new HashCode();
         foreach (var item in _items) hash.Add(item);
-        return hash.ToHashCode();
+        var result = hash.ToHashCode();
+        _hashCode = result;
+        return result;
     }
 
-    public override string ToString() => "(" + string.Join(", ", _items.Select(item => item?.ToString() ?? "None")) + (_items.Length == 1 ? ",)" : ")");
+    /// <summary>At most a few hundred characters, however large or shared the tuple is.</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        AppendTo(text);
+        return text.Length > MaxDisplayLength ? text.ToString(0, MaxDisplayLength) + "…" : text.ToString();
+    }
+
+    internal void AppendTo(StringBuilder text)
+    {
+        text.Append('(');
+        for (var i = 0; i < _items.Length && text.Length <= MaxDisplayLength; i++)
+        {
+            if (i > 0) text.Append(", ");
+            switch (_items[i])
+            {
+                case PickleTuple tuple: tuple.AppendTo(text); break;
+                case PickleObject instance: instance.AppendTo(text); break;
+                case var item: text.Append(item?.ToString() ?? "None"); break;
+            }
+        }
+        text.Append(_items.Length == 1 ? ",)" : ")");
+    }
 }
 
 /// <summary>
@@ -89,7 +152,19 @@ public sealed class PickleObject(PickleGlobal type, PickleTuple arguments)
 
     public object? State { get; set; }
 
-    public override string ToString() => $"<{Type.QualifiedName}{Arguments}>";
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        AppendTo(text);
+        return text.ToString();
+    }
+
+    internal void AppendTo(StringBuilder text)
+    {
+        text.Append('<').Append(Type.QualifiedName);
+        Arguments.AppendTo(text);
+        text.Append('>');
+    }
 }
 
 /// <summary>A Python function this reader implements itself (e.g. torch._utils._rebuild_tensor_v2).</summary>

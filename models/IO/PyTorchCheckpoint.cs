@@ -20,16 +20,19 @@ public sealed class PyTorchCheckpoint : IDisposable
     private readonly Dictionary<string, ZipArchiveEntry> _entries;
     private readonly string _recordPrefix;
 
-    private PyTorchCheckpoint(string path, ZipArchive archive, bool allowUnknownGlobals)
+    private PyTorchCheckpoint(string path, ZipArchive archive, bool allowUnknownGlobals, ReaderLimits limits)
     {
         FilePath = path;
         _archive = archive;
-        _entries = new Dictionary<string, ZipArchiveEntry>(StringComparer.Ordinal);
-        foreach (var entry in archive.Entries) _entries[entry.FullName] = entry;
+        _entries = ZipLimits.IndexEntries(archive, path, new FileInfo(path).Length, limits);
         _recordPrefix = FindRecordPrefix();
         CheckByteOrder();
-        var resolver = new TorchPickleGlobals(path, allowUnknownGlobals, DescribeStorage);
-        Root = new Unpickler(ReadEntry(_recordPrefix + "data.pkl"), $"{path} (data.pkl)", resolver).Load();
+        var resolver = new TorchPickleGlobals(path, allowUnknownGlobals, DescribeStorage, limits);
+        var pickleName = _recordPrefix + "data.pkl";
+        if (_entries.TryGetValue(pickleName, out var pickle) && pickle.Length > limits.MaxPickleBytes)
+            throw CheckpointFormatException.LimitExceeded(path, nameof(ReaderLimits.MaxPickleBytes), limits.MaxPickleBytes,
+                $"'{pickleName}' declares {pickle.Length} bytes");
+        Root = new Unpickler(ReadEntry(pickleName), $"{path} (data.pkl)", resolver, limits).Load();
     }
 
     public string FilePath { get; }
@@ -39,7 +42,8 @@ public sealed class PyTorchCheckpoint : IDisposable
 
     /// <summary>Opens a checkpoint and unpickles its structure; tensor data is read on demand.</summary>
     /// <param name="allowUnknownGlobals">Keep references to unknown Python globals as inert <see cref="PickleObject"/>s instead of failing.</param>
-    public static PyTorchCheckpoint Open(string path, bool allowUnknownGlobals = false)
+    /// <param name="limits">What a file may declare before it is refused; <see cref="ReaderLimits.Default"/> when null.</param>
+    public static PyTorchCheckpoint Open(string path, bool allowUnknownGlobals = false, ReaderLimits? limits = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"PyTorch checkpoint not found: {path}", path);
         CheckLooksLikeZip(path);
@@ -49,13 +53,13 @@ public sealed class PyTorchCheckpoint : IDisposable
         {
             stream = File.OpenRead(path);
             archive = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: false);
-            return new PyTorchCheckpoint(path, archive, allowUnknownGlobals);
+            return new PyTorchCheckpoint(path, archive, allowUnknownGlobals, limits ?? ReaderLimits.Default);
         }
         catch (Exception error) when (error is not CheckpointFormatException)
         {
             archive?.Dispose();
             stream?.Dispose();
-            if (error is InvalidDataException or EndOfStreamException or IOException)
+            if (error is InvalidDataException or EndOfStreamException or IOException or NotSupportedException)
                 throw new CheckpointFormatException(path, $"not a readable torch.save zip archive (corrupted or truncated): {error.Message}", error);
             throw;
         }
@@ -68,9 +72,9 @@ public sealed class PyTorchCheckpoint : IDisposable
     }
 
     /// <summary>Reads the whole checkpoint into a tree of .NET objects with CPU tensors. The caller owns the tensors.</summary>
-    public static object? Load(string path, bool allowUnknownGlobals = false)
+    public static object? Load(string path, bool allowUnknownGlobals = false, ReaderLimits? limits = null)
     {
-        using var checkpoint = Open(path, allowUnknownGlobals);
+        using var checkpoint = Open(path, allowUnknownGlobals, limits);
         return checkpoint.Materialize(checkpoint.Root);
     }
 
@@ -132,6 +136,8 @@ public sealed class PyTorchCheckpoint : IDisposable
         if (!_entries.TryGetValue(entryName, out var entry))
             throw new CheckpointFormatException(FilePath, $"storage '{storage.Key}' is referenced by the pickle but the archive has no entry '{entryName}'");
         var elementSize = SafeTensors.ElementSize(storage.Dtype);
+        if (storage.Numel > long.MaxValue / elementSize)
+            throw new CheckpointFormatException(FilePath, $"storage '{storage.Key}' declares {storage.Numel} elements, which overflows 64-bit sizes");
         var byteCount = storage.Numel * elementSize;
         if (entry.Length < byteCount)
             throw new CheckpointFormatException(FilePath, $"storage '{storage.Key}' should hold {storage.Numel} {storage.Dtype} elements ({byteCount} bytes) but its entry has {entry.Length} bytes");

@@ -9,24 +9,23 @@ namespace RAE.Models.IO;
 /// <summary>Reads and writes the safetensors format (8-byte little-endian header length, JSON header, raw data).</summary>
 public static class SafeTensors
 {
-    private const long MaxHeaderBytes = 100L * 1024 * 1024;
-
     /// <summary>Loads every tensor of the file in header order onto the CPU. The caller owns the tensors.</summary>
-    public static Dictionary<string, Tensor> Load(string path)
+    public static Dictionary<string, Tensor> Load(string path, ReaderLimits? limits = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
         using var stream = File.OpenRead(path);
-        return Load(stream, path);
+        return Load(stream, path, limits: limits);
     }
 
     /// <summary>
     /// Loads the tensors of a safetensors stream (seekable, positioned where the container starts) in header order onto the CPU, or
     /// only those whose name <paramref name="include"/> accepts: the rest are skipped, never read. The caller owns the tensors.
+    /// Every entry's <c>data_offsets</c> must lie within the stream and overlap no other entry's.
     /// </summary>
-    public static Dictionary<string, Tensor> Load(Stream stream, string nameForErrors, Func<string, bool>? include = null)
+    public static Dictionary<string, Tensor> Load(Stream stream, string nameForErrors, Func<string, bool>? include = null, ReaderLimits? limits = null)
     {
         var origin = stream.Position;
-        var (entries, headerLength) = ReadHeader(stream, nameForErrors);
+        var (entries, headerLength) = ReadHeader(stream, nameForErrors, limits ?? ReaderLimits.Default);
         if (include is not null) entries = entries.Where(entry => include(entry.Name)).ToList();
         var dataStart = origin + 8 + headerLength;
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -34,19 +33,16 @@ public static class SafeTensors
         {
             foreach (var entry in entries)
             {
-                var byteCount = entry.End - entry.Begin;
-                var expected = entry.Shape.Aggregate(1L, (a, b) => a * b) * ElementSize(entry.Type);
-                if (byteCount != expected)
-                    throw new InvalidDataException($"{nameForErrors}: tensor '{entry.Name}' has {byteCount} bytes, its shape and dtype need {expected}");
                 stream.Seek(dataStart + entry.Begin, SeekOrigin.Begin);
                 var tensor = empty(entry.Shape, entry.Type);
                 result[entry.Name] = tensor;
-                if (byteCount > 0) stream.ReadExactly(tensor.bytes); // straight into the tensor's memory
+                if (entry.End > entry.Begin) stream.ReadExactly(tensor.bytes); // straight into the tensor's memory
             }
         }
-        catch
+        catch (Exception error)
         {
             foreach (var tensor in result.Values) tensor.Dispose();
+            if (error is EndOfStreamException) throw new CheckpointFormatException(nameForErrors, "the tensor data is truncated", error);
             throw;
         }
         return result;
@@ -56,32 +52,86 @@ public static class SafeTensors
     public static IReadOnlyList<string> ReadNames(Stream stream, string nameForErrors)
     {
         var start = stream.Position;
-        var (entries, _) = ReadHeader(stream, nameForErrors);
+        var (entries, _) = ReadHeader(stream, nameForErrors, ReaderLimits.Default);
         stream.Position = start;
         return entries.Select(entry => entry.Name).ToList();
     }
 
-    private static (List<(string Name, ScalarType Type, long[] Shape, long Begin, long End)> Entries, long HeaderLength) ReadHeader(Stream stream, string nameForErrors)
+    private sealed record Entry(string Name, ScalarType Type, long[] Shape, long Begin, long End);
+
+    private static (List<Entry> Entries, long HeaderLength) ReadHeader(Stream stream, string nameForErrors, ReaderLimits limits)
     {
+        var available = stream.Length - stream.Position;
         var lengthBytes = new byte[8];
-        stream.ReadExactly(lengthBytes);
+        if (stream.ReadAtLeast(lengthBytes, 8, throwOnEndOfStream: false) < 8)
+            throw new CheckpointFormatException(nameForErrors, $"a safetensors file needs at least 8 bytes, this one has {available}");
         var headerLength = BinaryPrimitives.ReadInt64LittleEndian(lengthBytes);
-        if (headerLength <= 0 || headerLength > MaxHeaderBytes)
-            throw new InvalidDataException($"{nameForErrors}: invalid safetensors header length {headerLength}");
+        if (headerLength > limits.MaxSafeTensorsHeaderBytes)
+            throw CheckpointFormatException.LimitExceeded(nameForErrors, nameof(ReaderLimits.MaxSafeTensorsHeaderBytes), limits.MaxSafeTensorsHeaderBytes,
+                $"the safetensors header length is {headerLength}");
+        if (headerLength <= 0 || headerLength > available - 8)
+            throw new CheckpointFormatException(nameForErrors, $"invalid safetensors header length {headerLength} for a stream of {available} bytes (truncated or not safetensors)");
         var headerBytes = new byte[headerLength];
         stream.ReadExactly(headerBytes);
-        using var header = JsonDocument.Parse(headerBytes);
-
-        var entries = new List<(string Name, ScalarType Type, long[] Shape, long Begin, long End)>();
-        foreach (var property in header.RootElement.EnumerateObject())
+        var dataLength = available - 8 - headerLength;
+        try
         {
-            if (property.Name == "__metadata__") continue;
-            var dtype = ParseDtype(property.Value.GetProperty("dtype").GetString(), nameForErrors, property.Name);
-            var shape = property.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-            var offsets = property.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-            entries.Add((property.Name, dtype, shape, offsets[0], offsets[1]));
+            using var header = JsonDocument.Parse(headerBytes);
+            if (header.RootElement.ValueKind != JsonValueKind.Object)
+                throw new CheckpointFormatException(nameForErrors, "the safetensors header is not a JSON object");
+            var entries = new List<Entry>();
+            foreach (var property in header.RootElement.EnumerateObject())
+            {
+                if (property.Name == "__metadata__") continue;
+                entries.Add(ReadEntry(property, nameForErrors, dataLength, limits));
+            }
+            CheckNoOverlap(entries, nameForErrors);
+            return (entries, headerLength);
         }
-        return (entries, headerLength);
+        catch (Exception error) when (error is JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
+        {
+            throw new CheckpointFormatException(nameForErrors, $"malformed safetensors header: {error.Message}", error);
+        }
+    }
+
+    private static Entry ReadEntry(JsonProperty property, string file, long dataLength, ReaderLimits limits)
+    {
+        var name = property.Name;
+        var dtype = ParseDtype(property.Value.GetProperty("dtype").GetString(), file, name);
+        var shape = property.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        var offsets = property.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        if (shape.Length > limits.MaxDimensions)
+            throw CheckpointFormatException.LimitExceeded(file, nameof(ReaderLimits.MaxDimensions), limits.MaxDimensions, $"tensor '{name}' has {shape.Length} dimensions");
+        if (offsets.Length != 2)
+            throw new CheckpointFormatException(file, $"tensor '{name}' has {offsets.Length} data_offsets, expected [begin, end]");
+        var (begin, end) = (offsets[0], offsets[1]);
+        if (begin < 0 || end < begin || end > dataLength)
+            throw new CheckpointFormatException(file, $"tensor '{name}' has data_offsets [{begin}, {end}] outside the {dataLength} data bytes of the file");
+        if (shape.Any(d => d < 0)) throw new CheckpointFormatException(file, $"tensor '{name}' has a negative dimension in [{string.Join(", ", shape)}]");
+        long expected;
+        try
+        {
+            expected = checked(shape.Aggregate(1L, (a, b) => checked(a * b)) * ElementSize(dtype));
+        }
+        catch (OverflowException)
+        {
+            throw new CheckpointFormatException(file, $"tensor '{name}' has shape [{string.Join(", ", shape)}], whose size overflows 64 bits");
+        }
+        if (end - begin != expected)
+            throw new CheckpointFormatException(file, $"tensor '{name}' has {end - begin} bytes, its shape and dtype need {expected}");
+        return new Entry(name, dtype, shape, begin, end);
+    }
+
+    private static void CheckNoOverlap(List<Entry> entries, string file)
+    {
+        Entry? previous = null;
+        foreach (var entry in entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin))
+        {
+            if (previous is not null && entry.Begin < previous.End)
+                throw new CheckpointFormatException(file,
+                    $"tensors '{previous.Name}' [{previous.Begin}, {previous.End}) and '{entry.Name}' [{entry.Begin}, {entry.End}) overlap in the data section");
+            previous = entry;
+        }
     }
 
     /// <summary>Writes the tensors in the given order (CPU copies are made as needed). Atomic: temp file, then rename.</summary>
@@ -164,7 +214,7 @@ public static class SafeTensors
         "I8" => ScalarType.Int8,
         "U8" => ScalarType.Byte,
         "BOOL" => ScalarType.Bool,
-        _ => throw new InvalidDataException($"{file}: tensor '{tensor}' has unsupported dtype '{name}'"),
+        _ => throw new CheckpointFormatException(file, $"tensor '{tensor}' has unsupported dtype '{name}'"),
     };
 
     private static string DtypeName(ScalarType type, string tensor) => type switch

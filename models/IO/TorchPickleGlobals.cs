@@ -11,13 +11,14 @@ public sealed record StorageReference(string Key, torch.ScalarType Dtype, long N
 /// </summary>
 public sealed record TensorReference(StorageReference Storage, long StorageOffset, long[] Shape, long[] Stride, bool RequiresGrad)
 {
-    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => checked(a * b));
 
     public override string ToString() => $"tensor {Storage.Dtype} [{string.Join(", ", Shape)}] (storage {Storage.Key})";
 }
 
 /// <summary>The fixed list of Python globals a PyTorch checkpoint may reference; nothing else is ever resolved.</summary>
-internal sealed class TorchPickleGlobals(string source, bool allowUnknownGlobals, Func<PickleTuple, StorageReference> loadStorage) : IPickleResolver
+internal sealed class TorchPickleGlobals(string source, bool allowUnknownGlobals, Func<PickleTuple, StorageReference> loadStorage, ReaderLimits limits)
+    : IPickleResolver
 {
     private static readonly Dictionary<string, torch.ScalarType> StorageTypes = new(StringComparer.Ordinal)
     {
@@ -75,7 +76,7 @@ internal sealed class TorchPickleGlobals(string source, bool allowUnknownGlobals
     public object? PersistentLoad(object? persistentId) => persistentId switch
     {
         PickleTuple { Count: 5 } id when Equals(id[0], "storage") => loadStorage(id),
-        _ => throw new CheckpointFormatException(source, $"unsupported persistent id {persistentId} (expected ('storage', type, key, location, numel))"),
+        _ => throw new CheckpointFormatException(source, $"unsupported persistent id {Unpickler.Describe(persistentId)} (expected ('storage', type, key, location, numel))"),
     };
 
     // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]);
@@ -90,13 +91,36 @@ internal sealed class TorchPickleGlobals(string source, bool allowUnknownGlobals
         var requiresGrad = args.Count > 4 && args[4] is true;
         if (shape.Length != stride.Length)
             throw new CheckpointFormatException(source, $"tensor in storage {storage.Key} has size [{string.Join(", ", shape)}] but stride [{string.Join(", ", stride)}]");
+        if (shape.Length > limits.MaxDimensions)
+            throw CheckpointFormatException.LimitExceeded(source, nameof(ReaderLimits.MaxDimensions), limits.MaxDimensions,
+                $"a tensor in storage {storage.Key} has {shape.Length} dimensions");
         if (shape.Any(d => d < 0) || stride.Any(s => s < 0) || offset < 0)
             throw new CheckpointFormatException(source, $"tensor in storage {storage.Key} has a negative size, stride or offset");
-        var last = shape.Any(d => d == 0) ? offset - 1 : offset + shape.Zip(stride).Sum(p => (p.First - 1) * p.Second);
-        if (last >= storage.Numel)
-            throw new CheckpointFormatException(source,
-                $"tensor [{string.Join(", ", shape)}] with stride [{string.Join(", ", stride)}] at offset {offset} reaches element {last} of storage {storage.Key}, which holds {storage.Numel}");
+        CheckViewFitsStorage(storage, offset, shape, stride);
         return new TensorReference(storage, offset, shape, stride, requiresGrad);
+    }
+
+    // Checked arithmetic: sizes and strides come from the file, and a wrapped product would pass every bound.
+    private void CheckViewFitsStorage(StorageReference storage, long offset, long[] shape, long[] stride)
+    {
+        var describe = $"tensor [{string.Join(", ", shape)}] with stride [{string.Join(", ", stride)}] at offset {offset}";
+        long elements, last;
+        try
+        {
+            elements = shape.Aggregate(1L, (a, b) => checked(a * b));
+            last = elements == 0 ? offset - 1 : checked(offset + shape.Zip(stride).Sum(p => checked((p.First - 1) * p.Second)));
+        }
+        catch (OverflowException)
+        {
+            throw new CheckpointFormatException(source, $"{describe} in storage {storage.Key} overflows 64-bit sizes");
+        }
+        if (last >= storage.Numel)
+            throw new CheckpointFormatException(source, $"{describe} reaches element {last} of storage {storage.Key}, which holds {storage.Numel}");
+        // A stride-0 or overlapping view passes the bound above however many elements it has; reading it would
+        // materialise all of them from a storage of a few bytes.
+        if ((double)elements > (double)storage.Numel * limits.MaxViewExpansion)
+            throw CheckpointFormatException.LimitExceeded(source, nameof(ReaderLimits.MaxViewExpansion), limits.MaxViewExpansion,
+                $"{describe} has {elements} elements but its storage {storage.Key} holds only {storage.Numel}");
     }
 
     // _rebuild_parameter(data, requires_grad, backward_hooks[, state]).

@@ -23,19 +23,29 @@ internal sealed class Unpickler
     private readonly byte[] _data;
     private readonly string _source;
     private readonly IPickleResolver _resolver;
+    private readonly ReaderLimits _limits;
     private readonly List<object?> _stack = [];
     private readonly Stack<int> _marks = new();
     private readonly Dictionary<long, object?> _memo = [];
     private int _position;
 
-    public Unpickler(byte[] data, string source, IPickleResolver resolver)
+    public Unpickler(byte[] data, string source, IPickleResolver resolver, ReaderLimits? limits = null)
     {
         _data = data;
         _source = source;
         _resolver = resolver;
+        _limits = limits ?? ReaderLimits.Default;
     }
 
+    /// <summary>Reads the pickle and checks that the result nests no deeper than the limit and holds no reference cycle.</summary>
     public object? Load()
+    {
+        var root = Run();
+        PickleNesting.Check(root, _source, _limits.MaxPickleNestingDepth);
+        return root;
+    }
+
+    private object? Run()
     {
         while (true)
         {
@@ -50,7 +60,8 @@ internal sealed class Unpickler
             {
                 throw;
             }
-            catch (Exception error) when (error is InvalidCastException or ArgumentException or InvalidOperationException or KeyNotFoundException)
+            catch (Exception error) when (error is InvalidCastException or ArgumentException or InvalidOperationException or KeyNotFoundException
+                or IndexOutOfRangeException or FormatException or OverflowException)
             {
                 throw new CheckpointFormatException(_source, $"malformed pickle at byte {opcodePosition} (opcode 0x{opcode:x2}): {error.Message}", error);
             }
@@ -75,8 +86,8 @@ internal sealed class Unpickler
             case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(4))); break; // BININT
             case 0x8a: Push(DecodeLong(ReadBytes(ReadByte()))); break; // LONG1
             case 0x8b: Push(DecodeLong(ReadBytes(ReadLength(BinaryPrimitives.ReadInt32LittleEndian(ReadBytes(4)))))); break; // LONG4
-            case (byte)'I': Push(ParseTextInt(ReadLine())); break; // INT
-            case (byte)'L': Push(ParseTextLong(ReadLine())); break; // LONG
+            case (byte)'I': Push(ParseTextInt(ReadIntegerLine())); break; // INT
+            case (byte)'L': Push(ParseTextLong(ReadIntegerLine())); break; // LONG
             case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(ReadBytes(8))); break; // BINFLOAT
             case (byte)'F': Push(double.Parse(ReadLine(), CultureInfo.InvariantCulture)); break; // FLOAT
             case (byte)'X': Push(ReadUtf8(ReadLength(BinaryPrimitives.ReadUInt32LittleEndian(ReadBytes(4))))); break; // BINUNICODE
@@ -90,18 +101,18 @@ internal sealed class Unpickler
             case 0x96: Push(ReadBytes(ReadLength(BinaryPrimitives.ReadInt64LittleEndian(ReadBytes(8)))).ToArray()); break; // BYTEARRAY8
             case (byte)'}': Push(new PickleDict()); break; // EMPTY_DICT
             case (byte)']': Push(new List<object?>()); break; // EMPTY_LIST
-            case (byte)')': Push(PickleTuple.Empty); break; // EMPTY_TUPLE
+            case (byte)')': PushTuple([]); break; // EMPTY_TUPLE
             case 0x8f: Push(new HashSet<object?>()); break; // EMPTY_SET
             case (byte)'d': Push(BuildDict(PopMark())); break; // DICT
             case (byte)'l': Push(PopMark()); break; // LIST
-            case (byte)'t': Push(new PickleTuple(PopMark())); break; // TUPLE
-            case 0x85: Push(new PickleTuple([Pop()])); break; // TUPLE1
-            case 0x86: { var b = Pop(); var a = Pop(); Push(new PickleTuple([a, b])); break; } // TUPLE2
-            case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); Push(new PickleTuple([a, b, c])); break; } // TUPLE3
-            case 0x91: Push(new HashSet<object?>(PopMark())); break; // FROZENSET
+            case (byte)'t': PushTuple(PopMark()); break; // TUPLE
+            case 0x85: PushTuple([Pop()]); break; // TUPLE1
+            case 0x86: { var b = Pop(); var a = Pop(); PushTuple([a, b]); break; } // TUPLE2
+            case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); PushTuple([a, b, c]); break; } // TUPLE3
+            case 0x91: Push(new HashSet<object?>(CheckKeys(PopMark()))); break; // FROZENSET
             case (byte)'a': { var item = Pop(); AsList(Peek()).Add(item); break; } // APPEND
             case (byte)'e': { var items = PopMark(); AsList(Peek()).AddRange(items); break; } // APPENDS
-            case 0x90: { var items = PopMark(); AsSet(Peek()).UnionWith(items); break; } // ADDITEMS
+            case 0x90: { var items = PopMark(); AsSet(Peek()).UnionWith(CheckKeys(items)); break; } // ADDITEMS
             case (byte)'s': { var value = Pop(); var key = Pop(); SetItem(Peek(), key, value); break; } // SETITEM
             case (byte)'u': SetItems(); break; // SETITEMS
             case (byte)'p': _memo[long.Parse(ReadLine(), CultureInfo.InvariantCulture)] = Peek(); break; // PUT
@@ -173,6 +184,7 @@ internal sealed class Unpickler
     {
         if (target is not PickleDict dictionary) { Fail($"SETITEM on {Describe(target)}"); return; }
         if (key is null) Fail("a dictionary key is None, which this reader does not support");
+        CheckKey(key);
         dictionary[key!] = value;
     }
 
@@ -188,6 +200,31 @@ internal sealed class Unpickler
         _memo.TryGetValue(index, out var value) ? value : Fail($"memo entry {index} is read before it was written");
 
     private void Push(object? value) => _stack.Add(value);
+
+    // Tuples are immutable, so their height is known when they are built: a deep chain (a million TUPLE1) stops here,
+    // before anything hashes, compares or prints it recursively.
+    private void PushTuple(List<object?> items)
+    {
+        var tuple = items.Count == 0 ? PickleTuple.Empty : new PickleTuple(items);
+        if (tuple.Height > _limits.MaxPickleNestingDepth)
+            throw CheckpointFormatException.LimitExceeded(_source, nameof(ReaderLimits.MaxPickleNestingDepth), _limits.MaxPickleNestingDepth,
+                $"tuples nest deeper than the limit at byte {_position}");
+        _stack.Add(tuple);
+    }
+
+    // Hashing and comparing a tuple key costs its element count, so large keys would make each dict insertion expensive.
+    private void CheckKey(object? key)
+    {
+        if (key is PickleTuple tuple && tuple.ElementCount > _limits.MaxPickleKeyElements)
+            throw CheckpointFormatException.LimitExceeded(_source, nameof(ReaderLimits.MaxPickleKeyElements), _limits.MaxPickleKeyElements,
+                $"a tuple used as a dict key or set item holds {tuple.ElementCount} elements");
+    }
+
+    private List<object?> CheckKeys(List<object?> keys)
+    {
+        foreach (var key in keys) CheckKey(key);
+        return keys;
+    }
 
     private object? Peek() => _stack.Count > (_marks.Count > 0 ? _marks.Peek() : 0) ? _stack[^1] : Fail("stack underflow");
 
@@ -229,6 +266,17 @@ internal sealed class Unpickler
         return line;
     }
 
+    // Decimal parsing is superlinear in the digit count; Python refuses more than 4300 digits for the same reason.
+    private string ReadIntegerLine()
+    {
+        var line = ReadLine();
+        var digits = line.Count(char.IsAsciiDigit);
+        if (digits > _limits.MaxPickleIntegerDigits)
+            throw CheckpointFormatException.LimitExceeded(_source, nameof(ReaderLimits.MaxPickleIntegerDigits), _limits.MaxPickleIntegerDigits,
+                $"a text integer at byte {_position} has {digits} digits");
+        return line;
+    }
+
     private string ReadUtf8(int count) => Encoding.UTF8.GetString(ReadBytes(count));
 
     private string ReadLatin1(int count) => Encoding.Latin1.GetString(ReadBytes(count));
@@ -240,7 +288,7 @@ internal sealed class Unpickler
     {
         if (bytes.Length == 0) return 0L;
         var value = new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
     }
 
     private static object ParseTextInt(string text) => text switch
@@ -253,7 +301,7 @@ internal sealed class Unpickler
     private static object ParseTextLong(string text)
     {
         var value = BigInteger.Parse(text.TrimEnd('L'), CultureInfo.InvariantCulture);
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
     }
 
     private List<object?> AsList(object? value) => value as List<object?> ?? throw Error($"APPEND to {Describe(value)}");

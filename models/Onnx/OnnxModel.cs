@@ -122,7 +122,18 @@ public sealed class OnnxTensor
         Dims = dims;
         DataType = dataType;
         Data = data;
-        var expectedBytes = ElementCount * ElementSize(dataType, name);
+        if (dims.Any(dim => dim < 0))
+            throw new InvalidDataException($"initializer '{name}' has a negative dimension in [{string.Join(", ", dims)}]");
+        // Checked: dims come from the file, and a wrapped product could match a short buffer.
+        long expectedBytes;
+        try
+        {
+            expectedBytes = checked(ElementCount * ElementSize(dataType, name));
+        }
+        catch (OverflowException)
+        {
+            throw new InvalidDataException($"initializer '{name}' has dims [{string.Join(", ", dims)}], whose size overflows 64 bits");
+        }
         if (data.Length != expectedBytes)
             throw new InvalidDataException(
                 $"initializer '{name}' of shape [{string.Join(", ", dims)}] and type {dataType} needs {expectedBytes} bytes but holds {data.Length}");
@@ -137,7 +148,7 @@ public sealed class OnnxTensor
     /// <summary>Element bytes, little-endian, row-major.</summary>
     public byte[] Data { get; }
 
-    public long ElementCount => Dims.Aggregate(1L, (product, dim) => product * dim);
+    public long ElementCount => Dims.Aggregate(1L, (product, dim) => checked(product * dim));
 
     /// <summary>A new CPU tensor holding a copy of the data; the caller owns it.</summary>
     public Tensor ToTensor()

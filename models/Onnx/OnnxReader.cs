@@ -209,6 +209,7 @@ public static class OnnxReader
     /// <summary>int32_data also carries int8/uint8 elements (one per varint); int64_data carries int64.</summary>
     private static byte[] VarintsToBytes(List<long> values, OnnxDataType dataType, int elementSize, string name)
     {
+        if (values.Count > int.MaxValue / elementSize) throw new InvalidDataException($"initializer '{name}' holds too many values ({values.Count})");
         var data = new byte[values.Count * elementSize];
         for (var i = 0; i < values.Count; i++)
         {

@@ -62,7 +62,7 @@ public sealed record DiTwDDTHeadOptions
 
     /// <summary>Reads a reference constructor-argument object (case.json "params", YAML params) by reference names.</summary>
     /// <summary>The options a validated <c>stage_2</c> (or guidance model) config section describes.</summary>
-    public static DiTwDDTHeadOptions FromConfig(RAE.Models.Config.DiTwDDTHeadParams model) => new()
+    public static DiTwDDTHeadOptions FromConfig(RAE.Configuration.DiTwDDTHeadParams model) => new()
     {
         InputSize = model.InputSize,
         PatchSize = new EncoderDecoder(model.PatchSize.Encoder, model.PatchSize.Decoder),

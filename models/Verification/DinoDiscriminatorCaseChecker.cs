@@ -1,3 +1,4 @@
+using RAE.Models.Stage1.Losses;
 using System.Text.Json;
 using RAE.Models.IO;
 using RAE.Models.Stage1.Discriminator;
@@ -122,9 +123,9 @@ public sealed class DinoDiscriminatorCaseChecker : IReferenceCaseChecker
             CompareSpectralState(discriminator, io, "train.u_v.after_real", tolerance, results);
             Compare(results, io, "train.logits_fake", logitsFake, tolerance);
             Compare(results, io, "train.logits_real", logitsReal, tolerance);
-            var loss = DiscriminatorLosses.Hinge(logitsReal, logitsFake);
+            var loss = GanLosses.HingeDiscriminatorLoss(logitsReal, logitsFake);
             Compare(results, io, "train.d_loss", loss.reshape(1), tolerance);
-            Compare(results, io, "train.accuracy", DiscriminatorLosses.Accuracy(logitsReal, logitsFake).reshape(1), tolerance);
+            Compare(results, io, "train.accuracy", GanLosses.Accuracy(logitsReal, logitsFake).reshape(1), tolerance);
             if (step is null) return;
             loss.backward();
             CompareGradients(discriminator, step, tolerance, results);

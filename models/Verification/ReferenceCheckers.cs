@@ -10,6 +10,12 @@ public static class ReferenceCheckers
         new TransportCaseChecker(),
         new SamplerCaseChecker(),
         new PtFormatsCaseChecker(),
+        new GanLossesCaseChecker(),
+        new DiffAugCaseChecker(),
+        new LpipsCaseChecker(),
+        new AdaptiveWeightCaseChecker(),
         new DinoDiscriminatorCaseChecker(),
+        new FrechetDistanceCaseChecker(),
+        new ReconstructionMetricsCaseChecker(),
     ];
 }

@@ -25,6 +25,21 @@ public sealed class BenchModelTests
         Assert.Equal(3 * expected, ModelFlops.TrainingStepPerSample(tiny));
     }
 
+    [Fact]
+    public void FmaProbeUsesTheWidestVectorsTheCpuHas()
+    {
+        var peak = Benchmarks.CpuFmaPeakProbe.Measure(threads: 1, iterationsPerRun: 100_000, repeats: 1);
+        if (!System.Runtime.Intrinsics.X86.Fma.IsSupported)
+        {
+            Assert.Null(peak);
+            return;
+        }
+        Assert.NotNull(peak);
+        Assert.Equal(System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? 512 : 256, peak.VectorBits);
+        Assert.True(peak.GflopsPerSecond > 0);
+        Assert.Throws<ArgumentException>(() => Benchmarks.CpuFmaPeakProbe.Measure(threads: 0));
+    }
+
     [Theory]
     [InlineData("fp32", "Float32")]
     [InlineData("bf16", "BFloat16")]

@@ -1,5 +1,5 @@
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.Stage2;
 using RAE.Models.Training;
 using RAE.Models.Transport;

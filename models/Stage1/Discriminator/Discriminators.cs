@@ -1,4 +1,4 @@
-using RAE.Models.Config;
+using RAE.Configuration;
 using static TorchSharp.torch;
 
 namespace RAE.Models.Stage1.Discriminator;

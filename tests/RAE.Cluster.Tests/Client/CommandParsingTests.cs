@@ -1,8 +1,9 @@
+using System.CommandLine;
 using System.Net;
 using RAE.Client.Cluster;
 using RAE.Client.Commands;
 using RAE.GrainInterfaces;
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Cluster.Tests.Client;
 
@@ -13,7 +14,7 @@ public sealed class CommandParsingTests
     [Fact]
     public void EveryClusterCommandIsRegistered()
     {
-        var names = CommandLine.Commands.Select(c => c.Name).ToHashSet();
+        var names = CommandLine.CreateCommands().Select(c => c.Name).ToHashSet();
         foreach (var expected in new[] { "cluster status", "train", "sample", "jobs list", "jobs show", "jobs watch", "jobs cancel", "checkpoints list", "checkpoints export", "demo" })
             Assert.Contains(expected, names);
     }
@@ -21,8 +22,7 @@ public sealed class CommandParsingTests
     [Fact]
     public void ConnectionOptionsReadGatewaysStorageIdsAndTimeout()
     {
-        var arguments = new CommandArguments(["--gateway", "31000,10.0.0.5:31001", "--cluster-id", "c1", "--service-id", "s1", "--connect-timeout", "2.5", "--membership-table", "raemembers"]);
-        var options = ClusterConnectionOptions.FromArguments(arguments, _ => null);
+        var options = Connection(["--gateway", "31000,10.0.0.5:31001", "--cluster-id", "c1", "--service-id", "s1", "--connect-timeout", "2.5", "--membership-table", "raemembers"], _ => null);
         Assert.Equal("raemembers", options.MembershipTable);
         Assert.Equal([new IPEndPoint(IPAddress.Loopback, 31000), new IPEndPoint(IPAddress.Parse("10.0.0.5"), 31001)], options.Gateways);
         Assert.Equal(("c1", "s1"), (options.ClusterId, options.ServiceId));
@@ -39,7 +39,7 @@ public sealed class CommandParsingTests
             ["RAE_STORAGE_CONNECTION"] = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=secret==;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1",
             ["RAE_CLUSTER_ID"] = "from-env",
         };
-        var options = ClusterConnectionOptions.FromArguments(new CommandArguments([]), name => environment.GetValueOrDefault(name));
+        var options = Connection([], name => environment.GetValueOrDefault(name));
         Assert.True(options.IsAzureMode);
         Assert.Equal("from-env", options.ClusterId);
         Assert.Contains("AccountName=devstoreaccount1", options.Describe());
@@ -52,8 +52,27 @@ public sealed class CommandParsingTests
     [InlineData("127.0.0.1:0")]
     public void BadGatewayIsAUsageError(string gateway)
     {
-        var error = Assert.Throws<UsageException>(() => ClusterConnectionOptions.FromArguments(new CommandArguments(["--gateway", gateway]), _ => null));
+        var error = Assert.Throws<UsageException>(() => Connection(["--gateway", gateway], _ => null));
         Assert.Contains("--gateway", error.Message);
+    }
+
+    [Fact]
+    public void AzureIsAnAliasOfStorage()
+    {
+        var options = Connection(["--azure", "AccountName=a;AccountKey=k"], _ => null);
+        Assert.True(options.IsAzureMode);
+        Assert.Equal("AccountName=a;AccountKey=k", options.StorageConnectionString);
+    }
+
+    /// <summary>Parses <paramref name="args"/> with the connection options every cluster command declares.</summary>
+    private static ClusterConnectionOptions Connection(string[] args, Func<string, string?> environment)
+    {
+        var cli = new ClusterConnectionCliOptions();
+        var command = new Command("probe");
+        foreach (var option in cli.All) command.Options.Add(option);
+        var parsed = command.Parse(args);
+        Assert.Empty(parsed.Errors);
+        return cli.Read(parsed, environment);
     }
 
     [Fact]

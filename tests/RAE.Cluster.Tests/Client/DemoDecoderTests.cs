@@ -1,5 +1,5 @@
 using RAE.Client.Commands;
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.IO;
 using RAE.Models.Stage1;
 

@@ -4,7 +4,7 @@ using RAE.Client.Commands;
 using RAE.GrainInterfaces;
 using RAE.Grains.Sampling;
 using RAE.Grains.Workers.Stage2;
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Cluster.Tests.Sampling;
 

@@ -1,4 +1,4 @@
-using RAE.Models.Config;
+using RAE.Configuration;
 
 namespace RAE.Models.Tests.Config;
 

@@ -1,3 +1,4 @@
+using RAE.Models.Stage1.Losses;
 using RAE.Models.Stage1.Discriminator;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -95,16 +96,15 @@ public sealed class DiscriminatorModuleTests
     {
         using var real = tensor(new float[] { 2f, 0.5f, -1f, 1f });
         using var fake = tensor(new float[] { -2f, 0f, 0.5f, -1f });
-        using var hinge = DiscriminatorLosses.Hinge(real, fake);
+        using var hinge = GanLosses.HingeDiscriminatorLoss(real, fake);
         // real: relu(1 − r) = 0, 0.5, 2, 0 → 0.625; fake: relu(1 + f) = 0, 1, 1.5, 0 → 0.625.
         Assert.Equal(0.625, hinge.item<float>(), 6);
-        using var vanilla = DiscriminatorLosses.Vanilla(real, fake);
+        using var vanilla = GanLosses.VanillaDiscriminatorLoss(real, fake);
         double Softplus(double x) => Math.Log(1 + Math.Exp(x));
         var expected = 0.5 * ((Softplus(-2) + Softplus(-0.5) + Softplus(1) + Softplus(-1)) / 4 + (Softplus(-2) + Softplus(0) + Softplus(0.5) + Softplus(-1)) / 4);
         Assert.Equal(expected, vanilla.item<float>(), 6);
-        using var accuracy = DiscriminatorLosses.Accuracy(real, fake);
+        using var accuracy = GanLosses.Accuracy(real, fake);
         Assert.Equal(0.75f, accuracy.item<float>());
-        Assert.Equal(DiscriminatorLossKind.Hinge, DiscriminatorLosses.Parse("hinge"));
-        Assert.Contains("'wasserstein'", Assert.Throws<ArgumentException>(() => DiscriminatorLosses.Parse("wasserstein")).Message);
+        Assert.Contains("'wasserstein'", Assert.Throws<ArgumentException>(() => GanLosses.DiscriminatorLoss("wasserstein", real, fake)).Message);
     }
 }

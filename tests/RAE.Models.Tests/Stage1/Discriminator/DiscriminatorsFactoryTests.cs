@@ -1,4 +1,4 @@
-using RAE.Models.Config;
+using RAE.Configuration;
 using RAE.Models.IO;
 using RAE.Models.Stage1.Discriminator;
 

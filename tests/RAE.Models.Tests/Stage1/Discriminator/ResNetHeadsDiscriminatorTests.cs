@@ -1,5 +1,6 @@
 using RAE.Models.Stage1.Discriminator;
 using RAE.Models.Stage1.Encoders;
+using RAE.Models.Stage1.Losses;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
@@ -59,13 +60,13 @@ public sealed class ResNetHeadsDiscriminatorTests(ITestOutputHelper output)
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
             var (logitsFake, logitsReal) = discriminator.Forward(fake, real);
-            var loss = DiscriminatorLosses.Hinge(logitsReal!, logitsFake);
+            var loss = GanLosses.HingeDiscriminatorLoss(logitsReal!, logitsFake);
             if (update)
             {
                 loss.backward();
                 optimizer.step();
             }
-            return (loss.item<float>(), DiscriminatorLosses.Accuracy(logitsReal!, logitsFake).item<float>());
+            return (loss.item<float>(), GanLosses.Accuracy(logitsReal!, logitsFake).item<float>());
         }
 
         var first = Step(update: true);

@@ -1,0 +1,171 @@
+namespace RAE.Configuration;
+
+/// <summary><c>gan</c> (Stage-1 training only, spec §4.1, §4.4, §4.5): the DINO discriminator and the loss schedule.</summary>
+public sealed record GanConfig
+{
+    public DiscriminatorConfig Disc { get; init; } = new();
+    public GanLossConfig Loss { get; init; } = new();
+
+    internal static GanConfig Parse(ConfigSection section)
+    {
+        var parsed = new GanConfig
+        {
+            Disc = DiscriminatorConfig.Parse(section.Section("disc")),
+            Loss = GanLossConfig.Parse(section.Section("loss")),
+        };
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("disc", Disc.ToYaml()).Add("loss", Loss.ToYaml());
+}
+
+/// <summary><c>gan.disc</c>: architecture, its own AdamW and LR schedule, and DiffAug settings.</summary>
+public sealed record DiscriminatorConfig
+{
+    public DiscriminatorArchConfig Arch { get; init; } = new();
+    public OptimizerConfig Optimizer { get; init; } = new();
+    /// <summary>Null means a constant learning rate.</summary>
+    public SchedulerConfig? Scheduler { get; init; }
+    public DiffAugConfig Augment { get; init; } = new();
+
+    internal static DiscriminatorConfig Parse(ConfigSection section)
+    {
+        var optimizer = section.OptionalSection("optimizer") is { } optimizerSection
+            ? OptimizerConfig.Parse(optimizerSection, new OptimizerConfig())
+            : new OptimizerConfig();
+        var parsed = new DiscriminatorConfig
+        {
+            Arch = DiscriminatorArchConfig.Parse(section.Section("arch")),
+            Optimizer = optimizer,
+            Scheduler = section.OptionalSection("scheduler") is { } scheduler
+                ? SchedulerConfig.Parse(scheduler, new SchedulerConfig { BaseLr = optimizer.Lr })
+                : null,
+            Augment = DiffAugConfig.Parse(section.Section("augment")),
+        };
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
+        .Add("arch", Arch.ToYaml())
+        .Add("optimizer", Optimizer.ToYaml())
+        .Add("scheduler", Scheduler?.ToYaml())
+        .Add("augment", Augment.ToYaml());
+}
+
+/// <summary><c>gan.disc.arch</c>: frozen DINO ViT backbone recipe and the spectral-normed conv heads.</summary>
+public sealed record DiscriminatorArchConfig
+{
+    public static readonly IReadOnlyList<string> Recipes = ["S_8", "S_16", "B_16"];
+
+    public string? DinoCkptPath { get; init; }
+    public int Ks { get; init; } = 9;
+    /// <summary>'bn' (local batch norm) or 'gn' (group norm).</summary>
+    public string NormType { get; init; } = "bn";
+    public bool UsingSpecNorm { get; init; } = true;
+    public string Recipe { get; init; } = "S_8";
+    public IReadOnlyList<int> KeyDepths { get; init; } = [2, 5, 8, 11];
+    public double NormEps { get; init; } = 1e-6;
+
+    internal static DiscriminatorArchConfig Parse(ConfigSection section)
+    {
+        var depths = section.OptionalLongList("key_depths") ?? [2, 5, 8, 11];
+        section.Require(depths.Count > 0 && depths.All(depth => depth is >= 0 and < 12), "key_depths",
+            "expected block indices in [0, 12) of the 12-block DINO backbone");
+        var parsed = new DiscriminatorArchConfig
+        {
+            DinoCkptPath = section.OptionalString("dino_ckpt_path"),
+            Ks = section.Int("ks", 9),
+            NormType = section.Choice("norm_type", "bn", ["bn", "gn"]),
+            UsingSpecNorm = section.Bool("using_spec_norm", true),
+            Recipe = section.Choice("recipe", "S_8", Recipes.ToArray()),
+            KeyDepths = depths.Select(depth => (int)depth).ToArray(),
+            NormEps = section.Double("norm_eps", 1e-6),
+        };
+        section.Require(parsed.Ks > 0 && parsed.Ks % 2 == 1, "ks", $"must be a positive odd kernel size, got {parsed.Ks}");
+        section.Require(parsed.NormEps > 0, "norm_eps", "must be > 0");
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
+        .Add("dino_ckpt_path", DinoCkptPath)
+        .Add("ks", Ks)
+        .Add("norm_type", NormType)
+        .Add("using_spec_norm", UsingSpecNorm)
+        .Add("recipe", Recipe)
+        .Add("key_depths", KeyDepths)
+        .Add("norm_eps", NormEps);
+}
+
+/// <summary><c>gan.disc.augment</c>: DiffAugment probability and cutout ratio.</summary>
+public sealed record DiffAugConfig
+{
+    public double Prob { get; init; } = 1.0;
+    public double Cutout { get; init; }
+
+    internal static DiffAugConfig Parse(ConfigSection section)
+    {
+        var parsed = new DiffAugConfig { Prob = section.Double("prob", 1.0), Cutout = section.Double("cutout", 0.0) };
+        section.Require(parsed.Prob is >= 0 and <= 1, "prob", $"must be in [0, 1], got {parsed.Prob}");
+        section.Require(parsed.Cutout is >= 0 and <= 1, "cutout", $"must be in [0, 1], got {parsed.Cutout}");
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("prob", Prob).Add("cutout", Cutout);
+}
+
+/// <summary><c>gan.loss</c>: loss kinds, weights and the epochs at which LPIPS, discriminator updates and the GAN loss start.</summary>
+public sealed record GanLossConfig
+{
+    public string DiscLoss { get; init; } = "hinge";
+    public string GenLoss { get; init; } = "vanilla";
+    public double DiscWeight { get; init; } = 0.75;
+    public double PerceptualWeight { get; init; } = 1.0;
+    /// <summary>Epoch from which the generator gets the GAN loss.</summary>
+    public double DiscStart { get; init; } = 8;
+    /// <summary>Epoch from which the discriminator is updated.</summary>
+    public double DiscUpdStart { get; init; } = 6;
+    /// <summary>Epoch from which LPIPS is used.</summary>
+    public double LpipsStart { get; init; }
+    public double MaxDWeight { get; init; } = 1e4;
+    public int DiscUpdates { get; init; } = 1;
+
+    internal static GanLossConfig Parse(ConfigSection section)
+    {
+        var parsed = new GanLossConfig
+        {
+            DiscLoss = section.Choice("disc_loss", "hinge", ["hinge", "vanilla"]),
+            GenLoss = section.Choice("gen_loss", "vanilla", ["vanilla"]),
+            DiscWeight = section.Double("disc_weight", 0.75),
+            PerceptualWeight = section.Double("perceptual_weight", 1.0),
+            DiscStart = section.Double("disc_start", 8),
+            DiscUpdStart = section.Double("disc_upd_start", 6),
+            LpipsStart = section.Double("lpips_start", 0),
+            MaxDWeight = section.Double("max_d_weight", 1e4),
+            DiscUpdates = section.Int("disc_updates", 1),
+        };
+        section.Require(parsed.DiscWeight >= 0, "disc_weight", "must be >= 0");
+        section.Require(parsed.PerceptualWeight >= 0, "perceptual_weight", "must be >= 0");
+        section.Require(parsed.DiscStart >= 0, "disc_start", "must be >= 0");
+        section.Require(parsed.DiscUpdStart >= 0, "disc_upd_start", "must be >= 0");
+        section.Require(parsed.LpipsStart >= 0, "lpips_start", "must be >= 0");
+        section.Require(parsed.MaxDWeight > 0, "max_d_weight", "must be > 0");
+        section.Require(parsed.DiscUpdates >= 1, "disc_updates", "must be >= 1");
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
+        .Add("disc_loss", DiscLoss)
+        .Add("gen_loss", GenLoss)
+        .Add("disc_weight", DiscWeight)
+        .Add("perceptual_weight", PerceptualWeight)
+        .Add("disc_start", DiscStart)
+        .Add("disc_upd_start", DiscUpdStart)
+        .Add("lpips_start", LpipsStart)
+        .Add("max_d_weight", MaxDWeight)
+        .Add("disc_updates", DiscUpdates);
+}

@@ -1,0 +1,82 @@
+namespace RAE.Configuration;
+
+/// <summary><c>eval</c>: online evaluation during training (spec §4.9, §7.2, §10).</summary>
+public sealed record EvalConfig
+{
+    public static readonly IReadOnlyList<string> KnownMetrics = ["psnr", "ssim", "rfid", "lpips", "fid"];
+
+    public long EvalInterval { get; init; } = 5000;
+    public bool EvalModel { get; init; }
+    public string? DataPath { get; init; }
+    public string? ReferenceNpzPath { get; init; }
+    public IReadOnlyList<string> Metrics { get; init; } = [];
+
+    internal static EvalConfig Parse(ConfigSection section)
+    {
+        var parsed = new EvalConfig
+        {
+            EvalInterval = section.Long("eval_interval", 5000),
+            EvalModel = section.Bool("eval_model", false),
+            DataPath = section.OptionalString("data_path"),
+            ReferenceNpzPath = section.OptionalString("reference_npz_path"),
+            Metrics = section.OptionalStringList("metrics") ?? [],
+        };
+        section.Require(parsed.EvalInterval > 0, "eval_interval", "must be > 0");
+        foreach (var metric in parsed.Metrics)
+            section.Require(KnownMetrics.Contains(metric), "metrics", $"'{metric}' is not one of: {string.Join(", ", KnownMetrics)}");
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
+        .Add("eval_interval", EvalInterval)
+        .Add("eval_model", EvalModel)
+        .Add("data_path", DataPath)
+        .Add("reference_npz_path", ReferenceNpzPath)
+        .Add("metrics", Metrics);
+}
+
+public enum DataSource
+{
+    /// <summary>An ImageNet-style folder of class folders.</summary>
+    ImageFolder,
+    /// <summary>Seeded random class-conditional latents of shape misc.latent_size: no encoder, no images (tiny runs, tests).</summary>
+    SyntheticLatents,
+}
+
+/// <summary>
+/// <c>data</c> — our extension (the reference takes the data path on the command line): where training images or latents come from.
+/// </summary>
+public sealed record DataConfig
+{
+    public DataSource Source { get; init; } = DataSource.ImageFolder;
+    public string? Path { get; init; }
+    public int ImageSize { get; init; } = 256;
+    /// <summary>Size of the synthetic data set (synthetic source only).</summary>
+    public int NumSamples { get; init; } = 1024;
+    public long Seed { get; init; }
+
+    internal static DataConfig Parse(ConfigSection section)
+    {
+        var source = section.Choice("source", "imagefolder", ["imagefolder", "synthetic-latents"]);
+        var parsed = new DataConfig
+        {
+            Source = source == "imagefolder" ? DataSource.ImageFolder : DataSource.SyntheticLatents,
+            Path = section.OptionalString("path"),
+            ImageSize = section.Int("image_size", 256),
+            NumSamples = section.Int("num_samples", 1024),
+            Seed = section.Long("seed", 0),
+        };
+        section.Require(parsed.ImageSize > 0, "image_size", "must be positive");
+        section.Require(parsed.NumSamples > 0, "num_samples", "must be positive");
+        section.RejectUnknownKeys();
+        return parsed;
+    }
+
+    internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
+        .Add("source", Source == DataSource.ImageFolder ? "imagefolder" : "synthetic-latents")
+        .Add("path", Path)
+        .Add("image_size", ImageSize)
+        .Add("num_samples", NumSamples)
+        .Add("seed", Seed);
+}

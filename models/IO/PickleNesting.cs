@@ -1,0 +1,71 @@
+namespace RAE.Models.IO;
+
+/// <summary>
+/// Checks the tree an unpickler built without recursing: lists and dicts can be filled after they are nested (and even
+/// made to contain themselves through the memo), so their depth is only known once the pickle has been read. Every
+/// later consumer walks the tree recursively, so a tree deeper than the limit, or one with a cycle, is refused here.
+/// </summary>
+internal static class PickleNesting
+{
+    public static void Check(object? root, string source, int maxDepth)
+    {
+        if (!IsContainer(root)) return;
+        var heights = new Dictionary<object, int>(ReferenceEqualityComparer.Instance);
+        var onPath = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        var path = new Stack<Frame>();
+        Enter(root!, path, onPath, source, maxDepth);
+        while (path.Count > 0)
+        {
+            var frame = path.Peek();
+            if (frame.Children.MoveNext())
+            {
+                var child = frame.Children.Current;
+                if (!IsContainer(child)) continue;
+                if (heights.TryGetValue(child!, out var known)) frame.Height = Math.Max(frame.Height, known + 1);
+                else if (onPath.Contains(child!))
+                    throw CheckpointFormatException.LimitExceeded(source, nameof(ReaderLimits.MaxPickleNestingDepth), maxDepth,
+                        $"the pickle holds a container that contains itself (a {child!.GetType().Name} in a reference cycle), which has no finite depth");
+                else Enter(child!, path, onPath, source, maxDepth);
+                continue;
+            }
+            path.Pop();
+            onPath.Remove(frame.Node);
+            if (frame.Height > maxDepth) throw TooDeep(source, maxDepth);
+            heights[frame.Node] = frame.Height;
+            if (path.Count > 0) path.Peek().Height = Math.Max(path.Peek().Height, frame.Height + 1);
+        }
+    }
+
+    private static void Enter(object node, Stack<Frame> path, HashSet<object> onPath, string source, int maxDepth)
+    {
+        if (path.Count >= maxDepth) throw TooDeep(source, maxDepth);
+        onPath.Add(node);
+        path.Push(new Frame(node, Children(node).GetEnumerator()));
+    }
+
+    private static CheckpointFormatException TooDeep(string source, int maxDepth) =>
+        CheckpointFormatException.LimitExceeded(source, nameof(ReaderLimits.MaxPickleNestingDepth), maxDepth,
+            "pickled containers nest deeper than the limit");
+
+    private static bool IsContainer(object? value) =>
+        value is PickleTuple or List<object?> or PickleDict or HashSet<object?> or PickleObject;
+
+    private static IEnumerable<object?> Children(object node) => node switch
+    {
+        PickleTuple tuple => tuple,
+        List<object?> list => list,
+        PickleDict dictionary => dictionary.Keys.Concat(dictionary.Values).Concat(dictionary.Attributes.Values),
+        HashSet<object?> set => set,
+        PickleObject instance => [instance.Arguments, instance.State],
+        _ => [],
+    };
+
+    private sealed class Frame(object node, IEnumerator<object?> children)
+    {
+        public object Node { get; } = node;
+
+        public IEnumerator<object?> Children { get; } = children;
+
+        public int Height { get; set; } = 1;
+    }
+}
