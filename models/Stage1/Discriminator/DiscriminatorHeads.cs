@@ -41,13 +41,19 @@ public static class DiscriminatorHeads
     public static ModuleList<nn.Module<Tensor, Tensor>> Create(long channels, int count, DiscriminatorHeadOptions options, Generator? generator = null)
     {
         if (count <= 0) throw new ArgumentException($"a discriminator needs at least one head, got {count}");
+        return Create(Enumerable.Repeat(channels, count).ToArray(), options, generator);
+    }
+
+    /// <summary>One head per feature map, head h reading <paramref name="channels"/>[h] channels.</summary>
+    public static ModuleList<nn.Module<Tensor, Tensor>> Create(IReadOnlyList<long> channels, DiscriminatorHeadOptions options, Generator? generator = null)
+    {
+        if (channels.Count == 0) throw new ArgumentException("a discriminator needs at least one head");
         if (options.KernelSize <= 0 || options.KernelSize % 2 == 0)
             throw new ArgumentException($"discriminator head kernel size (ks) must be odd and positive, got {options.KernelSize}");
-        if (options.Norm == HeadNorm.GroupNorm && channels % DiscriminatorHeadOptions.GroupNormGroups != 0)
-            throw new ArgumentException($"norm_type gn needs channels divisible by {DiscriminatorHeadOptions.GroupNormGroups}, got {channels}");
-        var heads = new nn.Module<Tensor, Tensor>[count];
-        for (var h = 0; h < count; h++) heads[h] = CreateHead(channels, options, generator);
-        return new ModuleList<nn.Module<Tensor, Tensor>>(heads);
+        if (options.Norm == HeadNorm.GroupNorm && channels.Any(c => c % DiscriminatorHeadOptions.GroupNormGroups != 0))
+            throw new ArgumentException(
+                $"norm_type gn needs channels divisible by {DiscriminatorHeadOptions.GroupNormGroups}, got [{string.Join(", ", channels)}]");
+        return new ModuleList<nn.Module<Tensor, Tensor>>(channels.Select(c => CreateHead(c, options, generator)).ToArray());
     }
 
     /// <summary>Runs head h on feature map h and concatenates the flattened outputs: [B, Σ L_h].</summary>

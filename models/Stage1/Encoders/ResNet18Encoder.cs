@@ -179,7 +179,9 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
     }
 
     /// <summary>Runs the backbone on an already preprocessed input; returns the outputs of layer1..layer<paramref name="stageCount"/>.</summary>
-    public IReadOnlyList<Tensor> ForwardStages(Tensor backboneInput, int stageCount = 4)
+    /// <param name="trackInputGradient">Record autograd through the frozen network so that gradients reach the input (a
+    /// discriminator in the generator step); otherwise it runs under no-grad.</param>
+    public IReadOnlyList<Tensor> ForwardStages(Tensor backboneInput, int stageCount = 4, bool trackInputGradient = false)
     {
         if (stageCount is < 1 or > 4) throw new ArgumentOutOfRangeException(nameof(stageCount), stageCount, "stage count must be 1..4");
         // Every strided layer must see an even size, or the main path and the projection shortcut disagree in size
@@ -189,7 +191,7 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
             throw new ArgumentException(
                 $"backbone input must be [B, 3, H, W] with H and W multiples of {stride} to run {stageCount} stage(s), got [{string.Join(", ", backboneInput.shape)}]",
                 nameof(backboneInput));
-        using var noGrad = no_grad();
+        using var noGrad = trackInputGradient ? null : no_grad();
         using var scope = NewDisposeScope();
         var stem = F.relu(bn1.call(conv1.call(backboneInput)));
         var x = MaxPool(stem);

@@ -39,3 +39,17 @@ public sealed class DinoDiscriminatorReferenceTests(ITestOutputHelper output)
         Assert.False(checker.CanCheck(ReferenceCase.Open(Fixtures.Case("transport"))));
     }
 }
+
+public sealed class DinoDiscriminatorCommandLineTests
+{
+    [Fact]
+    public async Task VerifyReferencePassesTheDinoDiscCase()
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var exitCode = await RAE.Client.Commands.CommandLine.RunAsync(["verify-reference", Fixtures.Case("dino_disc")], output, error);
+        Assert.True(exitCode == 0, $"exit {exitCode}\n{output}\n{error}");
+        Assert.Contains("PASS", output.ToString());
+        Assert.DoesNotContain("FAIL", output.ToString());
+    }
+}
