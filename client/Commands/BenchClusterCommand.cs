@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using RAE.Client.Bench;
+using RAE.Client.Cluster;
+using RAE.GrainInterfaces;
 using RAE.Grains.Collectives;
 using RAE.Grains.Workers;
 
@@ -12,7 +14,7 @@ namespace RAE.Client.Commands;
 /// Options: --elements (default 196,500,000: DiT^DH-S's parameter count per the spec), --chunk-elements N[,N...],
 /// --chunks-in-flight N[,N...] (every combination with the chunk sizes is measured),
 /// --allreduce-repeats, --allreduce-warmup, --workload (tiny-mlp), --batch (global batch), --input, --hidden, --dataset
-/// (tiny-mlp sizes), --setting key=value (repeatable, any worker setting), --steps, --warmup-steps, --rounds, --json.
+/// (tiny-mlp sizes), --config FILE with --set key=value (the dit-dh configuration), --steps, --warmup-steps, --rounds, --json.
 /// </summary>
 public sealed class BenchClusterCommand : ICliCommand
 {
@@ -33,19 +35,24 @@ public sealed class BenchClusterCommand : ICliCommand
         var allReduceWarmup = arguments.Int("allreduce-warmup", 1);
         var workload = arguments.Option("workload") ?? TinyMlpWorker.WorkloadName;
         var batch = arguments.Int("batch", 512);
-        var workerSettings = new Dictionary<string, string>(StringComparer.Ordinal);
+        var job = new TrainingJobSpec { Workload = workload };
         if (workload == TinyMlpWorker.WorkloadName)
         {
-            workerSettings["input"] = Positive(arguments.Int("input", 512), "input").ToString(CultureInfo.InvariantCulture);
-            workerSettings["hidden"] = Positive(arguments.Int("hidden", 2048), "hidden").ToString(CultureInfo.InvariantCulture);
-            workerSettings["dataset"] = Positive(arguments.Int("dataset", 4096), "dataset").ToString(CultureInfo.InvariantCulture);
+            job = job with
+            {
+                TinyMlp = new TinyMlpOptions
+                {
+                    InputFeatures = Positive(arguments.Int("input", 512), "input"),
+                    Hidden = Positive(arguments.Int("hidden", 2048), "hidden"),
+                    DatasetSize = Positive(arguments.Int("dataset", 4096), "dataset"),
+                },
+            };
         }
-        foreach (var setting in arguments.Options("setting"))
-        {
-            var equals = setting.IndexOf('=');
-            if (equals <= 0) throw new UsageException($"--setting expects key=value, got '{setting}'");
-            workerSettings[setting[..equals]] = setting[(equals + 1)..];
-        }
+        var overrides = arguments.Options("set");
+        if (arguments.Option("config") is { } configPath)
+            job = job with { Config = JobConfiguration.From(JobSpecFactory.LoadConfig(configPath, overrides)) };
+        else if (overrides.Count > 0)
+            throw new UsageException("--set overrides need --config");
         var steps = arguments.Int("steps", 20);
         var warmupSteps = arguments.Int("warmup-steps", 2);
         var rounds = arguments.Int("rounds", 2);
@@ -60,7 +67,7 @@ public sealed class BenchClusterCommand : ICliCommand
         Positive(startTimeout, "silo-start-timeout");
         if (batch < 2 || batch % 2 != 0) throw new UsageException($"--batch must be even (two ranks share it), got {batch}");
 
-        var settings = new ClusterBenchmarkSettings(elements, chunks, inFlight, allReduceWarmup, repeats, workload, workerSettings, batch, steps, warmupSteps, rounds,
+        var settings = new ClusterBenchmarkSettings(elements, chunks, inFlight, allReduceWarmup, repeats, job, batch, steps, warmupSteps, rounds,
             TimeSpan.FromSeconds(startTimeout));
         ClusterBenchmarkReport report;
         try

@@ -41,6 +41,9 @@ public sealed partial class SamplingJobGrain(
     public const int MaxUnitAttempts = 3;
 
     private Task? _loop;
+    /// <summary>The plan of this activation: the configuration is parsed and the files are checked once, not on every poll.</summary>
+    private SamplingPlan? _plan;
+    private RaeJobException? _planError;
     private bool _cancelRequested;
     private bool _deactivating;
     private double _samplesPerSecond;
@@ -84,11 +87,13 @@ public sealed partial class SamplingJobGrain(
         var source = await ResolveSourceAsync(spec);
         // The resolved step is part of the spec from now on, so status and resumption name the weights actually sampled.
         if (source is not null) spec = spec with { SourceCheckpointStep = source.Checkpoint.Step };
-        if (spec.Classes == 0) spec = spec with { Classes = SamplingPlan.Create(JobId, spec with { Classes = 1 }, source).Config.Misc.NumClasses };
-        var plan = SamplingPlan.Create(JobId, spec, source);
+        var config = SamplingPlan.ParseConfig(JobId, spec, source);
+        if (spec.Classes == 0) spec = spec with { Classes = config.Misc.NumClasses };
+        var plan = SamplingPlan.Create(JobId, spec, source, config);
         var now = DateTimeOffset.UtcNow;
         job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
         await job.WriteStateAsync();
+        (_plan, _planError) = (plan, null);
         await ReportAsync(plan);
         EnsureLoop();
     }
@@ -111,7 +116,7 @@ public sealed partial class SamplingJobGrain(
     public Task<SamplingJobStatus> GetStatus()
     {
         var spec = RequireSpec();
-        var plan = TryPlan(spec);
+        var plan = TryPlan();
         return Task.FromResult(new SamplingJobStatus
         {
             JobId = JobId,
@@ -149,14 +154,11 @@ public sealed partial class SamplingJobGrain(
 
     private async Task RunLoopAsync()
     {
-        SamplingPlan plan;
-        try
+        // A resumed job looks again: the files it names may be there now.
+        if (_plan is null) _planError = null;
+        if (TryPlan() is not { } plan)
         {
-            plan = SamplingPlan.Create(JobId, RequireSpec(), State.Source);
-        }
-        catch (RaeJobException error)
-        {
-            await FinishAsync(JobState.Failed, error.Message);
+            await FinishAsync(JobState.Failed, _planError!.Message);
             return;
         }
         try
@@ -261,7 +263,7 @@ public sealed partial class SamplingJobGrain(
         State.FailureReason = reason;
         State.UpdatedAt = DateTimeOffset.UtcNow;
         await job.WriteStateAsync();
-        await ReportAsync(TryPlan(RequireSpec()));
+        await ReportAsync(TryPlan());
     }
 
     private async Task ReportAsync(SamplingPlan? plan)
@@ -277,16 +279,19 @@ public sealed partial class SamplingJobGrain(
         }
     }
 
-    private SamplingPlan? TryPlan(SamplingJobSpec spec)
+    /// <summary>The activation's plan, built on first use; null (and <see cref="_planError"/> set) when the job cannot be planned.</summary>
+    private SamplingPlan? TryPlan()
     {
+        if (_plan is not null || _planError is not null) return _plan;
         try
         {
-            return SamplingPlan.Create(JobId, spec, State.Source);
+            _plan = SamplingPlan.Create(JobId, RequireSpec(), State.Source);
         }
-        catch (RaeJobException)
+        catch (RaeJobException error)
         {
-            return null;
+            _planError = error;
         }
+        return _plan;
     }
 
     /// <summary>
@@ -319,7 +324,7 @@ public sealed partial class SamplingJobGrain(
                 ?? throw new RaeJobException($"Sampling job '{JobId}': training job '{sourceJob}' has no committed checkpoint at step {step}; committed steps: [{string.Join(", ", committed.Select(c => c.Step))}].")
             : committed.MaxBy(c => c.Step)!;
         string? configYaml = null;
-        if (!SamplingPlan.HasOwnConfig(spec))
+        if (spec.Config is null)
         {
             try
             {

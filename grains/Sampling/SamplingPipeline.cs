@@ -73,9 +73,7 @@ public sealed class SamplingPipeline : IDisposable
         }
         if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoderPath } stage1)
             (_decoder, _stats) = LoadDecoder(stage1, decoderPath, config.Misc.LatentSize, device);
-        var transport = config.Transport;
-        _transport = FlowTransport.Create(transport.PathType, transport.Prediction, transport.LossWeight, transport.TrainEps,
-            transport.SampleEps, transport.TimeDistribution.Name, config.TimeDistShift);
+        _transport = FlowTransport.FromConfig(config);
     }
 
     public bool Decodes => _decoder is not null;

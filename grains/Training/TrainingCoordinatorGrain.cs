@@ -299,7 +299,7 @@ public sealed partial class TrainingCoordinatorGrain(
         // Persist the metrics up to this step before the commit makes it the step a coordinator restores: one lost in
         // between would otherwise resume after steps whose metrics it never persisted (a gap in the job's history).
         await job.WriteStateAsync();
-        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, CheckpointRetentionPolicy.FromSettings(spec.Settings));
+        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, spec.Retention);
         State.LastCheckpointStep = State.Step;
         await PersistAndReportAsync();
     }

@@ -24,6 +24,7 @@ public sealed class DiTRankWorker : IRankWorker
 
     private RankWorkerContext? _context;
     private DiTJobConfig? _job;
+    private string? _parsedSha256;
     private DiTwDDTHead? _model;
     private DiTwDDTHead? _ema;
     private Parameter[] _trainable = [];
@@ -56,7 +57,11 @@ public sealed class DiTRankWorker : IRankWorker
     public void Initialize(RankWorkerContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var job = DiTJobConfig.FromSpec(context.Spec);
+        // A re-formed group initialises the same worker again: the configuration is parsed once per worker.
+        var job = _job is { } parsed && context.Spec.Config is { } configuration && _parsedSha256 == configuration.Sha256
+            ? parsed
+            : DiTJobConfig.FromSpec(context.Spec);
+        _parsedSha256 = context.Spec.Config?.Sha256;
         var spec = context.Spec;
         if (spec.GlobalBatchSize % (context.WorldSize * spec.GradientAccumulation) != 0)
             throw new ArgumentException($"GlobalBatchSize {spec.GlobalBatchSize} is not a multiple of ranks {context.WorldSize} x accumulation {spec.GradientAccumulation}.");
