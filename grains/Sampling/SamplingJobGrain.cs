@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Jobs;
 using RAE.Grains.Placement;
 using RAE.Grains.Checkpoints;
 
@@ -40,16 +41,17 @@ public sealed partial class SamplingJobGrain(
     /// <summary>A unit that fails this many times in a row fails the job.</summary>
     public const int MaxUnitAttempts = 3;
 
-    private Task? _loop;
+    private JobLoop? _loop;
+    private JobRegistryReporter? _reporter;
     /// <summary>The plan of this activation: the configuration is parsed and the files are checked once, not on every poll.</summary>
     private SamplingPlan? _plan;
     private RaeJobException? _planError;
-    private bool _cancelRequested;
     private bool _deactivating;
     private double _samplesPerSecond;
 
     private string JobId => this.GetPrimaryKeyString();
     private SamplingJobState State => job.State;
+    private JobLoop Loop => _loop ??= new JobLoop(RunLoopAsync);
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -67,11 +69,11 @@ public sealed partial class SamplingJobGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _deactivating = true;
-        _cancelRequested = true;
         if (_loop is not { } loop) return;
+        loop.RequestCancel();
         try
         {
-            await loop.WaitAsync(cancellationToken);
+            await loop.Completion.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -102,7 +104,7 @@ public sealed partial class SamplingJobGrain(
     {
         RequireSpec();
         if (State.State is JobState.Completed) return;
-        if (_loop is { IsCompleted: false }) return;
+        if (Loop.IsRunning) return;
         if (State.State is JobState.Cancelled or JobState.Failed)
         {
             State.State = JobState.Pending;
@@ -140,17 +142,12 @@ public sealed partial class SamplingJobGrain(
     {
         RequireSpec();
         if (State.State is JobState.Completed or JobState.Failed or JobState.Cancelled) return;
-        _cancelRequested = true;
-        if (_loop is { } loop) await loop;
+        Loop.RequestCancel();
+        await Loop.Completion;
         if (State.State is JobState.Pending or JobState.Running) await FinishAsync(JobState.Cancelled, null);
     }
 
-    private void EnsureLoop()
-    {
-        if (_loop is { IsCompleted: false }) return;
-        _cancelRequested = false;
-        _loop = RunLoopAsync();
-    }
+    private void EnsureLoop() => Loop.EnsureRunning(clearCancel: true);
 
     private async Task RunLoopAsync()
     {
@@ -169,7 +166,7 @@ public sealed partial class SamplingJobGrain(
             await ReportAsync(plan);
             await RunUnitsAsync(plan);
             if (_deactivating) return;
-            if (_cancelRequested)
+            if (Loop.CancelRequested)
             {
                 await FinishAsync(JobState.Cancelled, null);
                 return;
@@ -203,7 +200,7 @@ public sealed partial class SamplingJobGrain(
         long samplesThisRun = 0;
         while (pending.Count > 0 || inFlight.Count > 0)
         {
-            while (!_cancelRequested && pending.Count > 0 && idle.Count > 0)
+            while (!Loop.CancelRequested && pending.Count > 0 && idle.Count > 0)
             {
                 var unit = pending.Dequeue();
                 var worker = idle.Dequeue();
@@ -214,7 +211,7 @@ public sealed partial class SamplingJobGrain(
             }
             if (inFlight.Count == 0)
             {
-                if (_cancelRequested) return;
+                if (Loop.CancelRequested) return;
                 // Every worker was dropped after failures: look again for the silos that answer.
                 idle = new Queue<ISamplingWorkerGrain>(await DiscoverWorkersAsync(plan));
                 continue;
@@ -266,18 +263,9 @@ public sealed partial class SamplingJobGrain(
         await ReportAsync(TryPlan());
     }
 
-    private async Task ReportAsync(SamplingPlan? plan)
-    {
-        try
-        {
-            await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Report(new JobSummary(JobId, JobKind.Sampling,
-                State.State, State.UnitsDone.Count, plan?.UnitCount ?? 0, State.CreatedAt, State.UpdatedAt, State.FailureReason));
-        }
-        catch (Exception error)
-        {
-            LogReportFailed(error, JobId);
-        }
-    }
+    private Task ReportAsync(SamplingPlan? plan) =>
+        (_reporter ??= new JobRegistryReporter(GrainFactory, logger)).ReportAsync(new JobSummary(JobId, JobKind.Sampling,
+            State.State, State.UnitsDone.Count, plan?.UnitCount ?? 0, State.CreatedAt, State.UpdatedAt, State.FailureReason));
 
     /// <summary>The activation's plan, built on first use; null (and <see cref="_planError"/> set) when the job cannot be planned.</summary>
     private SamplingPlan? TryPlan()
@@ -354,6 +342,4 @@ public sealed partial class SamplingJobGrain(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Silo {Silo} did not answer; it gets no sampling units")]
     private partial void LogSiloSkipped(Exception error, string silo);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Sampling job {JobId}: could not report to the job registry")]
-    private partial void LogReportFailed(Exception error, string jobId);
 }
