@@ -81,3 +81,23 @@ public sealed class JobSpecBuilderTests
         Assert.Equal(SamplingJobSpec.RaeWorkload, SamplingJobSpecs.FromTrainingJob("train-1").Workload);
     }
 }
+
+/// <summary>The registry checks the configuration itself, whatever the client did.</summary>
+[Collection(ClusterCollection.Name)]
+public sealed class RegistryConfigurationAuthorityTests(ClusterFixture fixture)
+{
+    [Fact]
+    public async Task ATrainingJobWithoutADataSourceIsRefusedByTheRegistryWithTheSectionNamed()
+    {
+        const string data = "data:\n  source: synthetic-latents\n  num_samples: 64\n  seed: 3\n";
+        var text = (DiTTestJobs.TinyConfig + "\n").Replace(data, "", StringComparison.Ordinal);
+        Assert.DoesNotContain("synthetic-latents", text);
+        // Built by hand, past the client's builder: only the registry's own check stands in the way.
+        var spec = DiTTestJobs.Spec(ranks: 1) with { Config = JobConfiguration.From(RaeConfig.Parse(text, "no-data.yaml")) };
+        var registry = fixture.Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
+        var before = (await registry.List()).Count;
+        var error = await Assert.ThrowsAsync<RaeJobException>(() => registry.SubmitTraining(spec));
+        Assert.Contains("'data' section", error.Message);
+        Assert.Equal(before, (await registry.List()).Count);
+    }
+}
