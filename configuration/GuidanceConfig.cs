@@ -1,5 +1,6 @@
 namespace RAE.Configuration;
 
+/// <summary>Which guided forward the sampler calls (reference guidance.method).</summary>
 public enum GuidanceMethod
 {
     Cfg,
@@ -19,6 +20,17 @@ public sealed record GuidanceConfig
     public Stage2Config? GuidanceModel { get; init; }
 
     public bool IsActive => Scale > 1.0;
+
+    /// <summary>No guidance: the plain forward.</summary>
+    public static GuidanceConfig None { get; } = new();
+
+    /// <summary>The method of a reference name ("cfg" or "autoguidance").</summary>
+    public static GuidanceMethod ParseMethod(string name) => name switch
+    {
+        "cfg" => GuidanceMethod.Cfg,
+        "autoguidance" => GuidanceMethod.Autoguidance,
+        _ => throw new ArgumentException($"unknown guidance method '{name}': expected 'cfg' or 'autoguidance'"),
+    };
 
     internal static GuidanceConfig Parse(ConfigSection section)
     {

@@ -52,7 +52,7 @@ public sealed record DataConfig
     public DataSource Source { get; init; } = DataSource.ImageFolder;
     public string? Path { get; init; }
     public int ImageSize { get; init; } = 256;
-    /// <summary>Size of the synthetic data set (synthetic source only).</summary>
+    /// <summary>Size of the synthetic data set; required, never assumed, for the synthetic source.</summary>
     public int NumSamples { get; init; } = 1024;
     public long Seed { get; init; }
 
@@ -68,6 +68,8 @@ public sealed record DataConfig
             Seed = section.Long("seed", 0),
         };
         section.Require(parsed.ImageSize > 0, "image_size", "must be positive");
+        section.Require(parsed.Source != DataSource.SyntheticLatents || section.Has("num_samples"), "num_samples",
+            "is required with source 'synthetic-latents' (the size of the synthetic data set, which sets the steps per epoch)");
         section.Require(parsed.NumSamples > 0, "num_samples", "must be positive");
         section.RejectUnknownKeys();
         return parsed;

@@ -110,7 +110,8 @@ public abstract record Stage2ModelParams
         section.Require(hidden % heads == 0, "num_heads", $"{what} hidden_size {hidden} is not divisible by its num_heads {heads}");
 }
 
-/// <summary><c>stage2.models.DDT.DiTwDDTHead</c> (spec §5.2). Defaults are the DiT^DH-XL values every reference config uses.</summary>
+/// <summary><c>stage2.models.DDT.DiTwDDTHead</c> (spec §5.2). Defaults are the DiT^DH-XL values every reference config uses; the
+/// model options (<c>DiTwDDTHeadOptions</c>) take theirs from here.</summary>
 public sealed record DiTwDDTHeadParams : Stage2ModelParams
 {
     public EncoderDecoderPair PatchSize { get; init; } = EncoderDecoderPair.Both(1);
@@ -121,13 +122,14 @@ public sealed record DiTwDDTHeadParams : Stage2ModelParams
 
     internal static DiTwDDTHeadParams Parse(ConfigSection section)
     {
-        var parsed = ParseCommon(section, new DiTwDDTHeadParams()) with
+        var defaults = new DiTwDDTHeadParams();
+        var parsed = ParseCommon(section, defaults) with
         {
-            PatchSize = EncoderDecoderPair.Parse(section, "patch_size") ?? EncoderDecoderPair.Both(1),
-            HiddenSize = EncoderDecoderPair.Parse(section, "hidden_size") ?? new(1152, 2048),
-            Depth = EncoderDecoderPair.Parse(section, "depth") ?? new(28, 2),
-            NumHeads = EncoderDecoderPair.Parse(section, "num_heads") ?? new(16, 16),
-            UsePosEmbed = section.Bool("use_pos_embed", true),
+            PatchSize = EncoderDecoderPair.Parse(section, "patch_size") ?? defaults.PatchSize,
+            HiddenSize = EncoderDecoderPair.Parse(section, "hidden_size") ?? defaults.HiddenSize,
+            Depth = EncoderDecoderPair.Parse(section, "depth") ?? defaults.Depth,
+            NumHeads = EncoderDecoderPair.Parse(section, "num_heads") ?? defaults.NumHeads,
+            UsePosEmbed = section.Bool("use_pos_embed", defaults.UsePosEmbed),
         };
         section.Require(parsed.InputSize % parsed.PatchSize.Encoder == 0 && parsed.InputSize % parsed.PatchSize.Decoder == 0,
             "patch_size", $"{parsed.PatchSize} does not divide input_size {parsed.InputSize}");

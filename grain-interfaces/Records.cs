@@ -10,11 +10,14 @@ public enum JobState
     Cancelled,
 }
 
-/// <summary>A training job as a client submits it. <see cref="Workload"/> names the rank worker ("tiny-mlp", later "dit-dh").</summary>
+/// <summary>
+/// A training job as a client submits it (build one with <see cref="TrainingJobSpecs.FromConfig"/>). <see cref="Workload"/>
+/// names the rank worker: "dit-dh" (a DiT^DH from <see cref="Config"/>) or "tiny-mlp" (a small stand-in, <see cref="TinyMlp"/>).
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record TrainingJobSpec
 {
-    [Id(0)] public string Workload { get; init; } = "tiny-mlp";
+    [Id(0)] public string Workload { get; init; } = TinyMlpOptions.WorkloadName;
     /// <summary>Data-parallel ranks wanted; the job uses at most this many and re-forms with fewer when silos go.</summary>
     [Id(1)] public int Ranks { get; init; } = 1;
     /// <summary>Samples per optimizer step over all ranks: ranks x micro-batch x accumulation.</summary>
@@ -28,10 +31,36 @@ public sealed record TrainingJobSpec
     [Id(9)] public long Seed { get; init; } = 0;
     /// <summary>Commit a checkpoint every this many steps (0: only at the end).</summary>
     [Id(10)] public int CheckpointInterval { get; init; }
-    /// <summary>Workload-specific settings (model size, data paths, ...), passed to the worker untouched.</summary>
-    [Id(11)] public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
     /// <summary>How long a collective waits for all ranks before it gives up.</summary>
     [Id(12)] public TimeSpan CollectiveTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>The job's reference configuration (model, transport, optimizer, schedule, EMA, data); required by "dit-dh".</summary>
+    [Id(13)] public JobConfiguration? Config { get; init; }
+    /// <summary>Which committed checkpoints the job keeps.</summary>
+    [Id(14)] public CheckpointRetentionPolicy Retention { get; init; } = CheckpointRetentionPolicy.Default;
+    /// <summary>Model and data of the "tiny-mlp" workload; ignored by others.</summary>
+    [Id(15)] public TinyMlpOptions TinyMlp { get; init; } = new();
+}
+
+/// <summary>The "tiny-mlp" stand-in workload: input features, hidden width, data set size, and an extra delay per gradient
+/// computation that stands in for a heavy model in failure and benchmark tests.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TinyMlpOptions
+{
+    public const string WorkloadName = "tiny-mlp";
+
+    [Id(0)] public int InputFeatures { get; init; } = 8;
+    [Id(1)] public int Hidden { get; init; } = 16;
+    [Id(2)] public int DatasetSize { get; init; } = 1024;
+    [Id(3)] public TimeSpan StepDelay { get; init; }
+
+    /// <summary>The problems of these options, empty when they are valid.</summary>
+    public IEnumerable<string> Problems()
+    {
+        if (InputFeatures < 1) yield return $"TinyMlp.InputFeatures must be positive, got {InputFeatures}";
+        if (Hidden < 1) yield return $"TinyMlp.Hidden must be positive, got {Hidden}";
+        if (DatasetSize < 1) yield return $"TinyMlp.DatasetSize must be positive, got {DatasetSize}";
+        if (StepDelay < TimeSpan.Zero) yield return $"TinyMlp.StepDelay must be zero or positive, got {StepDelay}";
+    }
 }
 
 /// <summary>One device of one silo that can hold a rank.</summary>
@@ -134,11 +163,18 @@ public sealed record CheckpointInfo(
     [property: Id(5)] double? Loss,
     [property: Id(6)] DateTimeOffset CommittedAt);
 
-/// <summary>A sampling job: N samples from a trained checkpoint, split into work units across ranks.</summary>
+/// <summary>
+/// A sampling job: N samples from a trained checkpoint, split into work units across ranks (build one with
+/// <see cref="SamplingJobSpecs.FromConfig"/>). The weights come from a training job's committed checkpoint
+/// (<see cref="SourceTrainingJobId"/>) or from a file (<see cref="CheckpointPath"/>, else the config's stage_2.ckpt); the
+/// configuration is <see cref="Config"/>, else the one stored in the training job's checkpoint.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record SamplingJobSpec
 {
-    [Id(0)] public string Workload { get; init; } = "tiny-mlp";
+    public const string RaeWorkload = "rae";
+
+    [Id(0)] public string Workload { get; init; } = RaeWorkload;
     [Id(1)] public string? SourceTrainingJobId { get; init; }
     [Id(2)] public long? SourceCheckpointStep { get; init; }
     [Id(3)] public int Samples { get; init; } = 16;
@@ -148,7 +184,27 @@ public sealed record SamplingJobSpec
     /// <summary>"equal" (N / classes per class, as the reference) or "random".</summary>
     [Id(6)] public string Labels { get; init; } = "equal";
     [Id(7)] public long Seed { get; init; }
-    [Id(8)] public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+    /// <summary>The configuration; null takes the config.yaml stored in the source training job's checkpoint.</summary>
+    [Id(9)] public JobConfiguration? Config { get; init; }
+    /// <summary>The Stage-2 weights file (safetensors or torch.save); overrides stage_2.ckpt; not allowed with a source training job.</summary>
+    [Id(10)] public string? CheckpointPath { get; init; }
+    /// <summary>The part of a training checkpoint (or torch.save file) sampled; null: the EMA weights, or for a file the reference's EMA-first rule.</summary>
+    [Id(11)] public CheckpointWeights? Weights { get; init; }
+    /// <summary>Blob folder of the results; null: samples/{job id}.</summary>
+    [Id(12)] public string? Output { get; init; }
+    /// <summary>At most this many sampling workers (0: every device of every silo).</summary>
+    [Id(13)] public int MaxWorkers { get; init; }
+    /// <summary>Whether decoded units are also written as PNGs.</summary>
+    [Id(14)] public bool WritePngs { get; init; } = true;
+    /// <summary>A pause after each unit, for tests and demos.</summary>
+    [Id(15)] public TimeSpan UnitDelay { get; init; }
+}
+
+/// <summary>Which weights of a training state are sampled.</summary>
+public enum CheckpointWeights
+{
+    Ema,
+    Model,
 }
 
 [GenerateSerializer, Immutable]

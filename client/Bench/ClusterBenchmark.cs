@@ -76,7 +76,7 @@ public static class ClusterBenchmark
             return new ClusterBenchmarkReport(
                 Membership,
                 allReduce,
-                new TrainingWorkload(settings.Workload, settings.WorkerSettings, settings.GlobalBatchSize, settings.Steps, settings.WarmupSteps, settings.Rounds),
+                new TrainingWorkload(settings.Job.Workload, Describe(settings.Job), settings.GlobalBatchSize, settings.Steps, settings.WarmupSteps, settings.Rounds),
                 twoByOne,
                 oneByTwo,
                 new TargetCheck("coordination overhead of a 2-rank step, fraction of step time (target: below)", twoByOne.OverheadFraction, 0.02, twoByOne.OverheadFraction < 0.02),
@@ -123,17 +123,25 @@ public static class ClusterBenchmark
             results.Select(r => r.SiloAddress).ToList(), seconds, median, bytes / 1e6 / median, bytes / 1e6 / seconds.Min(), results.Max(r => r.MaxAbsoluteError));
     }
 
+    /// <summary>The workload's options as the report prints them.</summary>
+    private static IReadOnlyDictionary<string, string> Describe(TrainingJobSpec job) => job.Config is { } config
+        ? new Dictionary<string, string>(StringComparer.Ordinal) { ["config"] = config.SourceName, ["config_sha256"] = config.Sha256 }
+        : new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["input"] = job.TinyMlp.InputFeatures.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["hidden"] = job.TinyMlp.Hidden.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["dataset"] = job.TinyMlp.DatasetSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+
     private static async Task<IReadOnlyList<StepMetrics>> RunJobAsync(IClusterClient grains, ClusterBenchmarkSettings settings, int ranks)
     {
-        var spec = new TrainingJobSpec
+        var spec = settings.Job with
         {
-            Workload = settings.Workload,
             Ranks = ranks,
             GlobalBatchSize = settings.GlobalBatchSize,
             Steps = settings.WarmupSteps + settings.Steps,
             LearningRate = 1e-3,
             Seed = 1,
-            Settings = settings.WorkerSettings,
             CollectiveTimeout = TimeSpan.FromMinutes(5),
         };
         var jobId = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).SubmitTraining(spec);

@@ -7,8 +7,8 @@ public sealed record ClusterBenchmarkSettings(
     IReadOnlyList<int> ChunksInFlight,
     int AllReduceWarmup,
     int AllReduceRepetitions,
-    string Workload,
-    IReadOnlyDictionary<string, string> WorkerSettings,
+    /// <summary>The benchmarked job: workload and its options (ranks, batch and steps are set per run).</summary>
+    RAE.GrainInterfaces.TrainingJobSpec Job,
     int GlobalBatchSize,
     int Steps,
     int WarmupSteps,

@@ -4,28 +4,16 @@ using RAE.Configuration;
 namespace RAE.Client.Cluster;
 
 /// <summary>
-/// Turns a reference-schema YAML config into job specs. The workers get the whole effective config (overrides applied)
-/// as YAML in the settings, so they build exactly the model, transport and sampler the file describes.
+/// Turns a reference-schema YAML config into job specs through the shared builders (<see cref="TrainingJobSpecs"/>,
+/// <see cref="SamplingJobSpecs"/>): the config is validated here, once, for the error message, and travels in canonical form.
 /// </summary>
 public static class JobSpecFactory
 {
-    /// <summary>Training spec setting: the effective config (after --set overrides) as YAML (DiTJobConfig.ConfigSetting of the dit-dh worker).</summary>
-    public const string TrainingConfigSetting = "config";
-
-    /// <summary>Sampling spec setting: the effective config as YAML (the sampling job's "config_yaml").</summary>
-    public const string SamplingConfigSetting = "config_yaml";
-
-    /// <summary>Sampling spec setting: the Stage 2 weights file (overrides stage_2.ckpt).</summary>
-    public const string CheckpointSetting = "checkpoint";
-
-    /// <summary>Sampling spec setting: "ema" (default) or "model", the part of a training checkpoint that is sampled.</summary>
-    public const string WeightsSetting = "weights";
-
     /// <summary>The training workload of the DiT^DH rank worker.</summary>
-    public const string DefaultWorkload = "dit-dh";
+    public const string DefaultWorkload = TrainingJobSpecs.DiTWorkload;
 
     /// <summary>The sampling job's workload (a DiT^DH from an RAE configuration).</summary>
-    public const string DefaultSamplingWorkload = "rae";
+    public const string DefaultSamplingWorkload = SamplingJobSpec.RaeWorkload;
 
     /// <summary>Loads and validates the config; <see cref="ConfigException"/> names the key and file of any problem.</summary>
     public static RaeConfig LoadConfig(string path, IReadOnlyList<string> overrides)
@@ -34,56 +22,23 @@ public static class JobSpecFactory
         return RaeConfig.Load(path, overrides);
     }
 
-    public static TrainingJobSpec Training(RaeConfig config, string workload, int ranks)
-    {
-        var training = config.Training ?? throw new ConfigException(config.SourceName, "training", null, "a training job needs a 'training' section");
-        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a Stage 2 training job needs a 'stage_2' section");
-        var globalBatch = training.ResolveGlobalBatchSize(ranks);
-        var stepsPerEpoch = StepsPerEpoch(config, globalBatch);
-        var steps = training.MaxSteps ?? training.Epochs * stepsPerEpoch;
-        if (steps > int.MaxValue) throw new ConfigException(config.SourceName, "training.max_steps", null, $"{steps} steps is more than one job can run; set training.max_steps");
-        var checkpointEvery = training.CheckpointEverySteps ?? training.CheckpointInterval * stepsPerEpoch;
-        var settings = new Dictionary<string, string>(StringComparer.Ordinal) { [TrainingConfigSetting] = config.ToYaml() };
-        if (training.KeepLast is not null || training.KeepEvery is not null || training.KeepBest is not null)
-        {
-            var retention = new CheckpointRetentionPolicy { KeepLast = training.KeepLast ?? 0, KeepEvery = training.KeepEvery ?? 0, KeepBest = training.KeepBest ?? 0 };
-            foreach (var (key, value) in retention.ToSettings()) settings[key] = value;
-        }
-        return new TrainingJobSpec
-        {
-            Workload = workload,
-            Ranks = ranks,
-            GlobalBatchSize = globalBatch,
-            GradientAccumulation = training.GradAccumSteps,
-            Steps = (int)steps,
-            LearningRate = training.Optimizer.Lr,
-            WeightDecay = training.Optimizer.WeightDecay,
-            GradientClip = training.ClipGrad is > 0 ? training.ClipGrad.Value : 0,
-            // The worker runs the config's own schedule (warm-up included), as the dit-dh worker's CreateSpec does.
-            WarmupSteps = 0,
-            Seed = training.GlobalSeed,
-            CheckpointInterval = (int)Math.Clamp(checkpointEvery, 0, int.MaxValue),
-            Settings = settings,
-        };
-    }
-
-    /// <summary>Optimizer steps per epoch: the data set's samples over the global batch (last partial batch dropped), at least 1.</summary>
-    public static long StepsPerEpoch(RaeConfig config, int globalBatch) =>
-        Math.Max(1, (config.Data?.NumSamples ?? 1024) / Math.Max(1, globalBatch));
+    public static TrainingJobSpec Training(RaeConfig config, string workload, int ranks) =>
+        TrainingJobSpecs.FromConfig(config, ranks, workload);
 
     /// <summary>
     /// The sampling spec. A training job named by <paramref name="source"/> is passed as the spec's source: the sampling
     /// job resolves its committed checkpoint (the step, or the latest) and its workers read the weights from the payload.
     /// Otherwise the weights file is the one given with --ckpt, else the config's stage_2.ckpt.
     /// </summary>
-    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, int samples, long seed, string labels, int unitSize)
-    {
-        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a sampling job needs a 'stage_2' section");
-        var settings = new Dictionary<string, string>(StringComparer.Ordinal) { [SamplingConfigSetting] = config.ToYaml() };
-        var checkpointPath = source.TrainingJobId is not null ? null : source.CheckpointPath ?? ResolveConfigPath(config.Stage2.Ckpt);
-        if (checkpointPath is not null) settings[CheckpointSetting] = checkpointPath;
-        return SamplingSpec(workload, source, samples, seed, labels, unitSize, config.Misc.NumClasses, settings);
-    }
+    public static SamplingJobSpec Sampling(RaeConfig config, string workload, SamplingSource source, int samples, long seed, string labels, int unitSize) =>
+        SamplingJobSpecs.FromConfig(config, source.TrainingJobId, source.Step, source.TrainingJobId is null ? source.CheckpointPath : null) with
+        {
+            Workload = workload,
+            Samples = samples,
+            UnitSize = unitSize,
+            Labels = labels,
+            Seed = seed,
+        };
 
     /// <summary>
     /// A sampling spec without a configuration: the sampling job uses the config.yaml stored in the training job's
@@ -93,26 +48,24 @@ public static class JobSpecFactory
     {
         if (source.TrainingJobId is null)
             throw new Commands.UsageException("a sampling job without a config file needs --ckpt JOB[@STEP] (a training job's checkpoint holds its configuration)");
-        return SamplingSpec(workload, source, samples, seed, labels, unitSize, classes: 0, new Dictionary<string, string>(StringComparer.Ordinal));
+        return SamplingJobSpecs.FromTrainingJob(source.TrainingJobId, source.Step) with
+        {
+            Workload = workload,
+            Samples = samples,
+            UnitSize = unitSize,
+            Labels = labels,
+            Seed = seed,
+        };
     }
 
-    private static SamplingJobSpec SamplingSpec(string workload, SamplingSource source, int samples, long seed, string labels, int unitSize,
-        int classes, Dictionary<string, string> settings) => new()
+    /// <summary>"ema" or "model" (--weights); null keeps the default.</summary>
+    public static CheckpointWeights? ParseWeights(string? weights) => weights switch
     {
-        Workload = workload,
-        SourceTrainingJobId = source.TrainingJobId,
-        SourceCheckpointStep = source.Step,
-        Samples = samples,
-        UnitSize = unitSize,
-        Classes = classes,
-        Labels = labels,
-        Seed = seed,
-        Settings = settings,
+        null => null,
+        "ema" => CheckpointWeights.Ema,
+        "model" => CheckpointWeights.Model,
+        _ => throw new Commands.UsageException($"--weights expects ema or model, got '{weights}'"),
     };
-
-    /// <summary>A relative ckpt path in a config is taken relative to the working directory, as the reference scripts do.</summary>
-    private static string? ResolveConfigPath(string? path) =>
-        string.IsNullOrWhiteSpace(path) ? null : Path.GetFullPath(path);
 }
 
 /// <summary>Where a sampling job's weights come from: a training job's checkpoint (latest or a step) or a file.</summary>

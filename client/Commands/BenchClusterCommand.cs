@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using RAE.Client.Bench;
+using RAE.Client.Cluster;
+using RAE.GrainInterfaces;
 using RAE.Grains.Collectives;
 using RAE.Grains.Workers;
 
@@ -13,7 +15,7 @@ namespace RAE.Client.Commands;
 /// Options: --elements (default 196,500,000: DiT^DH-S's parameter count per the spec), --chunk-elements N[,N...],
 /// --chunks-in-flight N[,N...] (every combination with the chunk sizes is measured),
 /// --allreduce-repeats, --allreduce-warmup, --workload (tiny-mlp), --batch (global batch), --input, --hidden, --dataset
-/// (tiny-mlp sizes), --setting key=value (repeatable, any worker setting), --steps, --warmup-steps, --rounds, --json.
+/// (tiny-mlp sizes), --config FILE with --set key=value (the dit-dh configuration), --steps, --warmup-steps, --rounds, --json.
 /// </summary>
 public sealed class BenchClusterCommand : ICliCommand
 {
@@ -30,7 +32,8 @@ public sealed class BenchClusterCommand : ICliCommand
     private readonly Option<int> _input = Count("--input", "tiny-mlp input width", 512);
     private readonly Option<int> _hidden = Count("--hidden", "tiny-mlp hidden width", 2048);
     private readonly Option<int> _dataset = Count("--dataset", "tiny-mlp dataset size", 4096);
-    private readonly Option<string[]> _settings = CliOptions.Repeatable("--setting", "KEY=VALUE", "Any worker setting (repeatable)");
+    private readonly Option<string> _configFile = new("--config") { HelpName = "FILE", Description = "Training configuration of the scaling runs (for a workload that reads one, e.g. dit-dh)" };
+    private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a value of --config (repeatable)");
     private readonly Option<int> _steps = Count("--steps", "Measured steps per scaling run", 20);
     private readonly Option<int> _warmupSteps = Count("--warmup-steps", "Unmeasured steps per scaling run", 2);
     private readonly Option<int> _rounds = Count("--rounds", "Alternating rounds of the two configurations", 2);
@@ -40,7 +43,7 @@ public sealed class BenchClusterCommand : ICliCommand
     public BenchClusterCommand() =>
         Command = new Command("cluster", "Benchmark all-reduce MB/s between silo processes, step coordination overhead and 2x1 vs 1x2 scaling")
         {
-            _elements, _chunks, _inFlight, _repeats, _allReduceWarmup, _workload, _batch, _input, _hidden, _dataset, _settings, _steps, _warmupSteps,
+            _elements, _chunks, _inFlight, _repeats, _allReduceWarmup, _workload, _batch, _input, _hidden, _dataset, _configFile, _overrides, _steps, _warmupSteps,
             _rounds, _startTimeout, _json,
         };
 
@@ -58,19 +61,24 @@ public sealed class BenchClusterCommand : ICliCommand
         var allReduceWarmup = parsed.GetValue(_allReduceWarmup);
         var workload = parsed.GetRequiredValue(_workload);
         var batch = parsed.GetValue(_batch);
-        var workerSettings = new Dictionary<string, string>(StringComparer.Ordinal);
+        var job = new TrainingJobSpec { Workload = workload };
         if (workload == TinyMlpWorker.WorkloadName)
         {
-            workerSettings["input"] = Positive(parsed.GetValue(_input), "input").ToString(CultureInfo.InvariantCulture);
-            workerSettings["hidden"] = Positive(parsed.GetValue(_hidden), "hidden").ToString(CultureInfo.InvariantCulture);
-            workerSettings["dataset"] = Positive(parsed.GetValue(_dataset), "dataset").ToString(CultureInfo.InvariantCulture);
+            job = job with
+            {
+                TinyMlp = new TinyMlpOptions
+                {
+                    InputFeatures = Positive(parsed.GetValue(_input), "input"),
+                    Hidden = Positive(parsed.GetValue(_hidden), "hidden"),
+                    DatasetSize = Positive(parsed.GetValue(_dataset), "dataset"),
+                },
+            };
         }
-        foreach (var setting in parsed.GetRequiredValue(_settings))
-        {
-            var equals = setting.IndexOf('=');
-            if (equals <= 0) throw new UsageException($"--setting expects key=value, got '{setting}'");
-            workerSettings[setting[..equals]] = setting[(equals + 1)..];
-        }
+        var overrides = parsed.GetRequiredValue(_overrides);
+        if (parsed.GetValue(_configFile) is { } configPath)
+            job = job with { Config = JobConfiguration.From(JobSpecFactory.LoadConfig(configPath, overrides)) };
+        else if (overrides.Length > 0)
+            throw new UsageException("--set overrides need --config");
         var steps = parsed.GetValue(_steps);
         var warmupSteps = parsed.GetValue(_warmupSteps);
         var rounds = parsed.GetValue(_rounds);
@@ -84,7 +92,7 @@ public sealed class BenchClusterCommand : ICliCommand
         Positive(startTimeout, "silo-start-timeout");
         if (batch < 2 || batch % 2 != 0) throw new UsageException($"--batch must be even (two ranks share it), got {batch}");
 
-        var settings = new ClusterBenchmarkSettings(elements, chunks, inFlight, allReduceWarmup, repeats, workload, workerSettings, batch, steps, warmupSteps, rounds,
+        var settings = new ClusterBenchmarkSettings(elements, chunks, inFlight, allReduceWarmup, repeats, job, batch, steps, warmupSteps, rounds,
             TimeSpan.FromSeconds(startTimeout));
         ClusterBenchmarkReport report;
         try

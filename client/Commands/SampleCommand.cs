@@ -64,7 +64,7 @@ public sealed class SampleCommand : ClusterCommand
             var spec = config is null
                 ? JobSpecFactory.SamplingWithCheckpointConfig(workload, source, samples, seed, labels, unitSize)
                 : JobSpecFactory.Sampling(config, workload, source, samples, seed, labels, unitSize);
-            if (weights is not null) spec = spec with { Settings = new Dictionary<string, string>(spec.Settings) { [JobSpecFactory.WeightsSetting] = weights } };
+            spec = spec with { Weights = JobSpecFactory.ParseWeights(weights) };
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
             else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Jobs;
 using RAE.Grains.Placement;
 using RAE.Grains.Checkpoints;
 
@@ -40,13 +41,17 @@ public sealed partial class SamplingJobGrain(
     /// <summary>A unit that fails this many times in a row fails the job.</summary>
     public const int MaxUnitAttempts = 3;
 
-    private Task? _loop;
-    private bool _cancelRequested;
+    private JobLoop? _loop;
+    private JobRegistryReporter? _reporter;
+    /// <summary>The plan of this activation: the configuration is parsed and the files are checked once, not on every poll.</summary>
+    private SamplingPlan? _plan;
+    private RaeJobException? _planError;
     private bool _deactivating;
     private double _samplesPerSecond;
 
     private string JobId => this.GetPrimaryKeyString();
     private SamplingJobState State => job.State;
+    private JobLoop Loop => _loop ??= new JobLoop(RunLoopAsync);
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -64,11 +69,11 @@ public sealed partial class SamplingJobGrain(
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _deactivating = true;
-        _cancelRequested = true;
         if (_loop is not { } loop) return;
+        loop.RequestCancel();
         try
         {
-            await loop.WaitAsync(cancellationToken);
+            await loop.Completion.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -84,11 +89,13 @@ public sealed partial class SamplingJobGrain(
         var source = await ResolveSourceAsync(spec);
         // The resolved step is part of the spec from now on, so status and resumption name the weights actually sampled.
         if (source is not null) spec = spec with { SourceCheckpointStep = source.Checkpoint.Step };
-        if (spec.Classes == 0) spec = spec with { Classes = SamplingPlan.Create(JobId, spec with { Classes = 1 }, source).Config.Misc.NumClasses };
-        var plan = SamplingPlan.Create(JobId, spec, source);
+        var config = SamplingPlan.ParseConfig(JobId, spec, source);
+        if (spec.Classes == 0) spec = spec with { Classes = config.Misc.NumClasses };
+        var plan = SamplingPlan.Create(JobId, spec, source, config);
         var now = DateTimeOffset.UtcNow;
         job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
         await job.WriteStateAsync();
+        (_plan, _planError) = (plan, null);
         await ReportAsync(plan);
         EnsureLoop();
     }
@@ -97,7 +104,7 @@ public sealed partial class SamplingJobGrain(
     {
         RequireSpec();
         if (State.State is JobState.Completed) return;
-        if (_loop is { IsCompleted: false }) return;
+        if (Loop.IsRunning) return;
         if (State.State is JobState.Cancelled or JobState.Failed)
         {
             State.State = JobState.Pending;
@@ -111,7 +118,7 @@ public sealed partial class SamplingJobGrain(
     public Task<SamplingJobStatus> GetStatus()
     {
         var spec = RequireSpec();
-        var plan = TryPlan(spec);
+        var plan = TryPlan();
         return Task.FromResult(new SamplingJobStatus
         {
             JobId = JobId,
@@ -135,28 +142,20 @@ public sealed partial class SamplingJobGrain(
     {
         RequireSpec();
         if (State.State is JobState.Completed or JobState.Failed or JobState.Cancelled) return;
-        _cancelRequested = true;
-        if (_loop is { } loop) await loop;
+        Loop.RequestCancel();
+        await Loop.Completion;
         if (State.State is JobState.Pending or JobState.Running) await FinishAsync(JobState.Cancelled, null);
     }
 
-    private void EnsureLoop()
-    {
-        if (_loop is { IsCompleted: false }) return;
-        _cancelRequested = false;
-        _loop = RunLoopAsync();
-    }
+    private void EnsureLoop() => Loop.EnsureRunning(clearCancel: true);
 
     private async Task RunLoopAsync()
     {
-        SamplingPlan plan;
-        try
+        // A resumed job looks again: the files it names may be there now.
+        if (_plan is null) _planError = null;
+        if (TryPlan() is not { } plan)
         {
-            plan = SamplingPlan.Create(JobId, RequireSpec(), State.Source);
-        }
-        catch (RaeJobException error)
-        {
-            await FinishAsync(JobState.Failed, error.Message);
+            await FinishAsync(JobState.Failed, _planError!.Message);
             return;
         }
         try
@@ -167,7 +166,7 @@ public sealed partial class SamplingJobGrain(
             await ReportAsync(plan);
             await RunUnitsAsync(plan);
             if (_deactivating) return;
-            if (_cancelRequested)
+            if (Loop.CancelRequested)
             {
                 await FinishAsync(JobState.Cancelled, null);
                 return;
@@ -201,7 +200,7 @@ public sealed partial class SamplingJobGrain(
         long samplesThisRun = 0;
         while (pending.Count > 0 || inFlight.Count > 0)
         {
-            while (!_cancelRequested && pending.Count > 0 && idle.Count > 0)
+            while (!Loop.CancelRequested && pending.Count > 0 && idle.Count > 0)
             {
                 var unit = pending.Dequeue();
                 var worker = idle.Dequeue();
@@ -212,7 +211,7 @@ public sealed partial class SamplingJobGrain(
             }
             if (inFlight.Count == 0)
             {
-                if (_cancelRequested) return;
+                if (Loop.CancelRequested) return;
                 // Every worker was dropped after failures: look again for the silos that answer.
                 idle = new Queue<ISamplingWorkerGrain>(await DiscoverWorkersAsync(plan));
                 continue;
@@ -261,32 +260,26 @@ public sealed partial class SamplingJobGrain(
         State.FailureReason = reason;
         State.UpdatedAt = DateTimeOffset.UtcNow;
         await job.WriteStateAsync();
-        await ReportAsync(TryPlan(RequireSpec()));
+        await ReportAsync(TryPlan());
     }
 
-    private async Task ReportAsync(SamplingPlan? plan)
-    {
-        try
-        {
-            await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Report(new JobSummary(JobId, JobKind.Sampling,
-                State.State, State.UnitsDone.Count, plan?.UnitCount ?? 0, State.CreatedAt, State.UpdatedAt, State.FailureReason));
-        }
-        catch (Exception error)
-        {
-            LogReportFailed(error, JobId);
-        }
-    }
+    private Task ReportAsync(SamplingPlan? plan) =>
+        (_reporter ??= new JobRegistryReporter(GrainFactory, logger)).ReportAsync(new JobSummary(JobId, JobKind.Sampling,
+            State.State, State.UnitsDone.Count, plan?.UnitCount ?? 0, State.CreatedAt, State.UpdatedAt, State.FailureReason));
 
-    private SamplingPlan? TryPlan(SamplingJobSpec spec)
+    /// <summary>The activation's plan, built on first use; null (and <see cref="_planError"/> set) when the job cannot be planned.</summary>
+    private SamplingPlan? TryPlan()
     {
+        if (_plan is not null || _planError is not null) return _plan;
         try
         {
-            return SamplingPlan.Create(JobId, spec, State.Source);
+            _plan = SamplingPlan.Create(JobId, RequireSpec(), State.Source);
         }
-        catch (RaeJobException)
+        catch (RaeJobException error)
         {
-            return null;
+            _planError = error;
         }
+        return _plan;
     }
 
     /// <summary>
@@ -319,7 +312,7 @@ public sealed partial class SamplingJobGrain(
                 ?? throw new RaeJobException($"Sampling job '{JobId}': training job '{sourceJob}' has no committed checkpoint at step {step}; committed steps: [{string.Join(", ", committed.Select(c => c.Step))}].")
             : committed.MaxBy(c => c.Step)!;
         string? configYaml = null;
-        if (!SamplingPlan.HasOwnConfig(spec))
+        if (spec.Config is null)
         {
             try
             {
@@ -349,6 +342,4 @@ public sealed partial class SamplingJobGrain(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Silo {Silo} did not answer; it gets no sampling units")]
     private partial void LogSiloSkipped(Exception error, string silo);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Sampling job {JobId}: could not report to the job registry")]
-    private partial void LogReportFailed(Exception error, string jobId);
 }

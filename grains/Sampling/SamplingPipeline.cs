@@ -6,7 +6,6 @@ using RAE.Models.Stage1;
 using RAE.Models.Stage2;
 using RAE.Models.Transport;
 using static TorchSharp.torch;
-using SamplingGuidanceMethod = RAE.Models.Sampling.GuidanceMethod;
 
 namespace RAE.Grains.Sampling;
 
@@ -66,16 +65,14 @@ public sealed class SamplingPipeline : IDisposable
         _device = device;
         var stage2 = config.Stage2 ?? throw new ArgumentException($"configuration '{config.SourceName}' has no stage_2 section");
         _model = LoadModel(stage2, loadWeights, device);
-        if (config.Guidance is { IsActive: true, Method: RAE.Configuration.GuidanceMethod.Autoguidance, GuidanceModel: { } guide })
+        if (config.Guidance is { IsActive: true, Method: GuidanceMethod.Autoguidance, GuidanceModel: { } guide })
         {
             var guidePath = guide.Ckpt ?? throw new ArgumentException("guidance.guidance_model.ckpt is not set");
             _guide = LoadModel(guide, model => CheckpointLoader.LoadInto(model, guidePath), device);
         }
         if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoderPath } stage1)
             (_decoder, _stats) = LoadDecoder(stage1, decoderPath, config.Misc.LatentSize, device);
-        var transport = config.Transport;
-        _transport = FlowTransport.Create(transport.PathType, transport.Prediction, transport.LossWeight, transport.TrainEps,
-            transport.SampleEps, transport.TimeDistribution.Name, config.TimeDistShift);
+        _transport = FlowTransport.FromConfig(config);
     }
 
     public bool Decodes => _decoder is not null;
@@ -90,7 +87,7 @@ public sealed class SamplingPipeline : IDisposable
         var y = tensor(labels.Select(label => (long)label).ToArray(), dtype: ScalarType.Int64);
         var z = randn([n, latent[0], latent[1], latent[2]], generator: generator).to(_device);
         var (zz, yy) = GuidedSampling.DoubleBatch(z, y.to(_device), _model.NullClass);
-        var model = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, Guidance(),
+        var model = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, _config.Guidance,
             _guide is null ? null : (gx, gt, gy) => _guide.forward(gx, gt, gy));
         var sampler = _config.Sampler;
         // Both samplers return the whole trajectory [T, 2n, ...]; sample_ddp.py keeps the last state.
@@ -104,13 +101,6 @@ public sealed class SamplingPipeline : IDisposable
         var pixels = _decoder.Decode(samples).clamp(0, 1).mul(255).to(ScalarType.Byte);
         var images = pixels.permute(0, 2, 3, 1).contiguous().cpu();
         return new SamplingUnitOutput(y.MoveToOuterDisposeScope(), images.MoveToOuterDisposeScope(), null);
-    }
-
-    private GuidanceSettings Guidance()
-    {
-        var guidance = _config.Guidance;
-        var method = guidance.Method == RAE.Configuration.GuidanceMethod.Cfg ? SamplingGuidanceMethod.Cfg : SamplingGuidanceMethod.Autoguidance;
-        return new GuidanceSettings(method, guidance.Scale, guidance.TMin, guidance.TMax);
     }
 
     private static DiTwDDTHead LoadModel(Stage2Config config, Action<DiTwDDTHead> loadWeights, Device device)

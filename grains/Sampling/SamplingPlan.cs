@@ -1,4 +1,3 @@
-using System.Globalization;
 using RAE.GrainInterfaces;
 using RAE.Configuration;
 using RAE.Models.Stage1;
@@ -6,30 +5,25 @@ using RAE.Models.Stage1;
 namespace RAE.Grains.Sampling;
 
 /// <summary>
-/// A validated sampling job: the spec plus what its <see cref="SamplingJobSpec.Settings"/> name. Settings keys:
-/// <c>config</c> (path of an RAE YAML configuration) or <c>config_yaml</c> (its text), else the <c>config.yaml</c> of the
-/// source training checkpoint; <c>checkpoint</c> (Stage-2 weights, safetensors or torch.save, EMA preferred; overrides
-/// <c>stage_2.ckpt</c>; not allowed with <see cref="SamplingJobSpec.SourceTrainingJobId"/>); <c>weights</c> (<c>ema</c>,
-/// the default, or <c>model</c>: which part of a training checkpoint to sample); <c>output</c> (blob folder, default
-/// <c>samples/{job id}</c>); <c>max_workers</c> (0 = every device of every silo); <c>png</c> (true/false, default true);
-/// <c>unit_delay_ms</c> (a pause after each unit, for tests and demos).
+/// A validated sampling job: the spec, its typed configuration (the spec's own, else the <c>config.yaml</c> of the source
+/// training checkpoint) and what follows from them. A grain builds it once per activation and keeps it.
 /// </summary>
 public sealed record SamplingPlan
 {
-    public const string Workload = "rae";
-    public static readonly IReadOnlyList<string> KnownSettings = ["config", "config_yaml", "checkpoint", "weights", "output", "max_workers", "png", "unit_delay_ms"];
-    public static readonly IReadOnlyList<string> WeightParts = ["ema", "model"];
+    public const string Workload = SamplingJobSpec.RaeWorkload;
     public static readonly IReadOnlyList<string> LabelModes = ["equal", "random"];
 
     public required SamplingJobSpec Spec { get; init; }
     public required RaeConfig Config { get; init; }
+    /// <summary>SHA-256 of the configuration's canonical YAML, whether it came with the spec or from the checkpoint.</summary>
+    public required string ConfigSha256 { get; init; }
     /// <summary>The weights file; null when the weights come from a training job's checkpoint (<see cref="Source"/>).</summary>
     public string? CheckpointPath { get; init; }
     /// <summary>The pinned training-job checkpoint; null when the weights come from a file.</summary>
     public SamplingSourcePin? Source { get; init; }
     /// <summary>"ema" or "model": the part of a training checkpoint (or of a torch.save file) that is sampled.</summary>
     public string WeightsPart { get; init; } = "ema";
-    /// <summary>True when the "weights" setting was given, so a file must hold that part.</summary>
+    /// <summary>True when the spec names the part (<see cref="SamplingJobSpec.Weights"/>), so a file must hold that part.</summary>
     public bool WeightsPartExplicit { get; init; }
     public required string OutputPrefix { get; init; }
     public int MaxWorkers { get; init; }
@@ -53,17 +47,18 @@ public sealed record SamplingPlan
 
     public string NpzLocation => $"{OutputPrefix}/samples.npz";
 
-    /// <summary>True when the spec's settings carry a configuration (else it must come from the source checkpoint).</summary>
-    public static bool HasOwnConfig(SamplingJobSpec spec) =>
-        spec.Settings is { } settings && (settings.ContainsKey("config") || settings.ContainsKey("config_yaml"));
-
     /// <summary>
     /// Checks everything that can be checked without loading weights; throws <see cref="RaeJobException"/> naming the problem.
     /// A spec with a <see cref="SamplingJobSpec.SourceTrainingJobId"/> needs the resolved <paramref name="source"/>.
     /// </summary>
-    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source = null)
+    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source = null) =>
+        Create(jobId, spec, source, ParseConfig(jobId, spec, source));
+
+    /// <summary><see cref="Create(string, SamplingJobSpec, SamplingSourcePin?)"/> with the configuration already parsed (by <see cref="ParseConfig"/>).</summary>
+    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source, RaeConfig config)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(config);
         if (spec.Workload != Workload)
             throw new RaeJobException($"Sampling job '{jobId}': workload '{spec.Workload}' cannot be sampled; the sampling workload is '{Workload}' (a DiT^DH from an RAE configuration).");
         if (spec.Samples <= 0)
@@ -72,15 +67,15 @@ public sealed record SamplingPlan
             throw new RaeJobException($"Sampling job '{jobId}': unit size must be positive, got {spec.UnitSize}.");
         if (!LabelModes.Contains(spec.Labels))
             throw new RaeJobException($"Sampling job '{jobId}': label mode '{spec.Labels}' is unknown; expected 'equal' or 'random'.");
-        var settings = spec.Settings ?? new Dictionary<string, string>();
-        var unknown = settings.Keys.Where(key => !KnownSettings.Contains(key)).ToList();
-        if (unknown.Count > 0)
-            throw new RaeJobException($"Sampling job '{jobId}': unknown setting(s) {string.Join(", ", unknown.Select(k => $"'{k}'"))}; known: {string.Join(", ", KnownSettings)}.");
+        if (spec.MaxWorkers < 0)
+            throw new RaeJobException($"Sampling job '{jobId}': MaxWorkers must be 0 (every device) or positive, got {spec.MaxWorkers}.");
+        if (spec.UnitDelay < TimeSpan.Zero)
+            throw new RaeJobException($"Sampling job '{jobId}': UnitDelay must be zero or positive, got {spec.UnitDelay}.");
 
         if (spec.SourceTrainingJobId is { } sourceJob)
         {
-            if (settings.ContainsKey("checkpoint"))
-                throw new RaeJobException($"Sampling job '{jobId}': the weights come either from training job '{sourceJob}' or from the 'checkpoint' setting, not both.");
+            if (spec.CheckpointPath is not null)
+                throw new RaeJobException($"Sampling job '{jobId}': the weights come either from training job '{sourceJob}' or from the file '{spec.CheckpointPath}', not both.");
             if (source is null)
                 throw new RaeJobException($"Sampling job '{jobId}': the checkpoint of training job '{sourceJob}' was not resolved yet.");
             if (source.Checkpoint.JobId != sourceJob || spec.SourceCheckpointStep is { } step && step != source.Checkpoint.Step)
@@ -90,11 +85,13 @@ public sealed record SamplingPlan
         {
             throw new RaeJobException($"Sampling job '{jobId}': a checkpoint of job '{source.Checkpoint.JobId}' was pinned, but the spec names no source training job.");
         }
-        var weightsPart = settings.GetValueOrDefault("weights") ?? "ema";
-        if (!WeightParts.Contains(weightsPart))
-            throw new RaeJobException($"Sampling job '{jobId}': setting 'weights' must be 'ema' or 'model', got '{weightsPart}'.");
+        var weightsPart = spec.Weights switch
+        {
+            null or CheckpointWeights.Ema => "ema",
+            CheckpointWeights.Model => "model",
+            var other => throw new RaeJobException($"Sampling job '{jobId}': Weights must be Ema or Model, got {other}."),
+        };
 
-        var config = LoadConfig(jobId, settings, source);
         if (config.Stage2 is null)
             throw new RaeJobException($"Sampling job '{jobId}': the configuration '{config.SourceName}' has no stage_2 section (the model to sample).");
         if (config.Stage2.Params is not DiTwDDTHeadParams model)
@@ -108,8 +105,8 @@ public sealed record SamplingPlan
         string? checkpoint = null;
         if (source is null)
         {
-            checkpoint = settings.GetValueOrDefault("checkpoint") ?? config.Stage2.Ckpt
-                ?? throw new RaeJobException($"Sampling job '{jobId}': no checkpoint: name a training job (SourceTrainingJobId), set the 'checkpoint' setting or stage_2.ckpt.");
+            checkpoint = spec.CheckpointPath ?? config.Stage2.Ckpt
+                ?? throw new RaeJobException($"Sampling job '{jobId}': no checkpoint: name a training job (SourceTrainingJobId), a weights file (CheckpointPath) or stage_2.ckpt.");
             RequireFile(jobId, checkpoint, "Stage-2 checkpoint");
         }
         if (config.Guidance.IsActive && config.Guidance.Method == GuidanceMethod.Autoguidance)
@@ -122,69 +119,56 @@ public sealed record SamplingPlan
             if (stage1.NormalizationStatPath is not null) RequireFile(jobId, stage1.NormalizationStatPath, "stage_1.params.normalization_stat_path");
         }
 
-        var output = settings.GetValueOrDefault("output") ?? $"samples/{jobId}";
+        var output = spec.Output ?? $"samples/{jobId}";
         try
         {
             Storage.BlobPath.Validate(output + "/units");
         }
         catch (ArgumentException error)
         {
-            throw new RaeJobException($"Sampling job '{jobId}': setting 'output' is not a usable blob folder: {error.Message}");
+            throw new RaeJobException($"Sampling job '{jobId}': Output is not a usable blob folder: {error.Message}");
         }
         return new SamplingPlan
         {
             Spec = spec,
             Config = config,
+            ConfigSha256 = spec.Config?.Sha256 ?? JobConfiguration.HashOf(config.ToYaml()),
             CheckpointPath = checkpoint,
             Source = source,
             WeightsPart = weightsPart,
-            WeightsPartExplicit = settings.ContainsKey("weights"),
+            WeightsPartExplicit = spec.Weights is not null,
             OutputPrefix = output.TrimEnd('/'),
-            MaxWorkers = IntSetting(jobId, settings, "max_workers", 0, minimum: 0),
-            WritePngs = BoolSetting(jobId, settings, "png", true),
-            UnitDelay = TimeSpan.FromMilliseconds(IntSetting(jobId, settings, "unit_delay_ms", 0, minimum: 0)),
+            MaxWorkers = spec.MaxWorkers,
+            WritePngs = spec.WritePngs,
+            UnitDelay = spec.UnitDelay,
         };
     }
 
-    private static RaeConfig LoadConfig(string jobId, IReadOnlyDictionary<string, string> settings, SamplingSourcePin? source)
+    /// <summary>
+    /// The typed configuration: the spec's own, else the <c>config.yaml</c> stored in the pinned training checkpoint.
+    /// <see cref="RaeJobException"/> when there is none or it is invalid.
+    /// </summary>
+    public static RaeConfig ParseConfig(string jobId, SamplingJobSpec spec, SamplingSourcePin? source)
     {
+        ArgumentNullException.ThrowIfNull(spec);
         try
         {
-            if (settings.TryGetValue("config_yaml", out var text)) return RaeConfig.Parse(text, $"job {jobId} config_yaml");
-            if (settings.TryGetValue("config", out var path))
-            {
-                if (!File.Exists(path)) throw new RaeJobException($"Sampling job '{jobId}': configuration file not found: {Path.GetFullPath(path)} (setting 'config').");
-                return RaeConfig.Load(path);
-            }
+            if (spec.Config is { } own) return own.Parse();
             if (source?.ConfigYaml is { } stored)
                 return RaeConfig.Parse(stored, $"config.yaml of job {source.Checkpoint.JobId} step {source.Checkpoint.Step}");
         }
-        catch (ConfigException error)
+        catch (Exception error) when (error is ConfigException or RaeJobException)
         {
-            throw new RaeJobException($"Sampling job '{jobId}': bad configuration: {error.Message}");
+            throw new RaeJobException($"Sampling job '{jobId}': bad configuration: {error.Message}", error);
         }
         if (source is not null)
-            throw new RaeJobException($"Sampling job '{jobId}': no configuration: the checkpoint of job '{source.Checkpoint.JobId}' at step {source.Checkpoint.Step} holds no config.yaml; set 'config' (a YAML file) or 'config_yaml' (its text).");
-        throw new RaeJobException($"Sampling job '{jobId}': no configuration: set 'config' (a YAML file) or 'config_yaml' (its text).");
+            throw new RaeJobException($"Sampling job '{jobId}': no configuration: the checkpoint of job '{source.Checkpoint.JobId}' at step {source.Checkpoint.Step} holds no config.yaml; give the job a configuration (SamplingJobSpec.Config).");
+        throw new RaeJobException($"Sampling job '{jobId}': no configuration: give the job one (SamplingJobSpec.Config) or a source training job whose checkpoint holds one.");
     }
 
     private static void RequireFile(string jobId, string? path, string what)
     {
         if (path is null) throw new RaeJobException($"Sampling job '{jobId}': {what} is not set.");
         if (!File.Exists(path)) throw new RaeJobException($"Sampling job '{jobId}': {what} not found: {Path.GetFullPath(path)}.");
-    }
-
-    private static int IntSetting(string jobId, IReadOnlyDictionary<string, string> settings, string key, int fallback, int minimum)
-    {
-        if (!settings.TryGetValue(key, out var text)) return fallback;
-        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= minimum ? value
-            : throw new RaeJobException($"Sampling job '{jobId}': setting '{key}' must be an integer >= {minimum}, got '{text}'.");
-    }
-
-    private static bool BoolSetting(string jobId, IReadOnlyDictionary<string, string> settings, string key, bool fallback)
-    {
-        if (!settings.TryGetValue(key, out var text)) return fallback;
-        return bool.TryParse(text, out var value) ? value
-            : throw new RaeJobException($"Sampling job '{jobId}': setting '{key}' must be true or false, got '{text}'.");
     }
 }

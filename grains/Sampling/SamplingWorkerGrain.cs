@@ -40,6 +40,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
 
     private DedicatedWorkerThread? _thread;
     private LoadedPipeline? _loaded;
+    private (string JobId, SamplingJobSpec Spec, SamplingSourcePin? Source, SamplingPlan Plan)? _plan;
 
     private string Device
     {
@@ -55,7 +56,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
 
     public async Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request)
     {
-        var plan = SamplingPlan.Create(request.JobId, request.Spec, request.Source);
+        var plan = PlanOf(request);
         var clock = Stopwatch.StartNew();
         var pipeline = await PipelineAsync(request.JobId, plan);
         var (unitBytes, pngs) = await Thread.InvokeAsync(() =>
@@ -76,6 +77,16 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         if (plan.UnitDelay > TimeSpan.Zero) await Task.Delay(plan.UnitDelay);
         logger.LogDebug("Sampling job {Job}: unit {Unit} ({Count} samples) done in {Seconds:F2}s", request.JobId, request.Unit, request.Labels.Count, seconds);
         return new SamplingUnitResult(request.Unit, request.Labels.Count, location, plan.Decodes, seconds);
+    }
+
+    /// <summary>The plan of the request's job, parsed once for all the units of that job this activation runs.</summary>
+    private SamplingPlan PlanOf(SamplingUnitRequest request)
+    {
+        if (_plan is { } cached && cached.JobId == request.JobId && cached.Spec == request.Spec && cached.Source == request.Source)
+            return cached.Plan;
+        var plan = SamplingPlan.Create(request.JobId, request.Spec, request.Source);
+        _plan = (request.JobId, request.Spec, request.Source, plan);
+        return plan;
     }
 
     public async Task<long> AssembleNpz(string jobId, IReadOnlyList<string> unitLocations, string npzLocation)
@@ -222,7 +233,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         var weights = plan.Source is { Checkpoint: var checkpoint }
             ? $"{checkpoint.Sha256.ToLowerInvariant()}:{plan.WeightsPart}"
             : $"{Path.GetFullPath(plan.CheckpointPath!)}@{File.GetLastWriteTimeUtc(plan.CheckpointPath!).Ticks}:{(plan.WeightsPartExplicit ? plan.WeightsPart : "auto")}";
-        var identity = weights + "\n" + plan.Config.ToYaml();
+        var identity = weights + "\n" + plan.ConfigSha256;
         return (weights, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(identity))));
     }
 

@@ -49,7 +49,7 @@ public sealed class JobRegistryGrain(
             throw new RaeJobException($"Job '{jobId}' already exists; submit the sampling job under another id.");
         if (!SamplingWorkloads.Contains(spec.Workload, StringComparer.Ordinal))
             throw new RaeJobException($"Invalid sampling job: Workload '{spec.Workload}' is unknown (known sampling workloads: {string.Join(", ", SamplingWorkloads)}; training workloads such as {string.Join(", ", workerFactories.Select(f => f.Workload))} are sampled through '{SamplingPlan.Workload}').");
-        // The job's grain does the full validation (settings, configuration, source checkpoint) before it persists anything.
+        // The job's grain does the full validation (configuration, weights files, source checkpoint) before it persists anything.
         await GrainFactory.GetGrain<ISamplingJobGrain>(jobId).Start(spec);
         if (!registry.State.Jobs.ContainsKey(jobId))
         {

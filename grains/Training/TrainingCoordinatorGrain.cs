@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Jobs;
 using RAE.Grains.Placement;
 using RAE.Grains.Storage;
 using RAE.Grains.Workers;
@@ -47,14 +48,15 @@ public sealed partial class TrainingCoordinatorGrain(
     public static readonly TimeSpan ProgressReportInterval = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
 
-    private Task? _loop;
-    private bool _cancelRequested;
-    private Task _progressReport = Task.CompletedTask;
+    private JobLoop? _loop;
+    private JobRegistryReporter? _reporter;
     private long _lastProgressReport;
     private IReadOnlyList<IRankGrain> _group = [];
 
     private string JobId => this.GetPrimaryKeyString();
     private TrainingJobState State => job.State;
+    private JobLoop Loop => _loop ??= new JobLoop(RunLoopAsync);
+    private JobRegistryReporter Reporter => _reporter ??= new JobRegistryReporter(GrainFactory, logger);
 
     public async Task Start(TrainingJobSpec spec)
     {
@@ -104,8 +106,8 @@ public sealed partial class TrainingCoordinatorGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        _cancelRequested = true;
-        if (_loop is null || _loop.IsCompleted)
+        Loop.RequestCancel();
+        if (!Loop.IsRunning)
         {
             if (State.State is JobState.Pending or JobState.Running or JobState.Recovering)
             {
@@ -120,7 +122,7 @@ public sealed partial class TrainingCoordinatorGrain(
 
     private void EnsureLoop()
     {
-        if (_loop is null || _loop.IsCompleted) _loop = RunLoopAsync();
+        Loop.EnsureRunning(clearCancel: false);
     }
 
     private async Task RunLoopAsync()
@@ -133,7 +135,7 @@ public sealed partial class TrainingCoordinatorGrain(
         try
         {
             // A job is done when its last step is checkpointed: if that checkpoint fails, it restores and redoes the steps.
-            while (!_cancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
+            while (!Loop.CancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
             {
                 try
                 {
@@ -159,7 +161,7 @@ public sealed partial class TrainingCoordinatorGrain(
                     else ReportProgressNowAndThen();
                     if (State.Step > lastFailedStep) consecutiveFailures = 0;
                 }
-                catch (Exception error) when (!_cancelRequested)
+                catch (Exception error) when (!Loop.CancelRequested)
                 {
                     consecutiveFailures++;
                     lastFailedStep = Math.Max(lastFailedStep, State.Step);
@@ -171,7 +173,7 @@ public sealed partial class TrainingCoordinatorGrain(
                     await Task.Delay(TimeSpan.FromMilliseconds(250 * consecutiveFailures));
                 }
             }
-            State.State = _cancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
+            State.State = Loop.CancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
             await LeaveGroupAsync();
         }
         catch (Exception error)
@@ -299,7 +301,7 @@ public sealed partial class TrainingCoordinatorGrain(
         // Persist the metrics up to this step before the commit makes it the step a coordinator restores: one lost in
         // between would otherwise resume after steps whose metrics it never persisted (a gap in the job's history).
         await job.WriteStateAsync();
-        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, CheckpointRetentionPolicy.FromSettings(spec.Settings));
+        await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, spec.Retention);
         State.LastCheckpointStep = State.Step;
         await PersistAndReportAsync();
     }
@@ -349,9 +351,9 @@ public sealed partial class TrainingCoordinatorGrain(
     /// <summary>Reports progress without awaiting it, at most once per <see cref="ProgressReportInterval"/> and one report at a time.</summary>
     private void ReportProgressNowAndThen()
     {
-        if (!_progressReport.IsCompleted || Stopwatch.GetElapsedTime(_lastProgressReport) < ProgressReportInterval) return;
+        if (Reporter.Busy || Stopwatch.GetElapsedTime(_lastProgressReport) < ProgressReportInterval) return;
         _lastProgressReport = Stopwatch.GetTimestamp();
-        _progressReport = ReportAsync();
+        Reporter.ReportInBackground(Summary());
     }
 
     private async Task PersistAndReportAsync()
@@ -361,21 +363,10 @@ public sealed partial class TrainingCoordinatorGrain(
         await ReportAsync();
     }
 
-    private async Task ReportAsync()
-    {
-        var spec = RequireSpec();
-        try
-        {
-            // A progress report still on its way must not land after this one.
-            await _progressReport;
-            await GrainFactory.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Report(
-                new JobSummary(JobId, JobKind.Training, State.State, State.Step, spec.Steps, State.CreatedAt, DateTimeOffset.UtcNow, State.FailureReason));
-        }
-        catch (Exception error)
-        {
-            LogSiloSkipped(error, "job registry");
-        }
-    }
+    private Task ReportAsync() => Reporter.ReportAsync(Summary());
+
+    private JobSummary Summary() =>
+        new(JobId, JobKind.Training, State.State, State.Step, RequireSpec().Steps, State.CreatedAt, DateTimeOffset.UtcNow, State.FailureReason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: step {Step} failed ({Failures} in a row); re-forming the group")]
     private partial void LogStepFailed(Exception error, string jobId, long step, int failures);

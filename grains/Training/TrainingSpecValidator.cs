@@ -1,4 +1,6 @@
 using RAE.GrainInterfaces;
+using RAE.Grains.Workers;
+using RAE.Grains.Workers.Stage2;
 
 namespace RAE.Grains.Training;
 
@@ -34,15 +36,36 @@ public static class TrainingSpecValidator
             problems.Add($"CheckpointInterval must be zero (only at the end) or positive, got {spec.CheckpointInterval}");
         if (spec.CollectiveTimeout <= TimeSpan.Zero)
             problems.Add($"CollectiveTimeout must be positive, got {spec.CollectiveTimeout}");
-        try
+        if (spec.Retention is null) problems.Add("Retention must be set");
+        else
         {
-            CheckpointRetentionPolicy.FromSettings(spec.Settings);
+            try
+            {
+                spec.Retention.Validate();
+            }
+            catch (RaeJobException retention)
+            {
+                problems.Add(retention.Message.TrimEnd('.'));
+            }
         }
-        catch (RaeJobException retention)
-        {
-            problems.Add(retention.Message.TrimEnd('.'));
-        }
+        if (spec.Workload == TinyMlpWorker.WorkloadName) problems.AddRange(spec.TinyMlp?.Problems() ?? ["TinyMlp must be set"]);
+        if (spec.Workload == DiTRankWorker.WorkloadName) problems.AddRange(DiTProblems(spec));
         if (problems.Count > 0)
             throw new RaeJobException("Invalid training job: " + string.Join("; ", problems) + ".");
+    }
+
+    /// <summary>The registry's own check of a DiT^DH job: the configuration matches its hash and describes a trainable job.</summary>
+    private static IEnumerable<string> DiTProblems(TrainingJobSpec spec)
+    {
+        if (spec.Config is null) return ["Workload 'dit-dh' needs a configuration (TrainingJobSpec.Config)"];
+        try
+        {
+            DiTJobConfig.FromConfig(spec.Config.Parse());
+            return [];
+        }
+        catch (Exception error) when (error is RaeJobException or ArgumentException)
+        {
+            return [error.Message.TrimEnd('.')];
+        }
     }
 }

@@ -10,7 +10,8 @@ public sealed record GradientResult(float[] Gradients, double Loss, int Samples)
 
 /// <summary>
 /// The model replica of one rank. All methods run on the rank's dedicated worker thread, never on the Orleans scheduler.
-/// The tiny MLP implements it now; the DiT^DH Stage 2 trainer replaces it for real jobs.
+/// <see cref="Stage2.DiTRankWorker"/> trains DiT^DH ("dit-dh"); <see cref="TinyMlpWorker"/> ("tiny-mlp") is a small stand-in
+/// for tests and benchmarks of the distributed loop.
 /// </summary>
 public interface IRankWorker : IDisposable
 {

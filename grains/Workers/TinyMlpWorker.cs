@@ -1,4 +1,4 @@
-using System.Globalization;
+using RAE.GrainInterfaces;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -10,12 +10,11 @@ namespace RAE.Grains.Workers;
 /// now. Deterministic: parameters and data come from a generator seeded by the spec, and the global batch of step s is
 /// samples [(s-1)·G, s·G) of the dataset, split into equal contiguous shards in rank order (and micro-batches within).
 /// The optimizer is AdamW with linear warm-up and global-norm clipping, done on the flattened parameter vector.
-/// Settings: "input" (features, 8), "hidden" (16), "dataset" (samples, 1024), and "step_delay_ms" (0): extra time each
-/// gradient computation takes, standing in for a heavy model in failure and benchmark tests.
+/// Sizes and the extra delay per gradient computation come from <see cref="TrainingJobSpec.TinyMlp"/>.
 /// </summary>
 public sealed class TinyMlpWorker : IRankWorker
 {
-    public const string WorkloadName = "tiny-mlp";
+    public const string WorkloadName = TinyMlpOptions.WorkloadName;
     private const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
 
     private RankWorkerContext? _context;
@@ -36,9 +35,12 @@ public sealed class TinyMlpWorker : IRankWorker
         _device = torch.device(context.Device);
         // libtorch's intra-op pool is process-wide: every rank of a silo asks for the same ThreadsPerRank.
         if (context.Threads > 0 && torch.get_num_threads() != context.Threads) torch.set_num_threads(context.Threads);
-        var features = Setting(context, "input", 8);
-        var hidden = Setting(context, "hidden", 16);
-        var datasetSize = Setting(context, "dataset", 1024);
+        var options = context.Spec.TinyMlp;
+        var problems = options.Problems().ToList();
+        if (problems.Count > 0) throw new ArgumentException($"Workload '{WorkloadName}': {string.Join("; ", problems)}.");
+        var features = options.InputFeatures;
+        var hidden = options.Hidden;
+        var datasetSize = options.DatasetSize;
 
         using var generator = new Generator((ulong)context.Spec.Seed, CPU);
         _model = nn.Sequential(("fc1", nn.Linear(features, hidden)), ("act", nn.Tanh()), ("fc2", nn.Linear(hidden, 1)));
@@ -92,8 +94,8 @@ public sealed class TinyMlpWorker : IRankWorker
             loss.div(accumulation).backward();
             lossSum += loss.item<float>();
         }
-        var delay = Setting(context, "step_delay_ms", 0, allowZero: true);
-        if (delay > 0) Thread.Sleep(delay);
+        var delay = context.Spec.TinyMlp.StepDelay;
+        if (delay > TimeSpan.Zero) Thread.Sleep(delay);
         using var flat = cat(_parameters.Select(p => p.grad!.flatten()).ToArray()).cpu();
         return new GradientResult(flat.data<float>().ToArray(), lossSum / accumulation, microBatch * accumulation);
     }
@@ -201,14 +203,6 @@ public sealed class TinyMlpWorker : IRankWorker
 
     private RankWorkerContext RequireContext() =>
         _context ?? throw new InvalidOperationException("The tiny MLP worker was used before Initialize.");
-
-    private static int Setting(RankWorkerContext context, string key, int fallback, bool allowZero = false)
-    {
-        if (!context.Spec.Settings.TryGetValue(key, out var text)) return fallback;
-        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && (value > 0 || (allowZero && value == 0))
-            ? value
-            : throw new ArgumentException($"Setting '{key}' of workload '{WorkloadName}' must be a {(allowZero ? "non-negative" : "positive")} integer, got '{text}'.");
-    }
 
     private void ReleaseTensors()
     {

@@ -1,30 +1,9 @@
+using RAE.Configuration;
 using RAE.Models.Stage2;
 using RAE.Models.Transport;
 using static TorchSharp.torch;
 
 namespace RAE.Models.Sampling;
-
-/// <summary>Which guided forward the sampler calls (reference guidance.method).</summary>
-public enum GuidanceMethod
-{
-    Cfg,
-    Autoguidance,
-}
-
-/// <summary>guidance.{method, scale, t_min, t_max}; scale ≤ 1 means the plain forward (sample.py).</summary>
-public sealed record GuidanceSettings(GuidanceMethod Method, double Scale, double TMin = 0.0, double TMax = 1.0)
-{
-    public static GuidanceSettings None { get; } = new(GuidanceMethod.Cfg, 1.0);
-
-    public bool IsActive => Scale > 1.0;
-
-    public static GuidanceMethod ParseMethod(string name) => name switch
-    {
-        "cfg" => GuidanceMethod.Cfg,
-        "autoguidance" => GuidanceMethod.Autoguidance,
-        _ => throw new ArgumentException($"unknown guidance method '{name}': expected 'cfg' or 'autoguidance'"),
-    };
-}
 
 /// <summary>A class-conditional velocity model with the reference's guided forwards.</summary>
 public interface IGuidedVelocityModel
@@ -69,7 +48,7 @@ public static class GuidedSampling
     /// The model function handed to the sampler: plain forward when scale ≤ 1, forward_with_cfg for 'cfg', and
     /// forward_with_autoguidance with <paramref name="guide"/> for 'autoguidance', with cfg_interval = (t_min, t_max).
     /// </summary>
-    public static ModelFunction CreateModelFunction(IGuidedVelocityModel model, Tensor y, GuidanceSettings settings, ConditionalModelFunction? guide = null)
+    public static ModelFunction CreateModelFunction(IGuidedVelocityModel model, Tensor y, GuidanceConfig settings, ConditionalModelFunction? guide = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(settings);

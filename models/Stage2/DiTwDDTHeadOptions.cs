@@ -1,14 +1,8 @@
 using System.Text.Json;
+using DiTwDDTHeadParams = RAE.Configuration.DiTwDDTHeadParams;
+using EncoderDecoderPair = RAE.Configuration.EncoderDecoderPair;
 
 namespace RAE.Models.Stage2;
-
-/// <summary>An (encoder, decoder-head) pair of a DiT^DH hyper-parameter; a single reference int means both.</summary>
-public readonly record struct EncoderDecoder(int Encoder, int Decoder)
-{
-    public static EncoderDecoder Both(int value) => new(value, value);
-
-    public override string ToString() => $"[{Encoder}, {Decoder}]";
-}
 
 /// <summary>
 /// Constructor options of DiT^DH (reference <c>DiTwDDTHead</c>), reference names in the comments. Defaults are DiT^DH-XL
@@ -18,41 +12,44 @@ public readonly record struct EncoderDecoder(int Encoder, int Decoder)
 /// </summary>
 public sealed record DiTwDDTHeadOptions
 {
+    /// <summary>The defaults live once, in the configuration schema (<see cref="DiTwDDTHeadParams"/>).</summary>
+    private static readonly DiTwDDTHeadParams Defaults = new();
+
     /// <summary>input_size: latent side length.</summary>
-    public int InputSize { get; init; } = 16;
+    public int InputSize { get; init; } = Defaults.InputSize;
 
     /// <summary>patch_size: int or [s, x].</summary>
-    public EncoderDecoder PatchSize { get; init; } = EncoderDecoder.Both(1);
+    public EncoderDecoderPair PatchSize { get; init; } = Defaults.PatchSize;
 
     /// <summary>in_channels (= out_channels).</summary>
-    public int InChannels { get; init; } = 768;
+    public int InChannels { get; init; } = Defaults.InChannels;
 
     /// <summary>hidden_size [enc, dec].</summary>
-    public EncoderDecoder HiddenSize { get; init; } = new(1152, 2048);
+    public EncoderDecoderPair HiddenSize { get; init; } = Defaults.HiddenSize;
 
     /// <summary>depth [enc, dec].</summary>
-    public EncoderDecoder Depth { get; init; } = new(28, 2);
+    public EncoderDecoderPair Depth { get; init; } = Defaults.Depth;
 
     /// <summary>num_heads: int or [enc, dec].</summary>
-    public EncoderDecoder NumHeads { get; init; } = EncoderDecoder.Both(16);
+    public EncoderDecoderPair NumHeads { get; init; } = Defaults.NumHeads;
 
-    public double MlpRatio { get; init; } = 4.0;
+    public double MlpRatio { get; init; } = Defaults.MlpRatio;
 
-    public double ClassDropoutProb { get; init; } = 0.1;
+    public double ClassDropoutProb { get; init; } = Defaults.ClassDropoutProb;
 
-    public int NumClasses { get; init; } = 1000;
+    public int NumClasses { get; init; } = Defaults.NumClasses;
 
-    public bool UseQkNorm { get; init; }
+    public bool UseQkNorm { get; init; } = Defaults.UseQkNorm;
 
-    public bool UseSwiGlu { get; init; } = true;
+    public bool UseSwiGlu { get; init; } = Defaults.UseSwiGlu;
 
-    public bool UseRope { get; init; } = true;
+    public bool UseRope { get; init; } = Defaults.UseRope;
 
-    public bool UseRmsNorm { get; init; } = true;
+    public bool UseRmsNorm { get; init; } = Defaults.UseRmsNorm;
 
-    public bool WoShift { get; init; }
+    public bool WoShift { get; init; } = Defaults.WoShift;
 
-    public bool UsePosEmbed { get; init; } = true;
+    public bool UsePosEmbed { get; init; } = Defaults.UsePosEmbed;
 
     /// <summary>DiT^DH-XL: [1152, 2048], [28, 2], [16, 16].</summary>
     public static DiTwDDTHeadOptions XL { get; } = new();
@@ -62,14 +59,14 @@ public sealed record DiTwDDTHeadOptions
 
     /// <summary>Reads a reference constructor-argument object (case.json "params", YAML params) by reference names.</summary>
     /// <summary>The options a validated <c>stage_2</c> (or guidance model) config section describes.</summary>
-    public static DiTwDDTHeadOptions FromConfig(RAE.Configuration.DiTwDDTHeadParams model) => new()
+    public static DiTwDDTHeadOptions FromConfig(DiTwDDTHeadParams model) => new()
     {
         InputSize = model.InputSize,
-        PatchSize = new EncoderDecoder(model.PatchSize.Encoder, model.PatchSize.Decoder),
+        PatchSize = model.PatchSize,
         InChannels = model.InChannels,
-        HiddenSize = new EncoderDecoder(model.HiddenSize.Encoder, model.HiddenSize.Decoder),
-        Depth = new EncoderDecoder(model.Depth.Encoder, model.Depth.Decoder),
-        NumHeads = new EncoderDecoder(model.NumHeads.Encoder, model.NumHeads.Decoder),
+        HiddenSize = model.HiddenSize,
+        Depth = model.Depth,
+        NumHeads = model.NumHeads,
         MlpRatio = model.MlpRatio,
         ClassDropoutProb = model.ClassDropoutProb,
         NumClasses = model.NumClasses,

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using EncoderDecoderPair = RAE.Configuration.EncoderDecoderPair;
 
 namespace RAE.Models.Stage2;
 
@@ -27,13 +28,13 @@ internal sealed class ReferenceParams(JsonElement parameters, string model)
             _ => throw Bad(key, value, "true or false"),
         } : fallback;
 
-    public EncoderDecoder Pair(string key, EncoderDecoder fallback, bool allowSingle)
+    public EncoderDecoderPair Pair(string key, EncoderDecoderPair fallback, bool allowSingle)
     {
         if (!TryGet(key, out var value)) return fallback;
-        if (allowSingle && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var single)) return EncoderDecoder.Both(single);
+        if (allowSingle && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var single)) return EncoderDecoderPair.Both(single);
         if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 2
             && value[0].TryGetInt32(out var first) && value[1].TryGetInt32(out var second))
-            return new EncoderDecoder(first, second);
+            return new EncoderDecoderPair(first, second);
         throw Bad(key, value, allowSingle ? "an integer or a pair [encoder, decoder]" : "a pair [encoder, decoder]");
     }
 

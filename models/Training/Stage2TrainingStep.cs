@@ -7,39 +7,50 @@ namespace RAE.Models.Training;
 /// <summary>What one optimizer step reports (train/loss, the pre-clip gradient norm, train/lr).</summary>
 public sealed record TrainingStepResult(long Step, double Loss, double GradientNorm, double LearningRate);
 
+/// <summary>What <see cref="Stage2TrainingStep.Update"/> reports: the pre-clip global gradient norm and the learning rate used.</summary>
+public readonly record struct OptimizerUpdate(double GradientNorm, double LearningRate);
+
 /// <summary>
-/// One Stage-2 optimizer step as src/train.py does it with grad_accum_steps = 1 (rae-spec §7.2): zero the gradients,
-/// loss = training_losses(model, x1, {y}).mean(), backward, clip the total gradient norm, set the scheduled learning
-/// rate for this step, AdamW step, then p_ema ← d·p_ema + (1 − d)·p over all named parameters.
+/// Called between backward and clipping with the trainable parameters, whose <c>.grad</c> hold this process's gradients;
+/// it must leave in them the gradients every replica applies (a data-parallel mean all-reduce, or nothing for one process).
+/// </summary>
+public delegate void GradientSynchronisation(IReadOnlyList<Parameter> trainable);
+
+/// <summary>
+/// The one Stage-2 optimizer step (rae-spec §7.2, src/train.py): zero the gradients, backward of the loss (accumulated
+/// over micro-batches with <see cref="Accumulate"/>), the gradient synchronisation hook, clipping of the total gradient norm
+/// (when clip_grad is set), the scheduled learning rate of this step (LambdaLR), AdamW, then
+/// p_ema ← d·p_ema + (1 − d)·p. <see cref="Run"/> does it all for one batch; a data-parallel rank calls the phases itself,
+/// with its collective between <see cref="Accumulate"/> and <see cref="Update"/>.
 /// The caller chooses the module mode (train.py calls model.train() once; train mode enables label dropout).
 /// </summary>
 public sealed class Stage2TrainingStep : IDisposable
 {
     private readonly nn.Module _model;
-    private readonly ConditionalModelFunction _forward;
-    private readonly List<Parameter> _trainable;
+    private readonly Parameter[] _trainable;
 
-    public Stage2TrainingStep(nn.Module model, ConditionalModelFunction forward, FlowTransport transport, LearningRateSchedule schedule,
-        double clipGrad = 1.0, nn.Module? ema = null, double emaDecay = 0.9995, double beta1 = 0.9, double beta2 = 0.95, double weightDecay = 0.0)
+    /// <param name="clipGrad">clip_grad; null or ≤ 0 measures the norm without clipping.</param>
+    public Stage2TrainingStep(nn.Module model, FlowTransport transport, LearningRateSchedule schedule,
+        double? clipGrad = 1.0, nn.Module? ema = null, double emaDecay = 0.9995, double beta1 = 0.9, double beta2 = 0.95,
+        double weightDecay = 0.0, double eps = 1e-8)
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
-        _forward = forward ?? throw new ArgumentNullException(nameof(forward));
         Transport = transport ?? throw new ArgumentNullException(nameof(transport));
         Schedule = schedule ?? throw new ArgumentNullException(nameof(schedule));
-        if (!(clipGrad > 0)) throw new ArgumentOutOfRangeException(nameof(clipGrad), clipGrad, "clip_grad must be > 0");
         if (!(emaDecay >= 0 && emaDecay <= 1)) throw new ArgumentOutOfRangeException(nameof(emaDecay), emaDecay, "ema_decay must lie in [0, 1]");
-        ClipGrad = clipGrad;
+        ClipGrad = clipGrad is > 0 ? clipGrad : null;
         Ema = ema;
         EmaDecay = emaDecay;
-        _trainable = model.parameters().Where(p => p.requires_grad).ToList();
-        Optimizer = TrainingOptimizer.CreateAdamW(_trainable, schedule.LearningRate(0), beta1, beta2, weightDecay);
+        _trainable = model.parameters().Where(p => p.requires_grad).ToArray();
+        Optimizer = TrainingOptimizer.CreateAdamW(_trainable, schedule.LearningRate(0), beta1, beta2, weightDecay, eps);
     }
 
     public FlowTransport Transport { get; }
 
     public LearningRateSchedule Schedule { get; }
 
-    public double ClipGrad { get; }
+    /// <summary>The max total gradient norm; null when gradients are not clipped.</summary>
+    public double? ClipGrad { get; }
 
     public nn.Module? Ema { get; }
 
@@ -47,28 +58,72 @@ public sealed class Stage2TrainingStep : IDisposable
 
     public AdamW Optimizer { get; }
 
-    /// <summary>Optimizer steps taken so far (the scheduler's step counter).</summary>
-    public long StepCount { get; private set; }
+    public IReadOnlyList<Parameter> Trainable => _trainable;
 
-    /// <summary>Runs one step on latents x1 with labels; x0/t/generator as in <see cref="FlowTransport.TrainingLosses(ModelFunction, Tensor, Tensor?, Tensor?, Generator?)"/>.</summary>
-    public TrainingStepResult Run(Tensor x1, Tensor labels, Tensor? x0 = null, Tensor? t = null, Generator? generator = null)
+    /// <summary>Optimizer steps taken so far (the scheduler's step counter); set when a saved state is restored.</summary>
+    public long StepCount { get; set; }
+
+    /// <summary>One whole step on latents x1 with labels; x0/t/generator as in <see cref="FlowTransport.TrainingLosses(ConditionalModelFunction, Tensor, Tensor, Tensor?, Tensor?, Generator?)"/>.</summary>
+    public TrainingStepResult Run(ConditionalModelFunction forward, Tensor x1, Tensor labels, Tensor? x0 = null, Tensor? t = null,
+        Generator? generator = null, GradientSynchronisation? synchronise = null)
     {
-        using var scope = NewDisposeScope();
-        Optimizer.zero_grad();
+        ArgumentNullException.ThrowIfNull(forward);
+        ZeroGradients();
         double loss;
-        using (var losses = Transport.TrainingLosses(_forward, x1, labels, x0, t, generator))
-        using (var mean = losses.Loss.mean())
+        using (var scope = NewDisposeScope())
+        using (var losses = Transport.TrainingLosses(forward, x1, labels, x0, t, generator))
         {
+            var mean = losses.Loss.mean();
             mean.backward();
             loss = mean.item<float>();
         }
-        var norm = GradientClipping.ClipGradNorm(_trainable, ClipGrad);
+        var step = StepCount;
+        var update = Update(synchronise);
+        return new TrainingStepResult(step, loss, update.GradientNorm, update.LearningRate);
+    }
+
+    public void ZeroGradients()
+    {
+        foreach (var parameter in _trainable) parameter.grad = null;
+    }
+
+    /// <summary>
+    /// Adds the gradients of sum(per-sample loss) / <paramref name="lossDivisor"/> for one micro-batch (the velocity model,
+    /// latents x1, noise x0 and times t given) and returns the sum of the per-sample losses.
+    /// </summary>
+    public double Accumulate(ModelFunction model, Tensor x1, Tensor x0, Tensor t, double lossDivisor)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!(lossDivisor > 0)) throw new ArgumentOutOfRangeException(nameof(lossDivisor), lossDivisor, "the loss divisor must be positive");
+        using var scope = NewDisposeScope();
+        using var result = Transport.TrainingLosses(model, x1, x0, t);
+        var sum = result.Loss.sum();
+        sum.div(lossDivisor).backward();
+        return sum.item<float>();
+    }
+
+    /// <summary>
+    /// The update after backward: <paramref name="synchronise"/> (the gradients every replica applies), clipping, the
+    /// learning rate of step <see cref="StepCount"/>, AdamW, EMA; gradients are released and <see cref="StepCount"/> advances.
+    /// </summary>
+    public OptimizerUpdate Update(GradientSynchronisation? synchronise = null)
+    {
+        synchronise?.Invoke(_trainable);
+        var norm = ClipGrad is { } maxNorm ? GradientClipping.ClipGradNorm(_trainable, maxNorm) : GlobalNorm();
         var step = StepCount;
         Schedule.Apply(Optimizer, step);
         Optimizer.step();
         if (Ema is not null) ExponentialMovingAverage.Update(Ema, _model, EmaDecay);
+        ZeroGradients();
         StepCount++;
-        return new TrainingStepResult(step, loss, norm, Schedule.LearningRate(step));
+        return new OptimizerUpdate(norm, Schedule.LearningRate(step));
+    }
+
+    private double GlobalNorm()
+    {
+        using var scope = NewDisposeScope();
+        var norms = _trainable.Where(p => p.grad is not null).Select(p => linalg.vector_norm(p.grad!, 2)).ToArray();
+        return norms.Length == 0 ? 0 : linalg.vector_norm(stack(norms), 2).item<float>();
     }
 
     public void Dispose() => Optimizer.Dispose();

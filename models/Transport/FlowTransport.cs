@@ -80,6 +80,15 @@ public sealed class FlowTransport
     /// 'velocity'/'likelihood' else none; path 'Linear'/'GVP'/'VP'; eps defaults: VP 1e-5 / 1e-3, Linear/GVP with a
     /// non-velocity prediction 1e-3 / 1e-3, Linear/GVP velocity 0 / 0; time_dist_shift ≥ 1.
     /// </summary>
+    /// <summary>The transport a configuration describes: its <c>transport</c> section and the time shift of <c>misc</c>.</summary>
+    public static FlowTransport FromConfig(RAE.Configuration.RaeConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var transport = config.Transport;
+        return Create(transport.PathType, transport.Prediction, transport.LossWeight, transport.TrainEps, transport.SampleEps,
+            transport.TimeDistribution.Name, config.TimeDistShift);
+    }
+
     public static FlowTransport Create(
         string pathType = "Linear",
         string prediction = "velocity",

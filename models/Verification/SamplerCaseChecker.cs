@@ -1,4 +1,6 @@
 using System.Text.Json;
+using GuidanceConfig = RAE.Configuration.GuidanceConfig;
+using GuidanceMethod = RAE.Configuration.GuidanceMethod;
 using RAE.Models.Sampling;
 using RAE.Models.Stage2;
 using RAE.Models.Transport;
@@ -109,16 +111,16 @@ public sealed class SamplerCaseChecker : IReferenceCaseChecker
             parameters.TryGetProperty("reverse", out var reverse) && reverse.GetBoolean());
     }
 
-    private static GuidanceSettings ReadGuidance(JsonElement guidance)
+    private static GuidanceConfig ReadGuidance(JsonElement guidance)
     {
         var scale = guidance.GetProperty("scale").GetDouble();
-        var method = guidance.TryGetProperty("method", out var name) ? GuidanceSettings.ParseMethod(name.GetString()!) : GuidanceMethod.Cfg;
+        var method = guidance.TryGetProperty("method", out var name) ? GuidanceConfig.ParseMethod(name.GetString()!) : GuidanceMethod.Cfg;
         var tMin = guidance.TryGetProperty("t_min", out var min) ? min.GetDouble() : 0.0;
         var tMax = guidance.TryGetProperty("t_max", out var max) ? max.GetDouble() : 1.0;
-        return new GuidanceSettings(method, scale, tMin, tMax);
+        return new GuidanceConfig { Method = method, Scale = scale, TMin = tMin, TMax = tMax };
     }
 
-    private static void CheckForwardName(JsonProperty run, GuidanceSettings settings)
+    private static void CheckForwardName(JsonProperty run, GuidanceConfig settings)
     {
         if (!run.Value.TryGetProperty("model_forward", out var forward)) return;
         var expected = !settings.IsActive ? "forward" : settings.Method == GuidanceMethod.Cfg ? "forward_with_cfg" : "forward_with_autoguidance";

@@ -26,7 +26,7 @@ public sealed class FailoverTests(ClusterFixture fixture)
             Seed = 7,
             CheckpointInterval = interval,
             CollectiveTimeout = TimeSpan.FromSeconds(3),
-            Settings = new Dictionary<string, string> { ["step_delay_ms"] = "60" },
+            TinyMlp = new TinyMlpOptions { StepDelay = TimeSpan.FromMilliseconds(60) },
         };
         var registry = fixture.Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
         var jobId = await registry.SubmitTraining(spec);

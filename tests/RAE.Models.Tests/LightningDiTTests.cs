@@ -2,6 +2,7 @@ using RAE.Models.IO;
 using RAE.Models.Stage2;
 using TorchSharp;
 using static TorchSharp.torch;
+using EncoderDecoderPair = RAE.Configuration.EncoderDecoderPair;
 
 namespace RAE.Models.Tests;
 
@@ -120,7 +121,7 @@ public sealed class LightningDiTTests
         using var scope = NewDisposeScope();
         using var model = new DiTwDDTHead(new DiTwDDTHeadOptions
         {
-            InputSize = 2, InChannels = 4, HiddenSize = new(16, 16), Depth = new(1, 1), NumHeads = EncoderDecoder.Both(1), NumClasses = 3,
+            InputSize = 2, InChannels = 4, HiddenSize = new(16, 16), Depth = new(1, 1), NumHeads = EncoderDecoderPair.Both(1), NumClasses = 3,
         });
         var error = Assert.Throws<ArgumentException>(() => model.ForwardWithCfg(zeros(2, 4, 2, 2), zeros(2), zeros(2, int64), 2.0, (0.5, 0.5)));
         Assert.Contains("t_min < t_max", error.Message);

@@ -1,3 +1,4 @@
+using RAE.Configuration;
 using RAE.Models.Sampling;
 using RAE.Models.Transport;
 using static TorchSharp.torch;
@@ -52,16 +53,16 @@ public sealed class SamplerGuidanceTests
         var x = zeros(2, 1);
         var t = ones(2);
         var y = tensor(new long[] { 1, 10 });
-        GuidedSampling.CreateModelFunction(model, y, new GuidanceSettings(GuidanceMethod.Cfg, 1.0))(x, t);
-        GuidedSampling.CreateModelFunction(model, y, new GuidanceSettings(GuidanceMethod.Cfg, 2.5, 0.2, 0.8))(x, t);
-        var guided = GuidedSampling.CreateModelFunction(model, y, new GuidanceSettings(GuidanceMethod.Autoguidance, 1.42), (gx, gt, gy) => gx * 0 + 3)(x, t);
+        GuidedSampling.CreateModelFunction(model, y, new GuidanceConfig { Method = GuidanceMethod.Cfg, Scale = 1.0 })(x, t);
+        GuidedSampling.CreateModelFunction(model, y, new GuidanceConfig { Method = GuidanceMethod.Cfg, Scale = 2.5, TMin = 0.2, TMax = 0.8 })(x, t);
+        var guided = GuidedSampling.CreateModelFunction(model, y, new GuidanceConfig { Method = GuidanceMethod.Autoguidance, Scale = 1.42 }, (gx, gt, gy) => gx * 0 + 3)(x, t);
         Assert.Equal(new[] { "forward", "cfg 2.5 0.2 0.8", "autoguidance 1.42 0 1" }, model.Calls);
         Assert.True(guided.allclose(full_like(x, 3 * 1.42)));
         Assert.Contains("guidance model", Assert.Throws<ArgumentException>(() =>
-            GuidedSampling.CreateModelFunction(model, y, new GuidanceSettings(GuidanceMethod.Autoguidance, 2.0))).Message);
+            GuidedSampling.CreateModelFunction(model, y, new GuidanceConfig { Method = GuidanceMethod.Autoguidance, Scale = 2.0 })).Message);
         Assert.Contains("t_min < t_max", Assert.Throws<ArgumentException>(() =>
-            GuidedSampling.CreateModelFunction(model, y, new GuidanceSettings(GuidanceMethod.Cfg, 2.0, 0.8, 0.2))).Message);
-        Assert.Contains("'cfg'", Assert.Throws<ArgumentException>(() => GuidanceSettings.ParseMethod("classifier")).Message);
+            GuidedSampling.CreateModelFunction(model, y, new GuidanceConfig { Method = GuidanceMethod.Cfg, Scale = 2.0, TMin = 0.8, TMax = 0.2 })).Message);
+        Assert.Contains("'cfg'", Assert.Throws<ArgumentException>(() => GuidanceConfig.ParseMethod("classifier")).Message);
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using TorchSharp;
 using static TorchSharp.torch;
+using EncoderDecoderPair = RAE.Configuration.EncoderDecoderPair;
 
 namespace RAE.Models.Tests;
 
@@ -61,7 +62,7 @@ public sealed class Stage2ModelTests
         {
             "wo_shift" => Tiny with { WoShift = true },
             "no_rope" => Tiny with { UseRope = false },
-            "patch_2" => Tiny with { InputSize = 8, PatchSize = EncoderDecoder.Both(2) },
+            "patch_2" => Tiny with { InputSize = 8, PatchSize = EncoderDecoderPair.Both(2) },
             "patch_pair_2_1" => Tiny with { PatchSize = new(2, 1) },
             "layernorm_gelu_qknorm" => Tiny with { UseRmsNorm = false, UseSwiGlu = false, UseQkNorm = true },
             "no_pos_embed" => Tiny with { UsePosEmbed = false },

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using RAE.Models.Stage2;
+using EncoderDecoderPair = RAE.Configuration.EncoderDecoderPair;
 
 namespace RAE.Models.Tests;
 
@@ -13,13 +14,13 @@ public sealed class Stage2OptionsTests
             """);
         var options = DiTwDDTHeadOptions.FromReferenceParams(document.RootElement);
         Assert.Equal(32, options.InputSize);
-        Assert.Equal(new EncoderDecoder(2, 1), options.PatchSize);
-        Assert.Equal(new EncoderDecoder(384, 2048), options.HiddenSize);
-        Assert.Equal(new EncoderDecoder(12, 2), options.Depth);
-        Assert.Equal(EncoderDecoder.Both(6), options.NumHeads);
+        Assert.Equal(new EncoderDecoderPair(2, 1), options.PatchSize);
+        Assert.Equal(new EncoderDecoderPair(384, 2048), options.HiddenSize);
+        Assert.Equal(new EncoderDecoderPair(12, 2), options.Depth);
+        Assert.Equal(EncoderDecoderPair.Both(6), options.NumHeads);
         Assert.True(options.WoShift);
         Assert.Equal(768, options.InChannels);
-        Assert.Equal(DiTwDDTHeadOptions.S with { InputSize = 32, PatchSize = new(2, 1), NumHeads = EncoderDecoder.Both(6), WoShift = true }, options);
+        Assert.Equal(DiTwDDTHeadOptions.S with { InputSize = 32, PatchSize = new(2, 1), NumHeads = EncoderDecoderPair.Both(6), WoShift = true }, options);
     }
 
     [Theory]

@@ -193,9 +193,16 @@ public sealed class Stage2TrainingStepTests
             // Train mode would drop labels at random; the fixture's loss was taken in eval mode.
             model.eval();
             var schedule = new LearningRateSchedule(2e-4, 2e-5, 10, 100, DecayShape.Linear, warmupFromZero: false);
-            using var trainer = new Stage2TrainingStep(model, (x, t, y) => model.forward(x, t, y),
-                RAE.Models.Transport.FlowTransport.Create(), schedule, 1.0, ema, 0.9);
-            var result = trainer.Run(io["loss.x1"], io["loss.y"], io["loss.x0"], io["loss.t"]);
+            using var trainer = new Stage2TrainingStep(model, RAE.Models.Transport.FlowTransport.Create(), schedule, 1.0, ema, 0.9);
+            var synchronised = 0;
+            var result = trainer.Run((x, t, y) => model.forward(x, t, y), io["loss.x1"], io["loss.y"], io["loss.x0"], io["loss.t"],
+                synchronise: trainable =>
+                {
+                    // The hook sees every trainable parameter with its gradient, before clipping.
+                    Assert.All(trainable, p => Assert.NotNull(p.grad));
+                    synchronised++;
+                });
+            Assert.Equal(1, synchronised);
             Assert.Equal(0, result.Step);
             Assert.Equal(1, trainer.StepCount);
             Assert.Equal(2e-4, result.LearningRate, 15);

@@ -8,9 +8,10 @@ using static TorchSharp.torch;
 namespace RAE.Grains.Workers.Stage2;
 
 /// <summary>
-/// One data-parallel rank of a DiT^DH Stage-2 training job (rae-spec §7.2): flow-matching loss with the configured time
-/// distribution and shift, class dropout, AdamW, LR schedule with warm-up, gradient-norm clipping (pre-clip norm in
-/// <see cref="LastGradientNorm"/>), EMA. The data, the noise, the times and the dropout are drawn per global sample
+/// One data-parallel rank of a DiT^DH Stage-2 training job (rae-spec §7.2). The step itself (flow-matching loss, backward,
+/// clipping with the pre-clip norm in <see cref="LastGradientNorm"/>, LR schedule, AdamW, EMA) is <see cref="Stage2TrainingStep"/>;
+/// this worker draws the data and connects the step's gradient synchronisation to the group's all-reduce, whose result
+/// arrives in <see cref="ApplyUpdate"/>. The data, the noise, the times and the dropout are drawn per global sample
 /// (<see cref="SyntheticLatentStream"/>), and each rank returns the mean gradient over its shard, so the group's mean
 /// all-reduce gives the gradient of the mean loss over the global batch whatever the rank count. Micro-batches really
 /// accumulate: gradients add up over all of them before the one optimizer step.
@@ -24,19 +25,22 @@ public sealed class DiTRankWorker : IRankWorker
 
     private RankWorkerContext? _context;
     private DiTJobConfig? _job;
+    private string? _parsedSha256;
     private DiTwDDTHead? _model;
     private DiTwDDTHead? _ema;
     private Parameter[] _trainable = [];
-    private AdamW? _optimizer;
-    private LearningRateSchedule? _schedule;
-    private FlowTransport? _transport;
+    private Stage2TrainingStep? _trainer;
     private SyntheticLatentStream? _stream;
     private Device _device = CPU;
 
     public int ParameterCount { get; private set; }
 
     /// <summary>Optimizer steps applied so far (the step of the last <see cref="ApplyUpdate"/>).</summary>
-    public long Step { get; private set; }
+    public long Step
+    {
+        get => _trainer?.StepCount ?? 0;
+        private set => (_trainer ?? throw NotInitialized()).StepCount = value;
+    }
 
     /// <summary>Global L2 norm of the averaged gradients of the last step, before clipping.</summary>
     public double LastGradientNorm { get; private set; }
@@ -49,14 +53,18 @@ public sealed class DiTRankWorker : IRankWorker
 
     internal DiTwDDTHead Ema => _ema ?? throw NotInitialized();
 
-    internal AdamW Optimizer => _optimizer ?? throw NotInitialized();
+    internal AdamW Optimizer => (_trainer ?? throw NotInitialized()).Optimizer;
 
     internal IReadOnlyList<Parameter> TrainableParameters => _trainable;
 
     public void Initialize(RankWorkerContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var job = DiTJobConfig.FromSpec(context.Spec);
+        // A re-formed group initialises the same worker again: the configuration is parsed once per worker.
+        var job = _job is { } parsed && context.Spec.Config is { } configuration && _parsedSha256 == configuration.Sha256
+            ? parsed
+            : DiTJobConfig.FromSpec(context.Spec);
+        _parsedSha256 = context.Spec.Config?.Sha256;
         var spec = context.Spec;
         if (spec.GlobalBatchSize % (context.WorldSize * spec.GradientAccumulation) != 0)
             throw new ArgumentException($"GlobalBatchSize {spec.GlobalBatchSize} is not a multiple of ranks {context.WorldSize} x accumulation {spec.GradientAccumulation}.");
@@ -82,9 +90,8 @@ public sealed class DiTRankWorker : IRankWorker
         ParameterCount = checked((int)_trainable.Sum(p => p.numel()));
 
         var optimizer = job.Training.Optimizer;
-        _optimizer = TrainingOptimizer.CreateAdamW(_trainable, optimizer.Lr, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps);
-        _schedule = job.Schedule(spec.GlobalBatchSize);
-        _transport = job.Transport();
+        _trainer = new Stage2TrainingStep(_model, job.Transport(), job.Schedule(spec.GlobalBatchSize), job.Training.ClipGrad, _ema,
+            job.Training.EmaDecay, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps);
         _stream = new SyntheticLatentStream(job.LatentShape, job.Model.NumClasses, job.Data.NumSamples, job.Data.Seed, spec.Seed, spec.GlobalBatchSize);
         Step = 0;
         LastGradientNorm = 0;
@@ -97,7 +104,8 @@ public sealed class DiTRankWorker : IRankWorker
         var accumulation = spec.GradientAccumulation;
         var microBatch = spec.GlobalBatchSize / (context.WorldSize * accumulation);
         var localSamples = microBatch * accumulation;
-        foreach (var parameter in _trainable) parameter.grad = null;
+        var trainer = _trainer ?? throw NotInitialized();
+        trainer.ZeroGradients();
         double lossSum = 0;
         for (var micro = 0; micro < accumulation; micro++)
         {
@@ -105,11 +113,9 @@ public sealed class DiTRankWorker : IRankWorker
             var firstSlot = (context.Rank * accumulation + micro) * microBatch;
             using var batch = _stream!.Batch(step, firstSlot, microBatch, _device);
             var labels = DropLabels(batch);
-            var times = _transport!.SampleTime(batch.TimeUniforms);
-            using var result = _transport.TrainingLosses((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times);
+            var times = trainer.Transport.SampleTime(batch.TimeUniforms);
             // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
-            result.Loss.sum().div(localSamples).backward();
-            lossSum += result.Loss.sum().item<float>();
+            lossSum += trainer.Accumulate((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times, localSamples);
         }
         return new GradientResult(FlattenGradients(), lossSum / localSamples, localSamples);
     }
@@ -117,35 +123,36 @@ public sealed class DiTRankWorker : IRankWorker
     public double ApplyUpdate(long step, float[] averagedGradients)
     {
         ArgumentNullException.ThrowIfNull(averagedGradients);
-        var job = Job;
         if (averagedGradients.Length != ParameterCount)
             throw new ArgumentException($"Update has {averagedGradients.Length} gradients; the DiT^DH model has {ParameterCount} trainable parameters.", nameof(averagedGradients));
         if (step != Step + 1)
             throw new InvalidOperationException($"Update for step {step} arrived, but this replica is at step {Step} (expected {Step + 1}).");
+        // The synchronisation hook: the group's all-reduce already ran, its mean becomes every replica's gradient.
         var gradients = new List<Tensor>(_trainable.Length);
-        using (var scope = NewDisposeScope())
+        try
         {
-            var flat = tensor(averagedGradients, device: _device);
-            long offset = 0;
-            foreach (var parameter in _trainable)
-            {
-                var gradient = flat.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
-                gradients.Add(gradient);
-                parameter.grad = gradient;
-                offset += parameter.numel();
-            }
+            var update = (_trainer ?? throw NotInitialized()).Update(trainable => LoadGradients(trainable, averagedGradients, gradients));
+            LastGradientNorm = update.GradientNorm;
+            return update.LearningRate;
         }
-        LastGradientNorm = job.Training.ClipGrad is { } maxNorm
-            ? GradientClipping.ClipGradNorm(_trainable, maxNorm)
-            : GlobalNorm();
-        // LambdaLR: the k-th optimizer step (0-based) runs with base_lr · f(k).
-        _schedule!.Apply(_optimizer!, step - 1);
-        _optimizer!.step();
-        ExponentialMovingAverage.Update(_ema!, _model!, job.Training.EmaDecay);
-        foreach (var parameter in _trainable) parameter.grad = null;
-        foreach (var gradient in gradients) gradient.Dispose();
-        Step = step;
-        return _schedule.LearningRate(step - 1);
+        finally
+        {
+            foreach (var gradient in gradients) gradient.Dispose();
+        }
+    }
+
+    private void LoadGradients(IReadOnlyList<Parameter> trainable, float[] averaged, List<Tensor> created)
+    {
+        using var scope = NewDisposeScope();
+        var flat = tensor(averaged, device: _device);
+        long offset = 0;
+        foreach (var parameter in trainable)
+        {
+            var gradient = flat.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
+            created.Add(gradient);
+            parameter.grad = gradient;
+            offset += parameter.numel();
+        }
     }
 
     public float[] GetParameters()
@@ -202,22 +209,15 @@ public sealed class DiTRankWorker : IRankWorker
         return flat.data<float>().ToArray();
     }
 
-    private double GlobalNorm()
-    {
-        using var scope = NewDisposeScope();
-        var norms = _trainable.Where(p => p.grad is not null).Select(p => linalg.vector_norm(p.grad!, 2)).ToArray();
-        return norms.Length == 0 ? 0 : linalg.vector_norm(stack(norms), 2).item<float>();
-    }
-
     private static InvalidOperationException NotInitialized() => new("The DiT^DH worker was used before Initialize.");
 
     private void ReleaseTensors()
     {
-        _optimizer?.Dispose();
+        _trainer?.Dispose();
         _model?.Dispose();
         _ema?.Dispose();
         _stream?.Dispose();
-        _optimizer = null;
+        _trainer = null;
         _model = _ema = null;
         _stream = null;
         _trainable = [];

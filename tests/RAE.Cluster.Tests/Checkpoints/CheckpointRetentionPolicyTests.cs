@@ -48,33 +48,17 @@ public sealed class CheckpointRetentionPolicyTests
     }
 
     [Fact]
-    public void SettingsRoundTripAndDefaultToKeepingTheLastThree()
+    public void TheDefaultKeepsTheLastThree()
     {
-        Assert.Equal(CheckpointRetentionPolicy.Default, CheckpointRetentionPolicy.FromSettings(new Dictionary<string, string> { ["other"] = "1" }));
-        Assert.Equal(3, CheckpointRetentionPolicy.Default.KeepLast);
-        var policy = new CheckpointRetentionPolicy { KeepLast = 2, KeepEvery = 1000, KeepBest = 1 };
-        Assert.Equal(policy, CheckpointRetentionPolicy.FromSettings(policy.ToSettings()));
-        // Naming one rule turns the others off: only milestones (and the newest) are kept.
-        Assert.Equal(new CheckpointRetentionPolicy { KeepEvery = 50 },
-            CheckpointRetentionPolicy.FromSettings(new Dictionary<string, string> { [CheckpointRetentionPolicy.KeepEverySetting] = "50" }));
-    }
-
-    [Theory]
-    [InlineData(CheckpointRetentionPolicy.KeepLastSetting, "-1")]
-    [InlineData(CheckpointRetentionPolicy.KeepEverySetting, "ten")]
-    [InlineData(CheckpointRetentionPolicy.KeepBestSetting, "1.5")]
-    [InlineData(CheckpointRetentionPolicy.KeepLastSetting, "3000000000")]
-    public void BadSettingsAreRejectedWithTheSettingNamed(string key, string value)
-    {
-        var error = Assert.Throws<RaeJobException>(() => CheckpointRetentionPolicy.FromSettings(new Dictionary<string, string> { [key] = value }));
-        Assert.Contains($"setting {key} must be 0 (off) or a positive whole number, got '{value}'", error.Message);
+        Assert.Equal(new CheckpointRetentionPolicy { KeepLast = 3 }, CheckpointRetentionPolicy.Default);
+        Assert.Equal(CheckpointRetentionPolicy.Default, new TrainingJobSpec().Retention);
     }
 
     [Fact]
     public void NegativeRulesAreRejectedWithEveryRuleNamed()
     {
         var error = Assert.Throws<RaeJobException>(() => new CheckpointRetentionPolicy { KeepLast = -1, KeepBest = -2 }.Validate());
-        Assert.Contains("keep_last_checkpoints must be 0 (off) or positive, got -1", error.Message);
-        Assert.Contains("keep_best_checkpoints must be 0 (off) or positive, got -2", error.Message);
+        Assert.Contains("training.keep_last must be 0 (off) or positive, got -1", error.Message);
+        Assert.Contains("training.keep_best must be 0 (off) or positive, got -2", error.Message);
     }
 }

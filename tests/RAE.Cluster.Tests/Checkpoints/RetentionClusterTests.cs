@@ -14,9 +14,9 @@ public sealed class RetentionClusterTests(FileSystemStorageCluster cluster)
     [Fact]
     public async Task TrainingJobKeepsTheLastCheckpointsAndTheMilestonesOfItsSettings()
     {
-        var settings = new CheckpointRetentionPolicy { KeepLast = 2, KeepEvery = 4 }.ToSettings();
+        var retention = new CheckpointRetentionPolicy { KeepLast = 2, KeepEvery = 4 };
         var jobId = await cluster.Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey)
-            .SubmitTraining(TornCheckpointWriteTests.Spec(steps: 10, interval: 1, settings));
+            .SubmitTraining(TornCheckpointWriteTests.Spec(steps: 10, interval: 1, retention));
         var status = await cluster.WaitForEndAsync(jobId);
         Assert.True(status.State == JobState.Completed, $"job ended {status.State}: {status.FailureReason}");
 
@@ -45,7 +45,7 @@ public sealed class RetentionClusterTests(FileSystemStorageCluster cluster)
 
         var orphan = await cluster.Payloads.WriteAsync(jobId, 13, [13], 0.1);
         var invalid = await Assert.ThrowsAsync<RaeJobException>(() => catalog.Commit(orphan, new CheckpointRetentionPolicy { KeepLast = -1 }));
-        Assert.Contains("keep_last_checkpoints must be 0 (off) or positive", invalid.Message);
+        Assert.Contains("training.keep_last must be 0 (off) or positive", invalid.Message);
         Assert.Equal(expected, (await catalog.List()).Select(c => c.Step));
     }
 
@@ -53,8 +53,8 @@ public sealed class RetentionClusterTests(FileSystemStorageCluster cluster)
     public async Task JobWithABadRetentionSettingIsRejectedAtSubmission()
     {
         var registry = cluster.Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
-        var spec = TornCheckpointWriteTests.Spec(steps: 2, interval: 1, new Dictionary<string, string> { [CheckpointRetentionPolicy.KeepBestSetting] = "-3" });
+        var spec = TornCheckpointWriteTests.Spec(steps: 2, interval: 1, new CheckpointRetentionPolicy { KeepBest = -3 });
         var error = await Assert.ThrowsAsync<RaeJobException>(() => registry.SubmitTraining(spec));
-        Assert.Contains("keep_best_checkpoints must be 0 (off) or a positive whole number, got '-3'", error.Message);
+        Assert.Contains("training.keep_best must be 0 (off) or positive, got -3", error.Message);
     }
 }

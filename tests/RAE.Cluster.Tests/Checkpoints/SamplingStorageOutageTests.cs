@@ -41,7 +41,7 @@ public sealed class SamplingStorageOutageTests(FileSystemStorageCluster cluster)
         using var executions = new UnitExecutionCounter();
         var outage = cluster.Store.FailFrom(scope, trigger);
         var job = cluster.Grains.GetGrain<ISamplingJobGrain>(jobId);
-        await job.Start(_files.Spec(samples: 8, unitSize: 2, extra: new Dictionary<string, string> { ["max_workers"] = "1" }));
+        await job.Start(_files.Spec(samples: 8, unitSize: 2) with { MaxWorkers = 1 });
         var failed = await WaitForEndAsync(jobId);
 
         Assert.Equal(JobState.Failed, failed.State);
@@ -68,7 +68,7 @@ public sealed class SamplingStorageOutageTests(FileSystemStorageCluster cluster)
         var (jobId, scope, trigger) = NewJob();
         using var outage = cluster.Store.FailFrom(scope, trigger, failures: SamplingJobGrain.MaxUnitAttempts - 1);
         await cluster.Grains.GetGrain<ISamplingJobGrain>(jobId)
-            .Start(_files.Spec(samples: 8, unitSize: 2, extra: new Dictionary<string, string> { ["max_workers"] = "1" }));
+            .Start(_files.Spec(samples: 8, unitSize: 2) with { MaxWorkers = 1 });
         var status = await WaitForEndAsync(jobId);
         Assert.True(status.State == JobState.Completed, $"job ended {status.State}: {status.FailureReason}");
         Assert.Equal(SamplingJobGrain.MaxUnitAttempts - 1, outage.Failed);

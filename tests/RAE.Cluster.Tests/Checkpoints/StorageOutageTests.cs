@@ -51,8 +51,8 @@ public sealed class StorageOutageTests(FileSystemStorageCluster cluster)
     {
         // No injection: the real store cannot stage a put once its staging folder is replaced by a file.
         var staging = Path.Combine(cluster.BlobRoot, ".staging");
-        var settings = new Dictionary<string, string>(CheckpointRetentionPolicy.KeepAll.ToSettings()) { ["step_delay_ms"] = "250" };
-        var jobId = await Registry.SubmitTraining(TornCheckpointWriteTests.Spec(steps: 10, interval: 2, settings));
+        var spec = TornCheckpointWriteTests.Spec(steps: 10, interval: 2) with { TinyMlp = new TinyMlpOptions { StepDelay = TimeSpan.FromMilliseconds(250) } };
+        var jobId = await Registry.SubmitTraining(spec);
         var coordinator = cluster.Grains.GetGrain<ITrainingCoordinatorGrain>(jobId);
         while ((await coordinator.GetStatus()).LastCheckpointStep is null or < 4) await Task.Delay(20);
         Directory.Move(staging, staging + "-away");

@@ -14,7 +14,7 @@ public abstract class TornCheckpointWriteTests(StorageClusterFixture cluster)
 {
     private const int TornBytes = 4 * 1024 * 1024;
 
-    internal static TrainingJobSpec Spec(int steps, int interval, IReadOnlyDictionary<string, string>? settings = null) => new()
+    internal static TrainingJobSpec Spec(int steps, int interval, CheckpointRetentionPolicy? retention = null) => new()
     {
         Workload = TinyMlpWorker.WorkloadName,
         Ranks = 1,
@@ -25,7 +25,7 @@ public abstract class TornCheckpointWriteTests(StorageClusterFixture cluster)
         Seed = 4242,
         CheckpointInterval = interval,
         CollectiveTimeout = TimeSpan.FromSeconds(20),
-        Settings = settings ?? CheckpointRetentionPolicy.KeepAll.ToSettings(),
+        Retention = retention ?? CheckpointRetentionPolicy.KeepAll,
     };
 
     /// <summary>Kills a process that is writing <paramref name="path"/> into the cluster's store, half way.</summary>

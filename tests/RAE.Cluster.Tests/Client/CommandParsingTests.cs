@@ -98,7 +98,7 @@ public sealed class CommandParsingTests
         Assert.Equal(0, spec.WarmupSteps); // the worker runs the config's schedule
         Assert.Equal(4 * (640 / 16), spec.CheckpointInterval);
         // The worker gets the effective config: parsing it back gives the overridden values.
-        var shipped = RaeConfig.Parse(spec.Settings[JobSpecFactory.TrainingConfigSetting], "shipped");
+        var shipped = spec.Config!.Parse();
         Assert.Equal(50, shipped.Training!.MaxSteps);
         Assert.Equal(0.002, shipped.Training.Optimizer.Lr);
     }
@@ -107,12 +107,12 @@ public sealed class CommandParsingTests
     public void CheckpointRetentionComesFromTheTrainingSection()
     {
         var untouched = JobSpecFactory.Training(JobSpecFactory.LoadConfig(TinyConfig, []), "dit-dh", ranks: 1);
-        Assert.Equal(CheckpointRetentionPolicy.Default, CheckpointRetentionPolicy.FromSettings(untouched.Settings));
+        Assert.Equal(CheckpointRetentionPolicy.Default, untouched.Retention);
 
         var config = JobSpecFactory.LoadConfig(TinyConfig, ["training.keep_last=2", "training.keep_every=100", "training.keep_best=1"]);
         var spec = JobSpecFactory.Training(config, "dit-dh", ranks: 1);
-        Assert.Equal(new CheckpointRetentionPolicy { KeepLast = 2, KeepEvery = 100, KeepBest = 1 }, CheckpointRetentionPolicy.FromSettings(spec.Settings));
-        Assert.Equal(100, RaeConfig.Parse(spec.Settings[JobSpecFactory.TrainingConfigSetting], "shipped").Training!.KeepEvery);
+        Assert.Equal(new CheckpointRetentionPolicy { KeepLast = 2, KeepEvery = 100, KeepBest = 1 }, spec.Retention);
+        Assert.Equal(100, spec.Config!.Parse().Training!.KeepEvery);
 
         var bad = Assert.Throws<ConfigException>(() => JobSpecFactory.LoadConfig(TinyConfig, ["training.keep_best=-1"]));
         Assert.Contains("keep_best", bad.Message);
@@ -127,11 +127,12 @@ public sealed class CommandParsingTests
         Assert.Equal(("train-7", 80L), (spec.SourceTrainingJobId, spec.SourceCheckpointStep));
         Assert.Equal((30, 10, "random", 3L, 4), (spec.Samples, spec.Classes, spec.Labels, spec.Seed, spec.UnitSize));
         // The training job is the source: no weights file is exported or named.
-        Assert.Equal(["config_yaml"], spec.Settings.Keys.Order(StringComparer.Ordinal));
+        Assert.Null(spec.CheckpointPath);
+        Assert.NotNull(spec.Config);
         var fromFile = JobSpecFactory.Sampling(config, "rae", SamplingSource.Parse("w.safetensors"), samples: 30, seed: 3, labels: "random", unitSize: 4);
         Assert.Null(fromFile.SourceTrainingJobId);
-        Assert.Equal(Path.GetFullPath("w.safetensors"), fromFile.Settings[JobSpecFactory.CheckpointSetting]);
-        Assert.Equal(10, RaeConfig.Parse(spec.Settings[JobSpecFactory.SamplingConfigSetting], "shipped").Misc.NumClasses);
+        Assert.Equal(Path.GetFullPath("w.safetensors"), fromFile.CheckpointPath);
+        Assert.Equal(10, spec.Config!.Parse().Misc.NumClasses);
     }
 
     [Fact]
@@ -140,7 +141,8 @@ public sealed class CommandParsingTests
         var spec = JobSpecFactory.SamplingWithCheckpointConfig("rae", SamplingSource.Parse("train-7"), samples: 8, seed: 1, labels: "equal", unitSize: 4);
         Assert.Equal(("train-7", (long?)null), (spec.SourceTrainingJobId, spec.SourceCheckpointStep));
         Assert.Equal(0, spec.Classes);
-        Assert.Empty(spec.Settings);
+        Assert.Null(spec.Config);
+        Assert.Null(spec.CheckpointPath);
         Assert.Throws<UsageException>(() => JobSpecFactory.SamplingWithCheckpointConfig("rae", SamplingSource.Parse("w.safetensors"), 8, 1, "equal", 4));
     }
 

@@ -45,8 +45,12 @@ public sealed class RegistrySubmissionTests(ClusterFixture fixture)
         var noSamples = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitSampling(_files.Spec(samples: 0, unitSize: 2)));
         Assert.Contains("samples must be positive, got 0", noSamples.Message);
 
-        var badSetting = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitSampling(_files.Spec(samples: 4, unitSize: 2, extra: new Dictionary<string, string> { ["num_gpus"] = "2" })));
-        Assert.Contains("'num_gpus'", badSetting.Message);
+        // The configuration travels with its hash; text changed after validation is refused.
+        var valid = _files.Spec(samples: 4, unitSize: 2);
+        var tampered = valid with { Config = valid.Config! with { Yaml = valid.Config!.Yaml.Replace("num_steps: 4", "num_steps: 5", StringComparison.Ordinal) } };
+        Assert.NotEqual(valid.Config.Yaml, tampered.Config!.Yaml);
+        var badConfig = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitSampling(tampered));
+        Assert.Contains("does not match its SHA-256", badConfig.Message);
 
         var badId = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitSamplingAs("a/b", _files.Spec(samples: 4, unitSize: 2)));
         Assert.Contains("'a/b' is not usable", badId.Message);

@@ -39,7 +39,7 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         try
         {
             if (_trained is { } done && done.Fixture == fixture) return done.JobId;
-            var spec = DiTJobConfig.CreateSpec(TrainingConfig, ranks: 1, steps: 2, checkpointInterval: 1);
+            var spec = TrainingJobSpecs.FromConfig(RaeConfig.Parse(TrainingConfig, "training test config"), ranks: 1) with { Steps = 2, CheckpointInterval = 1 };
             var jobId = await fixture.Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).SubmitTraining(spec);
             var status = await fixture.WaitForEndAsync(jobId, TimeSpan.FromSeconds(120));
             Assert.True(status.State == JobState.Completed, $"training job ended {status.State}: {status.FailureReason}");
@@ -52,7 +52,7 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         }
     }
 
-    private static SamplingJobSpec Spec(string? sourceJob, long? step, IReadOnlyDictionary<string, string>? settings = null) => new()
+    private static SamplingJobSpec Spec(string? sourceJob, long? step) => new()
     {
         Workload = SamplingPlan.Workload,
         SourceTrainingJobId = sourceJob,
@@ -61,7 +61,7 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         UnitSize = 3,
         Classes = 10,
         Seed = 3,
-        Settings = settings ?? new Dictionary<string, string> { ["max_workers"] = "1" },
+        MaxWorkers = 1,
     };
 
     private async Task<(string JobId, SamplingJobStatus Status)> RunAsync(SamplingJobSpec spec)
@@ -109,15 +109,15 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         Directory.CreateDirectory(_folder);
         var emaFile = Path.Combine(_folder, "step1.ema.safetensors");
         await CheckpointsExportCommand.ExportAsync(fixture.Grains, step1, "ema", weightsExplicit: true, emaFile);
-        var (_, fromFile) = await RunAsync(Spec(null, null, new Dictionary<string, string> { ["checkpoint"] = emaFile, ["config_yaml"] = configYaml, ["max_workers"] = "1" }));
+        var (_, fromFile) = await RunAsync(Spec(null, null) with { CheckpointPath = emaFile, Config = JobConfiguration.From(RaeConfig.Parse(configYaml, "stored")) });
         Assert.Equal(fromJobUnits, await UnitBytesAsync(fromFile));
 
         // No step: the latest checkpoint (2) is pinned; 'weights: model' samples the raw model, as its exported file does.
-        var (_, latestModel) = await RunAsync(Spec(trainingJob, step: null, new Dictionary<string, string> { ["weights"] = "model", ["max_workers"] = "1" }));
+        var (_, latestModel) = await RunAsync(Spec(trainingJob, step: null) with { Weights = CheckpointWeights.Model });
         Assert.Equal(2L, latestModel.Spec.SourceCheckpointStep);
         var modelFile = Path.Combine(_folder, "step2.model.safetensors");
         await CheckpointsExportCommand.ExportAsync(fixture.Grains, await CheckpointAsync(trainingJob, 2), "model", weightsExplicit: true, modelFile);
-        var (_, modelFromFile) = await RunAsync(Spec(null, null, new Dictionary<string, string> { ["checkpoint"] = modelFile, ["config_yaml"] = configYaml, ["max_workers"] = "1" }));
+        var (_, modelFromFile) = await RunAsync(Spec(null, null) with { CheckpointPath = modelFile, Config = JobConfiguration.From(RaeConfig.Parse(configYaml, "stored")) });
         var latestModelUnits = await UnitBytesAsync(latestModel);
         Assert.Equal(latestModelUnits, await UnitBytesAsync(modelFromFile));
         Assert.NotEqual(fromJobUnits, latestModelUnits);
@@ -142,7 +142,7 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
 
         var jobId = "sample-src-pin-" + Guid.NewGuid().ToString("N")[..8];
         var job = fixture.Grains.GetGrain<ISamplingJobGrain>(jobId);
-        await job.Start(Spec(sourceJob, step: null, new Dictionary<string, string> { ["max_workers"] = "1", ["unit_delay_ms"] = "400" }) with { UnitSize = 2 });
+        await job.Start(Spec(sourceJob, step: null) with { UnitSize = 2, UnitDelay = TimeSpan.FromMilliseconds(400) });
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while ((await job.GetStatus()).UnitsDone < 1)
         {
@@ -180,11 +180,11 @@ public sealed class SamplingFromTrainingJobTests(ClusterFixture fixture) : IDisp
         Assert.Contains($"training job '{trainingJob}' has no committed checkpoint at step 7", unknownStep.Message);
         Assert.Contains("committed steps: [1, 2]", unknownStep.Message);
 
-        var both = await Assert.ThrowsAsync<RaeJobException>(() => job.Start(Spec(trainingJob, 1, new Dictionary<string, string> { ["checkpoint"] = "/some/file.safetensors" })));
+        var both = await Assert.ThrowsAsync<RaeJobException>(() => job.Start(Spec(trainingJob, 1) with { CheckpointPath = "/some/file.safetensors" }));
         Assert.Contains("not both", both.Message);
 
-        var badPart = await Assert.ThrowsAsync<RaeJobException>(() => job.Start(Spec(trainingJob, 1, new Dictionary<string, string> { ["weights"] = "optimizer" })));
-        Assert.Contains("'weights'", badPart.Message);
+        var badPart = await Assert.ThrowsAsync<RaeJobException>(() => job.Start(Spec(trainingJob, 1) with { Weights = (CheckpointWeights)7 }));
+        Assert.Contains("Weights must be Ema or Model, got 7", badPart.Message);
 
         // Nothing was started by the refused submissions.
         var never = await Assert.ThrowsAsync<RaeJobException>(() => job.GetStatus());

@@ -72,11 +72,10 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
     [Fact]
     public async Task SameSeedGivesIdenticalNpzBytesWithOneOrThreeWorkers()
     {
-        static Dictionary<string, string> Workers(int count) => new() { ["max_workers"] = count.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        var threeWorkers = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 5, extra: Workers(3)));
-        var again = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 5, extra: Workers(3)));
-        var oneWorker = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 5, extra: Workers(1)));
-        var otherSeed = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 6, extra: Workers(3)));
+        var threeWorkers = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 5) with { MaxWorkers = 3 });
+        var again = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 5) with { MaxWorkers = 3 });
+        var oneWorker = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 5) with { MaxWorkers = 1 });
+        var otherSeed = await RunAsync(_files.Spec(samples: 12, unitSize: 2, seed: 6) with { MaxWorkers = 3 });
 
         var blobs = SamplingTestFiles.Blobs(fixture);
         async Task<byte[]> Bytes((string JobId, SamplingJobStatus Status) run) => (await blobs.GetAsync(run.Status.OutputLocation!)).Data;
@@ -91,7 +90,7 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
     {
         using var executions = new UnitExecutionCounter();
         var jobId = NewJobId();
-        var spec = _files.Spec(samples: 16, unitSize: 2, extra: new Dictionary<string, string> { ["max_workers"] = "2", ["unit_delay_ms"] = "250" });
+        var spec = _files.Spec(samples: 16, unitSize: 2) with { MaxWorkers = 2, UnitDelay = TimeSpan.FromMilliseconds(250) };
         await Job(jobId).Start(spec);
         await WaitForUnitsAsync(jobId, 3);
         await Job(jobId).Cancel();
@@ -114,7 +113,7 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
         using var executions = new UnitExecutionCounter();
         var jobId = NewJobId();
         // One worker takes the units in order, so the first k finished units are units 0..k-1.
-        var spec = _files.Spec(samples: 12, unitSize: 2, decode: false, extra: new Dictionary<string, string> { ["max_workers"] = "1", ["unit_delay_ms"] = "300" });
+        var spec = _files.Spec(samples: 12, unitSize: 2, decode: false) with { MaxWorkers = 1, UnitDelay = TimeSpan.FromMilliseconds(300) };
         await Job(jobId).Start(spec);
         var before = await WaitForUnitsAsync(jobId, 2);
         await Job(jobId).Cast<Orleans.Core.Internal.IGrainManagementExtension>().DeactivateOnIdle();
@@ -167,12 +166,13 @@ public sealed class SamplingJobTests(ClusterFixture fixture)
         var missing = Path.Combine(_files.Folder, "no-such-checkpoint.safetensors");
         var cases = new (SamplingJobSpec Spec, string Expected)[]
         {
-            (_files.Spec(4, 2, extra: new Dictionary<string, string> { ["checkpoint"] = missing }), missing),
+            (_files.Spec(4, 2) with { CheckpointPath = missing }, missing),
             (_files.Spec(0, 2), "samples must be positive, got 0"),
             (_files.Spec(4, 2, labels: "balanced"), "label mode 'balanced' is unknown"),
             (_files.Spec(4, 0), "unit size must be positive"),
             (_files.Spec(4, 2) with { Classes = 11 }, "classes must be in [1, 10]"),
-            (_files.Spec(4, 2, extra: new Dictionary<string, string> { ["colour"] = "red" }), "unknown setting(s) 'colour'"),
+            (_files.Spec(4, 2) with { MaxWorkers = -1 }, "MaxWorkers must be 0 (every device) or positive, got -1"),
+            (_files.Spec(4, 2) with { UnitDelay = TimeSpan.FromSeconds(-1) }, "UnitDelay must be zero or positive"),
             (_files.Spec(4, 2) with { Workload = "tiny-mlp" }, "workload 'tiny-mlp'"),
         };
         foreach (var (spec, expected) in cases)

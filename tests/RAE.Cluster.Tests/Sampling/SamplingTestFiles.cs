@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using RAE.Configuration;
 using RAE.GrainInterfaces;
 using RAE.Grains.Sampling;
 using RAE.Grains.Storage;
@@ -117,22 +118,15 @@ public sealed class SamplingTestFiles
             """;
     }
 
-    public SamplingJobSpec Spec(int samples, int unitSize, long seed = 7, string labels = "equal", bool decode = true,
-        IReadOnlyDictionary<string, string>? extra = null, bool autoguidance = false)
-    {
-        var settings = new Dictionary<string, string> { ["config_yaml"] = ConfigYaml(decode, autoguidance: autoguidance) };
-        foreach (var (key, value) in extra ?? new Dictionary<string, string>()) settings[key] = value;
-        return new SamplingJobSpec
+    public SamplingJobSpec Spec(int samples, int unitSize, long seed = 7, string labels = "equal", bool decode = true, bool autoguidance = false) =>
+        SamplingJobSpecs.FromConfig(RaeConfig.Parse(ConfigYaml(decode, autoguidance: autoguidance), "sampling test config")) with
         {
-            Workload = SamplingPlan.Workload,
             Samples = samples,
             UnitSize = unitSize,
             Classes = 10,
             Labels = labels,
             Seed = seed,
-            Settings = settings,
         };
-    }
 
     public static IBlobStore Blobs(ClusterFixture fixture) =>
         new FileSystemBlobStore(new FileSystemBlobStoreOptions { RootPath = Path.Combine(fixture.DataFolder, "blobs") });

@@ -115,12 +115,11 @@ public sealed class DiTRankWorkerTests
     }
 
     [Fact]
-    public void JobWithoutAConfigurationIsRejectedWithTheSettingNamed()
+    public void JobWithoutAConfigurationIsRejectedWithTheFieldNamed()
     {
         using var worker = new DiTRankWorker();
         var spec = new TrainingJobSpec { Workload = DiTRankWorker.WorkloadName, GlobalBatchSize = 8 };
         var error = Assert.Throws<ArgumentException>(() => worker.Initialize(new RankWorkerContext(spec, 0, 1, "cpu", 1)));
-        Assert.Contains("'config'", error.Message);
-        Assert.Contains("'config_path'", error.Message);
+        Assert.Contains("TrainingJobSpec.Config", error.Message);
     }
 }

@@ -1,3 +1,4 @@
+using RAE.Configuration;
 using RAE.GrainInterfaces;
 using RAE.Grains.Workers;
 using RAE.Grains.Workers.Stage2;
@@ -64,7 +65,13 @@ internal static class DiTTestJobs
         """;
 
     public static TrainingJobSpec Spec(int ranks, int globalBatch = 8, int accumulation = 1, int steps = 6, params string[] overrides) =>
-        DiTJobConfig.CreateSpec(TinyConfig, ranks, overrides, steps) with { GlobalBatchSize = globalBatch, GradientAccumulation = accumulation };
+        TrainingJobSpecs.FromConfig(RaeConfig.Parse(TinyConfig, "tiny DiT^DH test config", overrides), ranks) with
+        {
+            GlobalBatchSize = globalBatch,
+            GradientAccumulation = accumulation,
+            Steps = steps,
+            CheckpointInterval = 0,
+        };
 
     /// <summary>Runs <paramref name="steps"/> steps over fresh workers (one per rank) with a rank-ordered mean all-reduce.</summary>
     public static TrainingRun Train(TrainingJobSpec spec, int steps)

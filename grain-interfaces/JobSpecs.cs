@@ -1,0 +1,96 @@
+using RAE.Configuration;
+
+namespace RAE.GrainInterfaces;
+
+/// <summary>The one way a training job spec is built from a configuration (the CLI, benchmarks and tests all use it).</summary>
+public static class TrainingJobSpecs
+{
+    /// <summary>The training workload of the DiT^DH rank worker.</summary>
+    public const string DiTWorkload = "dit-dh";
+
+    /// <summary>
+    /// Validates what a training job needs (<c>training</c>, <c>stage_2</c> and <c>data</c> sections) and fills the spec
+    /// from the configuration: global batch, accumulation, steps (training.max_steps, else epochs x steps per epoch), seed,
+    /// learning rate, weight decay, clipping, checkpoint interval, retention and the configuration in canonical form.
+    /// <see cref="ConfigException"/> names the missing or bad key.
+    /// </summary>
+    public static TrainingJobSpec FromConfig(RaeConfig config, int ranks, string workload = DiTWorkload)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var training = config.Training ?? throw new ConfigException(config.SourceName, "training", null, "a training job needs a 'training' section");
+        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a Stage 2 training job needs a 'stage_2' section");
+        var data = RequireData(config);
+        if (ranks < 1) throw new ArgumentOutOfRangeException(nameof(ranks), ranks, "a training job needs at least one rank");
+        var globalBatch = training.ResolveGlobalBatchSize(ranks);
+        var stepsPerEpoch = StepsPerEpoch(config.SourceName, data, globalBatch);
+        var steps = training.MaxSteps ?? training.Epochs * stepsPerEpoch;
+        if (steps > int.MaxValue) throw new ConfigException(config.SourceName, "training.max_steps", null, $"{steps} steps is more than one job can run; set training.max_steps");
+        var checkpointEvery = training.CheckpointEverySteps ?? training.CheckpointInterval * stepsPerEpoch;
+        return new TrainingJobSpec
+        {
+            Workload = workload,
+            Ranks = ranks,
+            GlobalBatchSize = globalBatch,
+            GradientAccumulation = training.GradAccumSteps,
+            Steps = (int)steps,
+            LearningRate = training.Optimizer.Lr,
+            WeightDecay = training.Optimizer.WeightDecay,
+            GradientClip = training.ClipGrad is > 0 ? training.ClipGrad.Value : 0,
+            // The worker runs the config's own schedule (warm-up included).
+            WarmupSteps = 0,
+            Seed = training.GlobalSeed,
+            CheckpointInterval = (int)Math.Clamp(checkpointEvery, 0, int.MaxValue),
+            Retention = training.KeepLast is null && training.KeepEvery is null && training.KeepBest is null
+                ? CheckpointRetentionPolicy.Default
+                : new CheckpointRetentionPolicy { KeepLast = training.KeepLast ?? 0, KeepEvery = training.KeepEvery ?? 0, KeepBest = training.KeepBest ?? 0 },
+            Config = JobConfiguration.From(config),
+        };
+    }
+
+    /// <summary>The <c>data</c> section; a training job never falls back to made-up data when it is missing.</summary>
+    public static DataConfig RequireData(RaeConfig config) => config.Data
+        ?? throw new ConfigException(config.SourceName, "data", null,
+            "a training job needs a 'data' section naming its data source (for a smoke run without a data set: data.source: synthetic-latents with data.num_samples)");
+
+    /// <summary>Optimizer steps per epoch: the data set's samples over the global batch (last partial batch dropped, as the reference loader), at least 1.</summary>
+    public static long StepsPerEpoch(string sourceName, DataConfig data, int globalBatch)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.Source != DataSource.SyntheticLatents)
+            throw new ConfigException(sourceName, "data.source", null, "only 'synthetic-latents' has a known size yet (latent shards come with the data pipeline)");
+        return Math.Max(1, data.NumSamples / Math.Max(1, globalBatch));
+    }
+}
+
+/// <summary>The one way a sampling job spec is built (the CLI and tests use it); workers and grains never see YAML keys.</summary>
+public static class SamplingJobSpecs
+{
+    /// <summary>
+    /// A job that samples the model of <paramref name="config"/>, every class of it, from <paramref name="sourceTrainingJobId"/>'s
+    /// checkpoint (<paramref name="sourceStep"/>, or the latest) or from a weights file (<paramref name="checkpointPath"/>,
+    /// else stage_2.ckpt taken relative to the working directory, as the reference scripts do).
+    /// </summary>
+    public static SamplingJobSpec FromConfig(RaeConfig config, string? sourceTrainingJobId = null, long? sourceStep = null, string? checkpointPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a sampling job needs a 'stage_2' section");
+        if (sourceTrainingJobId is not null && checkpointPath is not null)
+            throw new ArgumentException($"the weights come either from training job '{sourceTrainingJobId}' or from the file '{checkpointPath}', not both");
+        var file = sourceTrainingJobId is not null ? null : checkpointPath ?? (string.IsNullOrWhiteSpace(config.Stage2.Ckpt) ? null : Path.GetFullPath(config.Stage2.Ckpt));
+        return new SamplingJobSpec
+        {
+            SourceTrainingJobId = sourceTrainingJobId,
+            SourceCheckpointStep = sourceStep,
+            Classes = config.Misc.NumClasses,
+            Config = JobConfiguration.From(config),
+            CheckpointPath = file,
+        };
+    }
+
+    /// <summary>A job without a configuration: it samples every class of the config.yaml stored in the training job's checkpoint.</summary>
+    public static SamplingJobSpec FromTrainingJob(string trainingJobId, long? step = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(trainingJobId);
+        return new SamplingJobSpec { SourceTrainingJobId = trainingJobId, SourceCheckpointStep = step, Classes = 0 };
+    }
+}
