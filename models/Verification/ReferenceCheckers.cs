@@ -12,5 +12,6 @@ public static class ReferenceCheckers
         new PtFormatsCaseChecker(),
         new FrechetDistanceCaseChecker(),
         new ReconstructionMetricsCaseChecker(),
+        new FidInceptionCaseChecker(),
     ];
 }
