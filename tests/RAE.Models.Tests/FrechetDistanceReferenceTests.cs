@@ -28,6 +28,10 @@ public sealed class FrechetDistanceReferenceTests(ITestOutputHelper output)
         using var moments = FeatureMoments.FromFeatures(io["wellcond.features1"]);
         using var ours = moments.MeanFloat32();
         Assert.Equal(0L, ours.ne(io["wellcond.mu1_f32"]).sum().item<long>());
+        using var streamed = FeatureMoments.Empty(16);
+        foreach (var (start, length) in new[] { (0L, 7L), (7L, 128L), (135L, 165L) }) streamed.Add(io["wellcond.features1"].narrow(0, start, length));
+        using var streamedMean = streamed.MeanFloat32();
+        Assert.Equal(0L, streamedMean.ne(io["wellcond.mu1_f32"]).sum().item<long>());
     }
 
     [Fact]
