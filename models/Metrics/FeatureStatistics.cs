@@ -18,9 +18,10 @@ public sealed class FeatureMoments : IDisposable
 
     private FeatureMoments(long count, Tensor mean, Tensor comoment, float[] float32Sum)
     {
+        // Owned by this object for its lifetime, whatever dispose scope was open when they were made.
         Count = count;
-        _mean = mean;
-        _comoment = comoment;
+        _mean = mean.DetachFromDisposeScope();
+        _comoment = comoment.DetachFromDisposeScope();
         _float32Sum = float32Sum;
     }
 
@@ -153,8 +154,8 @@ public sealed class FeatureMoments : IDisposable
         _mean.Dispose();
         _comoment.Dispose();
         Count = count;
-        _mean = mean;
-        _comoment = comoment;
+        _mean = mean.DetachFromDisposeScope();
+        _comoment = comoment.DetachFromDisposeScope();
     }
 
     private static void ValidateFeatures(Tensor features, string name)

@@ -88,12 +88,16 @@ public sealed class FidInceptionCaseChecker : IReferenceCaseChecker
         results.Add(OutputComparison.Compare("e2e.psnr", tensor((double)scores.Psnr), io["e2e.psnr"], tolerance));
         results.Add(OutputComparison.Compare("e2e.ssim", tensor((double)scores.Ssim), io["e2e.ssim"], tolerance));
 
-        var referenceFeatures = model.Features(reference, EndToEndBatchSize);
-        var reconstructionFeatures = model.Features(reconstruction, EndToEndBatchSize);
-        Compare(results, io, "e2e.rfid_path.features_ref", referenceFeatures, tolerance);
-        Compare(results, io, "e2e.rfid_path.features_rec", reconstructionFeatures, tolerance);
-        using var referenceMoments = FeatureMoments.FromFeatures(referenceFeatures);
-        using var reconstructionMoments = FeatureMoments.FromFeatures(reconstructionFeatures);
+        // Streamed in the reference's batches of 3 (the last one partial), as the evaluation jobs stream them. The batch
+        // features are moved out of Moments' per-batch scope into this method's.
+        var referenceBatches = new List<Tensor>();
+        var reconstructionBatches = new List<Tensor>();
+        using var referenceMoments = FeatureDistances.Moments(model.forward, reference.permute(0, 3, 1, 2), EndToEndBatchSize,
+            FidInceptionV3.FeatureDimension, features => referenceBatches.Add(features.clone().MoveToOuterDisposeScope()));
+        using var reconstructionMoments = FeatureDistances.Moments(model.forward, reconstruction.permute(0, 3, 1, 2), EndToEndBatchSize,
+            FidInceptionV3.FeatureDimension, features => reconstructionBatches.Add(features.clone().MoveToOuterDisposeScope()));
+        Compare(results, io, "e2e.rfid_path.features_ref", cat(referenceBatches, 0), tolerance);
+        Compare(results, io, "e2e.rfid_path.features_rec", cat(reconstructionBatches, 0), tolerance);
         using var referenceStatistics = referenceMoments.ToStatistics();
         using var reconstructionStatistics = reconstructionMoments.ToStatistics();
         var referenceMeanF32 = referenceMoments.MeanFloat32();
@@ -114,12 +118,12 @@ public sealed class FidInceptionCaseChecker : IReferenceCaseChecker
         {
             if (io.Has(name)) results.Add(FrechetDistanceCaseChecker.CompareScalar(name, ours, io[name], scale, EndToEndTolerance));
         }
-        CompareDistance("e2e.rfid", rfidTerms.Distance);
+        CompareDistance("e2e.rfid", FeatureDistances.Rfid(referenceMoments, reconstructionMoments));
         CompareDistance("e2e.rfid_eigh_symmetric", rfidTerms.Distance);
         CompareDistance("e2e.rfid_eigvals_0_4_0", rfidTerms.MeanTerm + rfidTerms.Trace1 + rfidTerms.Trace2
             - 2 * FrechetDistance.TraceSqrtProductEigenvalues(referenceStatistics.Sigma, reconstructionStatistics.Sigma));
+        CompareDistance("e2e.gfid", FeatureDistances.Gfid(reconstructionMoments, referenceStatistics));
         var gfid = FrechetDistance.Gfid(reconstructionStatistics.Mu, reconstructionStatistics.Sigma, referenceStatistics.Mu, referenceStatistics.Sigma);
-        CompareDistance("e2e.gfid", gfid);
         CompareDistance("e2e.gfid_eigh_symmetric", gfid);
     }
 

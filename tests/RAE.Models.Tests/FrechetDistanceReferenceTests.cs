@@ -60,6 +60,21 @@ public sealed class FrechetDistanceReferenceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MomentsOutliveTheDisposeScopesTheyWereUpdatedIn()
+    {
+        using var moments = FeatureMoments.Empty(3);
+        for (var batch = 0; batch < 2; batch++)
+        {
+            using var scope = NewDisposeScope();
+            moments.Add(randn([5, 3], generator: new Generator((ulong)batch)));
+        }
+        using var statistics = moments.ToStatistics();
+        Assert.Equal(10, moments.Count);
+        Assert.Equal([3L, 3L], statistics.Sigma.shape);
+        Assert.True(statistics.Sigma.isfinite().all().item<bool>());
+    }
+
+    [Fact]
     public void GfidClampsRoundingNoiseAtZeroWhileTorchFidelityDoesNot()
     {
         using var scope = NewDisposeScope();

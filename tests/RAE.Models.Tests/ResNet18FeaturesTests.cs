@@ -30,3 +30,25 @@ public sealed class ResNet18FeaturesTests
         Assert.Contains("uint8", error.Message);
     }
 }
+
+public sealed class FeatureDistancesTests
+{
+    [Fact]
+    public void FdResNet18OfASetAgainstItsOwnStatisticsIsZeroAndAgainstOtherImagesIsNot()
+    {
+        using var features = ResNet18Features.Load();
+        using var scope = NewDisposeScope();
+        var images = randint(0, 256, [4, 28, 28, 1], generator: new Generator(9)).to(ScalarType.Byte);
+        using var moments = FeatureDistances.Moments(batch => features.Features(batch, 2), images, batchSize: 2, ResNet18Features.FeatureDimension);
+        using var statistics = moments.ToStatistics();
+        // N = 4 < D = 512: the covariances are singular, so "zero" is judged on the scale of the traces (eval-spec §4.3).
+        var trace = statistics.Sigma.trace().item<double>();
+        var itself = FeatureDistances.FdResNet18(features, images, statistics, batchSize: 4);
+        Assert.True(itself >= 0 && itself < 1e-6 * trace, $"fd_resnet18 of a set against itself: {itself} (trace {trace})");
+        var darker = (images.to(ScalarType.Int32) / 4).to(ScalarType.Byte);
+        var other = FeatureDistances.FdResNet18(features, darker, statistics, batchSize: 4);
+        Assert.True(other > 1e-2 * trace, $"fd_resnet18 of darker images: {other} (trace {trace})");
+        using var inceptionSized = new RAE.Models.IO.FidStatistics(zeros(2048, dtype: ScalarType.Float64), eye(2048, dtype: ScalarType.Float64));
+        Assert.Contains("2048-d", Assert.Throws<ArgumentException>(() => FeatureDistances.FdResNet18(features, images, inceptionSized, 4)).Message);
+    }
+}
