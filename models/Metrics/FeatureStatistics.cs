@@ -18,9 +18,10 @@ public sealed class FeatureMoments : IDisposable
 
     private FeatureMoments(long count, Tensor mean, Tensor comoment, float[] float32Sum)
     {
+        // Owned by this object for its lifetime, whatever dispose scope was open when they were made.
         Count = count;
-        _mean = mean;
-        _comoment = comoment;
+        _mean = mean.DetachFromDisposeScope();
+        _comoment = comoment.DetachFromDisposeScope();
         _float32Sum = float32Sum;
     }
 
@@ -72,11 +73,17 @@ public sealed class FeatureMoments : IDisposable
             sums.data<float>().ToArray());
     }
 
-    /// <summary>Adds a [N, D] batch of features.</summary>
+    /// <summary>Adds a [N, D] batch of features. Its rows continue the float32 column sums in order, as numpy's would.</summary>
     public void Add(Tensor features)
     {
         using var batch = FromFeatures(features);
+        if (batch.Dimension != Dimension)
+            throw new ArgumentException($"cannot add features of dimension {batch.Dimension} to dimension {Dimension}", nameof(features));
+        var sums = _float32Sum.ToArray();
+        using (var asFloat32 = features.detach().cpu().to(ScalarType.Float32).contiguous())
+            AccumulateColumnSums(asFloat32, sums);
         Merge(batch);
+        sums.CopyTo(_float32Sum, 0);
     }
 
     /// <summary>Merges other moments into these (Chan, Golub and LeVeque's pairwise update).</summary>
@@ -123,12 +130,17 @@ public sealed class FeatureMoments : IDisposable
 
     private static float[] Float32ColumnSums(Tensor features)
     {
-        var dimension = (int)features.shape[1];
-        var sums = new float[dimension];
+        var sums = new float[features.shape[1]];
+        AccumulateColumnSums(features, sums);
+        return sums;
+    }
+
+    private static void AccumulateColumnSums(Tensor features, float[] sums)
+    {
+        var dimension = sums.Length;
         var values = features.data<float>().ToArray();
         for (long row = 0, offset = 0; row < features.shape[0]; row++, offset += dimension)
             for (var j = 0; j < dimension; j++) sums[j] += values[offset + j];
-        return sums;
     }
 
     public void Dispose()
@@ -142,8 +154,8 @@ public sealed class FeatureMoments : IDisposable
         _mean.Dispose();
         _comoment.Dispose();
         Count = count;
-        _mean = mean;
-        _comoment = comoment;
+        _mean = mean.DetachFromDisposeScope();
+        _comoment = comoment.DetachFromDisposeScope();
     }
 
     private static void ValidateFeatures(Tensor features, string name)

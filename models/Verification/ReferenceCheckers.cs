@@ -17,5 +17,6 @@ public static class ReferenceCheckers
         new DinoDiscriminatorCaseChecker(),
         new FrechetDistanceCaseChecker(),
         new ReconstructionMetricsCaseChecker(),
+        new FidInceptionCaseChecker(),
     ];
 }

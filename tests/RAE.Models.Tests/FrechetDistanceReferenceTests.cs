@@ -28,6 +28,10 @@ public sealed class FrechetDistanceReferenceTests(ITestOutputHelper output)
         using var moments = FeatureMoments.FromFeatures(io["wellcond.features1"]);
         using var ours = moments.MeanFloat32();
         Assert.Equal(0L, ours.ne(io["wellcond.mu1_f32"]).sum().item<long>());
+        using var streamed = FeatureMoments.Empty(16);
+        foreach (var (start, length) in new[] { (0L, 7L), (7L, 128L), (135L, 165L) }) streamed.Add(io["wellcond.features1"].narrow(0, start, length));
+        using var streamedMean = streamed.MeanFloat32();
+        Assert.Equal(0L, streamedMean.ne(io["wellcond.mu1_f32"]).sum().item<long>());
     }
 
     [Fact]
@@ -53,6 +57,21 @@ public sealed class FrechetDistanceReferenceTests(ITestOutputHelper output)
         // np.cov with ddof 1, written out.
         var centred = features.to(ScalarType.Float64) - features.to(ScalarType.Float64).mean([0]);
         Assert.True(actual.Sigma.allclose(centred.t().matmul(centred) / 202.0, rtol: 1e-12, atol: 1e-12));
+    }
+
+    [Fact]
+    public void MomentsOutliveTheDisposeScopesTheyWereUpdatedIn()
+    {
+        using var moments = FeatureMoments.Empty(3);
+        for (var batch = 0; batch < 2; batch++)
+        {
+            using var scope = NewDisposeScope();
+            moments.Add(randn([5, 3], generator: new Generator((ulong)batch)));
+        }
+        using var statistics = moments.ToStatistics();
+        Assert.Equal(10, moments.Count);
+        Assert.Equal([3L, 3L], statistics.Sigma.shape);
+        Assert.True(statistics.Sigma.isfinite().all().item<bool>());
     }
 
     [Fact]
