@@ -21,6 +21,9 @@ public static class JobSpecFactory
     /// <summary>Sampling spec setting: "ema" (default) or "model", the part of a training checkpoint that is sampled.</summary>
     public const string WeightsSetting = "weights";
 
+    /// <summary>Sampling spec setting: "fp32" or "bf16", replacing the configuration's sampler.precision.</summary>
+    public const string PrecisionSetting = "precision";
+
     /// <summary>The training workload of the DiT^DH rank worker.</summary>
     public const string DefaultWorkload = "dit-dh";
 

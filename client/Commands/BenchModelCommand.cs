@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using RAE.Models.Benchmarks;
+using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -29,8 +30,8 @@ public sealed class BenchModelCommand : ICliCommand
         var warmup = arguments.Int("warmup", 1);
         var precision = (arguments.Option("precision") ?? "fp32") switch
         {
-            "fp32" => BenchmarkPrecision.Float32,
-            "bf16" => BenchmarkPrecision.BFloat16,
+            "fp32" => ComputePrecision.Float32,
+            "bf16" => ComputePrecision.BFloat16,
             var other => throw new UsageException($"--precision expects fp32 or bf16, got '{other}'"),
         };
         var deviceName = arguments.Option("device") ?? (cuda.is_available() ? "cuda" : "cpu");

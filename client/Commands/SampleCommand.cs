@@ -11,7 +11,7 @@ public sealed class SampleCommand : ClusterCommand
 {
     public override string Name => "sample";
 
-    public override string Summary => "[CONFIG.yaml] [--ckpt JOB[@STEP]|FILE] [--weights ema|model] [--num-samples N] [--seed S] [--label-sampling equal|random] [--set k=v] [--no-watch] [--json]";
+    public override string Summary => "[CONFIG.yaml] [--ckpt JOB[@STEP]|FILE] [--weights ema|model] [--num-samples N] [--seed S] [--label-sampling equal|random] [--precision fp32|bf16] [--set k=v] [--no-watch] [--json]";
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
     {
@@ -27,6 +27,8 @@ public sealed class SampleCommand : ClusterCommand
         var jobId = arguments.Option("job-id");
         var noWatch = arguments.Flag("no-watch");
         var weights = arguments.Option("weights");
+        var precision = arguments.Option("precision");
+        if (precision is not (null or "fp32" or "bf16")) throw new UsageException($"--precision expects fp32 or bf16, got '{precision}'");
         if (weights is not (null or "ema" or "model")) throw new UsageException($"--weights expects ema or model, got '{weights}'");
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
         if (unitSize < 1) throw new UsageException($"--unit-size must be at least 1, got {unitSize}");
@@ -44,6 +46,7 @@ public sealed class SampleCommand : ClusterCommand
                 ? JobSpecFactory.SamplingWithCheckpointConfig(workload, source, samples, seed, labels, unitSize)
                 : JobSpecFactory.Sampling(config, workload, source, samples, seed, labels, unitSize);
             if (weights is not null) spec = spec with { Settings = new Dictionary<string, string>(spec.Settings) { [JobSpecFactory.WeightsSetting] = weights } };
+            if (precision is not null) spec = spec with { Settings = new Dictionary<string, string>(spec.Settings) { [JobSpecFactory.PrecisionSetting] = precision } };
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
             else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");

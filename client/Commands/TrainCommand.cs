@@ -10,12 +10,18 @@ public sealed class TrainCommand : ClusterCommand
 {
     public override string Name => "train";
 
-    public override string Summary => "CONFIG.yaml [--set key=value ...] [--job-id ID] [--ranks N] [--workload dit-dh] [--watch] [--json]: submit a training job";
+    public override string Summary => "CONFIG.yaml [--set key=value ...] [--job-id ID] [--ranks N] [--workload dit-dh] [--precision fp32|bf16] [--watch] [--json]: submit a training job";
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(CommandArguments arguments, CommandContext context)
     {
         var path = RequireOne(arguments, "config file");
-        var overrides = arguments.Options("set");
+        var overrides = arguments.Options("set").ToList();
+        // --precision is train.py's flag; it sets training.precision (bf16: autocast matmuls/attention, fp32 master weights).
+        if (arguments.Option("precision") is { } precision)
+        {
+            if (precision is not ("fp32" or "bf16")) throw new UsageException($"--precision expects fp32 or bf16, got '{precision}'");
+            overrides.Add($"training.precision={precision}");
+        }
         var jobId = arguments.Option("job-id");
         var ranks = arguments.Int("ranks", 1);
         var workload = arguments.Option("workload") ?? JobSpecFactory.DefaultWorkload;

@@ -12,12 +12,13 @@ namespace RAE.Grains.Sampling;
 /// <c>stage_2.ckpt</c>; not allowed with <see cref="SamplingJobSpec.SourceTrainingJobId"/>); <c>weights</c> (<c>ema</c>,
 /// the default, or <c>model</c>: which part of a training checkpoint to sample); <c>output</c> (blob folder, default
 /// <c>samples/{job id}</c>); <c>max_workers</c> (0 = every device of every silo); <c>png</c> (true/false, default true);
-/// <c>unit_delay_ms</c> (a pause after each unit, for tests and demos).
+/// <c>unit_delay_ms</c> (a pause after each unit, for tests and demos); <c>precision</c> (<c>fp32</c> or <c>bf16</c>: replaces the
+/// configuration's <c>sampler.precision</c>).
 /// </summary>
 public sealed record SamplingPlan
 {
     public const string Workload = "rae";
-    public static readonly IReadOnlyList<string> KnownSettings = ["config", "config_yaml", "checkpoint", "weights", "output", "max_workers", "png", "unit_delay_ms"];
+    public static readonly IReadOnlyList<string> KnownSettings = ["config", "config_yaml", "checkpoint", "weights", "output", "max_workers", "png", "unit_delay_ms", "precision"];
     public static readonly IReadOnlyList<string> WeightParts = ["ema", "model"];
     public static readonly IReadOnlyList<string> LabelModes = ["equal", "random"];
 
@@ -95,6 +96,12 @@ public sealed record SamplingPlan
             throw new RaeJobException($"Sampling job '{jobId}': setting 'weights' must be 'ema' or 'model', got '{weightsPart}'.");
 
         var config = LoadConfig(jobId, settings, source);
+        if (settings.TryGetValue("precision", out var precision))
+        {
+            if (precision is not ("fp32" or "bf16"))
+                throw new RaeJobException($"Sampling job '{jobId}': setting 'precision' must be 'fp32' or 'bf16', got '{precision}'.");
+            config = config with { Sampler = config.Sampler with { Precision = Models.Nn.ComputePrecisions.Parse(precision) } };
+        }
         if (config.Stage2 is null)
             throw new RaeJobException($"Sampling job '{jobId}': the configuration '{config.SourceName}' has no stage_2 section (the model to sample).");
         if (config.Stage2.Params is not DiTwDDTHeadParams model)

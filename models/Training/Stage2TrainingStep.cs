@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using RAE.Models.Transport;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,7 +12,9 @@ public sealed record TrainingStepResult(long Step, double Loss, double GradientN
 /// One Stage-2 optimizer step as src/train.py does it with grad_accum_steps = 1 (rae-spec §7.2): zero the gradients,
 /// loss = training_losses(model, x1, {y}).mean(), backward, clip the total gradient norm, set the scheduled learning
 /// rate for this step, AdamW step, then p_ema ← d·p_ema + (1 − d)·p over all named parameters.
-/// The caller chooses the module mode (train.py calls model.train() once; train mode enables label dropout).
+/// The caller chooses the module mode (train.py calls model.train() once; train mode enables label dropout). With
+/// <see cref="ComputePrecision.BFloat16"/> the forward pass runs under <see cref="Autocast"/> (train.py's autocast): bf16
+/// matmuls and attention on fp32 parameters; loss, gradients, clipping, AdamW and EMA stay fp32, with no loss scaling.
 /// </summary>
 public sealed class Stage2TrainingStep : IDisposable
 {
@@ -20,7 +23,8 @@ public sealed class Stage2TrainingStep : IDisposable
     private readonly List<Parameter> _trainable;
 
     public Stage2TrainingStep(nn.Module model, ConditionalModelFunction forward, FlowTransport transport, LearningRateSchedule schedule,
-        double clipGrad = 1.0, nn.Module? ema = null, double emaDecay = 0.9995, double beta1 = 0.9, double beta2 = 0.95, double weightDecay = 0.0)
+        double clipGrad = 1.0, nn.Module? ema = null, double emaDecay = 0.9995, double beta1 = 0.9, double beta2 = 0.95, double weightDecay = 0.0,
+        ComputePrecision precision = ComputePrecision.Float32)
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
         _forward = forward ?? throw new ArgumentNullException(nameof(forward));
@@ -29,6 +33,7 @@ public sealed class Stage2TrainingStep : IDisposable
         if (!(clipGrad > 0)) throw new ArgumentOutOfRangeException(nameof(clipGrad), clipGrad, "clip_grad must be > 0");
         if (!(emaDecay >= 0 && emaDecay <= 1)) throw new ArgumentOutOfRangeException(nameof(emaDecay), emaDecay, "ema_decay must lie in [0, 1]");
         ClipGrad = clipGrad;
+        Precision = precision;
         Ema = ema;
         EmaDecay = emaDecay;
         _trainable = model.parameters().Where(p => p.requires_grad).ToList();
@@ -40,6 +45,8 @@ public sealed class Stage2TrainingStep : IDisposable
     public LearningRateSchedule Schedule { get; }
 
     public double ClipGrad { get; }
+
+    public ComputePrecision Precision { get; }
 
     public nn.Module? Ema { get; }
 
@@ -56,8 +63,9 @@ public sealed class Stage2TrainingStep : IDisposable
         using var scope = NewDisposeScope();
         Optimizer.zero_grad();
         double loss;
+        using (var autocast = Autocast.Enter(Precision))
         using (var losses = Transport.TrainingLosses(_forward, x1, labels, x0, t, generator))
-        using (var mean = losses.Loss.mean())
+        using (var mean = losses.Loss.to(float32).mean())
         {
             mean.backward();
             loss = mean.item<float>();

@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using RAE.Models.Training;
 using RAE.Models.Transport;
@@ -106,6 +107,8 @@ public sealed class DiTRankWorker : IRankWorker
             using var batch = _stream!.Batch(step, firstSlot, microBatch, _device);
             var labels = DropLabels(batch);
             var times = _transport!.SampleTime(batch.TimeUniforms);
+            // training.precision bf16: bf16 matmuls and attention on the fp32 parameters; loss and gradients stay fp32.
+            using var autocast = Autocast.Enter(Job.Training.Precision);
             using var result = _transport.TrainingLosses((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times);
             // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
             result.Loss.sum().div(localSamples).backward();
