@@ -97,6 +97,9 @@ public sealed record SamplerConfig
     /// <summary>SDE last step: null (none), 'Mean', 'Euler' or 'Tweedie'.</summary>
     public string? LastStep { get; init; } = "Mean";
     public double LastStepSize { get; init; } = 0.04;
+    /// <summary>Our key for sample_ddp.py's <c>--precision</c>: <c>fp32</c> (default) or <c>bf16</c> (autocast around the
+    /// model's forward passes; the sampler's state and arithmetic stay fp32).</summary>
+    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
 
     internal static SamplerConfig Parse(ConfigSection section)
     {
@@ -109,7 +112,10 @@ public sealed record SamplerConfig
             _ => throw section.Error("mode", $"'{modeText}' is not one of: ODE, SDE"),
         };
         var parameters = section.Section("params");
-        var parsed = mode == SamplerMode.ODE ? ParseOde(parameters) : ParseSde(parameters);
+        var parsed = (mode == SamplerMode.ODE ? ParseOde(parameters) : ParseSde(parameters)) with
+        {
+            Precision = ComputePrecisions.Parse(section.Choice("precision", "fp32", ["fp32", "bf16"])),
+        };
         parameters.Require(parsed.NumSteps >= 2, "num_steps", $"must be >= 2, got {parsed.NumSteps}");
         parameters.RejectUnknownKeys();
         section.RejectUnknownKeys();
@@ -160,6 +166,6 @@ public sealed record SamplerConfig
             parameters.Add("atol", Atol).Add("rtol", Rtol).Add("reverse", Reverse);
         else
             parameters.Add("diffusion_form", DiffusionForm).Add("diffusion_norm", DiffusionNorm).Add("last_step", LastStep).Add("last_step_size", LastStepSize);
-        return new YamlMapBuilder().Add("mode", Mode.ToString()).Add("params", parameters);
+        return new YamlMapBuilder().Add("mode", Mode.ToString()).AddIfSet("precision", Precision == ComputePrecision.Float32 ? null : ComputePrecisions.Name(Precision)).Add("params", parameters);
     }
 }

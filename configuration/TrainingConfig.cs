@@ -38,6 +38,9 @@ public sealed record TrainingConfig
     public int? KeepLast { get; init; }
     public long? KeepEvery { get; init; }
     public int? KeepBest { get; init; }
+    /// <summary>Our key for train.py's <c>--precision</c>: <c>fp32</c> (default) or <c>bf16</c> (autocast: bf16 matmuls and
+    /// attention on fp32 parameters; fp32 norms, loss and optimizer; no loss scaling). fp16 is not offered.</summary>
+    public ComputePrecision Precision { get; init; } = ComputePrecision.Float32;
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>Null means a constant learning rate.</summary>
     public SchedulerConfig? Scheduler { get; init; }
@@ -101,6 +104,7 @@ public sealed record TrainingConfig
             KeepLast = section.OptionalInt("keep_last"),
             KeepEvery = section.OptionalLong("keep_every"),
             KeepBest = section.OptionalInt("keep_best"),
+            Precision = ComputePrecisions.Parse(section.Choice("precision", "fp32", ["fp32", "bf16"])),
             Optimizer = optimizer,
             Scheduler = scheduler,
         };
@@ -151,6 +155,7 @@ public sealed record TrainingConfig
         .AddIfSet("keep_last", KeepLast)
         .AddIfSet("keep_every", KeepEvery)
         .AddIfSet("keep_best", KeepBest)
+        .AddIfSet("precision", Precision == ComputePrecision.Float32 ? null : ComputePrecisions.Name(Precision))
         .Add("optimizer", Optimizer.ToYaml())
         .Add("scheduler", Scheduler?.ToYaml());
 }

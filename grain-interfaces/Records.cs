@@ -1,3 +1,5 @@
+using RAE.Configuration;
+
 namespace RAE.GrainInterfaces;
 
 public enum JobState
@@ -198,6 +200,8 @@ public sealed record SamplingJobSpec
     [Id(14)] public bool WritePngs { get; init; } = true;
     /// <summary>A pause after each unit, for tests and demos.</summary>
     [Id(15)] public TimeSpan UnitDelay { get; init; }
+    /// <summary>Replaces the configuration's sampler.precision (the reference's sample --precision); null keeps it.</summary>
+    [Id(16)] public ComputePrecision? Precision { get; init; }
 }
 
 /// <summary>Which weights of a training state are sampled.</summary>

@@ -1,7 +1,9 @@
+using RAE.Configuration;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using RAE.Models.Benchmarks;
+using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -45,7 +47,7 @@ public sealed class BenchModelCommand : ICliCommand
         var batches = ParseBatches(parsed.GetRequiredValue(_batches));
         var steps = parsed.GetValue(_steps);
         var warmup = parsed.GetValue(_warmup);
-        var precision = parsed.GetRequiredValue(_precision) == "bf16" ? BenchmarkPrecision.BFloat16 : BenchmarkPrecision.Float32;
+        var precision = parsed.GetRequiredValue(_precision) == "bf16" ? ComputePrecision.BFloat16 : ComputePrecision.Float32;
         var deviceName = parsed.GetValue(_device) ?? (cuda.is_available() ? "cuda" : "cpu");
         Device target;
         try

@@ -1,3 +1,4 @@
+using RAE.Configuration;
 using System.CommandLine;
 using RAE.Client.Cluster;
 
@@ -28,6 +29,7 @@ public sealed class SampleCommand : ClusterCommand
     private readonly Option<int> _unitSize = new("--unit-size") { HelpName = "N", Description = "Samples per work unit", DefaultValueFactory = _ => 8 };
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Sampling worker to use", DefaultValueFactory = _ => JobSpecFactory.DefaultSamplingWorkload };
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The sampling job's id [default: a new one]" };
+    private readonly Option<string> _precision = CliOptions.Choice("--precision", "Arithmetic of matmuls and attention (the reference's sample --precision) [default: the configuration's sampler.precision]", null, "fp32", "bf16");
     private readonly Option<bool> _noWatch = new("--no-watch") { Description = "Return once the job started instead of following it to its end" };
 
     public override string Name => "sample";
@@ -35,7 +37,7 @@ public sealed class SampleCommand : ClusterCommand
     public override string Summary => "Start a sampling job from a checkpoint and follow it to its end";
 
     protected override IEnumerable<Symbol> OwnSymbols =>
-        [_config, _checkpoint, _weights, _samples, _seed, _labels, _overrides, _unitSize, _workload, _jobId, _noWatch];
+        [_config, _checkpoint, _weights, _samples, _seed, _labels, _overrides, _unitSize, _workload, _jobId, _precision, _noWatch];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
@@ -50,6 +52,7 @@ public sealed class SampleCommand : ClusterCommand
         var jobId = parsed.GetValue(_jobId);
         var noWatch = parsed.GetValue(_noWatch);
         var weights = parsed.GetValue(_weights);
+        var precision = parsed.GetValue(_precision);
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
         if (unitSize < 1) throw new UsageException($"--unit-size must be at least 1, got {unitSize}");
         var source = checkpoint is null ? new SamplingSource(null, null, null) : SamplingSource.Parse(checkpoint);
@@ -65,6 +68,7 @@ public sealed class SampleCommand : ClusterCommand
                 ? JobSpecFactory.SamplingWithCheckpointConfig(workload, source, samples, seed, labels, unitSize)
                 : JobSpecFactory.Sampling(config, workload, source, samples, seed, labels, unitSize);
             spec = spec with { Weights = JobSpecFactory.ParseWeights(weights) };
+            if (precision is not null) spec = spec with { Precision = ComputePrecisions.Parse(precision) };
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
             else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");

@@ -14,13 +14,14 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
     private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<string> _precision = CliOptions.Choice("--precision", "train.py's --precision: sets training.precision (bf16: bf16 matmuls and attention, fp32 master weights)", null, "fp32", "bf16");
     private readonly Option<bool> _watch = new("--watch") { Description = "Follow the job to its end (exit 1 when it fails)" };
 
     public override string Name => "train";
 
     public override string Summary => "Submit a Stage 2 training job";
 
-    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _watch];
+    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _precision, _watch];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
@@ -32,7 +33,9 @@ public sealed class TrainCommand : ClusterCommand
         if (ranks < 1) throw new UsageException($"--ranks must be at least 1, got {ranks}");
         if (jobId is not null && (string.IsNullOrWhiteSpace(jobId) || jobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || jobId.Contains('|')))
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");
-        var config = JobSpecFactory.LoadConfig(path, parsed.GetRequiredValue(_overrides));
+        var overrides = parsed.GetRequiredValue(_overrides).ToList();
+        if (parsed.GetValue(_precision) is { } precision) overrides.Add($"training.precision={precision}");
+        var config = JobSpecFactory.LoadConfig(path, overrides);
         var spec = JobSpecFactory.Training(config, workload, ranks);
 
         return async (client, ctx) =>

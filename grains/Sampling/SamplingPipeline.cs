@@ -90,7 +90,9 @@ public sealed class SamplingPipeline : IDisposable
         var model = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, _config.Guidance,
             _guide is null ? null : (gx, gt, gy) => _guide.forward(gx, gt, gy));
         var sampler = _config.Sampler;
-        // Both samplers return the whole trajectory [T, 2n, ...]; sample_ddp.py keeps the last state.
+        // Both samplers return the whole trajectory [T, 2n, ...]; sample_ddp.py keeps the last state. sampler.precision
+        // bf16 runs the model's matmuls and attention in bf16, each weight cast once for the whole unit; decoding stays fp32.
+        using var autocast = Models.Nn.Autocast.Enter(sampler.Precision, cacheWeights: true);
         var trajectory = sampler.Mode == SamplerMode.ODE
             ? new OdeSampler(_transport, sampler.SamplingMethod, sampler.NumSteps, sampler.Atol, sampler.Rtol).Sample(zz, model)
             : new SdeSampler(_transport, sampler.SamplingMethod, sampler.DiffusionForm, sampler.DiffusionNorm, sampler.LastStep,

@@ -92,6 +92,8 @@ public sealed record SamplingPlan
             var other => throw new RaeJobException($"Sampling job '{jobId}': Weights must be Ema or Model, got {other}."),
         };
 
+        if (spec.Precision is { } precision)
+            config = config with { Sampler = config.Sampler with { Precision = precision } };
         if (config.Stage2 is null)
             throw new RaeJobException($"Sampling job '{jobId}': the configuration '{config.SourceName}' has no stage_2 section (the model to sample).");
         if (config.Stage2.Params is not DiTwDDTHeadParams model)

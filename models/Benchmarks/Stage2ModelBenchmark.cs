@@ -1,4 +1,6 @@
+using RAE.Configuration;
 using System.Diagnostics;
+using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -6,20 +8,13 @@ using static TorchSharp.torch;
 
 namespace RAE.Models.Benchmarks;
 
-public enum BenchmarkPrecision
-{
-    Float32,
-
-    /// <summary>bf16 compute on a cast copy of fp32 master weights; gradients go back to fp32 for AdamW.</summary>
-    BFloat16,
-}
-
 public sealed record ModelBenchmarkSettings(
     DiTwDDTHeadOptions Model,
     IReadOnlyList<int> BatchSizes,
     int Steps,
     int WarmupSteps,
-    BenchmarkPrecision Precision,
+    /// <summary>bf16: the trainer's and sampler's autocast (<see cref="Autocast"/>) on fp32 parameters and AdamW.</summary>
+    ComputePrecision Precision,
     Device Device,
     long MatmulSize,
     long Seed = 0);
@@ -63,7 +58,7 @@ public static class Stage2ModelBenchmark
         if (settings.WarmupSteps < 0) throw new ArgumentException($"warmup steps must not be negative, got {settings.WarmupSteps}");
         if (settings.BatchSizes.Count == 0 || settings.BatchSizes.Any(b => b < 1))
             throw new ArgumentException($"batch sizes must be positive, got [{string.Join(", ", settings.BatchSizes)}]");
-        var computeType = settings.Precision == BenchmarkPrecision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var computeType = settings.Precision.ScalarType();
         var peak = MeasureMatmulPeak(settings.MatmulSize, computeType, settings.Device);
         progress?.Invoke($"matmul peak {peak.GflopsPerSecond:F1} GFLOP/s ({peak.Size}x{peak.Size} {peak.DataType})");
         var fmaPeak = settings.Device.type == DeviceType.CPU && computeType == ScalarType.Float32 ? CpuFmaPeakProbe.Measure(get_num_threads()) : null;
@@ -72,15 +67,14 @@ public static class Stage2ModelBenchmark
         var generator = new Generator((ulong)settings.Seed, device("cpu"));
         using var master = new DiTwDDTHead(settings.Model, generator);
         master.to(settings.Device);
-        using var compute = computeType == ScalarType.Float32 ? null : CreateComputeCopy(settings.Model, settings.Device, computeType);
         var trainable = master.parameters().Where(p => p.requires_grad).ToList();
         using var optimizer = Training.TrainingOptimizer.CreateAdamW(trainable, lr: 1e-4, beta1: 0.9, beta2: 0.95, weightDecay: 0);
         var forwardFlops = ModelFlops.ForwardPerSample(settings.Model);
         var results = new List<BatchBenchmark>();
         foreach (var batch in settings.BatchSizes)
         {
-            var (stepsPerSecond, loss) = TimeTraining(master, compute, optimizer, settings, batch, computeType);
-            var forwardsPerSecond = TimeSampling(compute ?? master, settings, batch, computeType);
+            var (stepsPerSecond, loss) = TimeTraining(master, optimizer, settings, batch);
+            var forwardsPerSecond = TimeSampling(master, settings, batch);
             var trainFlops = 3 * forwardFlops * batch * stepsPerSecond;
             var sampleFlops = forwardFlops * batch * forwardsPerSecond;
             results.Add(new BatchBenchmark(batch, stepsPerSecond, stepsPerSecond * batch, trainFlops / 1e9, trainFlops / 1e9 / peak.GflopsPerSecond,
@@ -90,7 +84,7 @@ public static class Stage2ModelBenchmark
             progress?.Invoke($"batch {batch}: {stepsPerSecond:F3} train steps/s, {forwardsPerSecond:F3} forward passes/s");
         }
         var parameterCount = master.parameters().Sum(p => p.numel());
-        return new ModelBenchmarkReport(settings.Device.ToString(), computeType == ScalarType.Float32 ? "fp32" : "bf16",
+        return new ModelBenchmarkReport(settings.Device.ToString(), settings.Precision.Name(),
             parameterCount, forwardFlops / 1e9, peak, fmaPeak, results);
     }
 
@@ -112,19 +106,10 @@ public static class Stage2ModelBenchmark
         return new MatmulPeak(size, dataType.ToString(), best);
     }
 
-    private static DiTwDDTHead CreateComputeCopy(DiTwDDTHeadOptions options, Device device, ScalarType computeType)
+    private static (double StepsPerSecond, double Loss) TimeTraining(DiTwDDTHead model, optim.Optimizer optimizer,
+        ModelBenchmarkSettings settings, int batch)
     {
-        var copy = new DiTwDDTHead(options);
-        copy.to(device).to(computeType);
-        return copy;
-    }
-
-    private static (double StepsPerSecond, double Loss) TimeTraining(DiTwDDTHead master, DiTwDDTHead? compute,
-        optim.Optimizer optimizer, ModelBenchmarkSettings settings, int batch, ScalarType computeType)
-    {
-        master.train();
-        compute?.train();
-        var pairs = compute is null ? [] : master.parameters().Zip(compute.parameters()).ToList();
+        model.train();
         var data = new Generator((ulong)(settings.Seed + batch), device("cpu"));
         double loss = double.NaN;
         Stopwatch? watch = null;
@@ -138,32 +123,11 @@ public static class Stage2ModelBenchmark
             using var scope = NewDisposeScope();
             var (noisy, t, y, target) = TrainingBatch(settings, batch, data);
             // Gradients are dropped, not zeroed, as the trainer and PyTorch's optimizer.zero_grad() (set_to_none) do.
-            master.zero_grad(set_to_none: true);
-            if (compute is null)
+            model.zero_grad(set_to_none: true);
+            using (Autocast.Enter(settings.Precision))
             {
-                using var lossTensor = (master.forward(noisy, t, y) - target).pow(2).mean();
+                using var lossTensor = (model.forward(noisy, t, y) - target).pow(2).mean();
                 lossTensor.backward();
-                if (step == settings.WarmupSteps + settings.Steps - 1) loss = lossTensor.item<float>();
-            }
-            else
-            {
-                using (no_grad())
-                {
-                    foreach (var (source, destination) in pairs) destination.copy_(source);
-                }
-                compute.zero_grad();
-                var velocity = compute.forward(noisy.to(computeType), t.to(computeType), y);
-                using var lossTensor = (velocity.to(float32) - target).pow(2).mean();
-                lossTensor.backward();
-                using (no_grad())
-                {
-                    foreach (var (source, destination) in pairs)
-                    {
-                        if (destination.grad is null) continue;
-                        if (source.grad is null) source.grad = zeros_like(source).DetachFromDisposeScope();
-                        source.grad.copy_(destination.grad);
-                    }
-                }
                 if (step == settings.WarmupSteps + settings.Steps - 1) loss = lossTensor.item<float>();
             }
             optimizer.step();
@@ -172,10 +136,12 @@ public static class Stage2ModelBenchmark
         return (settings.Steps / watch!.Elapsed.TotalSeconds, loss);
     }
 
-    private static double TimeSampling(DiTwDDTHead model, ModelBenchmarkSettings settings, int batch, ScalarType computeType)
+    private static double TimeSampling(DiTwDDTHead model, ModelBenchmarkSettings settings, int batch)
     {
         model.eval();
         using var guard = no_grad();
+        // As the sampling pipeline: one scope for the whole run, so each weight is cast (and padded) once.
+        using var autocast = Autocast.Enter(settings.Precision, cacheWeights: true);
         var data = new Generator((ulong)(settings.Seed + 1000 + batch), device("cpu"));
         Stopwatch? watch = null;
         for (var step = 0; step < settings.WarmupSteps + settings.Steps; step++)
@@ -187,7 +153,7 @@ public static class Stage2ModelBenchmark
             }
             using var scope = NewDisposeScope();
             var (noisy, t, y, _) = TrainingBatch(settings, batch, data);
-            model.forward(noisy.to(computeType), t.to(computeType), y);
+            model.forward(noisy, t, y);
         }
         Synchronize(settings.Device);
         return settings.Steps / watch!.Elapsed.TotalSeconds;

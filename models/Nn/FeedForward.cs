@@ -39,17 +39,21 @@ public sealed class SwiGLUFFN : nn.Module<Tensor, Tensor>
         var padding = ComputeHiddenSize - hiddenFeatures;
         if (padding == 0)
         {
-            var halves = w12.forward(input).chunk(2, -1);
-            return w3.forward(nn.functional.silu(halves[0]) * halves[1]).MoveToOuterDisposeScope();
+            var halves = Autocast.Linear(w12, input).chunk(2, -1);
+            return Autocast.Linear(w3, nn.functional.silu(halves[0]) * halves[1]).MoveToOuterDisposeScope();
         }
         var inFeatures = w12.weight!.shape[1];
         // [W1; W2] → [W1; 0; W2; 0], so that each half keeps its own zero rows and chunk(2) still splits SiLU input from gate.
-        var weight12 = nn.functional.pad(w12.weight.view(2, hiddenFeatures, inFeatures), [0, 0, 0, padding]).view(2 * ComputeHiddenSize, inFeatures);
-        var bias12 = w12.bias is null ? null : nn.functional.pad(w12.bias.view(2, hiddenFeatures), [0, padding]).view(2 * ComputeHiddenSize);
-        var paddedHalves = nn.functional.linear(input, weight12, bias12).chunk(2, -1);
+        var weight12 = Autocast.Derived(w12.weight, "swiglu-padded",
+            w => nn.functional.pad(w.view(2, hiddenFeatures, inFeatures), [0, 0, 0, padding]).view(2 * ComputeHiddenSize, inFeatures));
+        var bias12 = w12.bias is null ? null : Autocast.Derived(w12.bias, "swiglu-padded",
+            b => nn.functional.pad(b.view(2, hiddenFeatures), [0, padding]).view(2 * ComputeHiddenSize));
+        var computeInput = input.to(Autocast.CurrentPrecision.ScalarType());
+        var paddedHalves = nn.functional.linear(computeInput, weight12, bias12).chunk(2, -1);
         var hidden = nn.functional.silu(paddedHalves[0]) * paddedHalves[1];
-        var weight3 = nn.functional.pad(w3.weight!, [0, padding]);
-        return nn.functional.linear(hidden, weight3, w3.bias).MoveToOuterDisposeScope();
+        var weight3 = Autocast.Derived(w3.weight!, "swiglu-padded", w => nn.functional.pad(w, [0, padding]));
+        var bias3 = w3.bias is null ? null : Autocast.Weight(w3.bias);
+        return nn.functional.linear(hidden, weight3, bias3).MoveToOuterDisposeScope();
     }
 }
 
@@ -69,7 +73,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var hidden = nn.functional.gelu(fc1.forward(input), GELU.Approximate.tanh);
-        return fc2.forward(hidden).MoveToOuterDisposeScope();
+        var hidden = nn.functional.gelu(Autocast.Linear(fc1, input), GELU.Approximate.tanh);
+        return Autocast.Linear(fc2, hidden).MoveToOuterDisposeScope();
     }
 }

@@ -37,7 +37,7 @@ public sealed class NormAttention : nn.Module
         var batch = input.shape[0];
         var tokens = input.shape[1];
         var width = input.shape[2];
-        var split = qkv.forward(input).reshape(batch, tokens, 3, _heads, _headDim).permute(2, 0, 3, 1, 4);
+        var split = Autocast.Linear(qkv, input).reshape(batch, tokens, 3, _heads, _headDim).permute(2, 0, 3, 1, 4);
         var q = split[0];
         var k = split[1];
         var v = split[2];
@@ -52,6 +52,6 @@ public sealed class NormAttention : nn.Module
         k = k.to(v.dtype);
         var attended = nn.functional.scaled_dot_product_attention(q, k, v);
         var merged = attended.transpose(1, 2).reshape(batch, tokens, width);
-        return proj.forward(merged).MoveToOuterDisposeScope();
+        return Autocast.Linear(proj, merged).MoveToOuterDisposeScope();
     }
 }

@@ -109,7 +109,7 @@ public sealed class DiTwDDTHead : nn.Module
         var labelEmbedding = y_embedder.forward(y, training, generator: labelDropoutGenerator);
         var condition = nn.functional.silu(timeEmbedding + labelEmbedding);
         s ??= RunEncoder(x, timeEmbedding, condition);
-        var headCondition = s_projector.forward(s);
+        var headCondition = s_projector is Linear projector ? Autocast.Linear(projector, s) : s_projector.forward(s);
         var h = x_embedder.forward(x);
         for (var i = Options.Depth.Encoder; i < blocks.Count; i++) h = blocks[i].forward(h, headCondition, dec_feat_rope);
         var output = final_layer.forward(h, headCondition);

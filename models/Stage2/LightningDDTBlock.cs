@@ -40,7 +40,7 @@ public sealed class LightningDDTBlock : nn.Module
     {
         using var scope = NewDisposeScope();
         if (condition.dim() < x.dim()) condition = condition.unsqueeze(1);
-        var chunks = adaLN_modulation.forward(condition).chunk(_withoutShift ? 4 : 6, -1);
+        var chunks = Autocast.Linear(ModulationLinear, nn.functional.silu(condition)).chunk(_withoutShift ? 4 : 6, -1);
         Tensor? shiftMsa = null, shiftMlp = null;
         Tensor scaleMsa, gateMsa, scaleMlp, gateMlp;
         if (_withoutShift)
@@ -83,7 +83,8 @@ public sealed class FinalLayer : nn.Module
     {
         using var scope = NewDisposeScope();
         if (condition.dim() < x.dim()) condition = condition.unsqueeze(1);
-        var chunks = adaLN_modulation.forward(condition).chunk(2, -1);
-        return linear.forward(Nn.Modulation.Modulate(norm_final.forward(x), chunks[0], chunks[1])).MoveToOuterDisposeScope();
+        var chunks = Autocast.Linear(ModulationLinear, nn.functional.silu(condition)).chunk(2, -1);
+        // The prediction leaves in the residual stream's dtype (fp32 under bf16 autocast), so losses and samplers stay fp32.
+        return Autocast.Linear(linear, Nn.Modulation.Modulate(norm_final.forward(x), chunks[0], chunks[1])).to(x.dtype).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,5 @@
+using RAE.Configuration;
+using RAE.Models.Nn;
 using RAE.Models.Transport;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,7 +24,9 @@ public delegate void GradientSynchronisation(IReadOnlyList<Parameter> trainable)
 /// (when clip_grad is set), the scheduled learning rate of this step (LambdaLR), AdamW, then
 /// p_ema ← d·p_ema + (1 − d)·p. <see cref="Run"/> does it all for one batch; a data-parallel rank calls the phases itself,
 /// with its collective between <see cref="Accumulate"/> and <see cref="Update"/>.
-/// The caller chooses the module mode (train.py calls model.train() once; train mode enables label dropout).
+/// The caller chooses the module mode (train.py calls model.train() once; train mode enables label dropout). With
+/// <see cref="ComputePrecision.BFloat16"/> the forward pass runs under <see cref="Autocast"/> (train.py's autocast): bf16
+/// matmuls and attention on fp32 parameters; loss, gradients, clipping, AdamW and EMA stay fp32, with no loss scaling.
 /// </summary>
 public sealed class Stage2TrainingStep : IDisposable
 {
@@ -32,13 +36,14 @@ public sealed class Stage2TrainingStep : IDisposable
     /// <param name="clipGrad">clip_grad; null or ≤ 0 measures the norm without clipping.</param>
     public Stage2TrainingStep(nn.Module model, FlowTransport transport, LearningRateSchedule schedule,
         double? clipGrad = 1.0, nn.Module? ema = null, double emaDecay = 0.9995, double beta1 = 0.9, double beta2 = 0.95,
-        double weightDecay = 0.0, double eps = 1e-8)
+        double weightDecay = 0.0, double eps = 1e-8, ComputePrecision precision = ComputePrecision.Float32)
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
         Transport = transport ?? throw new ArgumentNullException(nameof(transport));
         Schedule = schedule ?? throw new ArgumentNullException(nameof(schedule));
         if (!(emaDecay >= 0 && emaDecay <= 1)) throw new ArgumentOutOfRangeException(nameof(emaDecay), emaDecay, "ema_decay must lie in [0, 1]");
         ClipGrad = clipGrad is > 0 ? clipGrad : null;
+        Precision = precision;
         Ema = ema;
         EmaDecay = emaDecay;
         _trainable = model.parameters().Where(p => p.requires_grad).ToArray();
@@ -51,6 +56,8 @@ public sealed class Stage2TrainingStep : IDisposable
 
     /// <summary>The max total gradient norm; null when gradients are not clipped.</summary>
     public double? ClipGrad { get; }
+
+    public ComputePrecision Precision { get; }
 
     public nn.Module? Ema { get; }
 
@@ -71,9 +78,10 @@ public sealed class Stage2TrainingStep : IDisposable
         ZeroGradients();
         double loss;
         using (var scope = NewDisposeScope())
+        using (var autocast = Autocast.Enter(Precision))
         using (var losses = Transport.TrainingLosses(forward, x1, labels, x0, t, generator))
         {
-            var mean = losses.Loss.mean();
+            var mean = losses.Loss.to(float32).mean();
             mean.backward();
             loss = mean.item<float>();
         }
@@ -96,8 +104,9 @@ public sealed class Stage2TrainingStep : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         if (!(lossDivisor > 0)) throw new ArgumentOutOfRangeException(nameof(lossDivisor), lossDivisor, "the loss divisor must be positive");
         using var scope = NewDisposeScope();
+        using var autocast = Autocast.Enter(Precision);
         using var result = Transport.TrainingLosses(model, x1, x0, t);
-        var sum = result.Loss.sum();
+        var sum = result.Loss.to(float32).sum();
         sum.div(lossDivisor).backward();
         return sum.item<float>();
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using RAE.Models.Runtime;
 
@@ -71,20 +70,7 @@ public sealed class MklFastPathTests
 
     private static MklProbeResult Probe(bool fastPath)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in new[] { typeof(MklProbeProgram).Assembly.Location, "--mkl-probe", "1024" }) start.ArgumentList.Add(argument);
-        start.Environment[MklFastPath.OptOutVariable] = fastPath ? "1" : "0";
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(120_000), "the MKL probe did not finish in two minutes");
-        Assert.True(process.ExitCode == 0, $"the MKL probe failed ({process.ExitCode}): {error.Result}");
-        var line = output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last();
+        var line = ProbeProgram.Run(new Dictionary<string, string> { [MklFastPath.OptOutVariable] = fastPath ? "1" : "0" }, "--mkl-probe", "1024");
         return JsonSerializer.Deserialize<MklProbeResult>(line) ?? throw new InvalidOperationException($"unreadable probe output '{line}'");
     }
 

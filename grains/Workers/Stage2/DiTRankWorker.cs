@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using RAE.Models.Training;
 using RAE.Models.Transport;
@@ -91,7 +92,7 @@ public sealed class DiTRankWorker : IRankWorker
 
         var optimizer = job.Training.Optimizer;
         _trainer = new Stage2TrainingStep(_model, job.Transport(), job.Schedule(spec.GlobalBatchSize), job.Training.ClipGrad, _ema,
-            job.Training.EmaDecay, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps);
+            job.Training.EmaDecay, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps, job.Training.Precision);
         _stream = new SyntheticLatentStream(job.LatentShape, job.Model.NumClasses, job.Data.NumSamples, job.Data.Seed, spec.Seed, spec.GlobalBatchSize);
         Step = 0;
         LastGradientNorm = 0;

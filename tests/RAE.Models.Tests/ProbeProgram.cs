@@ -1,0 +1,67 @@
+using RAE.Configuration;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using RAE.Models.Benchmarks;
+using RAE.Models.Nn;
+using RAE.Models.Runtime;
+using static TorchSharp.torch;
+
+namespace RAE.Models.Tests;
+
+/// <summary>
+/// Entry point of this test assembly when a test starts it as a child process (<c>dotnet RAE.Models.Tests.dll MODE ...</c>),
+/// single-threaded so that a loaded machine's thread contention does not distort it; prints one JSON line. The test host
+/// does not use it. Modes: <c>--mkl-probe N</c> (the module initializer has applied, or with RAE_MKL_FAST_PATH=0
+/// skipped, MKL's fast path: its outcome and the best N×N fp32 matmul rate) and <c>--loss-curve fp32|bf16</c>
+/// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses).
+/// </summary>
+public static class ProbeProgram
+{
+    public static int Main(string[] args)
+    {
+        set_num_threads(1);
+        switch (args)
+        {
+            case ["--mkl-probe", var sizeText] when int.TryParse(sizeText, CultureInfo.InvariantCulture, out var size) && size > 0:
+                var outcome = MklFastPath.Apply();
+                var peak = Stage2ModelBenchmark.MeasureMatmulPeak(size, ScalarType.Float32, CPU);
+                Console.WriteLine(JsonSerializer.Serialize(new MklProbeResult(outcome.Outcome.ToString(), peak.GflopsPerSecond)));
+                return 0;
+            case ["--loss-curve", var precision]:
+                Console.WriteLine(JsonSerializer.Serialize(MixedPrecisionTests.TrainTiny(ComputePrecisions.Parse(precision))));
+                return 0;
+            default:
+                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-probe N' or '--loss-curve fp32|bf16' for its tests");
+                return 2;
+        }
+    }
+
+    /// <summary>Runs this assembly as a child process with the given arguments and environment; returns its last stdout line.</summary>
+    public static string Run(IReadOnlyDictionary<string, string> environment, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(typeof(ProbeProgram).Assembly.Location);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(600_000))
+        {
+            process.Kill();
+            Assert.Fail($"the probe '{string.Join(' ', arguments)}' did not finish in ten minutes");
+        }
+        Assert.True(process.ExitCode == 0, $"the probe '{string.Join(' ', arguments)}' failed ({process.ExitCode}): {error.Result}");
+        return output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last();
+    }
+}
+
+public sealed record MklProbeResult(string Outcome, double GflopsPerSecond);
+
+public sealed record LossCurve(IReadOnlyList<double> Losses, IReadOnlyList<string> ParameterAndGradientTypes);
