@@ -34,6 +34,7 @@ public static class MklFastPath
 {
     public const string OptOutVariable = "RAE_MKL_FAST_PATH";
     public const string ExportName = "mkl_serv_intel_cpu_true";
+    public const string CpuDetectExportName = "mkl_serv_cpu_detect";
     private const string TorchCpuLibrary = "libtorch_cpu.so";
     private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4;
 
@@ -95,6 +96,20 @@ public static class MklFastPath
         var width = Avx512F.IsSupported ? "AVX-512" : "AVX2";
         return new(MklFastPathOutcome.Enabled,
             $"MKL fast path on: {ExportName} in {path} now returns 1, so MKL uses its {width} kernels on this {CpuVendor()} CPU (AVX2+FMA present; {OptOutVariable}=0 turns this off)");
+    }
+
+    /// <summary>
+    /// The code path MKL's dispatcher reports (its exported <c>mkl_serv_cpu_detect</c>: 0 is its generic path; higher
+    /// numbers are wider instruction sets, 7 is AVX-512 on this libtorch build), or null where libtorch_cpu.so is not
+    /// loaded or lacks the export. With the fast path on, a CPU with AVX-512 reports a higher path than without it.
+    /// </summary>
+    public static unsafe int? DetectedCodePath()
+    {
+        var path = LoadedLibraryPath(TorchCpuLibrary);
+        if (path is null) return null;
+        var handle = NativeLibrary.Load(path);
+        if (!NativeLibrary.TryGetExport(handle, CpuDetectExportName, out var function)) return null;
+        return ((delegate* unmanaged<int>)function)();
     }
 
     /// <summary>The full path of an already loaded shared library, read from /proc/self/maps.</summary>

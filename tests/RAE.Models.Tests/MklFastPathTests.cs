@@ -46,32 +46,27 @@ public sealed class MklFastPathTests
     }
 
     /// <summary>
-    /// Single-threaded 1024³ fp32 matmul rate in two child processes, fast path on and off (RAE_MKL_FAST_PATH=0), each the
-    /// best of about two seconds of repeats, alternating twice. MKL's AVX-512 kernels run at about twice its AVX2 path on
-    /// this CPU; 1.3× is a generous margin for a shared machine.
+    /// What MKL's own dispatcher reports (<c>mkl_serv_cpu_detect</c>) after a first matmul, in two child processes: with
+    /// the fast path it names a wider code path than with RAE_MKL_FAST_PATH=0 (on this Zen 5-class CPU 7, its AVX-512
+    /// path, against 0, its generic one). The speed this buys is measured by <c>rae bench model</c>, not here: a timed
+    /// unit test would fail on a loaded machine.
     /// </summary>
     [MklFastPathEligibleFact]
-    public void MatmulsRunMeasurablyFasterWithTheFastPathThanWithoutIt()
+    public void MklDispatchesToAWiderCodePathWithTheFastPathThanWithoutIt()
     {
-        var on = new List<double>();
-        var off = new List<double>();
-        for (var round = 0; round < 2; round++)
-        {
-            var fast = Probe(fastPath: true);
-            Assert.Equal(nameof(MklFastPathOutcome.Enabled), fast.Outcome);
-            on.Add(fast.GflopsPerSecond);
-            var slow = Probe(fastPath: false);
-            Assert.Equal(nameof(MklFastPathOutcome.DisabledByEnvironment), slow.Outcome);
-            off.Add(slow.GflopsPerSecond);
-        }
-        var ratio = on.Max() / off.Max();
-        Assert.True(ratio >= 1.3, $"fast path {on.Max():F1} GFLOP/s vs default {off.Max():F1} GFLOP/s: ratio {ratio:F2} < 1.3");
+        var on = Dispatch(fastPath: true);
+        Assert.Equal(nameof(MklFastPathOutcome.Enabled), on.Outcome);
+        var off = Dispatch(fastPath: false);
+        Assert.Equal(nameof(MklFastPathOutcome.DisabledByEnvironment), off.Outcome);
+        Assert.NotNull(on.CodePath);
+        Assert.NotNull(off.CodePath);
+        Assert.True(on.CodePath > off.CodePath, $"MKL reports code path {on.CodePath} with the fast path and {off.CodePath} without it");
     }
 
-    private static MklProbeResult Probe(bool fastPath)
+    private static MklDispatchResult Dispatch(bool fastPath)
     {
-        var line = ProbeProgram.Run(new Dictionary<string, string> { [MklFastPath.OptOutVariable] = fastPath ? "1" : "0" }, "--mkl-probe", "1024");
-        return JsonSerializer.Deserialize<MklProbeResult>(line) ?? throw new InvalidOperationException($"unreadable probe output '{line}'");
+        var line = ProbeProgram.Run(new Dictionary<string, string> { [MklFastPath.OptOutVariable] = fastPath ? "1" : "0" }, "--mkl-dispatch");
+        return JsonSerializer.Deserialize<MklDispatchResult>(line) ?? throw new InvalidOperationException($"unreadable probe output '{line}'");
     }
 
     private static int MklIntelCpuTrue()

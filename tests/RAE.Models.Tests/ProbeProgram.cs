@@ -12,8 +12,8 @@ namespace RAE.Models.Tests;
 /// <summary>
 /// Entry point of this test assembly when a test starts it as a child process (<c>dotnet RAE.Models.Tests.dll MODE ...</c>),
 /// single-threaded so that a loaded machine's thread contention does not distort it; prints one JSON line. The test host
-/// does not use it. Modes: <c>--mkl-probe N</c> (the module initializer has applied, or with RAE_MKL_FAST_PATH=0
-/// skipped, MKL's fast path: its outcome and the best N×N fp32 matmul rate) and <c>--loss-curve fp32|bf16</c>
+/// does not use it. Modes: <c>--mkl-dispatch</c> (the module initializer has applied, or with RAE_MKL_FAST_PATH=0
+/// skipped, MKL's fast path: its outcome and the code path MKL's dispatcher reports after a first matmul) and <c>--loss-curve fp32|bf16</c>
 /// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses).
 /// </summary>
 public static class ProbeProgram
@@ -23,16 +23,16 @@ public static class ProbeProgram
         set_num_threads(1);
         switch (args)
         {
-            case ["--mkl-probe", var sizeText] when int.TryParse(sizeText, CultureInfo.InvariantCulture, out var size) && size > 0:
-                var outcome = MklFastPath.Apply();
-                var peak = Stage2ModelBenchmark.MeasureMatmulPeak(size, ScalarType.Float32, CPU);
-                Console.WriteLine(JsonSerializer.Serialize(new MklProbeResult(outcome.Outcome.ToString(), peak.GflopsPerSecond)));
+            case ["--mkl-dispatch"]:
+                var applied = MklFastPath.Apply();
+                using (var warm = ones(64, 64)) using (var product = warm.matmul(warm)) { }
+                Console.WriteLine(JsonSerializer.Serialize(new MklDispatchResult(applied.Outcome.ToString(), MklFastPath.DetectedCodePath())));
                 return 0;
             case ["--loss-curve", var precision]:
                 Console.WriteLine(JsonSerializer.Serialize(MixedPrecisionTests.TrainTiny(ComputePrecisions.Parse(precision))));
                 return 0;
             default:
-                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-probe N' or '--loss-curve fp32|bf16' for its tests");
+                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch' or '--loss-curve fp32|bf16' for its tests");
                 return 2;
         }
     }
@@ -62,6 +62,6 @@ public static class ProbeProgram
     }
 }
 
-public sealed record MklProbeResult(string Outcome, double GflopsPerSecond);
+public sealed record MklDispatchResult(string Outcome, int? CodePath);
 
 public sealed record LossCurve(IReadOnlyList<double> Losses, IReadOnlyList<string> ParameterAndGradientTypes);
