@@ -53,4 +53,21 @@ public sealed class PerceptualConfigTests
         Assert.IsType<ResNet18PerceptualLoss>(offline);
         Assert.Equal(GanLossConfig.ResNet18, offline.Name);
     }
+
+    [Fact]
+    public void LpipsServesTheTrainingStepThroughTheSameInterface()
+    {
+        using var lpips = new Lpips();
+        IPerceptualLoss perceptual = lpips;
+        Assert.Equal(GanLossConfig.Lpips, perceptual.Name);
+        using var generator = new TorchSharp.torch.Generator(3);
+        using var x = TorchSharp.torch.rand([1, 3, 32, 32], generator: generator);
+        using var y = TorchSharp.torch.rand([1, 3, 32, 32], generator: generator);
+        using var direct = lpips.PerSample(x, y);
+        using var throughInterface = perceptual.PerSample(x, y);
+        using var mean = perceptual.Loss(x, y);
+        Assert.True(direct.allclose(throughInterface, rtol: 0, atol: 0));
+        using var directMean = direct.mean();
+        Assert.Equal(directMean.item<float>(), mean.item<float>());
+    }
 }
