@@ -117,9 +117,20 @@ public sealed record DiffAugConfig
     internal YamlMapBuilder ToYaml() => new YamlMapBuilder().Add("prob", Prob).Add("cutout", Cutout);
 }
 
-/// <summary><c>gan.loss</c>: loss kinds, weights and the epochs at which LPIPS, discriminator updates and the GAN loss start.</summary>
+/// <summary>
+/// <c>gan.loss</c>: loss kinds, weights and the epochs at which LPIPS, discriminator updates and the GAN loss start, and
+/// which perceptual loss is used. <c>perceptual</c> is an extension of the reference (which always uses LPIPS-VGG16 and
+/// downloads its weights): <c>lpips</c> needs <c>lpips_vgg16_path</c> (torchvision's vgg16 state dict) and
+/// <c>lpips_lin_path</c> (the LPIPS <c>vgg.pth</c>); <c>resnet18</c> is the offline perceptual loss on the frozen ResNet18
+/// featurizer. When <c>perceptual</c> is absent it is <c>lpips</c> if both weight paths are given and <c>resnet18</c>
+/// otherwise, and the chosen value is what the configuration then holds (and writes back).
+/// </summary>
 public sealed record GanLossConfig
 {
+    public const string Lpips = "lpips";
+    public const string ResNet18 = "resnet18";
+    public static readonly IReadOnlyList<string> PerceptualLosses = [Lpips, ResNet18];
+
     public string DiscLoss { get; init; } = "hinge";
     public string GenLoss { get; init; } = "vanilla";
     public double DiscWeight { get; init; } = 0.75;
@@ -132,9 +143,34 @@ public sealed record GanLossConfig
     public double LpipsStart { get; init; }
     public double MaxDWeight { get; init; } = 1e4;
     public int DiscUpdates { get; init; } = 1;
+    /// <summary><c>lpips</c> or <c>resnet18</c>.</summary>
+    public string Perceptual { get; init; } = ResNet18;
+    /// <summary>torchvision's ImageNet vgg16 state dict, for <c>perceptual: lpips</c>.</summary>
+    public string? LpipsVgg16Path { get; init; }
+    /// <summary>The LPIPS linear-layer weights (<c>vgg.pth</c>), for <c>perceptual: lpips</c>.</summary>
+    public string? LpipsLinPath { get; init; }
 
     internal static GanLossConfig Parse(ConfigSection section)
     {
+        var vgg16Path = section.OptionalString("lpips_vgg16_path");
+        var linPath = section.OptionalString("lpips_lin_path");
+        var hasLpipsWeights = vgg16Path is not null && linPath is not null;
+        var perceptual = section.Choice("perceptual", hasLpipsWeights ? Lpips : ResNet18, PerceptualLosses.ToArray());
+        if (perceptual == Lpips)
+        {
+            section.Require(vgg16Path is not null, "lpips_vgg16_path",
+                "perceptual: lpips needs the torchvision vgg16 ImageNet state dict here (nothing is downloaded); use perceptual: resnet18 to train offline");
+            section.Require(linPath is not null, "lpips_lin_path",
+                "perceptual: lpips needs the LPIPS linear-layer weights (vgg.pth) here (nothing is downloaded); use perceptual: resnet18 to train offline");
+        }
+        else
+        {
+            var stray = vgg16Path is not null ? "lpips_vgg16_path" : linPath is not null ? "lpips_lin_path" : null;
+            if (stray is not null)
+                throw section.Error(stray, section.OptionalString("perceptual") is null
+                    ? "is only used by perceptual: lpips, which needs both lpips_vgg16_path and lpips_lin_path; with one of them missing perceptual defaults to resnet18"
+                    : "is only used by perceptual: lpips, but perceptual is resnet18");
+        }
         var parsed = new GanLossConfig
         {
             DiscLoss = section.Choice("disc_loss", "hinge", ["hinge", "vanilla"]),
@@ -146,6 +182,9 @@ public sealed record GanLossConfig
             LpipsStart = section.Double("lpips_start", 0),
             MaxDWeight = section.Double("max_d_weight", 1e4),
             DiscUpdates = section.Int("disc_updates", 1),
+            Perceptual = perceptual,
+            LpipsVgg16Path = vgg16Path,
+            LpipsLinPath = linPath,
         };
         section.Require(parsed.DiscWeight >= 0, "disc_weight", "must be >= 0");
         section.Require(parsed.PerceptualWeight >= 0, "perceptual_weight", "must be >= 0");
@@ -167,5 +206,8 @@ public sealed record GanLossConfig
         .Add("disc_upd_start", DiscUpdStart)
         .Add("lpips_start", LpipsStart)
         .Add("max_d_weight", MaxDWeight)
-        .Add("disc_updates", DiscUpdates);
+        .Add("disc_updates", DiscUpdates)
+        .Add("perceptual", Perceptual)
+        .AddIfSet("lpips_vgg16_path", LpipsVgg16Path)
+        .AddIfSet("lpips_lin_path", LpipsLinPath);
 }

@@ -18,7 +18,9 @@ public sealed record Stage1StepResult(
     double? DiscriminatorLoss, double? LogitsReal, double? LogitsFake, double? DiscriminatorAccuracy, double? DiscriminatorLearningRate);
 
 /// <summary>
-/// One Stage 1 training iteration of src/train_stage1.py (spec §4.4): the decoder (generator) step with L1, LPIPS and the
+/// One Stage 1 training iteration of src/train_stage1.py (spec §4.4): the decoder (generator) step with L1, the perceptual
+/// loss (LPIPS as the reference, or the offline ResNet18 one, through <see cref="IPerceptualLoss"/>; its value is reported
+/// as <c>LpipsLoss</c>, the reference's log name, whichever it is) and the
 /// adaptively weighted GAN loss, then, from <c>disc_upd_start</c>, <c>disc_updates</c> discriminator steps on 8-bit quantised
 /// eval-mode reconstructions. Two AdamW optimizers with their own schedules; the EMA covers every RAE parameter.
 /// Reference quirk kept on purpose (§13.12): the discriminator schedule is indexed by the number of discriminator updates
@@ -29,7 +31,7 @@ public sealed class Stage1TrainingStep : IDisposable
     private const string LastLayerName = "decoder_pred.weight";
 
     private readonly RepresentationAutoencoder _rae;
-    private readonly Lpips? _lpips;
+    private readonly IPerceptualLoss? _perceptual;
     private readonly Stage1Discriminator? _discriminator;
     private readonly DiffAug _augment;
     private readonly IUniformDraws _draws;
@@ -40,7 +42,7 @@ public sealed class Stage1TrainingStep : IDisposable
     private readonly Stage1OptimizerSettings? _discriminatorSettings;
 
     public Stage1TrainingStep(RepresentationAutoencoder rae, Stage1LossSchedule losses, Stage1OptimizerSettings generator, DiffAug augment,
-        IUniformDraws augmentDraws, Lpips? lpips = null, Stage1Discriminator? discriminator = null, Stage1OptimizerSettings? discriminatorOptimizer = null,
+        IUniformDraws augmentDraws, IPerceptualLoss? perceptual = null, Stage1Discriminator? discriminator = null, Stage1OptimizerSettings? discriminatorOptimizer = null,
         nn.Module? ema = null, double emaDecay = 0.9978, double clipGrad = 0.0)
     {
         _rae = rae ?? throw new ArgumentNullException(nameof(rae));
@@ -48,13 +50,15 @@ public sealed class Stage1TrainingStep : IDisposable
         _generatorSettings = generator ?? throw new ArgumentNullException(nameof(generator));
         _augment = augment ?? throw new ArgumentNullException(nameof(augment));
         _draws = augmentDraws ?? throw new ArgumentNullException(nameof(augmentDraws));
-        if (losses.NeedsLpips && lpips is null)
-            throw new ArgumentException($"gan.loss.perceptual_weight is {losses.Loss.PerceptualWeight} but no perceptual loss was given", nameof(lpips));
+        if (losses.NeedsLpips && perceptual is null)
+            throw new ArgumentException(
+                $"gan.loss.perceptual_weight is {losses.Loss.PerceptualWeight} but no perceptual loss was given (gan.loss.perceptual: {losses.Loss.Perceptual})",
+                nameof(perceptual));
         if (losses.NeedsDiscriminator && (discriminator is null || discriminatorOptimizer is null))
             throw new ArgumentException($"gan.loss.disc_weight is {losses.Loss.DiscWeight} but no discriminator (with its optimizer settings) was given", nameof(discriminator));
         if (!(emaDecay >= 0 && emaDecay <= 1)) throw new ArgumentOutOfRangeException(nameof(emaDecay), emaDecay, "ema_decay must lie in [0, 1]");
         if (!(clipGrad >= 0)) throw new ArgumentOutOfRangeException(nameof(clipGrad), clipGrad, "clip_grad must be >= 0 (0 disables clipping)");
-        _lpips = lpips;
+        _perceptual = perceptual;
         _discriminator = discriminator;
         _discriminatorSettings = discriminatorOptimizer;
         Ema = ema;
@@ -125,7 +129,7 @@ public sealed class Stage1TrainingStep : IDisposable
         {
             var recon = _rae.Decode(latent);
             var recLoss = (recon - images).abs().mean();
-            var lpipsLoss = useLpips ? _lpips!.Loss(images * 2.0 - 1.0, recon * 2.0 - 1.0) : zeros([], dtype: recLoss.dtype, device: recLoss.device);
+            var lpipsLoss = useLpips ? _perceptual!.Loss(images * 2.0 - 1.0, recon * 2.0 - 1.0) : zeros([], dtype: recLoss.dtype, device: recLoss.device);
             var reconTotal = recLoss + loss.PerceptualWeight * lpipsLoss;
             var total = reconTotal;
             double ganValue = 0, weightValue = 0;

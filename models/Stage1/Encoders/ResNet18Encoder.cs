@@ -183,19 +183,30 @@ public sealed class ResNet18Encoder : nn.Module<Tensor, Tensor>, IRepresentation
     /// discriminator in the generator step); otherwise it runs under no-grad.</param>
     public IReadOnlyList<Tensor> ForwardStages(Tensor backboneInput, int stageCount = 4, bool trackInputGradient = false)
     {
+        using var noGrad = trackInputGradient ? null : no_grad();
+        return RunBackbone(backboneInput, stageCount, keepStem: false);
+    }
+
+    /// <summary>
+    /// The stem's output (after its ReLU, before the max pool) followed by layer1..layer<paramref name="stageCount"/>, with
+    /// autograd as the caller has it: the weights are frozen, so gradients reach only the input (the perceptual loss's path).
+    /// </summary>
+    public IReadOnlyList<Tensor> StemAndStages(Tensor backboneInput, int stageCount = 4) => RunBackbone(backboneInput, stageCount, keepStem: true);
+
+    private List<Tensor> RunBackbone(Tensor backboneInput, int stageCount, bool keepStem)
+    {
         if (stageCount is < 1 or > 4) throw new ArgumentOutOfRangeException(nameof(stageCount), stageCount, "stage count must be 1..4");
         // Every strided layer must see an even size, or the main path and the projection shortcut disagree in size
         // (the graph's asymmetric pads give floor((n+1-3)/2)+1 and its 1x1 projection floor((n-1)/2)+1).
         var stride = _layout.Stages[stageCount - 1].CumulativeStride;
-        if (backboneInput.dim() != 4 || backboneInput.shape[2] % stride != 0 || backboneInput.shape[3] % stride != 0)
+        if (backboneInput.dim() != 4 || backboneInput.shape[1] != 3 || backboneInput.shape[2] % stride != 0 || backboneInput.shape[3] % stride != 0)
             throw new ArgumentException(
                 $"backbone input must be [B, 3, H, W] with H and W multiples of {stride} to run {stageCount} stage(s), got [{string.Join(", ", backboneInput.shape)}]",
                 nameof(backboneInput));
-        using var noGrad = trackInputGradient ? null : no_grad();
         using var scope = NewDisposeScope();
         var stem = F.relu(bn1.call(conv1.call(backboneInput)));
         var x = MaxPool(stem);
-        var outputs = new List<Tensor>();
+        var outputs = keepStem ? new List<Tensor> { stem } : [];
         foreach (var layer in new[] { layer1, layer2, layer3, layer4 }.Take(stageCount))
         {
             x = layer.call(x);

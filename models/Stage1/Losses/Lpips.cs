@@ -12,7 +12,7 @@ namespace RAE.Models.Stage1.Losses;
 /// spatial mean, summed over the slices. Inputs are images in [−1,1]. State-dict keys are the reference's (33 tensors);
 /// every parameter is frozen, but gradients flow to the inputs.
 /// </summary>
-public sealed class Lpips : nn.Module<Tensor, Tensor, Tensor>
+public sealed class Lpips : nn.Module<Tensor, Tensor, Tensor>, IPerceptualLoss
 {
     public static readonly IReadOnlyList<int> SliceChannels = [64, 128, 256, 512, 512];
 
@@ -41,6 +41,8 @@ public sealed class Lpips : nn.Module<Tensor, Tensor, Tensor>
         eval();
     }
 
+    public string Name => "lpips";
+
     /// <summary>Per-sample distances [B,1,1,1] of images [B,3,H,W] in [−1,1].</summary>
     public override Tensor forward(Tensor in0, Tensor in1) => PerSample(in0, in1);
 
@@ -50,6 +52,8 @@ public sealed class Lpips : nn.Module<Tensor, Tensor, Tensor>
         using var perSample = PerSample(in0, in1);
         return perSample.mean();
     }
+
+    Tensor IPerceptualLoss.PerSample(Tensor in0, Tensor in1) => PerSample(in0, in1);
 
     /// <summary>
     /// Per-sample distances; <paramref name="trace"/> receives the reference's intermediate tensors by their fixture names
