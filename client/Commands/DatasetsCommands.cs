@@ -44,7 +44,9 @@ public sealed class DatasetsAddCommand : ClusterCommand
             DatasetManifest manifest;
             try
             {
-                manifest = new DatasetBuilder(options).Build(name, source, new DirectoryDatasetSink(folder));
+                var progress = context.Live ? new ValidationProgress(context.Output) : null;
+                manifest = new DatasetBuilder(options).Build(name, source, new DirectoryDatasetSink(folder), progress);
+                progress?.Finish();
             }
             catch (DatasetRefusedException refused)
             {
@@ -78,6 +80,27 @@ public sealed class DatasetsAddCommand : ClusterCommand
         {
             throw new UsageException(error.Message);
         }
+    }
+}
+
+/// <summary>A count of validated files on the terminal, redrawn at most twice a second (a large dataset takes minutes).</summary>
+internal sealed class ValidationProgress(TextWriter output) : IProgress<int>
+{
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    private TimeSpan _lastDrawn = TimeSpan.MinValue;
+    private bool _drawn;
+
+    public void Report(int value)
+    {
+        if (_clock.Elapsed - _lastDrawn < TimeSpan.FromMilliseconds(500)) return;
+        _lastDrawn = _clock.Elapsed;
+        _drawn = true;
+        output.Write(string.Create(CultureInfo.InvariantCulture, $"\rvalidating: {value} file(s), {value / Math.Max(_clock.Elapsed.TotalSeconds, 1e-3):F0}/s "));
+    }
+
+    public void Finish()
+    {
+        if (_drawn) output.WriteLine();
     }
 }
 
