@@ -168,6 +168,27 @@ public sealed class DatasetGrainTests(FileSystemStorageCluster cluster) : IDispo
         Assert.Empty(await cluster.Store.ListAsync($"datasets/{name}/").ToListAsync());
     }
 
+    [Fact]
+    public async Task UnreachableStorageIsNamedAndLeavesNothingListed()
+    {
+        MakeCatsAndDogs();
+        var name = NewName("outage");
+        bool IsThisDataset(string path) => path.StartsWith($"datasets/{name}/", StringComparison.Ordinal);
+
+        using (cluster.Store.FailFrom(IsThisDataset, path => path.EndsWith("shard-00001.bin", StringComparison.Ordinal)))
+        {
+            var error = await Assert.ThrowsAsync<RaeJobException>(() => AddAsync(name));
+            Assert.Contains("dataset storage failed", error.Message);
+            Assert.Contains(cluster.Store.Location, error.Message);
+        }
+        using (cluster.Store.FailFrom(path => path.StartsWith("datasets", StringComparison.Ordinal), _ => true))
+            Assert.Contains("dataset storage failed", (await Assert.ThrowsAsync<RaeJobException>(() => cluster.Grains.GetGrain<IDatasetCatalogGrain>(0).List())).Message);
+
+        Assert.DoesNotContain(name, await ListedNamesAsync());
+        Assert.Equal(0, (await AddAsync(name)).ExitCode);
+        Assert.Equal([4, 6], (await Dataset(name).Describe()).CountsPerClass);
+    }
+
     [Theory]
     [InlineData("../escape")]
     [InlineData("a/b")]
