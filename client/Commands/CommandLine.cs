@@ -18,6 +18,7 @@ public static class CommandLine
         ["cluster"] = "The cluster's silos, devices and workloads",
         ["jobs"] = "Training and sampling jobs: list, show, watch, cancel",
         ["checkpoints"] = "Committed checkpoints of a training job: list, export",
+        ["datasets"] = "Image datasets in the cluster's blob store: add, list, show, remove",
     };
 
     /// <summary>Every command of the `rae` CLI, freshly built (a System.CommandLine symbol belongs to one tree). Add new commands here.</summary>
@@ -36,6 +37,10 @@ public static class CommandLine
         new JobsCancelCommand(),
         new CheckpointsListCommand(),
         new CheckpointsExportCommand(),
+        new DatasetsAddCommand(),
+        new DatasetsListCommand(),
+        new DatasetsShowCommand(),
+        new DatasetsRemoveCommand(),
         new DemoCommand(),
         new InspectFileCommand(),
     ];
