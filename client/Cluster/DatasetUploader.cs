@@ -1,3 +1,4 @@
+using RAE.Grains.Datasets;
 using System.Security.Cryptography;
 using RAE.GrainInterfaces;
 using RAE.Models.Data;
@@ -42,7 +43,7 @@ public static class DatasetUploader
                 if (!string.Equals(stored.Sha256, shard.Sha256, StringComparison.OrdinalIgnoreCase))
                     throw new RaeJobException($"dataset '{manifest.Name}': shard {shard.File} arrived with sha256 {stored.Sha256}, it was sent with {shard.Sha256}; the upload was aborted");
             }
-            return await grain.Commit(uploadId, ToDescription(manifest));
+            return await grain.Commit(uploadId, DatasetBlobs.ToDescription(manifest));
         }
         catch
         {
@@ -50,15 +51,6 @@ public static class DatasetUploader
             throw;
         }
     }
-
-    public static DatasetDescription ToDescription(DatasetManifest manifest) => new(
-        manifest.Name,
-        manifest.Source,
-        manifest.Classes.ToArray(),
-        manifest.CountsPerClass.ToArray(),
-        manifest.ShardSize,
-        manifest.Shards.Select(s => new DatasetShard(s.File, s.Images, s.Bytes, s.Sha256)).ToArray(),
-        manifest.Skipped.Select(s => new DatasetSkippedFile(s.Name, s.Reason)).ToArray());
 
     public static string Sha256Hex(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
 

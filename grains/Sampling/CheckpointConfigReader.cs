@@ -1,5 +1,6 @@
 using System.Text;
-using System.Text.Json;
+using RAE.Models.IO;
+using static TorchSharp.torch;
 
 namespace RAE.Grains.Sampling;
 
@@ -28,40 +29,33 @@ public static class CheckpointConfigReader
     {
         ArgumentNullException.ThrowIfNull(payload);
         if (payloadLength < 8) throw new InvalidDataException($"{nameForErrors} is {payloadLength} bytes long, too short for a safetensors container.");
-        var lengthBytes = new byte[8];
-        await payload.ReadExactlyAsync(lengthBytes, cancellationToken);
-        var headerLength = BitConverter.ToUInt64(lengthBytes, 0);
-        if (headerLength < 2 || headerLength > (ulong)(payloadLength - 8) || headerLength > MaxHeaderBytes)
-            throw new InvalidDataException($"{nameForErrors} is not a safetensors container (header length {headerLength} for {payloadLength} bytes).");
-        var headerBytes = new byte[headerLength];
-        await payload.ReadExactlyAsync(headerBytes, cancellationToken);
-        var dataStart = 8 + (long)headerLength;
         long begin, end;
         try
         {
-            using var header = JsonDocument.Parse(headerBytes);
-            if (header.RootElement.TryGetProperty("__metadata__", out var metadata) && metadata.TryGetProperty("config", out var config))
-                return config.GetString();
-            if (!header.RootElement.TryGetProperty(ConfigKey, out var entry)) return null;
-            if (entry.GetProperty("dtype").GetString() != "U8")
-                throw new InvalidDataException($"{nameForErrors}: '{ConfigKey}' has dtype {entry.GetProperty("dtype").GetString()}, expected U8 (UTF-8 bytes).");
-            var offsets = entry.GetProperty("data_offsets");
-            begin = offsets[0].GetInt64();
-            end = offsets[1].GetInt64();
+            var lengthBytes = new byte[8];
+            await payload.ReadExactlyAsync(lengthBytes, cancellationToken);
+            var headerLength = SafeTensors.HeaderLength(lengthBytes, payloadLength, nameForErrors);
+            var headerBytes = new byte[headerLength];
+            await payload.ReadExactlyAsync(headerBytes, cancellationToken);
+            var header = SafeTensors.ParseHeader(headerBytes, payloadLength - 8 - headerLength, nameForErrors);
+            if (header.Metadata.TryGetValue("config", out var config)) return config;
+            var entry = header.Entries.FirstOrDefault(e => e.Name == ConfigKey);
+            if (entry is null) return null;
+            if (entry.Type != ScalarType.Byte)
+                throw new InvalidDataException($"{nameForErrors}: '{ConfigKey}' has dtype {entry.Type}, expected U8 (UTF-8 bytes).");
+            if (entry.End - entry.Begin > int.MaxValue)
+                throw new InvalidDataException($"{nameForErrors}: '{ConfigKey}' holds {entry.End - entry.Begin} bytes, too many for a configuration.");
+            (begin, end) = (entry.Begin, entry.End);
         }
-        catch (Exception error) when (error is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException)
+        catch (CheckpointFormatException error)
         {
-            throw new InvalidDataException($"{nameForErrors}: unreadable safetensors header: {error.Message}", error);
+            throw new InvalidDataException($"{nameForErrors} is not a readable safetensors container: {error.Message}", error);
         }
-        if (begin < 0 || end < begin || end - begin > int.MaxValue || dataStart + end > payloadLength)
-            throw new InvalidDataException($"{nameForErrors}: '{ConfigKey}' has data offsets [{begin}, {end}] outside the payload.");
         await SkipAsync(payload, begin, cancellationToken);
         var text = new byte[end - begin];
         await payload.ReadExactlyAsync(text, cancellationToken);
         return Encoding.UTF8.GetString(text);
     }
-
-    private const long MaxHeaderBytes = 100L * 1024 * 1024;
 
     private static async Task SkipAsync(Stream stream, long count, CancellationToken cancellationToken)
     {

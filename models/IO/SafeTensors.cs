@@ -57,7 +57,11 @@ public static class SafeTensors
         return entries.Select(entry => entry.Name).ToList();
     }
 
-    private sealed record Entry(string Name, ScalarType Type, long[] Shape, long Begin, long End);
+    /// <summary>One tensor of a safetensors header: its data lies at [Begin, End) of the data section.</summary>
+    public sealed record Entry(string Name, ScalarType Type, long[] Shape, long Begin, long End);
+
+    /// <summary>A parsed and checked safetensors header: its tensors in header order and its <c>__metadata__</c> strings.</summary>
+    public sealed record Header(IReadOnlyList<Entry> Entries, IReadOnlyDictionary<string, string> Metadata);
 
     private static (List<Entry> Entries, long HeaderLength) ReadHeader(Stream stream, string nameForErrors, ReaderLimits limits)
     {
@@ -65,28 +69,51 @@ public static class SafeTensors
         var lengthBytes = new byte[8];
         if (stream.ReadAtLeast(lengthBytes, 8, throwOnEndOfStream: false) < 8)
             throw new CheckpointFormatException(nameForErrors, $"a safetensors file needs at least 8 bytes, this one has {available}");
-        var headerLength = BinaryPrimitives.ReadInt64LittleEndian(lengthBytes);
+        var headerLength = HeaderLength(lengthBytes, available, nameForErrors, limits);
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
+        var header = ParseHeader(headerBytes, available - 8 - headerLength, nameForErrors, limits);
+        return ([.. header.Entries], headerLength);
+    }
+
+    /// <summary>The header length from a container's first 8 bytes, checked against the limit and the <paramref name="available"/> bytes.</summary>
+    public static long HeaderLength(ReadOnlySpan<byte> firstEightBytes, long available, string nameForErrors, ReaderLimits? limits = null)
+    {
+        limits ??= ReaderLimits.Default;
+        var headerLength = BinaryPrimitives.ReadInt64LittleEndian(firstEightBytes);
         if (headerLength > limits.MaxSafeTensorsHeaderBytes)
             throw CheckpointFormatException.LimitExceeded(nameForErrors, nameof(ReaderLimits.MaxSafeTensorsHeaderBytes), limits.MaxSafeTensorsHeaderBytes,
                 $"the safetensors header length is {headerLength}");
         if (headerLength <= 0 || headerLength > available - 8)
             throw new CheckpointFormatException(nameForErrors, $"invalid safetensors header length {headerLength} for a stream of {available} bytes (truncated or not safetensors)");
-        var headerBytes = new byte[headerLength];
-        stream.ReadExactly(headerBytes);
-        var dataLength = available - 8 - headerLength;
+        return headerLength;
+    }
+
+    /// <summary>
+    /// Parses the JSON header of a container whose data section holds <paramref name="dataLength"/> bytes; every entry's
+    /// dtype, shape and <c>data_offsets</c> are checked (within the data, no overlap). <see cref="CheckpointFormatException"/> otherwise.
+    /// </summary>
+    public static Header ParseHeader(byte[] headerBytes, long dataLength, string nameForErrors, ReaderLimits? limits = null)
+    {
+        limits ??= ReaderLimits.Default;
         try
         {
             using var header = JsonDocument.Parse(headerBytes);
             if (header.RootElement.ValueKind != JsonValueKind.Object)
                 throw new CheckpointFormatException(nameForErrors, "the safetensors header is not a JSON object");
             var entries = new List<Entry>();
+            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var property in header.RootElement.EnumerateObject())
             {
-                if (property.Name == "__metadata__") continue;
+                if (property.Name == "__metadata__")
+                {
+                    foreach (var item in property.Value.EnumerateObject()) metadata[item.Name] = item.Value.GetString() ?? "";
+                    continue;
+                }
                 entries.Add(ReadEntry(property, nameForErrors, dataLength, limits));
             }
             CheckNoOverlap(entries, nameForErrors);
-            return (entries, headerLength);
+            return new Header(entries, metadata);
         }
         catch (Exception error) when (error is JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
         {

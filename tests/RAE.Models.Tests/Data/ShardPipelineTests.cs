@@ -53,12 +53,12 @@ public sealed class ShardPipelineTests(ITestOutputHelper output)
     [Fact]
     public void A_decode_that_outlasts_the_timeout_is_refused()
     {
-        var decoder = new SafeImageDecoder(new ImageDecodeLimits { DecodeTimeout = TimeSpan.FromMilliseconds(1) });
+        var decoder = new SafeImageDecoder(new ImageDecodeLimits { DecodeTimeout = TimeSpan.FromTicks(1) });
 
         var result = decoder.Decode(TestImages.Png(1500, 1500));
 
         Assert.False(result.Succeeded);
-        Assert.Contains("longer than", result.Failure);
+        Assert.Matches("longer than|cancelled after the time limit", result.Failure);
     }
 
     [FashionMnistFact]
