@@ -1,4 +1,6 @@
 using System.Net;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Azure.Data.Tables;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
@@ -26,6 +28,15 @@ namespace RAE.Silo;
 /// <summary>Builds an RAE silo: a web host running Orleans with the dashboard, started as a program or in-process.</summary>
 public static class RaeSiloHost
 {
+    /// <summary>
+    /// JSON of the /api endpoints: camelCase properties and enums by name ("Running", "Training"), as `rae ... --json`
+    /// prints them, so a reader needs no table of enum numbers.
+    /// </summary>
+    private static readonly JsonSerializerOptions ApiJsonOptions = new(JsonSerializerDefaults.Web)
+    {
+        Converters = { new JsonStringEnumConverter() },
+    };
+
     /// <summary>
     /// Builds (does not start) the silo's web application. Settings come from appsettings.json, RAE_ environment
     /// variables (e.g. RAE_Rae__Silo__WebPort), the command line (--Rae:Silo:WebPort=8081) and <paramref name="overrides"/>.
@@ -57,15 +68,15 @@ public static class RaeSiloHost
         app.MapOrleansDashboard(routePrefix: "/dashboard");
         app.MapGet("/", () => Results.Redirect("/dashboard/"));
         app.MapGet("/api/jobs", async (IGrainFactory grains) =>
-            Results.Json(await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).List()));
+            Results.Json(await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).List(), ApiJsonOptions));
         app.MapGet("/api/jobs/{jobId}", async (string jobId, IGrainFactory grains) =>
         {
             try
             {
                 var summary = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Get(jobId);
                 return summary.Kind == JobKind.Training
-                    ? Results.Json(await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus())
-                    : Results.Json(summary);
+                    ? Results.Json(await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus(), ApiJsonOptions)
+                    : Results.Json(summary, ApiJsonOptions);
             }
             catch (RaeJobException error)
             {
@@ -73,7 +84,7 @@ public static class RaeSiloHost
             }
         });
         app.MapGet("/api/silo", (IOptions<RaeSiloOptions> silo, ILocalSiloDetails local) =>
-            Results.Json(new { silo = local.SiloAddress.ToString(), devices = silo.Value.Devices, threadsPerRank = silo.Value.ThreadsPerRank, mode = silo.Value.ClusterMode.ToString() }));
+            Results.Json(new { silo = local.SiloAddress.ToString(), devices = silo.Value.Devices, threadsPerRank = silo.Value.ThreadsPerRank, mode = silo.Value.ClusterMode.ToString() }, ApiJsonOptions));
         return app;
     }
 

@@ -30,14 +30,16 @@ public sealed class SampleCommand : ClusterCommand
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Sampling worker to use", DefaultValueFactory = _ => JobSpecFactory.DefaultSamplingWorkload };
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The sampling job's id [default: a new one]" };
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "Arithmetic of matmuls and attention (the reference's sample --precision) [default: the configuration's sampler.precision]", null, "fp32", "bf16");
-    private readonly Option<bool> _noWatch = new("--no-watch") { Description = "Return once the job started instead of following it to its end" };
+
+    /// <summary>--watch / --no-watch; without either the command follows the job to its end.</summary>
+    public WatchOptions Watching { get; } = new(watchByDefault: true);
 
     public override string Name => "sample";
 
     public override string Summary => "Start a sampling job from a checkpoint and follow it to its end";
 
     protected override IEnumerable<Symbol> OwnSymbols =>
-        [_config, _checkpoint, _weights, _samples, _seed, _labels, _overrides, _unitSize, _workload, _jobId, _precision, _noWatch];
+        [_config, _checkpoint, _weights, _samples, _seed, _labels, _overrides, _unitSize, _workload, _jobId, _precision, .. Watching.All];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
@@ -50,7 +52,7 @@ public sealed class SampleCommand : ClusterCommand
         var unitSize = parsed.GetValue(_unitSize);
         var workload = parsed.GetRequiredValue(_workload);
         var jobId = parsed.GetValue(_jobId);
-        var noWatch = parsed.GetValue(_noWatch);
+        var watch = Watching.Read(parsed);
         var weights = parsed.GetValue(_weights);
         var precision = parsed.GetValue(_precision);
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
@@ -72,7 +74,7 @@ public sealed class SampleCommand : ClusterCommand
             var id = await client.StartSamplingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Samples, spec.Labels, spec.Seed });
             else ctx.Output.WriteLine($"started {id}: {spec.Samples} samples, labels {spec.Labels}, seed {spec.Seed}");
-            if (noWatch) return Ok;
+            if (!watch) return Ok;
             return ExitCodeOf(await new JobWatcher(client, ctx).WatchSamplingAsync(id));
         };
     }

@@ -5,7 +5,7 @@ namespace RAE.Client.Commands;
 
 /// <summary>
 /// `rae train CONFIG.yaml`: validates the config on the client (a bad key fails here, naming key and file), submits a
-/// Stage 2 training job and, with --watch, follows it to the end (exit 1 when it fails).
+/// Stage 2 training job and, with --watch (not by default), follows it to the end (exit 1 when it fails).
 /// </summary>
 public sealed class TrainCommand : ClusterCommand
 {
@@ -15,13 +15,15 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "train.py's --precision: sets training.precision (bf16: bf16 matmuls and attention, fp32 master weights)", null, "fp32", "bf16");
-    private readonly Option<bool> _watch = new("--watch") { Description = "Follow the job to its end (exit 1 when it fails)" };
+
+    /// <summary>--watch / --no-watch; without either the command returns once the job is submitted.</summary>
+    public WatchOptions Watching { get; } = new(watchByDefault: false);
 
     public override string Name => "train";
 
     public override string Summary => "Submit a Stage 2 training job";
 
-    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _precision, _watch];
+    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _precision, .. Watching.All];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
@@ -29,7 +31,7 @@ public sealed class TrainCommand : ClusterCommand
         var jobId = parsed.GetValue(_jobId);
         var ranks = parsed.GetValue(_ranks);
         var workload = parsed.GetRequiredValue(_workload);
-        var watch = parsed.GetValue(_watch);
+        var watch = Watching.Read(parsed);
         if (ranks < 1) throw new UsageException($"--ranks must be at least 1, got {ranks}");
         if (jobId is not null && (string.IsNullOrWhiteSpace(jobId) || jobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || jobId.Contains('|')))
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");

@@ -2,7 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using RAE.GrainInterfaces;
 using RAE.Silo;
 
 namespace RAE.Cluster.Tests;
@@ -49,12 +51,45 @@ public sealed class SiloHostTests
             var missing = await http.GetAsync("/api/jobs/train-nope");
             Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
             Assert.Contains("'train-nope' is unknown", await missing.Content.ReadAsStringAsync());
+
+            await JobsListAndShowStateAndKindByName(http, app.Services.GetRequiredService<IGrainFactory>());
         }
         finally
         {
             await app.StopAsync();
             try { Directory.Delete(dataFolder, recursive: true); } catch (IOException) { }
         }
+    }
+
+    /// <summary>A finished tiny training job reads "Completed" and "Training" in /api/jobs and /api/jobs/{id}, never enum numbers.</summary>
+    private static async Task JobsListAndShowStateAndKindByName(HttpClient http, IGrainFactory grains)
+    {
+        var jobId = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).SubmitTraining(new TrainingJobSpec
+        {
+            Workload = TinyMlpOptions.WorkloadName,
+            GlobalBatchSize = 8,
+            Steps = 2,
+        });
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        string listed;
+        JsonElement job;
+        do
+        {
+            listed = await http.GetStringAsync("/api/jobs");
+            using var jobs = JsonDocument.Parse(listed);
+            job = jobs.RootElement.EnumerateArray().Single(j => j.GetProperty("jobId").GetString() == jobId).Clone();
+            if (job.GetProperty("state").ValueKind == JsonValueKind.String && job.GetProperty("state").GetString() == "Completed") break;
+            await Task.Delay(200);
+        } while (DateTime.UtcNow < deadline);
+        Assert.True(job.GetProperty("state").ValueKind == JsonValueKind.String, listed);
+        Assert.Equal("Completed", job.GetProperty("state").GetString());
+        Assert.Equal("Training", job.GetProperty("kind").GetString());
+
+        var shown = await http.GetStringAsync($"/api/jobs/{jobId}");
+        using var status = JsonDocument.Parse(shown);
+        Assert.Equal("Completed", status.RootElement.GetProperty("state").GetString());
+        Assert.Equal(2, status.RootElement.GetProperty("step").GetInt64());
+        Assert.Equal(TinyMlpOptions.WorkloadName, status.RootElement.GetProperty("spec").GetProperty("workload").GetString());
     }
 
     [Theory]

@@ -79,7 +79,7 @@ public sealed partial class CliHelpTests
     public async Task SampleAndTrainHelpShowTheOptionsTheOldUsageLeftOut()
     {
         var (_, sample, _) = await Cli.RunAsync("sample", "--help");
-        foreach (var option in new[] { "--unit-size", "--workload", "--job-id", "--ckpt", "--weights", "--num-samples", "--seed", "--label-sampling", "--set", "--no-watch", "--json", "--gateway", "--storage", "--azure" })
+        foreach (var option in new[] { "--unit-size", "--workload", "--job-id", "--ckpt", "--weights", "--num-samples", "--seed", "--label-sampling", "--set", "--watch", "--no-watch", "--json", "--gateway", "--storage", "--azure" })
             Assert.Contains(option, sample);
         Assert.Contains("<ema|model>", sample);
         Assert.Matches(@"--num-samples <N>\s+How many samples to draw \[default: 50\]", sample);
@@ -87,6 +87,11 @@ public sealed partial class CliHelpTests
         var (_, train, _) = await Cli.RunAsync("train", "--help");
         Assert.Contains("<CONFIG.yaml>", train);
         Assert.Matches(@"--ranks <N>\s+Ranks \(data-parallel workers\) to train on \[default: 1\]", train);
+
+        // Both commands take the pair; the help marks each command's own default.
+        Assert.Matches(@"--watch\s+Follow the job to its end \(exit 1 when it fails\) \[default\]", sample);
+        Assert.Matches(@"--no-watch\s+Return once the job is submitted \[default\]", train);
+        Assert.DoesNotMatch(@"--no-watch\s+Return once the job is submitted \[default\]", sample);
     }
 
     [Fact]
