@@ -7,7 +7,7 @@ namespace RAE.Models.Training;
 public sealed class NonFiniteTrainingException : Exception
 {
     public NonFiniteTrainingException(long step, double? loss, double gradientNorm)
-        : base($"step {step}: non-finite loss/gradient norm (loss {Describe(loss)}, gradient norm {gradientNorm}); the update was skipped")
+        : base(FormattableString.Invariant($"step {step}: non-finite loss/gradient norm (loss {Describe(loss)}, gradient norm {gradientNorm}); the update was skipped"))
     {
         Step = step;
         Loss = loss;
