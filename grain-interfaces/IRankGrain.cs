@@ -10,7 +10,8 @@ public sealed record RankAssignment(
     [property: Id(4)] string GroupKey,
     [property: Id(5)] TrainingJobSpec Spec);
 
-/// <summary>What one rank did in one step; times in seconds.</summary>
+/// <summary>What one rank did in one step; times in seconds. <see cref="NonFinite"/> is set (to the reason) when the
+/// step's loss or synchronised gradient norm was NaN/Inf and the update was skipped: the replica did not move.</summary>
 [GenerateSerializer, Immutable]
 public sealed record RankStepResult(
     [property: Id(0)] int Rank,
@@ -21,7 +22,8 @@ public sealed record RankStepResult(
     [property: Id(5)] double ComputeSeconds,
     [property: Id(6)] double AllReduceSeconds,
     [property: Id(7)] double ApplySeconds,
-    [property: Id(8)] double GradientNorm = 0);
+    [property: Id(8)] double GradientNorm = 0,
+    [property: Id(9)] string? NonFinite = null);
 
 /// <summary>
 /// One per compute device a silo declares (key: <see cref="SiloBoundKey.Rank"/>), placed on that silo. It is only the

@@ -6,6 +6,7 @@ using RAE.Grains.Checkpoints;
 using RAE.Grains.Collectives;
 using RAE.Grains.Placement;
 using RAE.Grains.Workers;
+using RAE.Models.Training;
 
 namespace RAE.Grains.Training;
 
@@ -89,10 +90,21 @@ public sealed class RankGrain(
         await replica.Communicator.AllReduceInPlaceAsync(averaged, ReduceOperation.Mean);
         var allReduceSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
-        var (learningRate, gradientNorm) = await replica.Thread.InvokeAsync(() =>
-            (replica.Worker.ApplyUpdate(step, averaged), replica.Worker.LastGradientNorm));
+        double learningRate = double.NaN, gradientNorm;
+        string? nonFinite = null;
+        try
+        {
+            (learningRate, gradientNorm) = await replica.Thread.InvokeAsync(() =>
+                (replica.Worker.ApplyUpdate(step, averaged), replica.Worker.LastGradientNorm));
+        }
+        catch (NonFiniteTrainingException skipped)
+        {
+            // Every replica sees the same averaged gradients, so all of them skip this step: the coordinator fails the job.
+            gradientNorm = skipped.GradientNorm;
+            nonFinite = skipped.Message;
+        }
         return new RankStepResult(replica.Assignment.Rank, step, gradients.Loss, learningRate, gradients.Samples,
-            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds, gradientNorm);
+            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds, gradientNorm, nonFinite);
     }
 
     /// <summary>The worker streams its state into a scratch file, which is then uploaded: a DiT^DH-S training state is

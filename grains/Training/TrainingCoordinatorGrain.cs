@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
@@ -161,6 +162,12 @@ public sealed partial class TrainingCoordinatorGrain(
                     else ReportProgressNowAndThen();
                     if (State.Step > lastFailedStep) consecutiveFailures = 0;
                 }
+                catch (NonFiniteStepException)
+                {
+                    // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once.
+                    await LeaveGroupAsync();
+                    throw;
+                }
                 catch (Exception error) when (!Loop.CancelRequested)
                 {
                     consecutiveFailures++;
@@ -188,6 +195,7 @@ public sealed partial class TrainingCoordinatorGrain(
     /// <summary>Says what went wrong in the operator's terms: a storage outage is named as such, with the store's reason.</summary>
     private static string FailureReasonOf(Exception error)
     {
+        if (error is NonFiniteStepException) return error.Message;
         var storage = error as BlobStoreUnavailableException ?? error.InnerException as BlobStoreUnavailableException;
         return storage is not null
             ? $"Checkpoint storage is unavailable (the job gave up after {MaxConsecutiveFailures} failed attempts in a row): {storage.Message}"
@@ -255,11 +263,20 @@ public sealed partial class TrainingCoordinatorGrain(
         var ordered = results.OrderBy(r => r.Rank).ToList();
         double lossSum = 0;
         foreach (var result in ordered) lossSum += result.Loss;
+        var loss = lossSum / ordered.Count;
+        var skipped = ordered.FirstOrDefault(r => r.NonFinite is not null);
+        if (skipped is not null || !double.IsFinite(loss) || !double.IsFinite(ordered[0].GradientNorm))
+        {
+            var reason = skipped?.NonFinite
+                ?? $"step {step}: non-finite loss/gradient norm (loss {loss.ToString(CultureInfo.InvariantCulture)}, gradient norm {ordered[0].GradientNorm.ToString(CultureInfo.InvariantCulture)})";
+            var kept = State.LastCheckpointStep is { } last and > 0 ? $"the last checkpoint is step {last}" : "no checkpoint was written";
+            throw new NonFiniteStepException($"{reason}; the job stops without checkpointing this step ({kept}).");
+        }
         var busiest = ordered.Max(r => r.ComputeSeconds + r.AllReduceSeconds + r.ApplySeconds);
         return new StepMetrics
         {
             Step = step,
-            Loss = lossSum / ordered.Count,
+            Loss = loss,
             LearningRate = ordered[0].LearningRate,
             GradientNorm = ordered[0].GradientNorm,
             StepSeconds = seconds,

@@ -86,7 +86,7 @@ public sealed class Stage2TrainingStep : IDisposable
             loss = mean.item<float>();
         }
         var step = StepCount;
-        var update = Update(synchronise);
+        var update = Update(synchronise, loss);
         return new TrainingStepResult(step, loss, update.GradientNorm, update.LearningRate);
     }
 
@@ -112,13 +112,23 @@ public sealed class Stage2TrainingStep : IDisposable
     }
 
     /// <summary>
-    /// The update after backward: <paramref name="synchronise"/> (the gradients every replica applies), clipping, the
-    /// learning rate of step <see cref="StepCount"/>, AdamW, EMA; gradients are released and <see cref="StepCount"/> advances.
+    /// The update after backward: <paramref name="synchronise"/> (the gradients every replica applies), the non-finite
+    /// guard, clipping, the learning rate of step <see cref="StepCount"/>, AdamW, EMA; gradients are released and
+    /// <see cref="StepCount"/> advances. A NaN/Inf global gradient norm (or <paramref name="loss"/>, when given) throws
+    /// <see cref="NonFiniteTrainingException"/> before clipping: the gradients are released and nothing else changes.
     /// </summary>
-    public OptimizerUpdate Update(GradientSynchronisation? synchronise = null)
+    /// <param name="loss">A loss every replica shares (checked with the gradient norm); a rank's local loss does not
+    /// qualify, since replicas that disagree on skipping would diverge.</param>
+    public OptimizerUpdate Update(GradientSynchronisation? synchronise = null, double? loss = null)
     {
         synchronise?.Invoke(_trainable);
-        var norm = ClipGrad is { } maxNorm ? GradientClipping.ClipGradNorm(_trainable, maxNorm) : GlobalNorm();
+        var norm = GlobalNorm();
+        if (!double.IsFinite(norm) || loss is { } value && !double.IsFinite(value))
+        {
+            ZeroGradients();
+            throw new NonFiniteTrainingException(StepCount + 1, loss, norm);
+        }
+        if (ClipGrad is { } maxNorm) norm = GradientClipping.ClipGradNorm(_trainable, maxNorm);
         var step = StepCount;
         Schedule.Apply(Optimizer, step);
         Optimizer.step();

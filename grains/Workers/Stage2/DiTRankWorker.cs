@@ -118,7 +118,10 @@ public sealed class DiTRankWorker : IRankWorker
             // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
             lossSum += trainer.Accumulate((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times, localSamples);
         }
-        return new GradientResult(FlattenGradients(), lossSum / localSamples, localSamples);
+        var flattened = FlattenGradients();
+        // A rank's loss is its own: a NaN/Inf one poisons its share of the mean gradient, so every replica skips the step together.
+        if (!double.IsFinite(lossSum) && flattened.Length > 0) flattened[0] = float.NaN;
+        return new GradientResult(flattened, lossSum / localSamples, localSamples);
     }
 
     public double ApplyUpdate(long step, float[] averagedGradients)
