@@ -41,6 +41,9 @@ public sealed partial class TrainingCoordinatorGrain(
 {
     public const int MaxConsecutiveFailures = 5;
 
+    /// <summary>How long failures to reach a silo wait for membership to declare it dead before they count as attempts.</summary>
+    public static readonly TimeSpan UnreachableSiloGrace = TimeSpan.FromSeconds(90);
+
     /// <summary>
     /// Step progress goes to the job registry at most this often and without holding up the next step (state changes
     /// and checkpoints are always reported); the metrics stay in memory and are persisted with the job state at
@@ -133,6 +136,7 @@ public sealed partial class TrainingCoordinatorGrain(
         // Failures count as consecutive until the job gets past the step where the last one struck: a checkpoint that
         // keeps failing to save must not be forgiven by the steps redone after each recovery.
         long lastFailedStep = -1;
+        long? unreachableSince = null;
         try
         {
             // A job is done when its last step is checkpointed: if that checkpoint fails, it restores and redoes the steps.
@@ -160,7 +164,7 @@ public sealed partial class TrainingCoordinatorGrain(
                     var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
                     if (checkpointDue) await CheckpointAsync(metrics.Loss);
                     else ReportProgressNowAndThen();
-                    if (State.Step > lastFailedStep) consecutiveFailures = 0;
+                    if (State.Step > lastFailedStep) (consecutiveFailures, unreachableSince) = (0, null);
                 }
                 catch (NonFiniteStepException)
                 {
@@ -170,14 +174,19 @@ public sealed partial class TrainingCoordinatorGrain(
                 }
                 catch (Exception error) when (!Loop.CancelRequested)
                 {
-                    consecutiveFailures++;
+                    // A silo that died still counts as active until membership declares it dead, and a group formed in
+                    // between fails on it: those failures wait for membership instead of using up the attempts.
+                    var unreachable = error is OrleansMessageRejectionException or SiloUnavailableException;
+                    if (unreachable) unreachableSince ??= Stopwatch.GetTimestamp();
+                    var waitingForMembership = unreachable && Stopwatch.GetElapsedTime(unreachableSince!.Value) < UnreachableSiloGrace;
+                    if (!waitingForMembership) consecutiveFailures++;
                     lastFailedStep = Math.Max(lastFailedStep, State.Step);
                     await AbandonGroupAsync(error.Message);
                     if (consecutiveFailures >= MaxConsecutiveFailures) throw;
                     LogStepFailed(error, JobId, State.Step + 1, consecutiveFailures);
                     State.State = JobState.Recovering;
                     await PersistAndReportAsync();
-                    await Task.Delay(TimeSpan.FromMilliseconds(250 * consecutiveFailures));
+                    await Task.Delay(waitingForMembership ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(250 * consecutiveFailures));
                 }
             }
             State.State = Loop.CancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
