@@ -20,19 +20,19 @@ public sealed record ResNetHeadsDiscriminatorOptions(int InputSize = 224, Discri
 /// same spectral-norm convs, <see cref="BatchNormLocal"/> and circular padding). Images are in [-1, 1]. As in the
 /// DINO discriminator, the backbone is outside the state dict (<c>heads.*</c> only) and gradients reach the images.
 /// </summary>
-public sealed class ResNetHeadsDiscriminator : nn.Module<Tensor, Tensor>, IDiscriminator
+public sealed class ResNetHeadsDiscriminator : HeadsDiscriminator
 {
     public const string ConfigName = "resnet18-heads";
     private const int StageCount = 4;
     private const int Layer4Stride = 32;
 
-    private readonly ModuleList<nn.Module<Tensor, Tensor>> heads;
     private readonly ResNet18Encoder _backbone;
     private readonly int _inputSize;
 
     /// <summary>Takes ownership of <paramref name="backbone"/> (disposed with the discriminator).</summary>
     public ResNetHeadsDiscriminator(ResNet18Encoder backbone, ResNetHeadsDiscriminatorOptions options, Generator? generator = null)
-        : base(nameof(ResNetHeadsDiscriminator))
+        : base(nameof(ResNetHeadsDiscriminator), backbone, DiscriminatorHeads.Create(
+            backbone.Layout.Stages.Take(StageCount).Select(stage => stage.Channels).ToArray(), options.HeadOptions, generator))
     {
         var headOptions = options.HeadOptions;
         var layer4Side = options.InputSize / Layer4Stride;
@@ -44,26 +44,17 @@ public sealed class ResNetHeadsDiscriminator : nn.Module<Tensor, Tensor>, IDiscr
         _backbone = backbone;
         _inputSize = options.InputSize;
         Options = options;
-        var channels = backbone.Layout.Stages.Take(StageCount).Select(stage => stage.Channels).ToArray();
-        heads = DiscriminatorHeads.Create(channels, headOptions, generator);
-        register_module(nameof(heads), heads);
     }
 
     public ResNetHeadsDiscriminatorOptions Options { get; }
-
-    public nn.Module Module => this;
 
     /// <summary>Loads the ResNet18 ONNX weights shipped with the build (see <see cref="ResNet18Encoder.Load"/>).</summary>
     public static ResNetHeadsDiscriminator Create(ResNetHeadsDiscriminatorOptions options, Generator? generator = null,
         ResNet18EncoderOptions? encoderOptions = null) =>
         new(ResNet18Encoder.Load(encoderOptions), options, generator);
 
-    public IReadOnlyList<Parameter> TrainableParameters() => parameters().ToList();
-
-    public void SetTraining(bool training) => train(training);
-
     /// <summary>The four stage maps as token sequences [B, C_s, h_s·w_s], gradients flowing to the images.</summary>
-    public IReadOnlyList<Tensor> Features(Tensor images)
+    public override IReadOnlyList<Tensor> Features(Tensor images)
     {
         if (images.dim() != 4 || images.shape[1] != 3)
             throw new ArgumentException($"resnet18-heads expects [B, 3, H, W] images in [-1, 1], got [{string.Join(", ", images.shape)}]");
@@ -77,33 +68,5 @@ public sealed class ResNetHeadsDiscriminator : nn.Module<Tensor, Tensor>, IDiscr
         var stages = _backbone.ForwardStages(_backbone.ToBackboneInput(normalised), StageCount, trackInputGradient: true);
         var features = stages.Select(stage => stage.flatten(2).MoveToOuterDisposeScope()).ToList();
         return features;
-    }
-
-    public Tensor Classify(Tensor images)
-    {
-        using var scope = NewDisposeScope();
-        return DiscriminatorHeads.Logits(heads, Features(images)).MoveToOuterDisposeScope();
-    }
-
-    public override Tensor forward(Tensor images) => Classify(images);
-
-    public (Tensor Fake, Tensor? Real) Forward(Tensor fake, Tensor? real = null)
-    {
-        var logitsFake = Classify(fake);
-        return (logitsFake, real is null ? null : Classify(real));
-    }
-
-    /// <summary>Moves the heads and the (unregistered) backbone together.</summary>
-    public ResNetHeadsDiscriminator MoveTo(Device device)
-    {
-        this.to(device);
-        _backbone.to(device);
-        return this;
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) _backbone.Dispose();
-        base.Dispose(disposing);
     }
 }
