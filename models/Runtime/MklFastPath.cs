@@ -36,7 +36,6 @@ public static class MklFastPath
     public const string ExportName = "mkl_serv_intel_cpu_true";
     public const string CpuDetectExportName = "mkl_serv_cpu_detect";
     private const string TorchCpuLibrary = "libtorch_cpu.so";
-    private const int ProtRead = 1, ProtWrite = 2, ProtExec = 4;
 
     // mov eax, 1; ret
     private static readonly byte[] ReturnOne = [0xB8, 0x01, 0x00, 0x00, 0x00, 0xC3];
@@ -84,13 +83,13 @@ public static class MklFastPath
 
     private static MklFastPathResult Patch()
     {
-        var path = LoadedLibraryPath(TorchCpuLibrary);
+        var path = NativeCode.LoadedLibraryPath(TorchCpuLibrary);
         if (path is null)
             return new(MklFastPathOutcome.LibraryNotLoaded, $"MKL left on its default dispatch: {TorchCpuLibrary} is not loaded in this process");
         var handle = NativeLibrary.Load(path);
         if (!NativeLibrary.TryGetExport(handle, ExportName, out var function))
             return new(MklFastPathOutcome.ExportNotFound, $"MKL left on its default dispatch: {path} does not export {ExportName}");
-        var error = Overwrite(function, ReturnOne);
+        var error = NativeCode.Overwrite(function, ReturnOne);
         if (error is not null)
             return new(MklFastPathOutcome.PatchFailed, $"MKL left on its default dispatch: patching {ExportName} failed ({error})");
         var width = Avx512F.IsSupported ? "AVX-512" : "AVX2";
@@ -105,42 +104,10 @@ public static class MklFastPath
     /// </summary>
     public static unsafe int? DetectedCodePath()
     {
-        var path = LoadedLibraryPath(TorchCpuLibrary);
+        var path = NativeCode.LoadedLibraryPath(TorchCpuLibrary);
         if (path is null) return null;
         var handle = NativeLibrary.Load(path);
         if (!NativeLibrary.TryGetExport(handle, CpuDetectExportName, out var function)) return null;
         return ((delegate* unmanaged<int>)function)();
     }
-
-    /// <summary>The full path of an already loaded shared library, read from /proc/self/maps.</summary>
-    private static string? LoadedLibraryPath(string fileName)
-    {
-        foreach (var line in File.ReadLines("/proc/self/maps"))
-        {
-            var slash = line.IndexOf('/');
-            if (slash < 0) continue;
-            var path = line[slash..];
-            if (Path.GetFileName(path) == fileName) return path;
-        }
-        return null;
-    }
-
-    private static unsafe string? Overwrite(IntPtr address, byte[] code)
-    {
-        var pageSize = (ulong)Environment.SystemPageSize;
-        var start = (ulong)address & ~(pageSize - 1);
-        var length = (nuint)((ulong)address + (ulong)code.Length - start);
-        // Writable and executable together so that no other thread faults on code in the same page; where the kernel
-        // refuses W+X, the page is writable for the six-byte copy only.
-        if (mprotect((IntPtr)start, length, ProtRead | ProtWrite | ProtExec) != 0
-            && mprotect((IntPtr)start, length, ProtRead | ProtWrite) != 0)
-            return $"mprotect failed, errno {Marshal.GetLastPInvokeError()}";
-        code.AsSpan().CopyTo(new Span<byte>((void*)address, code.Length));
-        if (mprotect((IntPtr)start, length, ProtRead | ProtExec) != 0)
-            return $"restoring protection failed, errno {Marshal.GetLastPInvokeError()}";
-        return null;
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int mprotect(IntPtr address, nuint length, int protection);
 }

@@ -3,18 +3,24 @@ using TorchSharp;
 
 namespace RAE.Models.Runtime;
 
+/// <summary>What <see cref="TorchRuntime.Initialise"/> did.</summary>
+public sealed record TorchRuntimeSetup(MklFastPathResult MklFastPath, DeferredScalarReleaseResult ScalarRelease);
+
 /// <summary>Process-wide libtorch set-up that must happen before the first tensor computation.</summary>
 public static class TorchRuntime
 {
     /// <summary>
     /// Loads libtorch's CPU library through TorchSharp, then applies <see cref="MklFastPath"/> (before any BLAS call can
-    /// fix MKL's dispatch) and logs one line saying what was done and why. Safe to call more than once.
+    /// fix MKL's dispatch) and <see cref="DeferredScalarRelease"/> (before scalars are released), and logs one line for
+    /// each saying what was done and why. Safe to call more than once.
     /// </summary>
-    public static MklFastPathResult Initialise(ILogger logger)
+    public static TorchRuntimeSetup Initialise(ILogger logger)
     {
         torch.InitializeDeviceType(DeviceType.CPU);
-        var result = MklFastPath.Apply();
-        logger.LogInformation("{MklFastPath}", result.Description);
-        return result;
+        var mkl = MklFastPath.Apply();
+        logger.LogInformation("{MklFastPath}", mkl.Description);
+        var scalars = DeferredScalarRelease.Apply();
+        logger.LogInformation("{ScalarRelease}", scalars.Description);
+        return new TorchRuntimeSetup(mkl, scalars);
     }
 }

@@ -14,7 +14,7 @@ namespace RAE.Models.Tests;
 /// single-threaded so that a loaded machine's thread contention does not distort it; prints one JSON line. The test host
 /// does not use it. Modes: <c>--mkl-dispatch</c> (the module initializer has applied, or with RAE_MKL_FAST_PATH=0
 /// skipped, MKL's fast path: its outcome and the code path MKL's dispatcher reports after a first matmul) and <c>--loss-curve fp32|bf16</c>
-/// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses).
+/// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses) and <c>--scalar-race</c> (<see cref="DeferredScalarReleaseTests.Race"/>).
 /// </summary>
 public static class ProbeProgram
 {
@@ -28,11 +28,14 @@ public static class ProbeProgram
                 using (var warm = ones(64, 64)) using (var product = warm.matmul(warm)) { }
                 Console.WriteLine(JsonSerializer.Serialize(new MklDispatchResult(applied.Outcome.ToString(), MklFastPath.DetectedCodePath())));
                 return 0;
+            case ["--scalar-race", var mode]:
+                Console.WriteLine(JsonSerializer.Serialize(DeferredScalarReleaseTests.Race(mode == "until-first-error")));
+                return 0;
             case ["--loss-curve", var precision]:
                 Console.WriteLine(JsonSerializer.Serialize(MixedPrecisionTests.TrainTiny(ComputePrecisions.Parse(precision))));
                 return 0;
             default:
-                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch' or '--loss-curve fp32|bf16' for its tests");
+                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch', '--scalar-race until-first-error|fixed' or '--loss-curve fp32|bf16' for its tests");
                 return 2;
         }
     }
