@@ -1,0 +1,16 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace RAE.Silo.Web;
+
+/// <summary>
+/// JSON of the /api endpoints: camelCase properties and enums by name ("Running", "Training"), as `rae ... --json`
+/// prints them, so a reader needs no table of enum numbers.
+/// </summary>
+public static class WebJson
+{
+    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
+    {
+        Converters = { new JsonStringEnumConverter() },
+    };
+}
