@@ -18,8 +18,7 @@ public static class JobWebEndpoints
 
     public static void MapRaeJobPages(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/jobs", ListPage);
-        app.MapGet("/jobs/", ListPage);
+        app.MapGet("/jobs", ListPage); // routing matches "/jobs/" too
         app.MapGet("/jobs/{jobId}", (string jobId, HttpContext context, JobReader reader, IBlobStore blobs) =>
             WithJob(jobId, context, json: false, reader, async job =>
             {

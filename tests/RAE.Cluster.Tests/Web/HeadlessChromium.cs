@@ -28,5 +28,11 @@ internal static class HeadlessChromium
         return images.Select(i => (i.Id, i.Complete, i.NaturalWidth)).ToList();
     }
 
-    private sealed record ImageState(string Id, bool Complete, int NaturalWidth);
+    /// <summary>Playwright fills results through a parameterless constructor and setters.</summary>
+    private sealed class ImageState
+    {
+        public string Id { get; set; } = "";
+        public bool Complete { get; set; }
+        public int NaturalWidth { get; set; }
+    }
 }
