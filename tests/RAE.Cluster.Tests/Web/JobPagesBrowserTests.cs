@@ -80,17 +80,10 @@ public sealed class JobPagesBrowserTests(CliSiloFixture silo) : IClassFixture<Cl
         await page.GotoAsync($"{BaseUrl}/jobs", new PageGotoOptions { WaitUntil = WaitUntilState.Load });
         Assert.Equal(1, await page.Locator($"#jobs a[href='/jobs/{trainingId}']").CountAsync());
         Assert.Equal(1, await page.Locator($"#jobs a[href='/jobs/{samplingId}']").CountAsync());
-    }
 
-    [Fact]
-    public async Task AHostileJobIdRendersAsTextInChromium()
-    {
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await HeadlessChromium.LaunchAsync(playwright);
-        var page = await browser.NewPageAsync();
+        // A hostile id and failure reason in the list stay text in the browser too.
         await page.SetContentAsync(JobPagesHtml.JobsList([JobPagesRenderingTests.HostileSummary()]));
-        Assert.Equal(0, await page.EvaluateAsync<int>("() => document.scripts.length"));
-        Assert.Equal(0, await page.EvaluateAsync<int>("() => document.images.length"));
+        Assert.Equal(0, await page.EvaluateAsync<int>("() => document.scripts.length + document.images.length"));
         var row = await page.InnerTextAsync("#jobs");
         Assert.Contains(JobPagesRenderingTests.HostileId, row);
         Assert.Contains("<img src=x onerror=alert(2)>", row);
