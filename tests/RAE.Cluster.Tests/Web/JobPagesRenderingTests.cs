@@ -1,5 +1,6 @@
 using RAE.Configuration;
 using RAE.GrainInterfaces;
+using RAE.Grains.Storage;
 using RAE.Models.Data;
 using RAE.Silo.Web;
 using SixLabors.ImageSharp;
@@ -59,6 +60,40 @@ public sealed class JobPagesRenderingTests
     [InlineData("jobs/j/recon/latest.png", null)]
     [InlineData("jobs/j/recon/step-0000040.jpg", null)]
     public void GridStepsAreReadFromStepNames(string path, long? step) => Assert.Equal(step, LatestGrid.StepOf(path));
+
+    [Fact]
+    public async Task TheNewestStepGridOfAnyKnownFolderIsTheLatestAndAStoredGridMustBeAPng()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "rae-grid-test-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var blobs = new FileSystemBlobStore(new FileSystemBlobStoreOptions { RootPath = root });
+            await blobs.EnsureAvailableAsync();
+            var job = new JobView(new JobSummary("stage1-a", JobKind.Training, JobState.Running, 0, 10, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, null), null, null);
+            Assert.Null(await LatestGrid.FindAsync(blobs, job));
+
+            var png = LatestGrid.Tile([RgbImage.Filled(8, 8, 1, 2, 3)]);
+            await blobs.PutBytesAsync("jobs/stage1-a/recon/step-0000040.png", png);
+            await blobs.PutBytesAsync("jobs/stage1-a/recon/step-0000120.png", png);
+            await blobs.PutBytesAsync("jobs/stage1-a/samples/step-0000080.png", png);
+            await blobs.PutBytesAsync("jobs/stage1-a/recon/notes.txt", "not a grid"u8.ToArray());
+            await blobs.PutBytesAsync("jobs/stage1-ab/recon/step-0000999.png", png); // another job sharing the prefix
+            var latest = await LatestGrid.FindAsync(blobs, job);
+            Assert.NotNull(latest);
+            Assert.Equal(("reconstruction", 120L, false), (latest.Kind, latest.Step, latest.Composed));
+            Assert.Equal(["jobs/stage1-a/recon/step-0000120.png"], latest.Blobs);
+            Assert.Equal(png, await LatestGrid.RenderPngAsync(blobs, latest));
+
+            await blobs.PutBytesAsync("jobs/stage1-a/samples/step-0000200.png", "<html>not a png</html>"u8.ToArray());
+            var forged = await LatestGrid.FindAsync(blobs, job);
+            Assert.Equal(("samples", 200L), (forged!.Kind, forged.Step));
+            await Assert.ThrowsAsync<InvalidDataException>(() => LatestGrid.RenderPngAsync(blobs, forged));
+        }
+        finally
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { }
+        }
+    }
 
     [Fact]
     public void CurvePointsLeaveOutNonFiniteValuesAndAverageLongRunsIntoBuckets()
