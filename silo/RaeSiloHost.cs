@@ -1,6 +1,4 @@
 using System.Net;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using Azure.Data.Tables;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
@@ -22,21 +20,13 @@ using RAE.Grains.Workers;
 using RAE.Grains.Workers.Stage2;
 using RAE.Silo.Placement;
 using RAE.Silo.Storage;
+using RAE.Silo.Web;
 
 namespace RAE.Silo;
 
 /// <summary>Builds an RAE silo: a web host running Orleans with the dashboard, started as a program or in-process.</summary>
 public static class RaeSiloHost
 {
-    /// <summary>
-    /// JSON of the /api endpoints: camelCase properties and enums by name ("Running", "Training"), as `rae ... --json`
-    /// prints them, so a reader needs no table of enum numbers.
-    /// </summary>
-    private static readonly JsonSerializerOptions ApiJsonOptions = new(JsonSerializerDefaults.Web)
-    {
-        Converters = { new JsonStringEnumConverter() },
-    };
-
     /// <summary>
     /// Builds (does not start) the silo's web application. Settings come from appsettings.json, RAE_ environment
     /// variables (e.g. RAE_Rae__Silo__WebPort), the command line (--Rae:Silo:WebPort=8081) and <paramref name="overrides"/>.
@@ -49,12 +39,16 @@ public static class RaeSiloHost
         if (args is { Length: > 0 }) builder.Configuration.AddCommandLine(args);
         if (overrides is not null) builder.Configuration.AddInMemoryCollection(overrides);
 
+        var commandLineSecrets = RaeWebOptions.CheckCommandLine(args ?? []).ToList();
+        if (commandLineSecrets.Count > 0)
+            throw new OptionsValidationException(RaeSiloOptions.SectionName, typeof(RaeSiloOptions), commandLineSecrets);
         var section = builder.Configuration.GetSection(RaeSiloOptions.SectionName);
         var options = ReadOptions(section);
         builder.Services.AddSingleton<IValidateOptions<RaeSiloOptions>, RaeSiloOptionsValidator>();
         builder.Services.AddOptions<RaeSiloOptions>().Bind(section).PostConfigure(bound => bound.ApplyDefaults(section)).ValidateOnStart();
 
-        builder.WebHost.UseUrls($"http://{UrlHost(options.BindAddress)}:{options.WebPort}");
+        builder.WebHost.UseUrls($"http://{UrlHost(options.Web.BindAddress)}:{options.WebPort}");
+        builder.Services.AddSingleton<JobReader>();
         AddConfiguredBlobStore(builder.Services, builder.Configuration, options);
         builder.UseOrleans(silo =>
         {
@@ -65,26 +59,13 @@ public static class RaeSiloHost
 
         var app = builder.Build();
         TorchRuntime.Initialise(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(TorchRuntime).FullName!));
+        app.UseRaeWebAccess(options.Web);
         app.MapOrleansDashboard(routePrefix: "/dashboard");
         app.MapGet("/", () => Results.Redirect("/dashboard/"));
-        app.MapGet("/api/jobs", async (IGrainFactory grains) =>
-            Results.Json(await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).List(), ApiJsonOptions));
-        app.MapGet("/api/jobs/{jobId}", async (string jobId, IGrainFactory grains) =>
-        {
-            try
-            {
-                var summary = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Get(jobId);
-                return summary.Kind == JobKind.Training
-                    ? Results.Json(await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus(), ApiJsonOptions)
-                    : Results.Json(summary, ApiJsonOptions);
-            }
-            catch (RaeJobException error)
-            {
-                return Results.NotFound(new { error = error.Message });
-            }
-        });
+        app.MapRaeJobApi();
+        app.MapRaeJobPages();
         app.MapGet("/api/silo", (IOptions<RaeSiloOptions> silo, ILocalSiloDetails local) =>
-            Results.Json(new { silo = local.SiloAddress.ToString(), devices = silo.Value.Devices, threadsPerRank = silo.Value.ThreadsPerRank, mode = silo.Value.ClusterMode.ToString() }, ApiJsonOptions));
+            Results.Json(new { silo = local.SiloAddress.ToString(), devices = silo.Value.Devices, threadsPerRank = silo.Value.ThreadsPerRank, mode = silo.Value.ClusterMode.ToString() }, WebJson.Options));
         return app;
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Options;
+using RAE.Silo.Web;
 
 namespace RAE.Silo;
 
@@ -20,7 +21,7 @@ public sealed class RaeSiloOptions
     /// <summary>Root of everything the silo keeps on disk in embedded mode (grain state, checkpoints).</summary>
     public string DataFolder { get; set; } = "rae-data";
 
-    /// <summary>Address the silo, gateway and web ports listen on; loopback unless configured otherwise.</summary>
+    /// <summary>Address the silo and gateway ports listen on; loopback unless configured otherwise (the web port has its own, <see cref="Web"/>).</summary>
     public string BindAddress { get; set; } = "127.0.0.1";
 
     public int SiloPort { get; set; } = 11111;
@@ -46,6 +47,9 @@ public sealed class RaeSiloOptions
 
     /// <summary>How fast the cluster declares a silo dead; every unset value keeps Orleans' default.</summary>
     public RaeMembershipOptions Membership { get; set; } = new();
+
+    /// <summary>The web port's address and access token.</summary>
+    public RaeWebOptions Web { get; set; } = new();
 
     /// <summary>
     /// Compute devices this silo offers; one rank grain runs per device ("cpu", "cuda", "cuda:0"). Unset means ["cpu"]
@@ -124,6 +128,8 @@ public sealed class RaeSiloOptionsValidator : IValidateOptions<RaeSiloOptions>
         if (options.GrainStateContainer is { } container && !AzureNames.IsContainerName(container))
             yield return $"{prefix}GrainStateContainer '{container}' is not a blob container name (3..63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit).";
         foreach (var failure in RaeMembershipOptions.Check(options.Membership, prefix + "Membership:"))
+            yield return failure;
+        foreach (var failure in RaeWebOptions.Check(options.Web, prefix + "Web:"))
             yield return failure;
     }
 

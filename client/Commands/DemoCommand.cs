@@ -75,7 +75,7 @@ public sealed class DemoCommand : ICliCommand
             ["Logging:LogLevel:Default"] = "Error",
             ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = "Warning",
         });
-        log.WriteLine($"silo: embedded, data {dataFolder}, gateway 127.0.0.1:{gatewayPort}, dashboard http://127.0.0.1:{webPort}/dashboard/");
+        log.WriteLine($"silo: embedded, data {dataFolder}, gateway 127.0.0.1:{gatewayPort}, dashboard http://127.0.0.1:{webPort}/dashboard/, job pages http://127.0.0.1:{webPort}/jobs");
         WriteDecoderLine(log, decoder);
         await app.StartAsync(cancellationToken);
         try

@@ -19,6 +19,9 @@ public sealed class CliSiloFixture : IAsyncLifetime
     public string DataFolder { get; } = Path.Combine(Path.GetTempPath(), "rae-cli-tests-" + Guid.NewGuid().ToString("N")[..8]);
     public int GatewayPort { get; } = FreePort();
     public string Gateway => GatewayPort.ToString(CultureInfo.InvariantCulture);
+    /// <summary>The silo's web port (dashboard, job pages, JSON) on loopback.</summary>
+    public int WebPort { get; } = FreePort();
+    public IServiceProvider Services => _app?.Services ?? throw new InvalidOperationException("The silo has not started.");
 
     public async Task InitializeAsync()
     {
@@ -27,7 +30,7 @@ public sealed class CliSiloFixture : IAsyncLifetime
             ["Rae:Silo:DataFolder"] = DataFolder,
             ["Rae:Silo:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
             ["Rae:Silo:GatewayPort"] = Gateway,
-            ["Rae:Silo:WebPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
+            ["Rae:Silo:WebPort"] = WebPort.ToString(CultureInfo.InvariantCulture),
             ["Rae:Silo:ClusterId"] = "cli-test",
             ["Logging:LogLevel:Default"] = "Warning",
         });
@@ -44,7 +47,7 @@ public sealed class CliSiloFixture : IAsyncLifetime
         try { Directory.Delete(DataFolder, recursive: true); } catch (IOException) { }
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -1,0 +1,56 @@
+using RAE.GrainInterfaces;
+
+namespace RAE.Silo.Web;
+
+/// <summary>One curve a job page draws: its URL name, title, axis label and the value it takes from a step's metrics.</summary>
+public sealed record MetricCurve(string Name, string Title, string YLabel, Func<StepMetrics, double> Value);
+
+/// <summary>
+/// The curves of a training job's step metrics, rendered server-side with ScottPlot as PNG (no script, no CDN). Long
+/// runs are reduced to at most <see cref="MaxPoints"/> bucket means so a page stays cheap whatever the step count;
+/// non-finite values are left out (a diverged step must not break the axes).
+/// </summary>
+public static class MetricCurves
+{
+    public const int MaxPoints = 2000;
+    public const int Width = 640;
+    public const int Height = 320;
+
+    public static IReadOnlyList<MetricCurve> All { get; } =
+    [
+        new("loss", "Training loss", "loss", m => m.Loss),
+        new("grad-norm", "Gradient norm (before clipping)", "L2 norm", m => m.GradientNorm),
+        new("lr", "Learning rate", "learning rate", m => m.LearningRate),
+        new("throughput", "Throughput", "samples / s", m => m.SamplesPerSecondPerRank.Sum()),
+        new("step-time", "Step time", "seconds", m => m.StepSeconds),
+    ];
+
+    public static MetricCurve? Find(string name) => All.FirstOrDefault(curve => curve.Name.Equals(name, StringComparison.Ordinal));
+
+    /// <summary>The (step, value) points of <paramref name="curve"/>, finite only, reduced to at most <paramref name="maxPoints"/>.</summary>
+    public static (double[] Steps, double[] Values) Points(IReadOnlyList<StepMetrics> metrics, MetricCurve curve, int maxPoints = MaxPoints)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxPoints, 1);
+        var finite = metrics.Select(m => (Step: (double)m.Step, Value: curve.Value(m))).Where(p => double.IsFinite(p.Value)).ToList();
+        var buckets = Math.Max(1, (finite.Count + maxPoints - 1) / maxPoints);
+        var chunks = finite.Chunk(buckets).ToList();
+        return (chunks.Select(c => c.Average(p => p.Step)).ToArray(), chunks.Select(c => c.Average(p => p.Value)).ToArray());
+    }
+
+    /// <summary>A PNG of the curve; a job with no finite point yet gets an empty plot that says so.</summary>
+    public static byte[] RenderPng(IReadOnlyList<StepMetrics> metrics, MetricCurve curve, string jobId)
+    {
+        var (steps, values) = Points(metrics, curve);
+        using var plot = new ScottPlot.Plot();
+        if (steps.Length > 0)
+        {
+            var line = plot.Add.ScatterLine(steps, values);
+            line.LineWidth = 2;
+            line.MarkerSize = steps.Length <= 50 ? 5 : 0;
+        }
+        plot.Title(steps.Length > 0 ? $"{curve.Title}: {jobId}" : $"{curve.Title}: {jobId} (no steps yet)");
+        plot.XLabel("step");
+        plot.YLabel(curve.YLabel);
+        return plot.GetImageBytes(Width, Height, ScottPlot.ImageFormat.Png);
+    }
+}
