@@ -18,7 +18,8 @@ public sealed class LatentCacheOptions
 /// <summary>
 /// A silo's access to latent datasets for training: manifests, shards (through the local-disk <see cref="LatentShardCache"/>)
 /// and latent statistics, from the cluster's blob store. Every failure is a <see cref="RaeJobException"/> naming the
-/// dataset and the problem: an unknown dataset, unreachable storage, a damaged manifest.
+/// dataset and the problem: an unknown dataset, unreachable storage, a damaged manifest. The cause's message is in the
+/// text, not attached: storage exceptions do not cross Orleans' serialisation.
 /// </summary>
 public sealed class LatentTrainingData(IBlobStore store, LatentCacheOptions cache, ILoggerFactory loggers)
 {
@@ -38,7 +39,7 @@ public sealed class LatentTrainingData(IBlobStore store, LatentCacheOptions cach
         }
         catch (InvalidDataException error)
         {
-            throw new RaeJobException(error.Message, error);
+            throw new RaeJobException(error.Message);
         }
     }
 
@@ -52,7 +53,7 @@ public sealed class LatentTrainingData(IBlobStore store, LatentCacheOptions cach
         }
         catch (InvalidDataException error)
         {
-            throw new RaeJobException(error.Message, error);
+            throw new RaeJobException(error.Message);
         }
         if (manifest.Count < globalBatch)
             throw new RaeJobException($"latent dataset '{manifest.Name}' holds {manifest.Count} latents, fewer than the global batch {globalBatch}: with drop_last no step would have a batch");
@@ -101,7 +102,7 @@ public sealed class LatentTrainingData(IBlobStore store, LatentCacheOptions cach
             }
             catch (CheckpointFormatException error)
             {
-                throw new RaeJobException($"{source} cannot be used: {error.Message}", error);
+                throw new RaeJobException($"{source} cannot be used: {error.Message}");
             }
         }
     }
@@ -112,21 +113,21 @@ public sealed class LatentTrainingData(IBlobStore store, LatentCacheOptions cach
         {
             return await action().ConfigureAwait(false);
         }
-        catch (BlobNotFoundException error) when (doing.Contains("manifest", StringComparison.Ordinal))
+        catch (BlobNotFoundException) when (doing.Contains("manifest", StringComparison.Ordinal))
         {
-            throw new RaeJobException($"latent dataset '{name}' does not exist in {store.Location} (no {LatentBlobs.ManifestPathOf(name)}); encode one with 'rae encode CONFIG --dataset DATASET --name {name}'", error);
+            throw new RaeJobException($"latent dataset '{name}' does not exist in {store.Location} (no {LatentBlobs.ManifestPathOf(name)}); encode one with 'rae encode CONFIG --dataset DATASET --name {name}'");
         }
         catch (BlobNotFoundException error)
         {
-            throw new RaeJobException($"latent dataset '{name}' is incomplete: could not {doing}: {error.Message}", error);
+            throw new RaeJobException($"latent dataset '{name}' is incomplete: could not {doing}: {error.Message}");
         }
         catch (BlobStoreUnavailableException error)
         {
-            throw new RaeJobException($"latent dataset '{name}': the blob storage {store.Location} is unreachable, so this silo could not {doing}: {error.Message}", error);
+            throw new RaeJobException($"latent dataset '{name}': the blob storage {store.Location} is unreachable, so this silo could not {doing}: {error.Message}");
         }
         catch (BlobCorruptedException error)
         {
-            throw new RaeJobException($"latent dataset '{name}': could not {doing}, the stored blob is damaged: {error.Message}", error);
+            throw new RaeJobException($"latent dataset '{name}': could not {doing}, the stored blob is damaged: {error.Message}");
         }
     }
 }

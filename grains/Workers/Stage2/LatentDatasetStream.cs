@@ -83,7 +83,7 @@ public sealed class LatentDatasetStream : IDisposable
         }
         catch (RaeJobException error)
         {
-            throw new InvalidDataException(error.Message, error);
+            throw new InvalidDataException(error.Message);
         }
         _current = (step, current);
         _prefetch = (step + 1, Task.Run(() => ReadStepAsync(step + 1)));
