@@ -47,6 +47,9 @@ public sealed class LatentDatasetStream : IDisposable
 
     public LatentEpochPlan Plan { get; }
 
+    /// <summary>Steps whose rows were read ahead by the background prefetch (the rest were read when the step began).</summary>
+    public int PrefetchedSteps { get; private set; }
+
     /// <summary>Where the statistics came from; null when the latents are not normalised.</summary>
     public string? NormalizationSource => _normalization?.Source;
 
@@ -69,7 +72,11 @@ public sealed class LatentDatasetStream : IDisposable
     {
         if (_current?.Step == step) return;
         Task<LatentRows> rows;
-        if (_prefetch is { } prefetched && prefetched.Step == step) rows = prefetched.Rows;
+        if (_prefetch is { } prefetched && prefetched.Step == step)
+        {
+            rows = prefetched.Rows;
+            PrefetchedSteps++;
+        }
         else
         {
             Forget(_prefetch);

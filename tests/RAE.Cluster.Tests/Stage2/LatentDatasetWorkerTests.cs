@@ -107,6 +107,54 @@ public sealed class LatentDatasetWorkerTests(AzuriteFixture azurite) : IAsyncLif
     }
 
     [Fact]
+    public async Task BatchesAreTheStoredLatentsNormalisedByTheConfigsStatisticsWithFlipsAndPrefetch()
+    {
+        var statistics = Path.Combine(_cacheFolder, "stat.pt");
+        Directory.CreateDirectory(_cacheFolder);
+        using (var mean = TorchSharp.torch.full([4, 4, 4], 1f))
+        using (var variance = TorchSharp.torch.full([4, 4, 4], 3f))
+            RAE.Models.IO.TorchSaveWriter.Save(statistics, [new("mean", mean), new("var", variance)]);
+        var spec = LatentTestDatasets.Spec(Dataset, ranks: 2, overrides: ["stage_1.target=stage1.RAE", $"stage_1.params.normalization_stat_path={statistics}", "stage_1.params.eps=0.5"]);
+        var workers = CreateWorkers(spec);
+        try
+        {
+            var stream = workers[1].Latents!;
+            Assert.Contains(statistics, stream.NormalizationSource);
+            stream.BeginStep(1);
+            using var batch = stream.MicroBatch(1, 0, 4, TorchSharp.torch.CPU);
+            var planned = stream.Plan.Samples(1, 0, 4);
+            Assert.Equal([1, 3, 5, 7], planned.Select(sample => sample.GlobalSlot));
+            using var reader = new RAE.Models.Data.LatentDatasetReader(stream.Manifest, stream.Cache);
+            var raw = await reader.ReadAsync(planned.Select(sample => (sample.DatasetIndex, stream.Flipped(1, sample.GlobalSlot))).ToArray());
+            using var stored = TorchSharp.torch.tensor(raw.Latents).view(4, 4, 4, 4);
+            using var expected = (stored - 1f) / MathF.Sqrt(3.5f);
+            Assert.True(batch.Latents.allclose(expected, rtol: 0, atol: 1e-6), "the batch must be the stored latents, normalised with the config's statistics");
+            Assert.Equal(raw.Labels, batch.Labels.data<long>().ToArray());
+
+            // Flips: about half of an epoch's samples read the mirrored image's latents.
+            var flipped = Enumerable.Range(1, 5).Sum(step => Enumerable.Range(0, 8).Count(slot => stream.Flipped(step, slot)));
+            Assert.InRange(flipped, 10, 30);
+            Advance(workers, 1, 3);
+            Assert.Equal(2, stream.PrefetchedSteps);
+        }
+        finally
+        {
+            foreach (var worker in workers) worker.Dispose();
+        }
+
+        await LatentTestDatasets.WriteAsync(_store, "unflipped-latents", flips: false);
+        var unflipped = CreateWorkers(LatentTestDatasets.Spec("unflipped-latents", ranks: 1));
+        try
+        {
+            Assert.DoesNotContain(Enumerable.Range(0, 8), slot => unflipped[0].Latents!.Flipped(1, slot));
+        }
+        finally
+        {
+            unflipped[0].Dispose();
+        }
+    }
+
+    [Fact]
     public void ResumingFromAMidRunStateReadsExactlyTheBatchesOfAnUninterruptedRun()
     {
         const int stop = 3, steps = 8;
