@@ -1,3 +1,5 @@
+using System.Text.RegularExpressions;
+
 namespace RAE.Configuration;
 
 /// <summary><c>eval</c>: online evaluation during training (spec §4.9, §7.2, §10).</summary>
@@ -42,12 +44,14 @@ public enum DataSource
     ImageFolder,
     /// <summary>Seeded random class-conditional latents of shape misc.latent_size: no encoder, no images (tiny runs, tests).</summary>
     SyntheticLatents,
+    /// <summary>A latent dataset of the cluster's blob store (<c>latents/NAME/</c>, written by an encode job), named by <c>data.dataset</c>.</summary>
+    Latents,
 }
 
 /// <summary>
 /// <c>data</c> — our extension (the reference takes the data path on the command line): where training images or latents come from.
 /// </summary>
-public sealed record DataConfig
+public sealed partial record DataConfig
 {
     public DataSource Source { get; init; } = DataSource.ImageFolder;
     public string? Path { get; init; }
@@ -55,18 +59,35 @@ public sealed record DataConfig
     /// <summary>Size of the synthetic data set; required, never assumed, for the synthetic source.</summary>
     public int NumSamples { get; init; } = 1024;
     public long Seed { get; init; }
+    /// <summary>The latent dataset's name (<c>latents/NAME/</c> in the blob store); required with source <c>latents</c>.</summary>
+    public string? Dataset { get; init; }
+
+    private static readonly Dictionary<string, DataSource> SourceNames = new(StringComparer.Ordinal)
+    {
+        ["imagefolder"] = DataSource.ImageFolder,
+        ["synthetic-latents"] = DataSource.SyntheticLatents,
+        ["latents"] = DataSource.Latents,
+    };
+
+    public static string SourceName(DataSource source) => SourceNames.First(entry => entry.Value == source).Key;
 
     internal static DataConfig Parse(ConfigSection section)
     {
-        var source = section.Choice("source", "imagefolder", ["imagefolder", "synthetic-latents"]);
+        var source = section.Choice("source", "imagefolder", SourceNames.Keys.ToArray());
         var parsed = new DataConfig
         {
-            Source = source == "imagefolder" ? DataSource.ImageFolder : DataSource.SyntheticLatents,
+            Source = SourceNames[source],
             Path = section.OptionalString("path"),
             ImageSize = section.Int("image_size", 256),
             NumSamples = section.Int("num_samples", 1024),
             Seed = section.Long("seed", 0),
+            Dataset = section.OptionalString("dataset"),
         };
+        section.Require(parsed.Source != DataSource.Latents || parsed.Dataset is not null, "dataset",
+            "is required with source 'latents' (the name of a latent dataset written by 'rae encode'; 'rae train --data NAME' sets both)");
+        section.Require(parsed.Dataset is null || DatasetNamePattern().IsMatch(parsed.Dataset) && parsed.Dataset.Length <= 64, "dataset",
+            $"'{parsed.Dataset}' is not a dataset name (1..64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit)");
+        section.Require(parsed.Dataset is null || parsed.Source == DataSource.Latents, "dataset", "is only used with source 'latents'");
         section.Require(parsed.ImageSize > 0, "image_size", "must be positive");
         section.Require(parsed.Source != DataSource.SyntheticLatents || section.Has("num_samples"), "num_samples",
             "is required with source 'synthetic-latents' (the size of the synthetic data set, which sets the steps per epoch)");
@@ -76,9 +97,13 @@ public sealed record DataConfig
     }
 
     internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
-        .Add("source", Source == DataSource.ImageFolder ? "imagefolder" : "synthetic-latents")
+        .Add("source", SourceName(Source))
+        .AddIfSet("dataset", Dataset)
         .Add("path", Path)
         .Add("image_size", ImageSize)
         .Add("num_samples", NumSamples)
         .Add("seed", Seed);
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9_-]*$")]
+    private static partial Regex DatasetNamePattern();
 }

@@ -12,9 +12,10 @@ public static class TrainingJobSpecs
     /// Validates what a training job needs (<c>training</c>, <c>stage_2</c> and <c>data</c> sections) and fills the spec
     /// from the configuration: global batch, accumulation, steps (training.max_steps, else epochs x steps per epoch), seed,
     /// learning rate, weight decay, clipping, checkpoint interval, retention and the configuration in canonical form.
-    /// <see cref="ConfigException"/> names the missing or bad key.
+    /// <see cref="ConfigException"/> names the missing or bad key. With <c>data.source: latents</c> the epoch length
+    /// comes from the latent dataset's size (<paramref name="latentDatasetSize"/>, read from its manifest by the caller).
     /// </summary>
-    public static TrainingJobSpec FromConfig(RaeConfig config, int ranks, string workload = DiTWorkload)
+    public static TrainingJobSpec FromConfig(RaeConfig config, int ranks, string workload = DiTWorkload, long? latentDatasetSize = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         var training = config.Training ?? throw new ConfigException(config.SourceName, "training", null, "a training job needs a 'training' section");
@@ -22,7 +23,7 @@ public static class TrainingJobSpecs
         var data = RequireData(config);
         if (ranks < 1) throw new ArgumentOutOfRangeException(nameof(ranks), ranks, "a training job needs at least one rank");
         var globalBatch = training.ResolveGlobalBatchSize(ranks);
-        var stepsPerEpoch = StepsPerEpoch(config.SourceName, data, globalBatch);
+        var stepsPerEpoch = StepsPerEpoch(config.SourceName, data, globalBatch, latentDatasetSize);
         var steps = training.MaxSteps ?? training.Epochs * stepsPerEpoch;
         if (steps > int.MaxValue) throw new ConfigException(config.SourceName, "training.max_steps", null, $"{steps} steps is more than one job can run; set training.max_steps");
         var checkpointEvery = training.CheckpointEverySteps ?? training.CheckpointInterval * stepsPerEpoch;
@@ -52,13 +53,22 @@ public static class TrainingJobSpecs
         ?? throw new ConfigException(config.SourceName, "data", null,
             "a training job needs a 'data' section naming its data source (for a smoke run without a data set: data.source: synthetic-latents with data.num_samples)");
 
-    /// <summary>Optimizer steps per epoch: the data set's samples over the global batch (last partial batch dropped, as the reference loader), at least 1.</summary>
-    public static long StepsPerEpoch(string sourceName, DataConfig data, int globalBatch)
+    /// <summary>
+    /// Optimizer steps per epoch: the data set's samples over the global batch (last partial batch dropped, as the
+    /// reference loader), at least 1. A latent dataset's size is <paramref name="latentDatasetSize"/> (its manifest's count).
+    /// </summary>
+    public static long StepsPerEpoch(string sourceName, DataConfig data, int globalBatch, long? latentDatasetSize = null)
     {
         ArgumentNullException.ThrowIfNull(data);
-        if (data.Source != DataSource.SyntheticLatents)
-            throw new ConfigException(sourceName, "data.source", null, "only 'synthetic-latents' has a known size yet (latent shards come with the data pipeline)");
-        return Math.Max(1, data.NumSamples / Math.Max(1, globalBatch));
+        var size = data.Source switch
+        {
+            DataSource.SyntheticLatents => data.NumSamples,
+            DataSource.Latents => latentDatasetSize is > 0 ? latentDatasetSize.Value
+                : throw new ConfigException(sourceName, "data.dataset", null,
+                    $"the size of latent dataset '{data.Dataset}' comes from its manifest, which was not read (got {latentDatasetSize?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "no size"})"),
+            _ => throw new ConfigException(sourceName, "data.source", null, "'imagefolder' cannot be trained on directly: encode it with 'rae encode' and train on the latents (data.source: latents)"),
+        };
+        return Math.Max(1, size / Math.Max(1, globalBatch));
     }
 }
 

@@ -13,6 +13,7 @@ using RAE.GrainInterfaces;
 using RAE.Models.Runtime;
 using RAE.Grains;
 using RAE.Grains.Checkpoints;
+using RAE.Grains.Datasets;
 using RAE.Grains.Placement;
 using RAE.Grains.Sampling;
 using RAE.Grains.Storage;
@@ -160,6 +161,9 @@ public static class RaeSiloHost
         // checkpoints live there, so every silo of the cluster reads what any silo wrote.
         silo.Services.AddRaeSampling(Path.Combine(Path.GetFullPath(options.DataFolder), "blobs"));
         silo.Services.AddSingleton<ICheckpointPayloadStore>(services => new BlobCheckpointPayloadStore(services.GetRequiredService<IBlobStore>()));
+        // Latent shards are cached on this silo's disk, named by their SHA-256 (so silos sharing a data folder share the files).
+        silo.Services.AddSingleton(new LatentCacheOptions { Directory = Path.Combine(Path.GetFullPath(options.DataFolder), "latent-cache") });
+        silo.Services.AddSingleton<LatentTrainingData>();
     }
 
     private static string UrlHost(string address) =>

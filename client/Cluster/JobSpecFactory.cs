@@ -22,8 +22,9 @@ public static class JobSpecFactory
         return RaeConfig.Load(path, overrides);
     }
 
-    public static TrainingJobSpec Training(RaeConfig config, string workload, int ranks) =>
-        TrainingJobSpecs.FromConfig(config, ranks, workload);
+    /// <summary>The training spec; <paramref name="latentDatasetSize"/> is the latent dataset's count for <c>data.source: latents</c>.</summary>
+    public static TrainingJobSpec Training(RaeConfig config, string workload, int ranks, long? latentDatasetSize = null) =>
+        TrainingJobSpecs.FromConfig(config, ranks, workload, latentDatasetSize);
 
     /// <summary>
     /// The sampling spec. A training job named by <paramref name="source"/> is passed as the spec's source: the sampling

@@ -160,6 +160,9 @@ public sealed class RaeClient : IAsyncDisposable
 
     public Task<IReadOnlyList<JobSummary>> ListJobsAsync() => Registry.List();
 
+    /// <summary>A latent dataset's manifest summary, read by the cluster (<see cref="RaeJobException"/> when unknown).</summary>
+    public Task<LatentDatasetInfo> DescribeLatentDatasetAsync(string name) => Grains.GetGrain<ILatentDatasetInfoGrain>(name).Describe();
+
     /// <summary>The job's summary; <see cref="RaeJobException"/> naming the id when neither the registry nor a sampling grain knows it.</summary>
     public async Task<JobSummary> GetJobAsync(string jobId)
     {

@@ -14,6 +14,7 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
     private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<string> _data = new("--data") { HelpName = "LATENTS", Description = "Train on this latent dataset of the cluster (sets data.source: latents and data.dataset)" };
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "train.py's --precision: sets training.precision (bf16: bf16 matmuls and attention, fp32 master weights)", null, "fp32", "bf16");
 
     /// <summary>--watch / --no-watch; without either the command returns once the job is submitted.</summary>
@@ -23,7 +24,7 @@ public sealed class TrainCommand : ClusterCommand
 
     public override string Summary => "Submit a Stage 2 training job";
 
-    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _precision, .. Watching.All];
+    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _data, _precision, .. Watching.All];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
@@ -37,11 +38,22 @@ public sealed class TrainCommand : ClusterCommand
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");
         var overrides = parsed.GetRequiredValue(_overrides).ToList();
         if (parsed.GetValue(_precision) is { } precision) overrides.Add($"training.precision={precision}");
+        if (parsed.GetValue(_data) is { } latents)
+        {
+            if (RAE.GrainInterfaces.DatasetNames.Problem(latents) is { } problem) throw new UsageException($"--data: {problem}");
+            overrides.AddRange(["data.source=latents", $"data.dataset={latents}"]);
+        }
         var config = JobSpecFactory.LoadConfig(path, overrides);
-        var spec = JobSpecFactory.Training(config, workload, ranks);
+        // A latent dataset's size (the epoch length) is in its manifest, which only the cluster can read.
+        var spec = config.Data?.Source == RAE.Configuration.DataSource.Latents ? null : JobSpecFactory.Training(config, workload, ranks);
 
         return async (client, ctx) =>
         {
+            if (spec is null)
+            {
+                var latents = await client.DescribeLatentDatasetAsync(config.Data!.Dataset!);
+                spec = JobSpecFactory.Training(config, workload, ranks, latents.Count);
+            }
             var id = jobId is null ? await client.SubmitTrainingAsync(spec) : await client.SubmitTrainingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Steps, spec.Ranks, spec.GlobalBatchSize });
             else ctx.Output.WriteLine($"submitted {id}: {spec.Workload}, {spec.Steps} steps, global batch {spec.GlobalBatchSize}, {spec.Ranks} rank(s)");

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Datasets;
 using RAE.Grains.Placement;
 using RAE.Grains.Sampling;
 using RAE.Grains.Workers;
@@ -21,6 +22,7 @@ public sealed class JobRegistryState
 public sealed class JobRegistryGrain(
     [PersistentState("registry", RaeStorage.GrainStateProvider)] IPersistentState<JobRegistryState> registry,
     IEnumerable<IRankWorkerFactory> workerFactories,
+    LatentTrainingData latentData,
     ILogger<JobRegistryGrain> logger) : Grain, IJobRegistryGrain, IJobRegistryMaintenance
 {
     /// <summary>The sampling workloads this cluster's sampling job grain implements.</summary>
@@ -29,6 +31,7 @@ public sealed class JobRegistryGrain(
     public async Task<string> SubmitTraining(TrainingJobSpec spec)
     {
         TrainingSpecValidator.Validate(spec, workerFactories.Select(f => f.Workload));
+        await CheckLatentDataset(spec);
         var jobId = $"train-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}";
         var now = DateTimeOffset.UtcNow;
         registry.State.Jobs[jobId] = new JobSummary(jobId, JobKind.Training, JobState.Pending, 0, spec.Steps, now, now, null);
@@ -109,6 +112,14 @@ public sealed class JobRegistryGrain(
                 logger.LogWarning(error, "Could not resume job {JobId}", summary.JobId);
             }
         }
+    }
+
+    /// <summary>A job on a latent dataset is refused at once when the dataset is unknown, unreadable or does not fit the model.</summary>
+    private async Task CheckLatentDataset(TrainingJobSpec spec)
+    {
+        if (spec.Config?.Parse() is not { Data: { Source: RAE.Configuration.DataSource.Latents, Dataset: { } name } } config) return;
+        var manifest = await latentData.ReadManifestAsync(name);
+        LatentTrainingData.EnsureFits(manifest, config, spec.GlobalBatchSize);
     }
 
     private JobSummary Require(string jobId) =>

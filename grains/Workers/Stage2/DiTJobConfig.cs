@@ -45,22 +45,23 @@ public sealed record DiTJobConfig
         {
             throw new ArgumentException(error.Message, error);
         }
-        if (data.Source != DataSource.SyntheticLatents)
-            throw new ArgumentException($"{where}: data.source must be 'synthetic-latents' for workload '{DiTRankWorker.WorkloadName}' (latent shards come with the data-pipeline issue).");
+        if (data.Source is not (DataSource.SyntheticLatents or DataSource.Latents))
+            throw new ArgumentException($"{where}: data.source must be 'latents' (a latent dataset written by 'rae encode') or 'synthetic-latents' for workload '{DiTRankWorker.WorkloadName}'; images are encoded first.");
         if (config.Misc.LatentSize.Count != 3)
             throw new ArgumentException($"{where}: misc.latent_size must be [channels, height, width], got [{string.Join(", ", config.Misc.LatentSize)}].");
         return new DiTJobConfig { Config = config, Model = DiTwDDTHeadOptions.FromConfig(model), Training = training, Data = data };
     }
 
-    /// <summary>Optimizer steps per epoch of the data set (drop_last, as the reference loader).</summary>
-    public long StepsPerEpoch(int globalBatch) => TrainingJobSpecs.StepsPerEpoch(Config.SourceName, Data, globalBatch);
+    /// <summary>Optimizer steps per epoch of the data set (drop_last, as the reference loader); a latent dataset's size is its manifest's count.</summary>
+    public long StepsPerEpoch(int globalBatch, long? latentDatasetSize = null) =>
+        TrainingJobSpecs.StepsPerEpoch(Config.SourceName, Data, globalBatch, latentDatasetSize);
 
-    /// <summary>The reference LambdaLR for this job; a constant learning rate when the config has no scheduler.</summary>
-    public LearningRateSchedule Schedule(int globalBatch)
+    /// <summary>The reference LambdaLR for this job (epochs from the dataset's size); a constant learning rate when the config has no scheduler.</summary>
+    public LearningRateSchedule Schedule(int globalBatch, long? latentDatasetSize = null)
     {
         var optimizer = Training.Optimizer;
         if (Training.Scheduler is not { } scheduler) return new LearningRateSchedule(optimizer.Lr, optimizer.Lr, 0, 0, DecayShape.Linear, false);
-        var stepsPerEpoch = StepsPerEpoch(globalBatch);
+        var stepsPerEpoch = StepsPerEpoch(globalBatch, latentDatasetSize);
         return new LearningRateSchedule(scheduler.BaseLr, scheduler.FinalLr, scheduler.WarmupStepCount(stepsPerEpoch),
             scheduler.DecayEndStepCount(stepsPerEpoch), scheduler.Type == LrScheduleType.Linear ? DecayShape.Linear : DecayShape.Cosine,
             scheduler.WarmupFromZero);

@@ -1,3 +1,5 @@
+using RAE.Configuration;
+using RAE.Grains.Datasets;
 using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using RAE.Models.Training;
@@ -16,11 +18,13 @@ namespace RAE.Grains.Workers.Stage2;
 /// (<see cref="SyntheticLatentStream"/>), and each rank returns the mean gradient over its shard, so the group's mean
 /// all-reduce gives the gradient of the mean loss over the global batch whatever the rank count. Micro-batches really
 /// accumulate: gradients add up over all of them before the one optimizer step.
+/// <para>Data: <see cref="SyntheticLatentStream"/> for <c>data.source: synthetic-latents</c>, <see cref="LatentDatasetStream"/>
+/// (the blob store's latent shards, through <see cref="LatentTrainingData"/>) for <c>data.source: latents</c>.</para>
 /// <para>Class dropout is applied here from the per-sample draws (label → null class), exactly what the reference's
 /// token_drop does, and the network runs with training=false so it does not draw a second time (label dropout is the
 /// only train-mode behaviour of DiT^DH).</para>
 /// </summary>
-public sealed class DiTRankWorker : IRankWorker
+public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRankWorker
 {
     public const string WorkloadName = "dit-dh";
 
@@ -32,6 +36,7 @@ public sealed class DiTRankWorker : IRankWorker
     private Parameter[] _trainable = [];
     private Stage2TrainingStep? _trainer;
     private SyntheticLatentStream? _stream;
+    private LatentDatasetStream? _latents;
     private Device _device = CPU;
 
     public int ParameterCount { get; private set; }
@@ -49,6 +54,16 @@ public sealed class DiTRankWorker : IRankWorker
     public DiTJobConfig Job => _job ?? throw NotInitialized();
 
     internal RankWorkerContext? Context => _context;
+
+    /// <summary>The latent dataset stream of a <c>data.source: latents</c> job; null for synthetic latents.</summary>
+    public LatentDatasetStream? Latents => _latents;
+
+    /// <summary>Where step <paramref name="step"/>'s global batch lies in the data (epoch, batch offset, permutation seed).</summary>
+    public RAE.Models.Data.DataPosition DataPositionOf(long step) =>
+        _latents?.Plan.PositionOf(step) ?? (_stream ?? throw NotInitialized()).PositionOf(step);
+
+    /// <summary>Samples in the job's dataset (sets the epoch length).</summary>
+    public long DatasetSize => _latents?.Plan.DatasetSize ?? Job.Data.NumSamples;
 
     internal DiTwDDTHead Model => _model ?? throw NotInitialized();
 
@@ -90,10 +105,16 @@ public sealed class DiTRankWorker : IRankWorker
         _trainable = _model.parameters().Where(p => p.requires_grad).ToArray();
         ParameterCount = checked((int)_trainable.Sum(p => p.numel()));
 
+        if (job.Data.Source == DataSource.Latents)
+        {
+            var data = latentData ?? throw new InvalidOperationException(
+                $"data.source 'latents' needs the silo's latent dataset access ({nameof(LatentTrainingData)}); this worker was created without it");
+            _latents = LatentDatasetStream.Open(data, job, context);
+        }
+        else _stream = new SyntheticLatentStream(job.LatentShape, job.Model.NumClasses, job.Data.NumSamples, job.Data.Seed, spec.Seed, spec.GlobalBatchSize);
         var optimizer = job.Training.Optimizer;
-        _trainer = new Stage2TrainingStep(_model, job.Transport(), job.Schedule(spec.GlobalBatchSize), job.Training.ClipGrad, _ema,
+        _trainer = new Stage2TrainingStep(_model, job.Transport(), job.Schedule(spec.GlobalBatchSize, DatasetSize), job.Training.ClipGrad, _ema,
             job.Training.EmaDecay, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps, job.Training.Precision);
-        _stream = new SyntheticLatentStream(job.LatentShape, job.Model.NumClasses, job.Data.NumSamples, job.Data.Seed, spec.Seed, spec.GlobalBatchSize);
         Step = 0;
         LastGradientNorm = 0;
     }
@@ -107,12 +128,15 @@ public sealed class DiTRankWorker : IRankWorker
         var localSamples = microBatch * accumulation;
         var trainer = _trainer ?? throw NotInitialized();
         trainer.ZeroGradients();
+        _latents?.BeginStep(step);
         double lossSum = 0;
         for (var micro = 0; micro < accumulation; micro++)
         {
             using var scope = NewDisposeScope();
             var firstSlot = (context.Rank * accumulation + micro) * microBatch;
-            using var batch = _stream!.Batch(step, firstSlot, microBatch, _device);
+            using var batch = _latents is { } latents
+                ? latents.MicroBatch(step, micro * microBatch, microBatch, _device)
+                : _stream!.Batch(step, firstSlot, microBatch, _device);
             var labels = DropLabels(batch);
             var times = trainer.Transport.SampleTime(batch.TimeUniforms);
             // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
@@ -221,17 +245,19 @@ public sealed class DiTRankWorker : IRankWorker
         _model?.Dispose();
         _ema?.Dispose();
         _stream?.Dispose();
+        _latents?.Dispose();
         _trainer = null;
         _model = _ema = null;
         _stream = null;
+        _latents = null;
         _trainable = [];
         _context = null;
     }
 }
 
-public sealed class DiTRankWorkerFactory : IRankWorkerFactory
+public sealed class DiTRankWorkerFactory(LatentTrainingData? latentData = null) : IRankWorkerFactory
 {
     public string Workload => DiTRankWorker.WorkloadName;
 
-    public IRankWorker Create() => new DiTRankWorker();
+    public IRankWorker Create() => new DiTRankWorker(latentData);
 }

@@ -11,7 +11,8 @@ namespace RAE.Grains.Workers.Stage2;
 /// <c>ema.&lt;reference key&gt;</c> (the state_dict keys of the reference DiTwDDTHead, so an export can strip the prefix),
 /// <c>optimizer.exp_avg.&lt;key&gt;</c>, <c>optimizer.exp_avg_sq.&lt;key&gt;</c>, <c>optimizer.step</c> (AdamW),
 /// <c>trainer.step</c>, <c>trainer.seed</c>, <c>trainer.global_batch</c>, <c>data.seed</c>, <c>data.position</c> (global
-/// samples consumed), <c>config.yaml</c> (UTF-8 bytes of the canonical configuration, also in the metadata). The data
+/// samples consumed), the data position of the next step (<c>data.epoch</c>, <c>data.offset</c> in batches,
+/// <c>data.permutation_seed</c>) with <c>data.dataset_size</c>, <c>config.yaml</c> (UTF-8 bytes of the canonical configuration, also in the metadata). The data
 /// order, noise, times and dropout are functions of (seed, step, slot), so step and seeds are the whole RNG state, and the
 /// LR schedule position is the step.
 /// </summary>
@@ -44,6 +45,11 @@ internal static class DiTTrainingState
         tensors.Add(new("trainer.global_batch", tensor((long)context.Spec.GlobalBatchSize)));
         tensors.Add(new("data.seed", tensor(job.Data.Seed)));
         tensors.Add(new("data.position", tensor(worker.Step * context.Spec.GlobalBatchSize)));
+        var next = worker.DataPositionOf(worker.Step + 1);
+        tensors.Add(new("data.epoch", tensor(next.Epoch)));
+        tensors.Add(new("data.offset", tensor(next.Offset)));
+        tensors.Add(new("data.permutation_seed", tensor(next.PermutationSeed)));
+        tensors.Add(new("data.dataset_size", tensor(worker.DatasetSize)));
         tensors.Add(new("config.yaml", tensor(Encoding.UTF8.GetBytes(yaml))));
         var metadata = new Dictionary<string, string>
         {
@@ -74,6 +80,7 @@ internal static class DiTTrainingState
             if (seed != context.Spec.Seed || globalBatch != context.Spec.GlobalBatchSize)
                 throw new InvalidDataException($"The checkpoint was taken with seed {seed} and global batch {globalBatch}; this job has seed {context.Spec.Seed} and global batch {context.Spec.GlobalBatchSize}.");
             optimizerStep = Scalar(tensors, "optimizer.step");
+            if (worker.Latents is not null) CheckDataPosition(worker, tensors, step);
         });
         using var guard = no_grad();
         WithGroup(state, start, "model.", tensors => CopyInto(worker.Model.state_dict(), tensors, "model."));
@@ -90,6 +97,21 @@ internal static class DiTTrainingState
         });
         foreach (var adam in states) adam.step = optimizerStep;
         return step;
+    }
+
+    /// <summary>
+    /// A latent job resumes on the very batches it would have read: the dataset must have the size it had, and the
+    /// stored position of the next step (epoch, offset, permutation seed) must be the one this job's plan gives.
+    /// </summary>
+    private static void CheckDataPosition(DiTRankWorker worker, Dictionary<string, Tensor> tensors, long step)
+    {
+        var size = Scalar(tensors, "data.dataset_size");
+        if (size != worker.DatasetSize)
+            throw new InvalidDataException($"The checkpoint was taken on a dataset of {size} latents; latent dataset '{worker.Job.Data.Dataset}' now holds {worker.DatasetSize}, so the resumed job would read other batches.");
+        var stored = new RAE.Models.Data.DataPosition(Scalar(tensors, "data.epoch"), Scalar(tensors, "data.offset"), Scalar(tensors, "data.permutation_seed"));
+        var expected = worker.DataPositionOf(step + 1);
+        if (stored != expected)
+            throw new InvalidDataException($"The checkpoint's data position {stored} differs from the one this job gives step {step + 1}: {expected} (data.seed or global batch changed).");
     }
 
     private static void WithGroup(Stream state, long start, string prefix, Action<Dictionary<string, Tensor>> use) =>

@@ -71,12 +71,7 @@ public sealed class SyntheticLatentStream : IDisposable
             var index = DatasetIndex(step, slot);
             labels[i] = index % NumClasses;
             latents[i] = Latent(index);
-            using var generator = new Generator(Mix(StepStream, (ulong)JobSeed, (ulong)step, (ulong)slot), CPU);
-            noises[i] = randn(_shape, generator: generator);
-            using var uniforms = rand([2], generator: generator, dtype: ScalarType.Float64);
-            var drawn = uniforms.data<double>();
-            timeUniforms[i] = (float)drawn[0];
-            dropUniforms[i] = (float)drawn[1];
+            (noises[i], timeUniforms[i], dropUniforms[i]) = SlotDraws(JobSeed, step, slot, _shape);
         }
         return new TrainingBatch(
             stack(latents).to(device).MoveToOuterDisposeScope(),
@@ -97,6 +92,28 @@ public sealed class SyntheticLatentStream : IDisposable
     }
 
     public void Dispose() => _permutation = [];
+
+    /// <summary>Where step <paramref name="step"/>'s global batch lies: its epoch, batch offset and the epoch permutation's seed.</summary>
+    public RAE.Models.Data.DataPosition PositionOf(long step)
+    {
+        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, "steps are counted from 1");
+        var epoch = (step - 1) / StepsPerEpoch;
+        return new RAE.Models.Data.DataPosition(epoch, (step - 1) % StepsPerEpoch, (long)Mix(EpochStream, (ulong)DataSeed, (ulong)epoch, 0));
+    }
+
+    /// <summary>
+    /// The per-sample draws of global slot <paramref name="slot"/> of step <paramref name="step"/>: noise x0 of
+    /// <paramref name="shape"/>, the uniform for the time and the one for label dropout, from a generator seeded by
+    /// (job seed, step, slot). Every data source uses them, so they never depend on the rank count.
+    /// </summary>
+    internal static (Tensor Noise, float TimeUniform, float DropUniform) SlotDraws(long jobSeed, long step, int slot, long[] shape)
+    {
+        using var generator = new Generator(Mix(StepStream, (ulong)jobSeed, (ulong)step, (ulong)slot), CPU);
+        var noise = randn(shape, generator: generator);
+        using var uniforms = rand([2], generator: generator, dtype: ScalarType.Float64);
+        var drawn = uniforms.data<double>();
+        return (noise, (float)drawn[0], (float)drawn[1]);
+    }
 
     private long[] Permutation(long epoch)
     {

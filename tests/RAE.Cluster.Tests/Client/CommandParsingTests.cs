@@ -153,6 +153,7 @@ public sealed class CommandParsingTests
     [InlineData("train", "{tiny}", "--ranks", "two")]
     [InlineData("train", "{tiny}", "--job-id", "a/b")]
     [InlineData("train", "{tiny}", "--precision", "fp16")]
+    [InlineData("train", "{tiny}", "--data", "Bad/Name")]
     [InlineData("sample")]
     [InlineData("sample", "{tiny}", "--label-sampling", "weird")]
     [InlineData("sample", "{tiny}", "--num-samples", "0")]
