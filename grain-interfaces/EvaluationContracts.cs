@@ -157,8 +157,10 @@ public sealed record EvaluationJobStatus
     [Id(10)] public DateTimeOffset UpdatedAt { get; init; }
     /// <summary>How many activations found the job unfinished and continued it.</summary>
     [Id(11)] public int Resumptions { get; init; }
-    /// <summary>The silo of the activation that answered.</summary>
+    /// <summary>The silo of the activation that answered (parsable address).</summary>
     [Id(12)] public string Silo { get; init; } = "";
+    /// <summary>The units recorded as finished, in unit order.</summary>
+    [Id(13)] public IReadOnlyList<int> FinishedUnits { get; init; } = [];
 }
 
 /// <summary>

@@ -124,6 +124,7 @@ public sealed partial class EvaluationJobGrain(
         UpdatedAt = State.UpdatedAt,
         Resumptions = State.Resumptions,
         Silo = silo.SiloAddress.ToParsableString(),
+        FinishedUnits = State.UnitsDone.Keys.ToList(),
     });
 
     public async Task Cancel()
