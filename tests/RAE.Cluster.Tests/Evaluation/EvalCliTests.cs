@@ -19,24 +19,19 @@ public sealed class EvalCliTests(CliSiloFixture silo) : IClassFixture<CliSiloFix
     [Fact]
     public async Task FdResNet18OfTwoNpzFilesEqualsTheDirectComputation()
     {
-        using var samples = EvaluationTestData.Images(10, 8, seed: 11);
-        using var reference = EvaluationTestData.Images(8, 8, seed: 12);
+        using var samples = EvaluationTestData.Images(5, 8, seed: 11);
+        using var reference = EvaluationTestData.Images(4, 8, seed: 12);
         var samplesFile = EvaluationTestData.WriteNpz(_folder, "samples.npz", samples);
         var referenceFile = EvaluationTestData.WriteNpz(_folder, "reference.npz", reference);
 
-        var (exitCode, output, error) = await Rae("eval", samplesFile, "--ref", referenceFile, "--unit-size", "4", "--batch-size", "4", "--json");
+        var (exitCode, output, error) = await Rae("eval", samplesFile, "--ref", referenceFile, "--unit-size", "2", "--batch-size", "2", "--json");
 
         Assert.True(exitCode == 0, error + output);
         var result = Result(output);
         Assert.Equal("fd_resnet18", result.GetProperty("metric").GetString());
-        var expected = EvaluationTestData.DirectFdResNet18(samples, reference, batchSize: 4);
+        var expected = EvaluationTestData.DirectFdResNet18(samples, reference, batchSize: 2);
         var actual = result.GetProperty("value").GetDouble();
         Assert.True(Math.Abs(actual - expected) <= 1e-12 * Math.Max(1, Math.Abs(expected)), $"rae eval {actual:R}, direct {expected:R}");
-
-        var (textExit, text, _) = await Rae("eval", samplesFile, "--ref", referenceFile, "--unit-size", "4", "--batch-size", "4");
-        Assert.Equal(0, textExit);
-        Assert.Contains("fd_resnet18 = ", text);
-        Assert.DoesNotContain("FID", text);
     }
 
     [Fact]
@@ -58,6 +53,9 @@ public sealed class EvalCliTests(CliSiloFixture silo) : IClassFixture<CliSiloFix
             Assert.Equal(metric, result.GetProperty("metric").GetString());
             Assert.Equal((double)value, result.GetProperty("value").GetDouble());
         }
+        var (textExit, text, textError) = await Rae("eval", reconstructionsFile, "--ref", originalsFile, "--metric", "psnr", "--unit-size", "4", "--batch-size", "2");
+        Assert.True(textExit == 0, textError);
+        Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"psnr = {(double)expected.Psnr:G10}  (6 sample images vs 6 reference images)"), text);
     }
 
     [Fact]

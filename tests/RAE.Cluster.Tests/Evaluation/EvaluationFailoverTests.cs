@@ -16,8 +16,8 @@ public sealed class EvaluationFailoverTests(ClusterFixture fixture)
     [Fact]
     public async Task KillingASiloMidJobRecomputesNoFinishedUnitAndGivesTheDirectScore()
     {
-        using var samples = EvaluationTestData.Images(16, 8, seed: 1);
-        using var reference = EvaluationTestData.Images(16, 8, seed: 2);
+        using var samples = EvaluationTestData.Images(8, 8, seed: 1);
+        using var reference = EvaluationTestData.Images(8, 8, seed: 2);
         var folder = Path.Combine(fixture.DataFolder, "eval-failover");
         var samplesBlob = await EvaluationTransfers.UploadAsync(fixture.Grains, EvaluationTestData.WriteNpz(folder, "samples.npz", samples));
         var referenceBlob = await EvaluationTransfers.UploadAsync(fixture.Grains, EvaluationTestData.WriteNpz(folder, "reference.npz", reference));
@@ -28,8 +28,8 @@ public sealed class EvaluationFailoverTests(ClusterFixture fixture)
         {
             Samples = new EvaluationInput(EvaluationInputKind.NpzBlob, samplesBlob),
             Reference = new EvaluationInput(EvaluationInputKind.NpzBlob, referenceBlob),
-            UnitSize = 2,
-            BatchSize = 2,
+            UnitSize = 1,
+            BatchSize = 1,
             UnitDelay = TimeSpan.FromMilliseconds(400),
         });
 
@@ -53,7 +53,7 @@ public sealed class EvaluationFailoverTests(ClusterFixture fixture)
         Assert.Equal(16, status.UnitsTotal);
         Assert.All(finishedBeforeKill, unit => Assert.Equal(1, executions.Count(jobId, unit)));
         Assert.All(Enumerable.Range(0, 16), unit => Assert.InRange(executions.Count(jobId, unit), 1, 2));
-        var expected = EvaluationTestData.DirectFdResNet18(samples, reference, batchSize: 2);
+        var expected = EvaluationTestData.DirectFdResNet18(samples, reference, batchSize: 1);
         Assert.Equal("fd_resnet18", status.Result!.Metric);
         Assert.True(Math.Abs(status.Result.Value - expected) <= 1e-12 * Math.Max(1, Math.Abs(expected)), $"cluster {status.Result.Value:R}, direct {expected:R}");
     }

@@ -37,30 +37,30 @@ public sealed class EvaluationJobTests(ClusterFixture fixture) : IDisposable
     [Fact]
     public async Task OneWorkerAndThreeWorkersGiveTheSameScoreBitForBit()
     {
-        using var samples = EvaluationTestData.Images(9, 8, seed: 3);
-        using var reference = EvaluationTestData.Images(7, 8, seed: 4);
+        using var samples = EvaluationTestData.Images(5, 8, seed: 3);
+        using var reference = EvaluationTestData.Images(3, 8, seed: 4);
         var spec = new EvaluationJobSpec
         {
             Samples = new EvaluationInput(EvaluationInputKind.NpzBlob, await UploadAsync("samples", samples)),
             Reference = new EvaluationInput(EvaluationInputKind.NpzBlob, await UploadAsync("reference", reference)),
-            UnitSize = 3,
-            BatchSize = 3,
+            UnitSize = 2,
+            BatchSize = 2,
         };
         var three = await RunAsync(spec);
         var one = await RunAsync(spec with { MaxWorkers = 1 });
 
-        Assert.Equal(6, three.UnitsTotal);
+        Assert.Equal(5, three.UnitsTotal);
         Assert.Equal(three.Result!.Value, one.Result!.Value);
         Assert.True(three.Result.Value > 0);
-        Assert.Equal(9, three.Result.SampleImages);
-        Assert.Equal(7, three.Result.ReferenceImages);
+        Assert.Equal(5, three.Result.SampleImages);
+        Assert.Equal(3, three.Result.ReferenceImages);
     }
 
     [Fact]
     public async Task DatasetReferenceStatisticsAreComputedOnceThenReadFromTheCache()
     {
-        _images.AddImages("cat", 5);
-        _images.AddImages("dog", 4);
+        _images.AddImages("cat", 3);
+        _images.AddImages("dog", 2);
         var dataset = NewId("evalset");
         using (var output = new StringWriter())
         using (var error = new StringWriter())
@@ -69,13 +69,13 @@ public sealed class EvaluationJobTests(ClusterFixture fixture) : IDisposable
                 new CommandContext(output, error, Json: false, Live: false, CancellationToken.None));
             Assert.True(added == 0, error.ToString());
         }
-        using var samples = EvaluationTestData.Images(6, 8, seed: 5);
+        using var samples = EvaluationTestData.Images(3, 8, seed: 5);
         var spec = new EvaluationJobSpec
         {
             Samples = new EvaluationInput(EvaluationInputKind.NpzBlob, await UploadAsync("samples", samples)),
             Reference = new EvaluationInput(EvaluationInputKind.Dataset, dataset),
-            UnitSize = 4,
-            BatchSize = 4,
+            UnitSize = 2,
+            BatchSize = 2,
         };
         using var executions = new EvaluationUnitCounter();
 
@@ -85,13 +85,13 @@ public sealed class EvaluationJobTests(ClusterFixture fixture) : IDisposable
         var cache = $"datasets/{dataset}/stats/fd_resnet18-8.npz";
         Assert.Equal(cache, first.Result!.ReferenceStatistics);
         Assert.False(first.Result.ReferenceStatisticsReused);
-        Assert.Equal(3, executions.Side(first.JobId, EvaluationSide.Reference)); // 9 images in units of 4
+        Assert.Equal(3, executions.Side(first.JobId, EvaluationSide.Reference)); // 5 images in units of 2
         Assert.Equal(2, second.UnitsTotal);
         Assert.Equal(0, executions.Side(second.JobId, EvaluationSide.Reference));
         Assert.True(second.Result!.ReferenceStatisticsReused);
         Assert.Equal(cache, second.Result.ReferenceStatistics);
         Assert.Equal(first.Result.Value, second.Result.Value, 9);
-        Assert.Equal(9, first.Result.ReferenceImages);
+        Assert.Equal(5, first.Result.ReferenceImages);
 
         var blobs = SamplingTestFiles.Blobs(fixture);
         var cached = Path.Combine(Folder, NewId("cached") + ".npz");

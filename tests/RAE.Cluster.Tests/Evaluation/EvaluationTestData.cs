@@ -11,6 +11,9 @@ namespace RAE.Cluster.Tests.Evaluation;
 /// <summary>Tiny image sets for evaluation tests and the direct, in-process computations their scores must equal.</summary>
 internal static class EvaluationTestData
 {
+    /// <summary>One extractor for every direct computation of the test run (loading the ONNX weights is the slow part).</summary>
+    private static readonly Lazy<ResNet18Features> SharedResNet = new(() => ResNet18Features.Load());
+
     /// <summary>Seeded uint8 images [count, size, size, 3]: a smooth pattern plus noise, so features vary between images.</summary>
     public static Tensor Images(int count, int size, long seed)
     {
@@ -35,7 +38,7 @@ internal static class EvaluationTestData
     /// <summary>fd_resnet18 computed in this process from the features of batches of <paramref name="batchSize"/>, no cluster, no units.</summary>
     public static double DirectFdResNet18(Tensor samples, Tensor reference, int batchSize)
     {
-        using var resnet = ResNet18Features.Load();
+        var resnet = SharedResNet.Value;
         using var sampleMoments = FeatureDistances.Moments(batch => resnet.Features(batch, batchSize), samples, batchSize, ResNet18Features.FeatureDimension);
         using var referenceMoments = FeatureDistances.Moments(batch => resnet.Features(batch, batchSize), reference, batchSize, ResNet18Features.FeatureDimension);
         using var statistics = referenceMoments.ToStatistics();
