@@ -102,6 +102,48 @@ public sealed class EvaluationJobTests(ClusterFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task AReferenceNpzWithMuAndSigmaIsUsedAsGivenAndAWrongDimensionIsNamed()
+    {
+        using var samples = EvaluationTestData.Images(4, 8, seed: 8);
+        using var reference = EvaluationTestData.Images(5, 8, seed: 9);
+        Directory.CreateDirectory(Folder);
+        var statisticsFile = EvaluationTestData.WriteResNetStatistics(Folder, NewId("adm-ref") + ".npz", reference, batchSize: 2);
+        var statisticsBlob = await EvaluationTransfers.UploadAsync(fixture.Grains, statisticsFile);
+        using var executions = new EvaluationUnitCounter();
+
+        var status = await RunAsync(new EvaluationJobSpec
+        {
+            Samples = new EvaluationInput(EvaluationInputKind.NpzBlob, await UploadAsync("samples", samples)),
+            Reference = new EvaluationInput(EvaluationInputKind.NpzBlob, statisticsBlob),
+            UnitSize = 2,
+            BatchSize = 2,
+        });
+
+        Assert.Equal(2, status.UnitsTotal);
+        Assert.Equal(0, executions.Side(status.JobId, EvaluationSide.Reference));
+        Assert.True(status.Result!.ReferenceStatisticsReused);
+        Assert.Equal(statisticsBlob, status.Result.ReferenceStatistics);
+        var expected = EvaluationTestData.DirectFdResNet18(samples, reference, batchSize: 2);
+        Assert.True(Math.Abs(status.Result.Value - expected) <= 1e-12 * Math.Max(1, Math.Abs(expected)), $"job {status.Result.Value:R}, direct {expected:R}");
+
+        var wrongFile = Path.Combine(Folder, NewId("inception-like") + ".npz");
+        using (var mu = TorchSharp.torch.zeros(16, dtype: TorchSharp.torch.ScalarType.Float64))
+        using (var sigma = TorchSharp.torch.eye(16, dtype: TorchSharp.torch.ScalarType.Float64))
+            Npz.Save(wrongFile, [new("mu", mu), new("sigma", sigma)]);
+        var jobId = NewId("eval-wrong-stats");
+        await fixture.Grains.GetGrain<IEvaluationJobGrain>(jobId).Start(new EvaluationJobSpec
+        {
+            Samples = new EvaluationInput(EvaluationInputKind.NpzBlob, await UploadAsync("samples", samples)),
+            Reference = new EvaluationInput(EvaluationInputKind.NpzBlob, await EvaluationTransfers.UploadAsync(fixture.Grains, wrongFile)),
+            UnitSize = 4,
+            BatchSize = 4,
+        });
+        var failed = await EvaluationTestData.WaitForEndAsync(fixture.Grains, jobId);
+        Assert.Equal(JobState.Failed, failed.State);
+        Assert.Contains("the statistics are 16-d, the metric's features are 512-d", failed.FailureReason);
+    }
+
+    [Fact]
     public async Task SamplesExportFetchesTheNpzAndEveryPngWithTheirChecksums()
     {
         var samplingJob = NewId("sample");

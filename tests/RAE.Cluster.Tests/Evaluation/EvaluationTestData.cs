@@ -45,6 +45,17 @@ internal static class EvaluationTestData
         return FeatureDistances.Gfid(sampleMoments, statistics);
     }
 
+    /// <summary>The reference statistics (mu, sigma) of the images' ResNet18 features, as an ADM-style <c>.npz</c>.</summary>
+    public static string WriteResNetStatistics(string folder, string name, Tensor images, int batchSize)
+    {
+        var resnet = SharedResNet.Value;
+        using var moments = FeatureDistances.Moments(batch => resnet.Features(batch, batchSize), images, batchSize, ResNet18Features.FeatureDimension);
+        using var statistics = moments.ToStatistics();
+        var path = Path.Combine(folder, name);
+        Npz.Save(path, [new("mu", statistics.Mu), new("sigma", statistics.Sigma)]);
+        return path;
+    }
+
     public static async Task<EvaluationJobStatus> WaitForEndAsync(IGrainFactory grains, string jobId, TimeSpan? timeout = null)
     {
         var job = grains.GetGrain<IEvaluationJobGrain>(jobId);
