@@ -32,6 +32,8 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, ILogger<Eval
 
     private readonly Dictionary<string, string> _npzFiles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DatasetManifest> _manifests = new(StringComparer.Ordinal);
+    /// <summary>The shards read last (units rarely line up with shards, so neighbouring units share one).</summary>
+    private readonly Dictionary<string, byte[]> _recentShards = new(StringComparer.Ordinal);
     private DedicatedWorkerThread? _thread;
     private ResNet18Features? _resnet;
     private (string Path, FidInceptionV3 Model)? _inception;
@@ -168,7 +170,12 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, ILogger<Eval
                 var parts = EvaluationFiles.ShardsCovering(manifest, request.First, request.Count);
                 var shards = new Dictionary<string, byte[]>(StringComparer.Ordinal);
                 foreach (var (shard, _, _) in parts)
-                    shards[shard.File] = (await blobs.GetAsync($"datasets/{input.Location}/{shard.File}")).Data;
+                {
+                    var path = $"datasets/{input.Location}/{shard.File}";
+                    shards[shard.File] = _recentShards.TryGetValue(path, out var recent) ? recent : (await blobs.GetAsync(path)).Data;
+                }
+                _recentShards.Clear();
+                foreach (var (shardFile, bytes) in shards) _recentShards[$"datasets/{input.Location}/{shardFile}"] = bytes;
                 return await Thread.InvokeAsync(() => EvaluationFiles.DecodeDatasetRange(manifest, parts, shards, request.ImageSize));
             }
             var (file, _) = await NpzFileAsync(input.Location, input.Input.ToString());
