@@ -141,6 +141,7 @@ public enum JobKind
 {
     Training,
     Sampling,
+    Evaluation,
 }
 
 [GenerateSerializer, Immutable]

@@ -20,7 +20,42 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
     public async Task<JobState> WatchAsync(string jobId)
     {
         var summary = await client.GetJobAsync(jobId);
-        return summary.Kind == JobKind.Training ? await WatchTrainingAsync(jobId) : await WatchSamplingAsync(jobId);
+        return summary.Kind switch
+        {
+            JobKind.Training => await WatchTrainingAsync(jobId),
+            JobKind.Evaluation => await WatchEvaluationAsync(jobId),
+            _ => await WatchSamplingAsync(jobId),
+        };
+    }
+
+    /// <summary>Units done until the evaluation ends, then its score (see <see cref="Commands.EvalCommand.Describe"/>).</summary>
+    public async Task<JobState> WatchEvaluationAsync(string jobId)
+    {
+        string? lastLine = null;
+        var job = client.Grains.GetGrain<IEvaluationJobGrain>(jobId);
+        while (true)
+        {
+            var status = await job.GetStatus();
+            var line = $"{jobId} {status.State,-10} {Bar(status.UnitsDone, status.UnitsTotal)} units {status.UnitsDone}/{status.UnitsTotal}";
+            if (context.Json)
+            {
+                if (line != lastLine) context.WriteJson(new { jobId, kind = "units", status.State, status.UnitsDone, status.UnitsTotal });
+            }
+            else if (context.Live) Redraw(line);
+            else if (line != lastLine) context.Output.WriteLine(line);
+            lastLine = line;
+            if (IsEnded(status.State))
+            {
+                Finish(jobId, status.State, status.FailureReason, status.UnitsDone, status.UnitsTotal);
+                if (status.Result is { } result)
+                {
+                    if (context.Json) context.WriteJson(new { jobId, kind = "result", result.Metric, result.Value, result.SampleImages, result.ReferenceImages, result.ReferenceStatistics, result.ReferenceStatisticsReused });
+                    else context.Output.WriteLine(Commands.EvalCommand.Describe(status));
+                }
+                return status.State;
+            }
+            await Task.Delay(PollInterval, context.CancellationToken);
+        }
     }
 
     public async Task<JobState> WatchTrainingAsync(string jobId)

@@ -19,6 +19,7 @@ public static class CommandLine
         ["jobs"] = "Training and sampling jobs: list, show, watch, cancel",
         ["checkpoints"] = "Committed checkpoints of a training job: list, export",
         ["datasets"] = "Image datasets in the cluster's blob store: add, list, show, remove",
+        ["samples"] = "Outputs of sampling jobs: export",
     };
 
     /// <summary>Every command of the `rae` CLI, freshly built (a System.CommandLine symbol belongs to one tree). Add new commands here.</summary>
@@ -31,6 +32,8 @@ public static class CommandLine
         new ClusterStatusCommand(),
         new TrainCommand(),
         new SampleCommand(),
+        new EvalCommand(),
+        new SamplesExportCommand(),
         new JobsListCommand(),
         new JobsShowCommand(),
         new JobsWatchCommand(),

@@ -53,6 +53,13 @@ public sealed class JobsShowCommand : ClusterCommand
         return async (client, ctx) =>
         {
             var summary = await client.GetJobAsync(jobId);
+            if (summary.Kind == JobKind.Evaluation)
+            {
+                var evaluation = await client.Grains.GetGrain<IEvaluationJobGrain>(jobId).GetStatus();
+                if (ctx.Json) ctx.WriteJson(evaluation);
+                else PrintEvaluation(ctx.Output, evaluation);
+                return Ok;
+            }
             if (summary.Kind == JobKind.Sampling)
             {
                 var sampling = await client.GetSamplingStatusAsync(jobId);
@@ -81,6 +88,16 @@ public sealed class JobsShowCommand : ClusterCommand
         if (status.LastMetrics is { } m)
             output.WriteLine(string.Create(invariant, $"last step  {m.Step}: loss {m.Loss:F5}, grad norm {m.GradientNorm:F4}, lr {m.LearningRate:E3}, {m.StepSeconds:F3} s, {m.SamplesPerSecondPerRank.Sum():F1} img/s"));
         output.WriteLine($"created    {status.CreatedAt:u}, updated {status.UpdatedAt:u}");
+    }
+
+    private static void PrintEvaluation(TextWriter output, EvaluationJobStatus status)
+    {
+        output.WriteLine($"job        {status.JobId} (evaluation, {EvaluationMetrics.NameOf(status.Spec.Metric)})");
+        output.WriteLine($"state      {status.State}{(status.FailureReason is null ? "" : ": " + status.FailureReason)}");
+        output.WriteLine($"progress   {JobWatcher.Bar(status.UnitsDone, status.UnitsTotal)} units {status.UnitsDone}/{status.UnitsTotal}, resumptions {status.Resumptions}");
+        output.WriteLine($"samples    {status.Spec.Samples}");
+        output.WriteLine($"reference  {status.Spec.Reference}");
+        output.WriteLine($"result     {(status.Result is null ? "not yet" : EvalCommand.Describe(status))}");
     }
 
     private static void PrintSampling(TextWriter output, SamplingJobStatus status)

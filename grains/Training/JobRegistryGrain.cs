@@ -87,6 +87,7 @@ public sealed class JobRegistryGrain(
     {
         var summary = Require(jobId);
         if (summary.Kind == JobKind.Training) await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(jobId).Cancel();
+        else if (summary.Kind == JobKind.Evaluation) await GrainFactory.GetGrain<IEvaluationJobGrain>(jobId).Cancel();
         else await GrainFactory.GetGrain<ISamplingJobGrain>(jobId).Cancel();
     }
 
@@ -105,6 +106,7 @@ public sealed class JobRegistryGrain(
             try
             {
                 if (summary.Kind == JobKind.Sampling) await GrainFactory.GetGrain<ISamplingJobGrain>(summary.JobId).Resume();
+                else if (summary.Kind == JobKind.Evaluation) await GrainFactory.GetGrain<IEvaluationJobGrain>(summary.JobId).Resume();
                 else await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(summary.JobId).Resume();
             }
             catch (Exception error)
