@@ -57,10 +57,22 @@ public sealed class ClusterTlsCredentials : IDisposable
         var credentials = new ClusterTlsCredentials(certificate, authority);
         if (!credentials.IsIssuedByAuthority(certificate))
         {
+            var problem = $"TLS certificate '{certificatePath}' ({certificate.Subject}) is not issued by the authority '{authorityPath}' ({authority.Subject}).";
             credentials.Dispose();
-            throw new InvalidDataException($"TLS certificate '{certificatePath}' ({certificate.Subject}) is not issued by the authority '{authorityPath}' ({authority.Subject}).");
+            throw new InvalidDataException(problem);
         }
         return credentials;
+    }
+
+    /// <summary>
+    /// Credentials from certificates already loaded (it owns them from now on), without checking that the certificate is
+    /// the authority's: the peer checks that during the handshake. <see cref="Load"/> is the way for configured files.
+    /// </summary>
+    public static ClusterTlsCredentials FromCertificates(X509Certificate2 certificate, X509Certificate2 authority)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        ArgumentNullException.ThrowIfNull(authority);
+        return new ClusterTlsCredentials(certificate, authority);
     }
 
     /// <summary>Settings of a silo: its certificate, and a certificate of the authority required from every silo and client.</summary>
