@@ -170,6 +170,47 @@ public sealed class MutualTlsTests(TlsSiloFixture silo) : IClassFixture<TlsSiloF
         Assert.DoesNotContain("hunter2", string.Join(" ", password.Failures));
     }
 
+    [Fact]
+    public async Task TheCliWithTheClientCertificateIsServedAndWithoutItIsRefused()
+    {
+        var files = silo.Cluster;
+        string[] connection = ["--gateway", silo.GatewayPort.ToString(CultureInfo.InvariantCulture), "--cluster-id", TlsSiloFixture.ClusterId];
+        var (served, output, error) = await Client.Cli.RunAsync(
+            ["cluster", "status", .. connection, "--tls-certificate", files.ClientCertificatePath, "--tls-authority", files.AuthorityPath,
+             "--tls-password-file", files.PasswordPath]);
+        Assert.True(served == 0, $"exit {served}: {error}");
+        Assert.Contains("1 silo(s)", output);
+
+        var (refused, _, refusal) = await Client.Cli.RunAsync(["cluster", "status", .. connection, "--connect-timeout", "4"]);
+        Assert.Equal(3, refused);
+        Assert.Contains("No RAE silo answers", refusal);
+
+        var (usage, _, missingAuthority) = await Client.Cli.RunAsync(["cluster", "status", .. connection, "--tls-certificate", files.ClientCertificatePath]);
+        Assert.Equal(2, usage);
+        Assert.Contains("--tls-certificate needs --tls-authority", missingAuthority);
+    }
+
+    [Fact]
+    public async Task TheCertificatesCommandWritesAnAuthorityAndCertificatesItSignsWithAnOwnerOnlyPassword()
+    {
+        var folder = Path.Combine(silo.Folder, "cli-" + Guid.NewGuid().ToString("N")[..6]);
+        var (exitCode, output, error) = await Client.Cli.RunAsync("cluster", "certificates", "--out", folder, "--host", "rae-silo-0.example");
+        Assert.True(exitCode == 0, error);
+        var password = File.ReadAllText(Path.Combine(folder, DevelopmentCertificates.PasswordFile)).Trim();
+        Assert.DoesNotContain(password, output);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(folder, DevelopmentCertificates.PasswordFile)));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(folder, DevelopmentCertificates.SiloFile)));
+        }
+        using var siloCredentials = ClusterTlsCredentials.Load(Path.Combine(folder, DevelopmentCertificates.SiloFile), password, Path.Combine(folder, DevelopmentCertificates.AuthorityFile));
+        using var clientCredentials = ClusterTlsCredentials.Load(Path.Combine(folder, DevelopmentCertificates.ClientFile), password, Path.Combine(folder, DevelopmentCertificates.AuthorityFile));
+        Assert.True(siloCredentials.Certificate.MatchesHostname("rae-silo-0.example"));
+        Assert.True(siloCredentials.Certificate.MatchesHostname("localhost"));
+        using var otherAuthority = X509CertificateLoader.LoadCertificateFromFile(silo.Cluster.AuthorityPath);
+        Assert.False(siloCredentials.IsIssuedByAuthority(otherAuthority));
+    }
+
     private static async Task ConnectAndListAsync(ClusterConnectionOptions connection)
     {
         await using var client = await RaeClient.ConnectAsync(connection);
