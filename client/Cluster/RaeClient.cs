@@ -75,7 +75,8 @@ public sealed class RaeClient : IAsyncDisposable
         {
             await DisposeQuietly(host);
             var why = error is OperationCanceledException ? $"no answer within {options.ConnectTimeout.TotalSeconds:0.#} s" : error.GetBaseException().Message;
-            throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()}: {why}. Start one with 'infra/cluster.sh up 1' or the silo project, or point --gateway/--storage at a running cluster.", error);
+            var tlsHint = options.UsesTls ? "" : " A cluster with mutual TLS (the default in cluster mode) answers only clients with a certificate of its authority (--tls-certificate, --tls-authority).";
+            throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()}: {why}. Start one with 'infra/cluster.sh up 1' or the silo project, or point --gateway/--storage at a running cluster.{tlsHint}", error);
         }
         catch
         {
