@@ -46,4 +46,14 @@ public sealed class ForgedCommitTests(FileSystemStorageCluster cluster)
         Assert.Equal([5L], (await cluster.Grains.GetGrain<ICheckpointStoreGrain>(victim).List()).Select(c => c.Step));
         Assert.Equal(victimCheckpoint.Sha256, (await cluster.Grains.GetGrain<ICheckpointStoreGrain>(victim).Get(5)).Sha256);
     }
+
+    [Fact]
+    public async Task ATrainingJobWhoseIdCannotNameItsOwnCheckpointFolderIsRefusedBeforeItStarts()
+    {
+        var victim = "train-victim-" + Guid.NewGuid().ToString("N")[..8];
+        var spec = TornCheckpointWriteTests.Spec(steps: 2, interval: 1, CheckpointRetentionPolicy.KeepAll);
+        var error = await Assert.ThrowsAsync<RaeJobException>(() => cluster.Grains.GetGrain<ITrainingCoordinatorGrain>(victim + "/nested").Start(spec));
+        Assert.Contains("cannot name a blob folder: it contains '/'", error.Message);
+        Assert.Empty(await cluster.Store.Inner.ListAsync(BlobCheckpointPayloadStore.PrefixOf(victim)).ToListAsync());
+    }
 }
