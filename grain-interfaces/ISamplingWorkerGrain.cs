@@ -42,9 +42,13 @@ public interface ISamplingWorkerGrain : IGrainWithStringKey
     [ResponseTimeout("01:00:00")]
     Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request);
 
-    /// <summary>Packs the units' images, in order, into one FID <c>.npz</c> (<c>arr_0</c>, uint8, N×H×W×3) at <paramref name="npzLocation"/>.</summary>
+    /// <summary>
+    /// Packs the images of the job's units 0 .. <paramref name="unitCount"/> - 1, in order, into one FID <c>.npz</c>
+    /// (<c>arr_0</c>, uint8, N×H×W×3) in the job's output folder. The worker derives every blob name from the job id and
+    /// the spec's output folder, which it validates itself; a caller names no blob.
+    /// </summary>
     [ResponseTimeout("01:00:00")]
-    Task<long> AssembleNpz(string jobId, IReadOnlyList<string> unitLocations, string npzLocation);
+    Task<long> AssembleNpz(string jobId, SamplingJobSpec spec, int unitCount);
 
     /// <summary>Drops the job's cached model.</summary>
     Task Release(string jobId);

@@ -4,11 +4,16 @@
 #   infra/cluster.sh up N     builds the silo (Release), starts Azurite and N silos, waits until each answers, prints ports
 #   infra/cluster.sh status   lists the silos (pid, ports, alive) and the dashboard addresses
 #   infra/cluster.sh down     stops the silos started by `up`, then Azurite (unless CLUSTER_KEEP_AZURITE=1)
-# Files: .data/cluster/silo-<i>.pid, .data/cluster/silo-<i>.log, .data/cluster/cluster.env (ports, ids, connection).
+# Files: .data/cluster/silo-<i>.pid, .data/cluster/silo-<i>.log, .data/cluster/cluster.env (ids, gateways, TLS files for
+#   the CLI; no storage credentials: the CLI finds the silos by the gateway list), .data/cluster/tls/ (the development
+#   certificate authority, silo.pfx, client.pfx and their owner-only password file, made once by `rae cluster certificates`).
+# Secrets never go on a command line (ps shows it): the connection string reaches the silos in their environment, the
+#   certificate password in a file.
 # Environment: CLUSTER_SILO_PORT_BASE (11111), CLUSTER_GATEWAY_PORT_BASE (30000), CLUSTER_WEB_PORT_BASE (8080),
 #   CLUSTER_DEVICES (cpu; comma-separated, e.g. cuda:0), CLUSTER_THREADS_PER_RANK (1), CLUSTER_START_TIMEOUT_S (120),
 #   CLUSTER_SKIP_BUILD=1, CLUSTER_FAST_FAILURE_DETECTION (1: a killed silo is declared dead in seconds, the settings
-#   tests/RAE.Cluster.Tests/Failover uses; 0: Orleans' defaults, about a minute), plus AZURITE_* (see infra/azurite.sh).
+#   tests/RAE.Cluster.Tests/Failover uses; 0: Orleans' defaults, about a minute), CLUSTER_TLS (1: mutual TLS between silos
+#   and between clients and silos; 0: none, only on a trusted network), plus AZURITE_* (see infra/azurite.sh).
 # All silos share one data folder (.data/cluster/data), so every silo can read every checkpoint.
 set -euo pipefail
 
@@ -17,6 +22,9 @@ REPO_ROOT="$(cd "$INFRA_DIR/.." && pwd)"
 STATE_DIR="$REPO_ROOT/.data/cluster"
 ENV_FILE="$STATE_DIR/cluster.env"
 SILO_DLL="$REPO_ROOT/silo/bin/Release/net10.0/RAE.Silo.dll"
+CLI_DLL="$REPO_ROOT/client/bin/Release/net10.0/rae.dll"
+TLS_DIR="$STATE_DIR/tls"
+TLS="${CLUSTER_TLS:-1}"
 SILO_PORT_BASE="${CLUSTER_SILO_PORT_BASE:-11111}"
 GATEWAY_PORT_BASE="${CLUSTER_GATEWAY_PORT_BASE:-30000}"
 WEB_PORT_BASE="${CLUSTER_WEB_PORT_BASE:-8080}"
@@ -54,10 +62,24 @@ cmd_up() {
   "$INFRA_DIR/azurite.sh" install >/dev/null
   "$INFRA_DIR/azurite.sh" start
   if [[ "${CLUSTER_SKIP_BUILD:-0}" != "1" ]]; then
-    echo "building the silo (Release)"
-    dotnet build "$REPO_ROOT/silo" -c Release -nologo -v quiet >"$STATE_DIR/build.log" 2>&1 || fail "silo build failed; see $STATE_DIR/build.log"
+    echo "building the silo and the CLI (Release)"
+    dotnet build "$REPO_ROOT/client" -c Release -nologo -v quiet >"$STATE_DIR/build.log" 2>&1 || fail "build failed; see $STATE_DIR/build.log"
   fi
-  [[ -f "$SILO_DLL" ]] || fail "$SILO_DLL is missing (build the silo project in Release)"
+  [[ -f "$SILO_DLL" ]] || fail "$SILO_DLL is missing (build the client project, which builds the silo, in Release)"
+  local tls_args=()
+  if [[ "$TLS" == "1" ]]; then
+    if [[ ! -f "$TLS_DIR/silo.pfx" || ! -f "$TLS_DIR/client.pfx" || ! -f "$TLS_DIR/authority.crt" || ! -f "$TLS_DIR/certificate.password" ]]; then
+      [[ -f "$CLI_DLL" ]] || fail "$CLI_DLL is missing (build the client project in Release)"
+      dotnet "$CLI_DLL" cluster certificates --out "$TLS_DIR" >/dev/null || fail "could not write the development certificates into $TLS_DIR"
+      echo "development certificates written to $TLS_DIR"
+    fi
+    tls_args=(
+      --Rae:Silo:Tls:Enabled=true "--Rae:Silo:Tls:CertificatePath=$TLS_DIR/silo.pfx"
+      "--Rae:Silo:Tls:CertificatePasswordFile=$TLS_DIR/certificate.password" "--Rae:Silo:Tls:AuthorityPath=$TLS_DIR/authority.crt"
+    )
+  else
+    tls_args=(--Rae:Silo:Tls:Enabled=false)
+  fi
 
   # A fresh cluster id per `up`: the membership table may still list the silos of an earlier run as active.
   local cluster_id="rae-local-$(date -u +%Y%m%d%H%M%S)"
@@ -77,9 +99,9 @@ cmd_up() {
 
   for ((i = 0; i < count; i++)); do
     local silo_port=$((SILO_PORT_BASE + i)) gateway_port=$((GATEWAY_PORT_BASE + i)) web_port=$((WEB_PORT_BASE + i))
-    # setsid: the silos must outlive this shell.
-    setsid dotnet "$SILO_DLL" \
-      --Rae:Silo:ClusterMode=Azure "--Rae:Silo:StorageConnectionString=$CONNECTION" \
+    # setsid: the silos must outlive this shell. The connection string goes in the environment, not on the command line.
+    RAE_Rae__Silo__StorageConnectionString="$CONNECTION" setsid dotnet "$SILO_DLL" \
+      --Rae:Silo:ClusterMode=Azure "${tls_args[@]}" \
       "--Rae:Silo:ClusterId=$cluster_id" --Rae:Silo:ServiceId=rae \
       "--Rae:Silo:DataFolder=$STATE_DIR/data" \
       "--Rae:Silo:SiloPort=$silo_port" "--Rae:Silo:GatewayPort=$gateway_port" "--Rae:Silo:WebPort=$web_port" \
@@ -89,12 +111,17 @@ cmd_up() {
     echo "$i $silo_port $gateway_port $web_port" >"$STATE_DIR/silo-$i.ports"
     gateways="${gateways:+$gateways,}$gateway_port"
   done
-  cat >"$ENV_FILE" <<ENV
-RAE_CLUSTER_ID=$cluster_id
-RAE_SERVICE_ID=rae
-RAE_GATEWAY=$gateways
-RAE_STORAGE_CONNECTION='$CONNECTION'
-ENV
+  (umask 077; : >"$ENV_FILE")
+  {
+    echo "RAE_CLUSTER_ID=$cluster_id"
+    echo "RAE_SERVICE_ID=rae"
+    echo "RAE_GATEWAY=$gateways"
+    if [[ "$TLS" == "1" ]]; then
+      echo "RAE_TLS_CERTIFICATE=$TLS_DIR/client.pfx"
+      echo "RAE_TLS_CERTIFICATE_PASSWORD_FILE=$TLS_DIR/certificate.password"
+      echo "RAE_TLS_AUTHORITY=$TLS_DIR/authority.crt"
+    fi
+  } >"$ENV_FILE"
 
   local deadline=$((SECONDS + START_TIMEOUT_S))
   for ((i = 0; i < count; i++)); do
@@ -110,7 +137,12 @@ $(tail -n 20 "$STATE_DIR/silo-$i.log")"
   cmd_status
   echo
   echo "dashboard: http://127.0.0.1:$WEB_PORT_BASE/dashboard/ (every silo serves it on its web port)"
-  echo "CLI:  dotnet run --project client -c Release -- cluster status --gateway $gateways --cluster-id $cluster_id"
+  if [[ "$TLS" == "1" ]]; then
+    echo "CLI:  dotnet run --project client -c Release -- cluster status --gateway $gateways --cluster-id $cluster_id \\"
+    echo "        --tls-certificate $TLS_DIR/client.pfx --tls-password-file $TLS_DIR/certificate.password --tls-authority $TLS_DIR/authority.crt"
+  else
+    echo "CLI:  dotnet run --project client -c Release -- cluster status --gateway $gateways --cluster-id $cluster_id"
+  fi
   echo "      (or: set -a; . $ENV_FILE; set +a; rae cluster status)"
 }
 

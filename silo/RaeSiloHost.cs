@@ -40,11 +40,14 @@ public static class RaeSiloHost
         if (args is { Length: > 0 }) builder.Configuration.AddCommandLine(args);
         if (overrides is not null) builder.Configuration.AddInMemoryCollection(overrides);
 
+        RefuseSecretsOnTheCommandLine(args);
         var commandLineSecrets = RaeWebOptions.CheckCommandLine(args ?? []).ToList();
         if (commandLineSecrets.Count > 0)
             throw new OptionsValidationException(RaeSiloOptions.SectionName, typeof(RaeSiloOptions), commandLineSecrets);
         var section = builder.Configuration.GetSection(RaeSiloOptions.SectionName);
         var options = ReadOptions(section);
+        var tls = LoadTls(options);
+        if (tls is not null) builder.Services.AddSingleton(tls);
         builder.Services.AddSingleton<IValidateOptions<RaeSiloOptions>, RaeSiloOptionsValidator>();
         builder.Services.AddOptions<RaeSiloOptions>().Bind(section).PostConfigure(bound => bound.ApplyDefaults(section)).ValidateOnStart();
 
@@ -55,6 +58,7 @@ public static class RaeSiloHost
         {
             ConfigureMembership(silo, options);
             ConfigureRaeSilo(silo, options);
+            if (tls is not null) silo.UseTls(tls.Certificate, tls.ConfigureSilo);
             silo.AddDashboard();
         });
 
@@ -85,6 +89,36 @@ public static class RaeSiloHost
         }
         RaeSiloOptionsValidator.ThrowIfInvalid(options);
         return options;
+    }
+
+    /// <summary>
+    /// Secrets come from the environment or a file: a process's command line is visible to every user of the machine
+    /// (ps, /proc). <see cref="OptionsValidationException"/> names the setting, never its value.
+    /// </summary>
+    private static void RefuseSecretsOnTheCommandLine(string[]? args)
+    {
+        string[] secrets = ["ConnectionString", "CertificatePassword"];
+        var found = (args ?? []).Select(argument => argument.Split('=', 2)[0].Replace("__", ":", StringComparison.Ordinal))
+            .Where(key => secrets.Any(secret => key.EndsWith(secret, StringComparison.OrdinalIgnoreCase)))
+            .Distinct(StringComparer.OrdinalIgnoreCase)
+            .ToList();
+        if (found.Count > 0)
+            throw new OptionsValidationException(RaeSiloOptions.SectionName, typeof(RaeSiloOptions),
+                found.Select(key => $"{key.TrimStart('-', '/')} was given on the command line, where every user of the machine can read it; set it in the environment (RAE_{key.TrimStart('-', '/').Replace(":", "__", StringComparison.Ordinal)}) or a file instead."));
+    }
+
+    /// <summary>The silo's TLS credentials when TLS is on; <see cref="OptionsValidationException"/> when they cannot be loaded.</summary>
+    private static Security.ClusterTlsCredentials? LoadTls(RaeSiloOptions options)
+    {
+        if (!options.Tls.IsEnabled(options.ClusterMode)) return null;
+        try
+        {
+            return options.Tls.LoadCredentials();
+        }
+        catch (Exception error) when (error is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            throw new OptionsValidationException(RaeSiloOptions.SectionName, typeof(RaeSiloOptions), [$"{RaeSiloOptions.SectionName}:Tls: {error.Message}"]);
+        }
     }
 
     /// <summary>Clustering, endpoints and grain storage for the configured mode.</summary>
@@ -152,6 +186,7 @@ public static class RaeSiloHost
             devices.Devices = options.Devices.ToArray();
             devices.ThreadsPerRank = options.ThreadsPerRank;
         });
+        silo.Services.AddSingleton(new SiloDataRoots(options.EffectiveDataRoots));
         silo.Services.AddPlacementDirector<SiloBoundPlacement, SiloBoundPlacementDirector>();
         silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
         silo.Services.AddSingleton<RAE.Grains.Training.SiloTrainingMetrics>();

@@ -57,10 +57,22 @@ public sealed class RaeSiloOptions
     /// </summary>
     public string[] Devices { get; set; } = [];
 
+    /// <summary>
+    /// The only folders a job may name files in (checkpoints, decoders, statistics, configs); a path outside them is
+    /// refused without saying whether it exists. Unset means the data folder alone.
+    /// </summary>
+    public string[] DataRoots { get; set; } = [];
+
     public void ApplyDefaults(Microsoft.Extensions.Configuration.IConfiguration section)
     {
         if (!section.GetSection(nameof(Devices)).GetChildren().Any()) Devices = ["cpu"];
     }
+
+    /// <summary>The configured data roots, or the data folder when none is configured.</summary>
+    public IReadOnlyList<string> EffectiveDataRoots => DataRoots is { Length: > 0 } ? DataRoots : [DataFolder];
+
+    /// <summary>Mutual TLS of the silo and gateway ports (on by default in Azure mode).</summary>
+    public Security.RaeTlsOptions Tls { get; set; } = new();
 
     /// <summary>Intra-op threads each rank's worker may use.</summary>
     public int ThreadsPerRank { get; set; } = 1;
@@ -121,6 +133,13 @@ public sealed class RaeSiloOptionsValidator : IValidateOptions<RaeSiloOptions>
             if (duplicate is not null)
                 yield return $"{prefix}Devices lists '{duplicate.Key}' more than once.";
         }
+        foreach (var root in options.DataRoots ?? [])
+        {
+            if (string.IsNullOrWhiteSpace(root))
+                yield return $"{prefix}DataRoots has an empty entry; name a folder.";
+            else if (root.Contains('\0', StringComparison.Ordinal) || Path.GetFullPath(root) == Path.GetPathRoot(Path.GetFullPath(root)))
+                yield return $"{prefix}DataRoots entry '{root}' is a file-system root; name the folders jobs may read.";
+        }
         if (options.ThreadsPerRank is < 1 or > 1024)
             yield return $"{prefix}ThreadsPerRank {options.ThreadsPerRank} is outside 1..1024.";
         if (options.MembershipTable is { } table && !AzureNames.IsTableName(table))
@@ -130,6 +149,8 @@ public sealed class RaeSiloOptionsValidator : IValidateOptions<RaeSiloOptions>
         foreach (var failure in RaeMembershipOptions.Check(options.Membership, prefix + "Membership:"))
             yield return failure;
         foreach (var failure in RaeWebOptions.Check(options.Web, prefix + "Web:"))
+            yield return failure;
+        foreach (var failure in Security.RaeTlsOptions.Check(options.Tls, options.ClusterMode, prefix + "Tls:"))
             yield return failure;
     }
 

@@ -63,6 +63,9 @@ public sealed class SiloProcess : IAsyncDisposable
     /// Starts a silo whose <paramref name="settings"/> ("Rae:Silo:..." configuration keys, for example ClusterMode=Azure
     /// or Membership:ProbeTimeoutSeconds) override the embedded-mode defaults, and waits until it has joined its cluster.
     /// </summary>
+    private static bool IsSecret(string key) =>
+        key.EndsWith("ConnectionString", StringComparison.OrdinalIgnoreCase) || key.EndsWith("Password", StringComparison.OrdinalIgnoreCase);
+
     public static async Task<SiloProcess> StartAsync(
         string name, string clusterId, string dataFolder, SiloEndpoints endpoints, int threadsPerRank,
         IReadOnlyDictionary<string, string> settings, TimeSpan timeout)
@@ -79,6 +82,12 @@ public sealed class SiloProcess : IAsyncDisposable
         }
         foreach (var (key, value) in settings)
         {
+            if (IsSecret(key))
+            {
+                // Every user of the machine can read a command line; the silo reads RAE_ variables as settings.
+                start.Environment["RAE_" + key.Replace(":", "__", StringComparison.Ordinal)] = value;
+                continue;
+            }
             start.ArgumentList.Add("--set");
             start.ArgumentList.Add($"{key}={value}");
         }

@@ -73,6 +73,11 @@ public abstract class ClusterCommand : ICliCommand
             await using var client = await RaeClient.ConnectAsync(connection, cancellationToken);
             return await work(client, context);
         }
+        catch (ClusterTlsException problem)
+        {
+            error.WriteLine($"rae {Name}: {problem.Message}");
+            return Usage;
+        }
         catch (Exception problem) when (RaeClient.IsUnreachable(problem))
         {
             error.WriteLine($"rae {Name}: {problem.Message}");

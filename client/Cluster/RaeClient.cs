@@ -7,11 +7,15 @@ using Orleans.Configuration;
 using Orleans.Runtime;
 using Orleans.Runtime.Messaging;
 using RAE.GrainInterfaces;
+using RAE.Silo.Security;
 
 namespace RAE.Client.Cluster;
 
 /// <summary>No silo answered: names what was tried. The CLI maps it to exit code 3.</summary>
 public sealed class ClusterUnreachableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>The client's TLS certificate or authority cannot be used; a usage problem (exit code 2), not an unreachable cluster.</summary>
+public sealed class ClusterTlsException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>
 /// What the CLI asks of the cluster, over any <see cref="IGrainFactory"/>: a connected <see cref="IClusterClient"/>
@@ -35,6 +39,7 @@ public sealed class RaeClient : IAsyncDisposable
     public static async Task<RaeClient> ConnectAsync(ClusterConnectionOptions options, CancellationToken cancellationToken = default)
     {
         if (!options.IsAzureMode) await ProbeGatewaysAsync(options, cancellationToken);
+        var tls = LoadTls(options);
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.UseOrleansClient(client =>
@@ -52,7 +57,9 @@ public sealed class RaeClient : IAsyncDisposable
                 });
             else
                 client.UseStaticClustering(options.Gateways.ToArray());
+            if (tls is not null) client.UseTls(tls.Certificate, tls.ConfigureClient);
         });
+        if (tls is not null) builder.Services.AddSingleton(tls);
         var host = builder.Build();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.ConnectTimeout);
@@ -68,12 +75,27 @@ public sealed class RaeClient : IAsyncDisposable
         {
             await DisposeQuietly(host);
             var why = error is OperationCanceledException ? $"no answer within {options.ConnectTimeout.TotalSeconds:0.#} s" : error.GetBaseException().Message;
-            throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()}: {why}. Start one with 'infra/cluster.sh up 1' or the silo project, or point --gateway/--storage at a running cluster.", error);
+            var tlsHint = options.UsesTls ? "" : " A cluster with mutual TLS (the default in cluster mode) answers only clients with a certificate of its authority (--tls-certificate, --tls-authority).";
+            throw new ClusterUnreachableException($"No RAE silo answers at the {options.Describe()}: {why}. Start one with 'infra/cluster.sh up 1' or the silo project, or point --gateway/--storage at a running cluster.{tlsHint}", error);
         }
         catch
         {
             await DisposeQuietly(host);
             throw;
+        }
+    }
+
+    /// <summary>The client's TLS credentials when a certificate is configured; <see cref="ClusterUnreachableException"/> naming the file that cannot be used.</summary>
+    private static ClusterTlsCredentials? LoadTls(ClusterConnectionOptions options)
+    {
+        if (!options.UsesTls) return null;
+        try
+        {
+            return ClusterTlsCredentials.Load(options.TlsCertificatePath!, options.TlsCertificatePassword, options.TlsAuthorityPath!);
+        }
+        catch (InvalidDataException error)
+        {
+            throw new ClusterTlsException(error.Message, error);
         }
     }
 
@@ -110,6 +132,8 @@ public sealed class RaeClient : IAsyncDisposable
     public static bool IsUnreachable(Exception error) => error switch
     {
         ClusterUnreachableException or ConnectionFailedException or SiloUnavailableException or SocketException or TimeoutException => true,
+        // A gateway that refused this client's certificate (or showed one the client does not trust).
+        System.Security.Authentication.AuthenticationException => true,
         OrleansMessageRejectionException => true,
         Azure.RequestFailedException => true,
         AggregateException aggregate => aggregate.InnerExceptions.Any(IsUnreachable),

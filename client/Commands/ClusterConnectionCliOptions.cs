@@ -9,7 +9,7 @@ public sealed class ClusterConnectionCliOptions
     public Option<string> Gateway { get; } = new("--gateway")
     {
         HelpName = "PORT|HOST:PORT[,...]",
-        Description = $"Gateway(s) of an embedded-mode cluster (env RAE_GATEWAY) [default: 127.0.0.1:{ClusterConnectionOptions.DefaultGatewayPort}]",
+        Description = $"Gateway(s) of the cluster, embedded or cluster mode; needs no storage credentials (env RAE_GATEWAY) [default: 127.0.0.1:{ClusterConnectionOptions.DefaultGatewayPort}]",
     };
 
     // --azure is the name cluster-core gave the same option.
@@ -36,12 +36,31 @@ public sealed class ClusterConnectionCliOptions
         DefaultValueFactory = _ => new ClusterConnectionOptions().ConnectTimeout.TotalSeconds,
     };
 
-    public IEnumerable<Option> All => [Gateway, Storage, ClusterId, ServiceId, MembershipTable, ConnectTimeout];
+    public Option<string> TlsCertificate { get; } = new("--tls-certificate")
+    {
+        HelpName = "PFX",
+        Description = "The client's certificate (PKCS#12, issued by the cluster's authority) for mutual TLS with the gateways (env RAE_TLS_CERTIFICATE); its password comes from env RAE_TLS_CERTIFICATE_PASSWORD or --tls-password-file",
+    };
+
+    public Option<string> TlsAuthority { get; } = new("--tls-authority")
+    {
+        HelpName = "CRT",
+        Description = "The cluster's authority certificate (PEM or DER) the gateways' certificates must chain to (env RAE_TLS_AUTHORITY)",
+    };
+
+    public Option<string> TlsPasswordFile { get; } = new("--tls-password-file")
+    {
+        HelpName = "FILE",
+        Description = "A file holding the password of --tls-certificate (env RAE_TLS_CERTIFICATE_PASSWORD_FILE)",
+    };
+
+    public IEnumerable<Option> All => [Gateway, Storage, ClusterId, ServiceId, MembershipTable, ConnectTimeout, TlsCertificate, TlsAuthority, TlsPasswordFile];
 
     /// <summary>Options win over RAE_ environment variables, which win over the defaults; <see cref="UsageException"/> for bad values.</summary>
     public ClusterConnectionOptions Read(ParseResult parsed, Func<string, string?>? environment = null) =>
         ClusterConnectionOptions.FromArguments(
             new ClusterConnectionArguments(parsed.GetValue(Gateway), parsed.GetValue(Storage), parsed.GetValue(ClusterId), parsed.GetValue(ServiceId),
-                parsed.GetValue(MembershipTable), parsed.GetValue(ConnectTimeout)),
+                parsed.GetValue(MembershipTable), parsed.GetValue(ConnectTimeout), parsed.GetValue(TlsCertificate), parsed.GetValue(TlsAuthority),
+                parsed.GetValue(TlsPasswordFile)),
             environment);
 }

@@ -30,6 +30,7 @@ public static class CommandLine
         new BenchClusterCommand(),
         new BenchSiloCommand(),
         new ClusterStatusCommand(),
+        new ClusterCertificatesCommand(),
         new TrainCommand(),
         new SampleCommand(),
         new EvalCommand(),

@@ -65,7 +65,7 @@ public sealed class DemoCommand : ICliCommand
         var log = json ? TextWriter.Null : output;
 
         var (siloPort, gatewayPort, webPort) = (FreePort(), FreePort(), FreePort());
-        var app = RaeSiloHost.Build([], new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?>
         {
             ["Rae:Silo:DataFolder"] = dataFolder,
             ["Rae:Silo:SiloPort"] = siloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -74,7 +74,11 @@ public sealed class DemoCommand : ICliCommand
             ["Rae:Silo:ThreadsPerRank"] = Math.Max(1, Environment.ProcessorCount).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Logging:LogLevel:Default"] = "Error",
             ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = "Warning",
-        });
+        };
+        // The in-process silo reads the files this run's configuration names, and nothing outside them and the data folder.
+        var roots = DataRootsOf(config, dataFolder);
+        for (var i = 0; i < roots.Count; i++) settings[$"Rae:Silo:DataRoots:{i}"] = roots[i];
+        var app = RaeSiloHost.Build([], settings);
         log.WriteLine($"silo: embedded, data {dataFolder}, gateway 127.0.0.1:{gatewayPort}, dashboard http://127.0.0.1:{webPort}/dashboard/, job pages http://127.0.0.1:{webPort}/jobs");
         WriteDecoderLine(log, decoder);
         await app.StartAsync(cancellationToken);
@@ -193,6 +197,20 @@ public sealed class DemoCommand : ICliCommand
             }
         }
         throw new UsageException($"cannot find {DefaultConfig} above the working directory; pass --config FILE");
+    }
+
+    /// <summary>The data folder and the folders of the Stage 1 files the (prepared, absolute-path) configuration names.</summary>
+    internal static IReadOnlyList<string> DataRootsOf(RaeConfig config, string dataFolder)
+    {
+        var roots = new List<string> { Path.GetFullPath(dataFolder) };
+        if (config.Stage1?.Params is { } stage1)
+        {
+            if (stage1.DecoderConfigPath is { } architecture)
+                roots.Add(Directory.Exists(architecture) ? Path.GetFullPath(architecture) : Path.GetDirectoryName(Path.GetFullPath(architecture))!);
+            foreach (var file in new[] { stage1.PretrainedDecoderPath, stage1.NormalizationStatPath })
+                if (file is not null) roots.Add(Path.GetDirectoryName(Path.GetFullPath(file))!);
+        }
+        return roots.Distinct(StringComparer.Ordinal).ToList();
     }
 
     private static int FreePort()

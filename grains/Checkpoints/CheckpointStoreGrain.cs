@@ -27,6 +27,7 @@ public sealed class CheckpointStoreGrain(
         ArgumentNullException.ThrowIfNull(retention);
         if (checkpoint.JobId != JobId)
             throw new RaeJobException($"Checkpoint of job '{checkpoint.JobId}' was sent to the catalog of job '{JobId}'.");
+        RequireOwnLocation(checkpoint);
         retention.Validate();
         var committed = catalog.State.Committed;
         committed.RemoveAll(c => c.Step == checkpoint.Step);
@@ -115,6 +116,19 @@ public sealed class CheckpointStoreGrain(
             throw new RaeJobException(error.Message);
         }
         return filled == size ? buffer : buffer[..filled];
+    }
+
+    /// <summary>
+    /// Retention deletes what the catalog lists, so a commit may name only this job's own payloads
+    /// (<c>checkpoints/{job}/NAME</c>): a forged location elsewhere would make retention delete another job's data.
+    /// </summary>
+    private void RequireOwnLocation(CheckpointInfo checkpoint)
+    {
+        if (checkpoint.Step < 0)
+            throw new RaeJobException($"Checkpoint of job '{JobId}' names step {checkpoint.Step}; steps are zero or positive.");
+        var folder = BlobCheckpointPayloadStore.Root + "/" + JobBlobNames.RequireJobId(JobId) + "/";
+        if (checkpoint.Location is not { } location || !JobBlobNames.IsEntryOf(location, folder))
+            throw new RaeJobException($"Checkpoint of job '{JobId}' at step {checkpoint.Step} names '{checkpoint.Location}', which is not one of the job's own checkpoint names ({folder}NAME); the commit is refused.");
     }
 
     private CheckpointInfo Find(long step) =>

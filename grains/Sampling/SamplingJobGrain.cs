@@ -5,6 +5,7 @@ using RAE.GrainInterfaces;
 using RAE.Grains.Jobs;
 using RAE.Grains.Placement;
 using RAE.Grains.Checkpoints;
+using RAE.Grains.Storage;
 
 namespace RAE.Grains.Sampling;
 
@@ -36,6 +37,7 @@ public sealed class SamplingJobState
 public sealed partial class SamplingJobGrain(
     [PersistentState("sampling", RaeStorage.GrainStateProvider)] IPersistentState<SamplingJobState> job,
     ICheckpointPayloadStore checkpoints,
+    SiloDataRoots dataRoots,
     ILogger<SamplingJobGrain> logger) : Grain, ISamplingJobGrain
 {
     /// <summary>A unit that fails this many times in a row fails the job.</summary>
@@ -91,7 +93,7 @@ public sealed partial class SamplingJobGrain(
         if (source is not null) spec = spec with { SourceCheckpointStep = source.Checkpoint.Step };
         var config = SamplingPlan.ParseConfig(JobId, spec, source);
         if (spec.Classes == 0) spec = spec with { Classes = config.Misc.NumClasses };
-        var plan = SamplingPlan.Create(JobId, spec, source, config);
+        var plan = SamplingPlan.Create(JobId, spec, source, config, dataRoots);
         var now = DateTimeOffset.UtcNow;
         job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
         await job.WriteStateAsync();
@@ -174,8 +176,7 @@ public sealed partial class SamplingJobGrain(
             if (plan.Decodes)
             {
                 var workers = await DiscoverWorkersAsync(plan);
-                var locations = Enumerable.Range(0, plan.UnitCount).Select(unit => State.UnitsDone[unit]).ToList();
-                await workers[0].AssembleNpz(JobId, locations, plan.NpzLocation);
+                await workers[0].AssembleNpz(JobId, plan.Spec, plan.UnitCount);
                 State.NpzLocation = plan.NpzLocation;
             }
             await FinishAsync(JobState.Completed, null);
@@ -273,7 +274,7 @@ public sealed partial class SamplingJobGrain(
         if (_plan is not null || _planError is not null) return _plan;
         try
         {
-            _plan = SamplingPlan.Create(JobId, RequireSpec(), State.Source);
+            _plan = SamplingPlan.Create(JobId, RequireSpec(), dataRoots, State.Source);
         }
         catch (RaeJobException error)
         {

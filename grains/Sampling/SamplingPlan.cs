@@ -1,6 +1,7 @@
 using RAE.GrainInterfaces;
 using RAE.Configuration;
 using RAE.Models.Stage1;
+using RAE.Grains.Storage;
 
 namespace RAE.Grains.Sampling;
 
@@ -41,24 +42,34 @@ public sealed record SamplingPlan
         return (first, Math.Min(Spec.UnitSize, Spec.Samples - first));
     }
 
-    public string UnitLocation(int unit) => $"{OutputPrefix}/units/{unit:D6}.safetensors";
+    public string UnitLocation(int unit) => UnitLocationOf(OutputPrefix, unit);
 
     public string ImagesPrefix => $"{OutputPrefix}/images";
 
-    public string NpzLocation => $"{OutputPrefix}/samples.npz";
+    public string NpzLocation => NpzLocationOf(OutputPrefix);
+
+    public static string UnitLocationOf(string outputPrefix, int unit) => $"{outputPrefix}/units/{unit:D6}.safetensors";
+
+    public static string NpzLocationOf(string outputPrefix) => $"{outputPrefix}/samples.npz";
 
     /// <summary>
     /// Checks everything that can be checked without loading weights; throws <see cref="RaeJobException"/> naming the problem.
     /// A spec with a <see cref="SamplingJobSpec.SourceTrainingJobId"/> needs the resolved <paramref name="source"/>.
     /// </summary>
-    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source = null) =>
-        Create(jobId, spec, source, ParseConfig(jobId, spec, source));
+    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SiloDataRoots dataRoots, SamplingSourcePin? source = null) =>
+        Create(jobId, spec, source, ParseConfig(jobId, spec, source), dataRoots);
 
-    /// <summary><see cref="Create(string, SamplingJobSpec, SamplingSourcePin?)"/> with the configuration already parsed (by <see cref="ParseConfig"/>).</summary>
-    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source, RaeConfig config)
+    /// <summary>
+    /// <see cref="Create(string, SamplingJobSpec, SiloDataRoots, SamplingSourcePin?)"/> with the configuration already parsed
+    /// (by <see cref="ParseConfig"/>). Every file the job names must lie inside <paramref name="dataRoots"/>.
+    /// </summary>
+    public static SamplingPlan Create(string jobId, SamplingJobSpec spec, SamplingSourcePin? source, RaeConfig config, SiloDataRoots dataRoots)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(dataRoots);
+        var output = OutputPrefixOf(jobId, spec);
+        var files = new JobFiles(dataRoots, $"Sampling job '{jobId}'");
         if (spec.Workload != Workload)
             throw new RaeJobException($"Sampling job '{jobId}': workload '{spec.Workload}' cannot be sampled; the sampling workload is '{Workload}' (a DiT^DH from an RAE configuration).");
         if (spec.Samples <= 0)
@@ -109,27 +120,19 @@ public sealed record SamplingPlan
         {
             checkpoint = spec.CheckpointPath ?? config.Stage2.Ckpt
                 ?? throw new RaeJobException($"Sampling job '{jobId}': no checkpoint: name a training job (SourceTrainingJobId), a weights file (CheckpointPath) or stage_2.ckpt.");
-            RequireFile(jobId, checkpoint, "Stage-2 checkpoint");
+            files.Require(checkpoint, spec.CheckpointPath is null ? "stage_2.ckpt" : "CheckpointPath");
         }
         if (config.Guidance.IsActive && config.Guidance.Method == GuidanceMethod.Autoguidance)
-            RequireFile(jobId, config.Guidance.GuidanceModel?.Ckpt, "guidance.guidance_model.ckpt");
+            files.Require(config.Guidance.GuidanceModel?.Ckpt, "guidance.guidance_model.ckpt");
         if (config.Stage1?.Params is { PretrainedDecoderPath: { } decoder } stage1)
         {
-            RequireFile(jobId, decoder, "stage_1.params.pretrained_decoder_path");
-            RequireFile(jobId, stage1.DecoderConfigPath is null ? null : DecoderConfig.ResolveConfigFile(stage1.DecoderConfigPath),
-                "stage_1.params.decoder_config_path (a config.json or a folder holding one)");
-            if (stage1.NormalizationStatPath is not null) RequireFile(jobId, stage1.NormalizationStatPath, "stage_1.params.normalization_stat_path");
+            files.Require(decoder, "stage_1.params.pretrained_decoder_path");
+            const string decoderConfig = "stage_1.params.decoder_config_path";
+            var configFile = stage1.DecoderConfigPath is null ? null : DecoderConfig.ResolveConfigFile(files.Inside(stage1.DecoderConfigPath, decoderConfig));
+            files.Require(configFile, decoderConfig + " (a config.json or a folder holding one)");
+            if (stage1.NormalizationStatPath is not null) files.Require(stage1.NormalizationStatPath, "stage_1.params.normalization_stat_path");
         }
 
-        var output = spec.Output ?? $"samples/{jobId}";
-        try
-        {
-            Storage.BlobPath.Validate(output + "/units");
-        }
-        catch (ArgumentException error)
-        {
-            throw new RaeJobException($"Sampling job '{jobId}': Output is not a usable blob folder: {error.Message}");
-        }
         return new SamplingPlan
         {
             Spec = spec,
@@ -139,7 +142,7 @@ public sealed record SamplingPlan
             Source = source,
             WeightsPart = weightsPart,
             WeightsPartExplicit = spec.Weights is not null,
-            OutputPrefix = output.TrimEnd('/'),
+            OutputPrefix = output,
             MaxWorkers = spec.MaxWorkers,
             WritePngs = spec.WritePngs,
             UnitDelay = spec.UnitDelay,
@@ -168,9 +171,39 @@ public sealed record SamplingPlan
         throw new RaeJobException($"Sampling job '{jobId}': no configuration: give the job one (SamplingJobSpec.Config) or a source training job whose checkpoint holds one.");
     }
 
-    private static void RequireFile(string jobId, string? path, string what)
+    /// <summary>
+    /// The blob folder of the job's results: <c>samples/{job}</c>, or a folder below it that the spec's Output names. Any
+    /// other folder (another job's, checkpoints, data sets) is refused, so a job never overwrites what it does not own.
+    /// </summary>
+    public static string OutputPrefixOf(string jobId, SamplingJobSpec spec)
     {
-        if (path is null) throw new RaeJobException($"Sampling job '{jobId}': {what} is not set.");
-        if (!File.Exists(path)) throw new RaeJobException($"Sampling job '{jobId}': {what} not found: {Path.GetFullPath(path)}.");
+        ArgumentNullException.ThrowIfNull(spec);
+        var own = "samples/" + JobBlobNames.RequireJobId(jobId);
+        if (spec.Output is null) return own;
+        var output = spec.Output.TrimEnd('/');
+        try
+        {
+            BlobPath.Validate(output + "/units");
+        }
+        catch (ArgumentException error)
+        {
+            throw new RaeJobException($"Sampling job '{jobId}': Output is not a usable blob folder: {error.Message}");
+        }
+        if (output != own && !output.StartsWith(own + "/", StringComparison.Ordinal))
+            throw new RaeJobException($"Sampling job '{jobId}': Output '{spec.Output}' is outside the job's own folder '{own}'; a job writes only there (or in a folder below it).");
+        return output;
+    }
+
+    /// <summary>The files a job names: each inside the silo's data roots before its existence is even looked at.</summary>
+    private sealed class JobFiles(SiloDataRoots roots, string owner)
+    {
+        public string Inside(string path, string setting) => roots.Resolve(path, setting, owner);
+
+        public void Require(string? path, string setting)
+        {
+            if (path is null) throw new RaeJobException($"{owner}: {setting} is not set.");
+            var full = Inside(path, setting);
+            if (!File.Exists(full)) throw new RaeJobException($"{owner}: {setting} not found: {full}.");
+        }
     }
 }

@@ -32,7 +32,7 @@ public static class SamplingTelemetry
 /// time) and configuration, not by job, so units and jobs that sample the same checkpoint on this device load it once.
 /// </summary>
 [SiloBoundPlacement]
-public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStore checkpoints, ILogger<SamplingWorkerGrain> logger)
+public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStore checkpoints, SiloDataRoots dataRoots, ILogger<SamplingWorkerGrain> logger)
     : Grain, ISamplingWorkerGrain
 {
     /// <summary>The unix epoch as a DOS date is out of range; 1980-01-01 is the first valid zip timestamp.</summary>
@@ -84,15 +84,19 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
     {
         if (_plan is { } cached && cached.JobId == request.JobId && cached.Spec == request.Spec && cached.Source == request.Source)
             return cached.Plan;
-        var plan = SamplingPlan.Create(request.JobId, request.Spec, request.Source);
+        var plan = SamplingPlan.Create(request.JobId, request.Spec, dataRoots, request.Source);
         _plan = (request.JobId, request.Spec, request.Source, plan);
         return plan;
     }
 
-    public async Task<long> AssembleNpz(string jobId, IReadOnlyList<string> unitLocations, string npzLocation)
+    public async Task<long> AssembleNpz(string jobId, SamplingJobSpec spec, int unitCount)
     {
-        if (unitLocations.Count == 0) throw new RaeJobException($"Sampling job '{jobId}': no units to pack into {npzLocation}.");
-        var temporary = Path.Combine(Path.GetTempPath(), $"rae-{jobId}-{Guid.NewGuid():N}.npz");
+        var outputPrefix = SamplingPlan.OutputPrefixOf(jobId, spec);
+        var npzLocation = SamplingPlan.NpzLocationOf(outputPrefix);
+        if (unitCount <= 0) throw new RaeJobException($"Sampling job '{jobId}': no units to pack into {npzLocation}.");
+        var unitLocations = Enumerable.Range(0, unitCount).Select(unit => SamplingPlan.UnitLocationOf(outputPrefix, unit));
+        // No job id in the temporary name: a name the caller chose never reaches the local file system.
+        var temporary = Path.Combine(Path.GetTempPath(), $"rae-samples-{Guid.NewGuid():N}.npz");
         ImageNpzWriter? writer = null;
         try
         {

@@ -66,6 +66,8 @@ public sealed partial class TrainingCoordinatorGrain(
     {
         if (State.Spec is not null)
             throw new RaeJobException($"Training job '{JobId}' was already started; submit a new job instead.");
+        // Checkpoint names derive from the job id: refuse one that cannot name its own folder before anything is written.
+        JobBlobNames.RequireJobId(JobId);
         TrainingSpecValidator.Validate(spec, workerFactories.Select(f => f.Workload));
         var now = DateTimeOffset.UtcNow;
         job.State = new TrainingJobState { Spec = spec, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };

@@ -61,12 +61,16 @@ public sealed class ClusterFixture : IAsyncLifetime
 
 public sealed class RaeTestSiloConfigurator : ISiloConfigurator
 {
+    /// <summary>Where test jobs name their files: temporary folders and the golden fixtures; nowhere else.</summary>
+    public static string[] TestDataRoots => [Path.GetTempPath(), RAE.Models.Tests.Fixtures.Root];
+
     public void Configure(ISiloBuilder siloBuilder)
     {
         var options = new RaeSiloOptions
         {
             DataFolder = siloBuilder.Configuration[ClusterFixture.DataFolderKey] ?? throw new InvalidOperationException("The test cluster has no data folder."),
             Devices = ["cpu"],
+            DataRoots = TestDataRoots,
         };
         RaeSiloHost.AddFileGrainStorage(siloBuilder, options);
         RaeSiloHost.ConfigureRaeSilo(siloBuilder, options);

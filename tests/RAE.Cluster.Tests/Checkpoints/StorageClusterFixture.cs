@@ -141,7 +141,7 @@ public sealed class StorageTestSiloConfigurator : ISiloConfigurator
         siloBuilder.Services.Remove(real);
         siloBuilder.Services.AddSingleton<IBlobStore>(services => new FaultInjectingBlobStore((IBlobStore)real.ImplementationFactory!(services)));
 
-        var options = new RaeSiloOptions { DataFolder = dataFolder, Devices = ["cpu"] };
+        var options = new RaeSiloOptions { DataFolder = dataFolder, Devices = ["cpu"], DataRoots = RaeTestSiloConfigurator.TestDataRoots };
         RaeSiloHost.AddFileGrainStorage(siloBuilder, options);
         RaeSiloHost.ConfigureRaeSilo(siloBuilder, options);
         siloBuilder.Configure<SiloMessagingOptions>(messaging => messaging.ResponseTimeout = TimeSpan.FromMinutes(3));

@@ -91,6 +91,8 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
             ["Rae:Silo:StorageConnectionString"] = _connectionString,
             ["Rae:Silo:MembershipTable"] = MembershipTable,
             ["Rae:Silo:GrainStateContainer"] = GrainStateContainer,
+            // These tests are about failover, on loopback; mutual TLS (on by default in Azure mode) has its own tests.
+            ["Rae:Silo:Tls:Enabled"] = "false",
         };
         var silo = await SiloProcess.StartAsync(
             $"silo-{index}", ClusterId, DataFolder, SiloEndpoints.Allocate(), threadsPerRank: 1, settings, SiloStartTimeout);
