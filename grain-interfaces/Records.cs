@@ -141,6 +141,7 @@ public enum JobKind
 {
     Training,
     Sampling,
+    Encoding,
 }
 
 [GenerateSerializer, Immutable]

@@ -74,9 +74,12 @@ public static class RaeSiloHost
             try
             {
                 var summary = await grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey).Get(jobId);
-                return summary.Kind == JobKind.Training
-                    ? Results.Json(await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus(), ApiJsonOptions)
-                    : Results.Json(summary, ApiJsonOptions);
+                return summary.Kind switch
+                {
+                    JobKind.Training => Results.Json(await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus(), ApiJsonOptions),
+                    JobKind.Encoding => Results.Json(await grains.GetGrain<IEncodeJobGrain>(jobId).GetStatus(), ApiJsonOptions),
+                    _ => Results.Json(summary, ApiJsonOptions),
+                };
             }
             catch (RaeJobException error)
             {

@@ -14,9 +14,9 @@ public static class CommandLine
 
     private static readonly Dictionary<string, string> GroupDescriptions = new(StringComparer.Ordinal)
     {
-        ["bench"] = "Benchmarks of the model and the cluster",
+        ["bench"] = "Benchmarks of the model, the data pipeline and the cluster",
         ["cluster"] = "The cluster's silos, devices and workloads",
-        ["jobs"] = "Training and sampling jobs: list, show, watch, cancel",
+        ["jobs"] = "Training, sampling and encode jobs: list, show, watch, cancel",
         ["checkpoints"] = "Committed checkpoints of a training job: list, export",
         ["datasets"] = "Image datasets in the cluster's blob store: add, list, show, remove",
     };
@@ -28,9 +28,11 @@ public static class CommandLine
         new BenchModelCommand(),
         new BenchClusterCommand(),
         new BenchSiloCommand(),
+        new BenchDataCommand(),
         new ClusterStatusCommand(),
         new TrainCommand(),
         new SampleCommand(),
+        new EncodeCommand(),
         new JobsListCommand(),
         new JobsShowCommand(),
         new JobsWatchCommand(),
