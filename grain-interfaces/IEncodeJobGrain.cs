@@ -126,3 +126,34 @@ public interface IShardEncoderGrain : IGrainWithStringKey
     /// <summary>Drops the loaded encoder.</summary>
     Task Release();
 }
+
+/// <summary>A committed latent dataset as its manifest describes it.</summary>
+[GenerateSerializer, Immutable]
+public sealed record LatentDatasetSummary(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Dataset,
+    [property: Id(2)] string Encoder,
+    [property: Id(3)] int ImageSize,
+    [property: Id(4)] IReadOnlyList<long> LatentShape,
+    [property: Id(5)] string DType,
+    [property: Id(6)] bool Flips,
+    [property: Id(7)] IReadOnlyList<string> Classes,
+    [property: Id(8)] IReadOnlyList<int> CountsPerClass,
+    [property: Id(9)] int Shards,
+    [property: Id(10)] long Bytes,
+    [property: Id(11)] string? StatisticsMethod)
+{
+    public long Count => CountsPerClass.Sum(count => (long)count);
+}
+
+/// <summary>The latent datasets of the cluster's blob store (key: 0); a latent dataset exists exactly when its manifest does.</summary>
+public interface ILatentCatalogGrain : IGrainWithIntegerKey
+{
+    Task<IReadOnlyList<LatentDatasetSummary>> List();
+
+    /// <summary>The committed latent dataset; <see cref="RaeJobException"/> naming it when there is none.</summary>
+    Task<LatentDatasetSummary> Describe(string name);
+
+    /// <summary>Removes the latent dataset's manifest first, then every other file under its folder; false when nothing was there.</summary>
+    Task<bool> Remove(string name);
+}

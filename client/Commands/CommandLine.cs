@@ -19,6 +19,7 @@ public static class CommandLine
         ["jobs"] = "Training, sampling and encode jobs: list, show, watch, cancel",
         ["checkpoints"] = "Committed checkpoints of a training job: list, export",
         ["datasets"] = "Image datasets in the cluster's blob store: add, list, show, remove",
+        ["latents"] = "Latent datasets written by encode jobs: list, show, remove",
     };
 
     /// <summary>Every command of the `rae` CLI, freshly built (a System.CommandLine symbol belongs to one tree). Add new commands here.</summary>
@@ -43,6 +44,9 @@ public static class CommandLine
         new DatasetsListCommand(),
         new DatasetsShowCommand(),
         new DatasetsRemoveCommand(),
+        new LatentsListCommand(),
+        new LatentsShowCommand(),
+        new LatentsRemoveCommand(),
         new DemoCommand(),
         new InspectFileCommand(),
     ];

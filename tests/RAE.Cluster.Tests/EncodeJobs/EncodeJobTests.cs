@@ -82,6 +82,14 @@ public sealed class EncodeJobTests(AzuriteStorageCluster cluster)
         // The name is taken now: a second job for it is refused before anything is written.
         var collision = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitEncoding(spec));
         Assert.Contains($"latent dataset '{latents}' already exists", collision.Message);
+
+        var catalog = cluster.Grains.GetGrain<ILatentCatalogGrain>(0);
+        Assert.Equal((36L, 5, "exact"), ((await catalog.Describe(latents)).Count, (await catalog.Describe(latents)).Shards, (await catalog.Describe(latents)).StatisticsMethod));
+        Assert.Contains(latents, (await catalog.List()).Select(l => l.Name));
+        Assert.True(await catalog.Remove(latents));
+        Assert.DoesNotContain(latents, (await catalog.List()).Select(l => l.Name));
+        Assert.Empty(await cluster.Store.ListAsync($"latents/{latents}/").ToListAsync());
+        Assert.Contains("no latent dataset named", (await Assert.ThrowsAsync<RaeJobException>(() => catalog.Describe(latents))).Message);
     }
 
     [Fact]
