@@ -40,27 +40,9 @@ internal static class EncodeTestData
     /// <summary>An ImageFolder of <paramref name="classes"/> classes x <paramref name="perClass"/> distinct 32x32 PNGs, uploaded through the cluster.</summary>
     public static async Task<string> AddDatasetAsync(IGrainFactory grains, string stem, int classes = 3, int perClass = 12, int shardSize = 8)
     {
-        var root = Path.Combine(Path.GetTempPath(), "rae-encode-images-" + Guid.NewGuid().ToString("N")[..8]);
+        var root = WriteImageFolder(classes, perClass);
         try
         {
-            for (var label = 0; label < classes; label++)
-            {
-                var folder = Directory.CreateDirectory(Path.Combine(root, $"class-{label}")).FullName;
-                for (var index = 0; index < perClass; index++)
-                {
-                    using var image = new Image<Rgb24>(32, 32);
-                    image.ProcessPixelRows(rows =>
-                    {
-                        for (var y = 0; y < rows.Height; y++)
-                        {
-                            var row = rows.GetRowSpan(y);
-                            for (var x = 0; x < row.Length; x++)
-                                row[x] = new Rgb24((byte)(label * 80 + x * 5), (byte)(index * 19 + y * 7), (byte)((x * y + index * 13) % 256));
-                        }
-                    });
-                    image.SaveAsPng(Path.Combine(folder, $"img-{index:D2}.png"));
-                }
-            }
             var name = $"{stem}-{Guid.NewGuid().ToString("N")[..8]}";
             using var output = new StringWriter();
             using var error = new StringWriter();
@@ -73,6 +55,31 @@ internal static class EncodeTestData
         {
             Directory.Delete(root, recursive: true);
         }
+    }
+
+    /// <summary>A temporary ImageFolder tree (<c>class-N/img-NN.png</c>, 32x32); the caller deletes it.</summary>
+    public static string WriteImageFolder(int classes, int perClass)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "rae-encode-images-" + Guid.NewGuid().ToString("N")[..8]);
+        for (var label = 0; label < classes; label++)
+        {
+            var folder = Directory.CreateDirectory(Path.Combine(root, $"class-{label}")).FullName;
+            for (var index = 0; index < perClass; index++)
+            {
+                using var image = new Image<Rgb24>(32, 32);
+                image.ProcessPixelRows(rows =>
+                {
+                    for (var y = 0; y < rows.Height; y++)
+                    {
+                        var row = rows.GetRowSpan(y);
+                        for (var x = 0; x < row.Length; x++)
+                            row[x] = new Rgb24((byte)(label * 80 + x * 5), (byte)(index * 19 + y * 7), (byte)((x * y + index * 13) % 256));
+                    }
+                });
+                image.SaveAsPng(Path.Combine(folder, $"img-{index:D2}.png"));
+            }
+        }
+        return root;
     }
 
     public static async Task<EncodeJobStatus> WaitForEndAsync(IGrainFactory grains, string jobId, TimeSpan? timeout = null)
