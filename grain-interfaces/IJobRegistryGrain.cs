@@ -18,6 +18,12 @@ public interface IJobRegistryGrain : IGrainWithStringKey
     /// <summary><see cref="SubmitSampling"/> under a chosen id; <see cref="RaeJobException"/> when a job of that id exists.</summary>
     Task<string> SubmitSamplingAs(string jobId, SamplingJobSpec spec);
 
+    /// <summary>
+    /// Validates the encode spec (dataset, latent name, configuration), starts the job's grain under a new id and lists it
+    /// (kind <see cref="JobKind.Encoding"/>); <see cref="RaeJobException"/> naming the problem when it is refused.
+    /// </summary>
+    Task<string> SubmitEncoding(EncodeJobSpec spec);
+
     /// <summary>The training and sampling workloads the active silos offer, and on which silos and devices.</summary>
     Task<IReadOnlyList<WorkloadOffer>> GetWorkloads();
 

@@ -142,6 +142,7 @@ public enum JobKind
     Training,
     Sampling,
     Evaluation,
+    Encoding,
 }
 
 [GenerateSerializer, Immutable]

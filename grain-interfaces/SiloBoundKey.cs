@@ -40,4 +40,7 @@ public static class SiloBoundKey
 
     /// <summary>Key of the sampling worker grain that drives one device of a silo.</summary>
     public static string Sampler(SiloAddress silo, string device) => Create(silo, "sampler:" + device);
+
+    /// <summary>Key of the shard encoder grain that drives one device of a silo.</summary>
+    public static string Encoder(SiloAddress silo, string device) => Create(silo, "encoder:" + device);
 }

@@ -24,6 +24,7 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
         {
             JobKind.Training => await WatchTrainingAsync(jobId),
             JobKind.Evaluation => await WatchEvaluationAsync(jobId),
+            JobKind.Encoding => await WatchEncodingAsync(jobId),
             _ => await WatchSamplingAsync(jobId),
         };
     }
@@ -112,6 +113,38 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
             await Task.Delay(PollInterval, context.CancellationToken);
         }
     }
+
+    public async Task<JobState> WatchEncodingAsync(string jobId)
+    {
+        string? lastLine = null;
+        while (true)
+        {
+            var status = await client.GetEncodeStatusAsync(jobId);
+            var line = EncodingLine(status);
+            if (context.Json)
+            {
+                if (line != lastLine)
+                    context.WriteJson(new { jobId, kind = "shards", status.State, status.ShardsDone, status.ShardsTotal, status.ImagesDone, status.ImagesPerSecond, skipped = status.Skipped.Count });
+            }
+            else if (context.Live) Redraw(line);
+            else if (line != lastLine) context.Output.WriteLine(line);
+            lastLine = line;
+            if (IsEnded(status.State))
+            {
+                Finish(jobId, status.State, status.FailureReason, status.ShardsDone, status.ShardsTotal);
+                if (!context.Json)
+                {
+                    foreach (var skipped in status.Skipped) context.Output.WriteLine($"skipped {skipped.Name}: {skipped.Reason}");
+                    if (status.OutputLocation is not null) context.Output.WriteLine($"output: {status.OutputLocation}");
+                }
+                return status.State;
+            }
+            await Task.Delay(PollInterval, context.CancellationToken);
+        }
+    }
+
+    public static string EncodingLine(EncodeJobStatus status) =>
+        string.Create(Invariant, $"{status.JobId} {status.State,-10} {Bar(status.ShardsDone, status.ShardsTotal)} shards {status.ShardsDone}/{status.ShardsTotal}  images {status.ImagesDone}/{status.ImagesTotal}  {status.ImagesPerSecond:F1} img/s  skipped {status.Skipped.Count}");
 
     public static bool IsEnded(JobState state) => state is JobState.Completed or JobState.Failed or JobState.Cancelled;
 

@@ -214,6 +214,11 @@ public sealed class RaeClient : IAsyncDisposable
         else await Registry.Cancel(jobId);
     }
 
+    /// <summary>Submits through the registry, which starts the job's grain (it checks dataset, name and configuration) and lists it.</summary>
+    public Task<string> SubmitEncodingAsync(EncodeJobSpec spec) => Registry.SubmitEncoding(spec);
+
+    public Task<EncodeJobStatus> GetEncodeStatusAsync(string jobId) => Grains.GetGrain<IEncodeJobGrain>(jobId).GetStatus();
+
     /// <summary>Submits through the registry, which validates, starts and lists the job; under a chosen id when one is given.</summary>
     public Task<string> StartSamplingAsync(SamplingJobSpec spec, string? jobId = null) =>
         jobId is null ? Registry.SubmitSampling(spec) : Registry.SubmitSamplingAs(jobId, spec);

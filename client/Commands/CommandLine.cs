@@ -14,12 +14,13 @@ public static class CommandLine
 
     private static readonly Dictionary<string, string> GroupDescriptions = new(StringComparer.Ordinal)
     {
-        ["bench"] = "Benchmarks of the model and the cluster",
+        ["bench"] = "Benchmarks of the model, the data pipeline and the cluster",
         ["cluster"] = "The cluster's silos, devices and workloads",
-        ["jobs"] = "Training and sampling jobs: list, show, watch, cancel",
+        ["jobs"] = "Training, sampling and encode jobs: list, show, watch, cancel",
         ["checkpoints"] = "Committed checkpoints of a training job: list, export",
         ["datasets"] = "Image datasets in the cluster's blob store: add, list, show, remove",
         ["samples"] = "Outputs of sampling jobs: export",
+        ["latents"] = "Latent datasets written by encode jobs: list, show, remove",
     };
 
     /// <summary>Every command of the `rae` CLI, freshly built (a System.CommandLine symbol belongs to one tree). Add new commands here.</summary>
@@ -29,12 +30,14 @@ public static class CommandLine
         new BenchModelCommand(),
         new BenchClusterCommand(),
         new BenchSiloCommand(),
+        new BenchDataCommand(),
         new ClusterStatusCommand(),
         new ClusterCertificatesCommand(),
         new TrainCommand(),
         new SampleCommand(),
         new EvalCommand(),
         new SamplesExportCommand(),
+        new EncodeCommand(),
         new JobsListCommand(),
         new JobsShowCommand(),
         new JobsWatchCommand(),
@@ -45,6 +48,9 @@ public static class CommandLine
         new DatasetsListCommand(),
         new DatasetsShowCommand(),
         new DatasetsRemoveCommand(),
+        new LatentsListCommand(),
+        new LatentsShowCommand(),
+        new LatentsRemoveCommand(),
         new DemoCommand(),
         new InspectFileCommand(),
     ];

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using RAE.Client.Cluster;
+using RAE.Configuration;
 using RAE.GrainInterfaces;
 
 namespace RAE.Client.Commands;
@@ -60,6 +61,13 @@ public sealed class JobsShowCommand : ClusterCommand
                 else PrintEvaluation(ctx.Output, evaluation);
                 return Ok;
             }
+            if (summary.Kind == JobKind.Encoding)
+            {
+                var encoding = await client.GetEncodeStatusAsync(jobId);
+                if (ctx.Json) ctx.WriteJson(encoding);
+                else PrintEncoding(ctx.Output, encoding);
+                return Ok;
+            }
             if (summary.Kind == JobKind.Sampling)
             {
                 var sampling = await client.GetSamplingStatusAsync(jobId);
@@ -98,6 +106,18 @@ public sealed class JobsShowCommand : ClusterCommand
         output.WriteLine($"samples    {status.Spec.Samples}");
         output.WriteLine($"reference  {status.Spec.Reference}");
         output.WriteLine($"result     {(status.Result is null ? "not yet" : EvalCommand.Describe(status))}");
+    }
+
+    private static void PrintEncoding(TextWriter output, EncodeJobStatus status)
+    {
+        output.WriteLine($"job        {status.JobId} (encode, dataset {status.Spec.Dataset} -> latents/{status.Spec.LatentName})");
+        output.WriteLine($"state      {status.State}{(status.FailureReason is null ? "" : ": " + status.FailureReason)}");
+        output.WriteLine($"progress   {JobWatcher.Bar(status.ShardsDone, status.ShardsTotal)} shards {status.ShardsDone}/{status.ShardsTotal}, images {status.ImagesDone}/{status.ImagesTotal}");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"speed      {status.ImagesPerSecond:F1} images/s"));
+        output.WriteLine($"options    {status.Spec.Precision.Name()}, statistics {status.Spec.Statistics.ToString().ToLowerInvariant()}{(status.Spec.Flip ? ", with flips" : "")}, batch {status.Spec.BatchSize}");
+        output.WriteLine($"skipped    {status.Skipped.Count}");
+        foreach (var skipped in status.Skipped) output.WriteLine($"  {skipped.Name}: {skipped.Reason}");
+        output.WriteLine($"output     {status.OutputLocation ?? "not yet written"}");
     }
 
     private static void PrintSampling(TextWriter output, SamplingJobStatus status)

@@ -65,6 +65,21 @@ public sealed class JobRegistryGrain(
         return jobId;
     }
 
+    public async Task<string> SubmitEncoding(EncodeJobSpec spec)
+    {
+        if (spec is null) throw new RaeJobException("An encode job needs a spec; none was given.");
+        var jobId = $"encode-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}";
+        // The job's grain checks the dataset, the latent name and the configuration before it persists anything.
+        await GrainFactory.GetGrain<IEncodeJobGrain>(jobId).Start(spec);
+        if (!registry.State.Jobs.ContainsKey(jobId))
+        {
+            var now = DateTimeOffset.UtcNow;
+            registry.State.Jobs[jobId] = new JobSummary(jobId, JobKind.Encoding, JobState.Pending, 0, 0, now, now, null);
+            await registry.WriteStateAsync();
+        }
+        return jobId;
+    }
+
     public async Task<IReadOnlyList<WorkloadOffer>> GetWorkloads()
     {
         var answers = await SiloAgents.AskEveryActiveSiloAsync(GrainFactory, agent => agent.GetWorkloads(),
@@ -88,6 +103,7 @@ public sealed class JobRegistryGrain(
         var summary = Require(jobId);
         if (summary.Kind == JobKind.Training) await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(jobId).Cancel();
         else if (summary.Kind == JobKind.Evaluation) await GrainFactory.GetGrain<IEvaluationJobGrain>(jobId).Cancel();
+        else if (summary.Kind == JobKind.Encoding) await GrainFactory.GetGrain<IEncodeJobGrain>(jobId).Cancel();
         else await GrainFactory.GetGrain<ISamplingJobGrain>(jobId).Cancel();
     }
 
@@ -107,6 +123,7 @@ public sealed class JobRegistryGrain(
             {
                 if (summary.Kind == JobKind.Sampling) await GrainFactory.GetGrain<ISamplingJobGrain>(summary.JobId).Resume();
                 else if (summary.Kind == JobKind.Evaluation) await GrainFactory.GetGrain<IEvaluationJobGrain>(summary.JobId).Resume();
+                else if (summary.Kind == JobKind.Encoding) await GrainFactory.GetGrain<IEncodeJobGrain>(summary.JobId).Resume();
                 else await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(summary.JobId).Resume();
             }
             catch (Exception error)

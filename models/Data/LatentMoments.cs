@@ -40,7 +40,7 @@ public sealed class LatentMoments : IDisposable
         var values = latents.detach().to(ScalarType.Float64, CPU);
         var mean = values.mean([0L]);
         var m2 = values.sub(mean).square().sum(0L);
-        return new LatentMoments(latents.shape[0], mean.MoveToOuterDisposeScope(), m2.MoveToOuterDisposeScope());
+        return new LatentMoments(latents.shape[0], mean.DetachFromDisposeScope(), m2.DetachFromDisposeScope());
     }
 
     public static LatentMoments FromParts(long count, Tensor mean, Tensor sumOfSquaredDeviations)
@@ -70,8 +70,9 @@ public sealed class LatentMoments : IDisposable
         var newM2 = SumOfSquaredDeviations.add(other.SumOfSquaredDeviations).add_(delta.square().mul_((double)Count * other.Count / total));
         Mean.Dispose();
         SumOfSquaredDeviations.Dispose();
-        Mean = newMean.MoveToOuterDisposeScope();
-        SumOfSquaredDeviations = newM2.MoveToOuterDisposeScope();
+        // Owned by this accumulator, not by any dispose scope of the caller: it outlives the call.
+        Mean = newMean.DetachFromDisposeScope();
+        SumOfSquaredDeviations = newM2.DetachFromDisposeScope();
         Count = total;
     }
 
@@ -153,8 +154,8 @@ public sealed class MomentumLatentStats(long[] latentShape, double momentum = 0.
         var variance = RunningVar.mul(1 - momentum).add_(batchVar.mul(momentum));
         RunningMean.Dispose();
         RunningVar.Dispose();
-        RunningMean = mean.MoveToOuterDisposeScope();
-        RunningVar = variance.MoveToOuterDisposeScope();
+        RunningMean = mean.DetachFromDisposeScope();
+        RunningVar = variance.DetachFromDisposeScope();
     }
 
     /// <summary>The reference's cross-rank combination: mean of means, and mean of variances plus the spread of the means (clamped ≥ 0).</summary>

@@ -17,7 +17,7 @@ public sealed record JobView(JobSummary Summary, TrainingJobStatus? Training, Sa
     public bool HasMetrics => Training is not null;
 
     /// <summary>Every kind but sampling commits checkpoints.</summary>
-    public bool HasCheckpoints => Summary.Kind != JobKind.Sampling;
+    public bool HasCheckpoints => Summary.Kind == JobKind.Training;
 }
 
 /// <summary>Reads jobs from the grains for the pages and the JSON; never writes.</summary>
