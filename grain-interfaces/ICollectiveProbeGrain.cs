@@ -10,7 +10,8 @@ public sealed record AllReduceProbe(
     [property: Id(4)] int ChunkElements,
     [property: Id(5)] int Warmup,
     [property: Id(6)] int Repetitions,
-    [property: Id(7)] int ChunksInFlight);
+    [property: Id(7)] int ChunksInFlight,
+    [property: Id(8)] CollectiveTransport Transport = CollectiveTransport.Ring);
 
 /// <summary>
 /// Seconds of each timed all-reduce of one rank (after a barrier, so the ranks start together) and the largest

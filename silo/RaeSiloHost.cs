@@ -169,6 +169,7 @@ public static class RaeSiloHost
         {
             devices.Devices = options.Devices.ToArray();
             devices.ThreadsPerRank = options.ThreadsPerRank;
+            devices.Collective = options.Collective;
         });
         silo.Services.AddPlacementDirector<SiloBoundPlacement, SiloBoundPlacementDirector>();
         silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
