@@ -57,8 +57,11 @@ public static class ClusterBenchmark
                 {
                     foreach (var bucket in settings.BucketElements)
                     {
-                        progress?.Invoke($"ring all-reduce of {settings.AllReduceElements:N0} elements in buckets of {bucket:N0} ...");
-                        allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, bucket, 1));
+                        foreach (var piece in settings.PieceElements)
+                        {
+                            progress?.Invoke($"ring all-reduce of {settings.AllReduceElements:N0} elements in buckets of {bucket:N0}, pieces of {piece:N0} ...");
+                            allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, bucket, 1, piece));
+                        }
                     }
                     continue;
                 }
@@ -67,7 +70,7 @@ public static class ClusterBenchmark
                     foreach (var inFlight in settings.ChunksInFlight)
                     {
                         progress?.Invoke($"all-reduce through the group grain of {settings.AllReduceElements:N0} elements in chunks of {chunk:N0}, {inFlight} in flight ...");
-                        allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, chunk, inFlight));
+                        allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, chunk, inFlight, 0));
                     }
                 }
             }
@@ -120,19 +123,19 @@ public static class ClusterBenchmark
         return host;
     }
 
-    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, CollectiveTransport transport, int chunkElements, int chunksInFlight)
+    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, CollectiveTransport transport, int chunkElements, int chunksInFlight, int pieceElements)
     {
         var silos = (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Keys.OrderBy(s => s.ToParsableString(), StringComparer.Ordinal).ToList();
         var group = "bench-allreduce-" + Guid.NewGuid().ToString("N");
         var results = await Task.WhenAll(silos.Select((silo, rank) =>
             grains.GetGrain<ICollectiveProbeGrain>(SiloBoundKey.Create(silo, ICollectiveProbeGrain.KeySuffix)).MeasureAllReduce(
-                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight, transport))));
+                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight, transport, pieceElements))));
         // A repetition lasts until its slowest rank has the result.
         var seconds = Enumerable.Range(0, settings.AllReduceRepetitions).Select(i => results.Max(r => r.Seconds[i])).ToList();
         var bytes = 4L * settings.AllReduceElements;
         var median = TrainingStatistics.Median(seconds);
         var algorithmMegabytesPerSecond = bytes / 1e6 / median;
-        return new AllReduceMeasurement(transport.ToString(), settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, silos.Count,
+        return new AllReduceMeasurement(transport.ToString(), settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, pieceElements, silos.Count,
             results.Select(r => r.SiloAddress).ToList(), seconds, median, algorithmMegabytesPerSecond, bytes / 1e6 / seconds.Min(),
             algorithmMegabytesPerSecond * 2 * (silos.Count - 1) / silos.Count, results.Max(r => r.MaxAbsoluteError));
     }

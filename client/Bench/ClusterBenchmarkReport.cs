@@ -5,6 +5,7 @@ public sealed record ClusterBenchmarkSettings(
     int AllReduceElements,
     IReadOnlyList<RAE.GrainInterfaces.CollectiveTransport> Transports,
     IReadOnlyList<int> BucketElements,
+    IReadOnlyList<int> PieceElements,
     IReadOnlyList<int> ChunkElements,
     IReadOnlyList<int> ChunksInFlight,
     int AllReduceWarmup,
@@ -27,7 +28,8 @@ public sealed record ClusterBenchmarkReport(
     TargetCheck Scaling);
 
 /// <summary>
-/// One transport and chunk size (for the ring: its bucket size, one bucket at a time, pipelined in pieces): every rank
+/// One transport and chunk size (for the ring: its bucket size, one bucket at a time, pipelined in pieces of
+/// <see cref="PieceElements"/>; 0 for the group grain): every rank
 /// reduces <see cref="BytesPerRank"/> bytes; a repetition takes as long as its slowest rank. MB are 10^6 bytes;
 /// MegabytesPerSecond = bytes reduced per rank / median seconds (the "algorithm bandwidth"); BusMegabytesPerSecond =
 /// that x 2(n-1)/n, what each link carries in a bandwidth-optimal all-reduce (equal for two ranks).
@@ -39,6 +41,7 @@ public sealed record AllReduceMeasurement(
     int ChunkElements,
     long ChunkBytes,
     int ChunksInFlight,
+    int PieceElements,
     int Ranks,
     IReadOnlyList<string> Silos,
     IReadOnlyList<double> Seconds,

@@ -23,7 +23,8 @@ public sealed class CollectiveProbeGrain(IGrainFactory grainFactory, ILocalSiloD
         await grainFactory.GetGrain<ICollectiveGroupGrain>(probe.GroupKey).Configure(probe.WorldSize, CollectiveTimeout);
         using ICollectiveCommunicator communicator = probe.Transport == CollectiveTransport.Orleans
             ? new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements, probe.ChunksInFlight)
-            : new RingCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, silo.SiloAddress.Endpoint.Address, bucketElements: probe.ChunkElements);
+            : new RingCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, silo.SiloAddress.Endpoint.Address,
+                bucketElements: probe.ChunkElements, pieceElements: probe.RingPieceElements > 0 ? probe.RingPieceElements : RingCollectiveCommunicator.DefaultPieceElements);
 
         // Reduced in place, like a rank's gradient; the vector is refilled before each repetition, outside the timing.
         var reduced = new float[probe.Elements];

@@ -20,6 +20,7 @@ public static class RingHandshake
 {
     private const int MaxGroupKeyBytes = 1024;
     private const int MaxReasonBytes = 4096;
+    private static readonly TimeSpan PollSlice = TimeSpan.FromSeconds(1);
     private static ReadOnlySpan<byte> Magic => "RAERING1"u8;
 
     /// <summary>Connects to <paramref name="endpoint"/>, presents <paramref name="hello"/> and returns the accepted socket;
@@ -69,11 +70,13 @@ public static class RingHandshake
         while (true)
         {
             var remaining = deadline - DateTime.UtcNow;
-            if (remaining <= TimeSpan.Zero || !listener.Poll(remaining, SelectMode.SelectRead))
+            if (remaining <= TimeSpan.Zero)
             {
                 var refused = refusals.Count == 0 ? "" : $" (refused meanwhile: {string.Join("; ", refusals)})";
                 throw new CollectiveException($"Ring: {peer} did not connect within {timeout.TotalSeconds:0.#} s{refused}; its silo may be gone.");
             }
+            // Polled in slices: Socket.Poll takes at most int.MaxValue microseconds.
+            if (!listener.Poll(remaining < PollSlice ? remaining : PollSlice, SelectMode.SelectRead)) continue;
             var candidate = listener.Accept();
             try
             {
