@@ -63,9 +63,9 @@ internal sealed class RingLinks(Socket toNext, string next, Socket fromPrevious,
         return error switch
         {
             SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
-                $"no progress on the ring for {timeout.TotalSeconds:0.#} s (the collective timeout); {previous} or {next} may be hung",
+                $"no progress on the ring for {timeout.TotalSeconds:0.#} s (the collective timeout); {(previous == next ? previous : $"{previous} or {next}")} may be hung",
             EndOfStreamException or SocketException or ObjectDisposedException =>
-                $"a ring connection closed ({error.Message}); {previous} or {next} is gone",
+                $"a ring connection closed ({error.Message}): {(previous == next ? previous : $"{previous} or {next}")} is gone, failed or saw the group aborted",
             _ => error.Message,
         };
     }

@@ -76,7 +76,7 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
             foreach (var survivor in survivors)
             {
                 var error = await Assert.ThrowsAsync<CollectiveException>(() => survivor.WaitAsync(timeout / 2));
-                Assert.Contains("closed", error.Message);
+                Assert.True(error.Message.Contains("closed", StringComparison.Ordinal), error.Message);
             }
             Assert.True(clock.Elapsed < timeout, $"the failure took {clock.Elapsed.TotalSeconds:F1} s");
             // A broken ring stays broken: the group is re-formed, never reused.
@@ -96,12 +96,14 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
         try
         {
             await Task.WhenAll(ranks.Select(c => c.BarrierAsync()));
-            // Rank 2 stays connected but never joins the all-reduce: rank 0, which waits on it, gives up after 1 s.
+            // Rank 2 stays connected but never joins the all-reduce. Nothing closes a connection, so the first rank to
+            // fail does so on the 1 s timeout; the other may then report the connection that rank closed.
             var vectors = WideRangeVectors(3, seed: 4);
             var waiting = ranks.Take(2).Select(c => c.AllReduceAsync(vectors[c.Rank], ReduceOperation.Sum)).ToList();
-            var error = await Assert.ThrowsAsync<CollectiveException>(() => waiting[0].WaitAsync(TimeSpan.FromSeconds(20)));
-            Assert.Contains("no progress on the ring for 1 s", error.Message);
-            await Assert.ThrowsAsync<CollectiveException>(() => waiting[1].WaitAsync(TimeSpan.FromSeconds(20)));
+            var errors = new List<string>();
+            foreach (var rank in waiting)
+                errors.Add((await Assert.ThrowsAsync<CollectiveException>(() => rank.WaitAsync(TimeSpan.FromSeconds(20)))).Message);
+            Assert.True(errors.Any(e => e.Contains("no progress on the ring for 1 s", StringComparison.Ordinal)), string.Join(" | ", errors));
         }
         finally
         {
@@ -115,8 +117,10 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
             var blocked = aborted[0].BarrierAsync(); // rank 1 never comes
             await Task.Delay(100);
             await fixture.Grains.GetGrain<ICollectiveGroupGrain>(group).Abort("silo lost");
+            // Far within the 5-minute timeout. Both ranks watch the abort: rank 0 sees it itself, or first sees rank 1
+            // close its connection because rank 1 saw it (nothing else closes a connection here).
             var error = await Assert.ThrowsAsync<CollectiveException>(() => blocked.WaitAsync(TimeSpan.FromSeconds(60)));
-            Assert.Contains("silo lost", error.Message);
+            Assert.True(error.Message.Contains("silo lost", StringComparison.Ordinal) || error.Message.Contains("saw the group aborted", StringComparison.Ordinal), error.Message);
         }
         finally
         {
