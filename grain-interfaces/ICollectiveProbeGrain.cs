@@ -1,6 +1,7 @@
 namespace RAE.GrainInterfaces;
 
-/// <summary>One rank's part of an all-reduce measurement between silos (`rae bench cluster`).</summary>
+/// <summary>One rank's part of an all-reduce measurement between silos (`rae bench cluster`). For the ring,
+/// <see cref="ChunkElements"/> is the bucket size and <see cref="RingPieceElements"/> the piece size (0: the default).</summary>
 [GenerateSerializer, Immutable]
 public sealed record AllReduceProbe(
     [property: Id(0)] string GroupKey,
@@ -10,7 +11,9 @@ public sealed record AllReduceProbe(
     [property: Id(4)] int ChunkElements,
     [property: Id(5)] int Warmup,
     [property: Id(6)] int Repetitions,
-    [property: Id(7)] int ChunksInFlight);
+    [property: Id(7)] int ChunksInFlight,
+    [property: Id(8)] CollectiveTransport Transport = CollectiveTransport.Ring,
+    [property: Id(9)] int RingPieceElements = 0);
 
 /// <summary>
 /// Seconds of each timed all-reduce of one rank (after a barrier, so the ranks start together) and the largest

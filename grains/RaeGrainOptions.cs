@@ -1,3 +1,5 @@
+using RAE.GrainInterfaces;
+
 namespace RAE.Grains;
 
 /// <summary>What the hosting silo tells its grains: its compute devices and how many threads a rank may use.</summary>
@@ -5,6 +7,9 @@ public sealed class RankDeviceOptions
 {
     public string[] Devices { get; set; } = ["cpu"];
     public int ThreadsPerRank { get; set; } = 1;
+
+    /// <summary>How ranks exchange gradients: the TCP ring (default) or the star through the group grain. CUDA ranks use NCCL where it loads.</summary>
+    public CollectiveTransport Collective { get; set; } = CollectiveTransport.Ring;
 }
 
 public static class RaeStorage

@@ -76,6 +76,9 @@ public sealed class RaeSiloOptions
 
     /// <summary>Intra-op threads each rank's worker may use.</summary>
     public int ThreadsPerRank { get; set; } = 1;
+
+    /// <summary>Gradient transport between ranks: Ring (direct TCP between rank workers, the default) or Orleans (through the group grain).</summary>
+    public RAE.GrainInterfaces.CollectiveTransport Collective { get; set; } = RAE.GrainInterfaces.CollectiveTransport.Ring;
 }
 
 /// <summary>Rejects a bad setting with a message naming the setting and its value.</summary>

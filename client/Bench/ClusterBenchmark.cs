@@ -51,12 +51,27 @@ public static class ClusterBenchmark
             var soloGrains = solo.Services.GetRequiredService<IClusterClient>();
 
             var allReduce = new List<AllReduceMeasurement>();
-            foreach (var chunk in settings.ChunkElements)
+            foreach (var transport in settings.Transports)
             {
-                foreach (var inFlight in settings.ChunksInFlight)
+                if (transport == CollectiveTransport.Ring)
                 {
-                    progress?.Invoke($"all-reduce of {settings.AllReduceElements:N0} elements in chunks of {chunk:N0}, {inFlight} in flight ...");
-                    allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, chunk, inFlight));
+                    foreach (var bucket in settings.BucketElements)
+                    {
+                        foreach (var piece in settings.PieceElements)
+                        {
+                            progress?.Invoke($"ring all-reduce of {settings.AllReduceElements:N0} elements in buckets of {bucket:N0}, pieces of {piece:N0} ...");
+                            allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, bucket, 1, piece));
+                        }
+                    }
+                    continue;
+                }
+                foreach (var chunk in settings.ChunkElements)
+                {
+                    foreach (var inFlight in settings.ChunksInFlight)
+                    {
+                        progress?.Invoke($"all-reduce through the group grain of {settings.AllReduceElements:N0} elements in chunks of {chunk:N0}, {inFlight} in flight ...");
+                        allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, chunk, inFlight, 0));
+                    }
                 }
             }
 
@@ -108,19 +123,21 @@ public static class ClusterBenchmark
         return host;
     }
 
-    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, int chunkElements, int chunksInFlight)
+    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, CollectiveTransport transport, int chunkElements, int chunksInFlight, int pieceElements)
     {
         var silos = (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Keys.OrderBy(s => s.ToParsableString(), StringComparer.Ordinal).ToList();
         var group = "bench-allreduce-" + Guid.NewGuid().ToString("N");
         var results = await Task.WhenAll(silos.Select((silo, rank) =>
             grains.GetGrain<ICollectiveProbeGrain>(SiloBoundKey.Create(silo, ICollectiveProbeGrain.KeySuffix)).MeasureAllReduce(
-                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight))));
+                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight, transport, pieceElements))));
         // A repetition lasts until its slowest rank has the result.
         var seconds = Enumerable.Range(0, settings.AllReduceRepetitions).Select(i => results.Max(r => r.Seconds[i])).ToList();
         var bytes = 4L * settings.AllReduceElements;
         var median = TrainingStatistics.Median(seconds);
-        return new AllReduceMeasurement(settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, silos.Count,
-            results.Select(r => r.SiloAddress).ToList(), seconds, median, bytes / 1e6 / median, bytes / 1e6 / seconds.Min(), results.Max(r => r.MaxAbsoluteError));
+        var algorithmMegabytesPerSecond = bytes / 1e6 / median;
+        return new AllReduceMeasurement(transport.ToString(), settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, pieceElements, silos.Count,
+            results.Select(r => r.SiloAddress).ToList(), seconds, median, algorithmMegabytesPerSecond, bytes / 1e6 / seconds.Min(),
+            algorithmMegabytesPerSecond * 2 * (silos.Count - 1) / silos.Count, results.Max(r => r.MaxAbsoluteError));
     }
 
     /// <summary>The workload's options as the report prints them.</summary>

@@ -3,6 +3,9 @@ namespace RAE.Client.Bench;
 /// <summary>What `rae bench cluster` measures; sizes and workload of one run.</summary>
 public sealed record ClusterBenchmarkSettings(
     int AllReduceElements,
+    IReadOnlyList<RAE.GrainInterfaces.CollectiveTransport> Transports,
+    IReadOnlyList<int> BucketElements,
+    IReadOnlyList<int> PieceElements,
     IReadOnlyList<int> ChunkElements,
     IReadOnlyList<int> ChunksInFlight,
     int AllReduceWarmup,
@@ -25,21 +28,27 @@ public sealed record ClusterBenchmarkReport(
     TargetCheck Scaling);
 
 /// <summary>
-/// One chunk size: every rank reduces <see cref="BytesPerRank"/> bytes; a repetition takes as long as its slowest rank.
-/// MB are 10^6 bytes; MegabytesPerSecond = bytes reduced per rank / median seconds.
+/// One transport and chunk size (for the ring: its bucket size, one bucket at a time, pipelined in pieces of
+/// <see cref="PieceElements"/>; 0 for the group grain): every rank
+/// reduces <see cref="BytesPerRank"/> bytes; a repetition takes as long as its slowest rank. MB are 10^6 bytes;
+/// MegabytesPerSecond = bytes reduced per rank / median seconds (the "algorithm bandwidth"); BusMegabytesPerSecond =
+/// that x 2(n-1)/n, what each link carries in a bandwidth-optimal all-reduce (equal for two ranks).
 /// </summary>
 public sealed record AllReduceMeasurement(
+    string Transport,
     int Elements,
     long BytesPerRank,
     int ChunkElements,
     long ChunkBytes,
     int ChunksInFlight,
+    int PieceElements,
     int Ranks,
     IReadOnlyList<string> Silos,
     IReadOnlyList<double> Seconds,
     double MedianSeconds,
     double MegabytesPerSecond,
     double BestMegabytesPerSecond,
+    double BusMegabytesPerSecond,
     double MaxAbsoluteError);
 
 public sealed record TrainingWorkload(string Name, IReadOnlyDictionary<string, string> Settings, int GlobalBatchSize, int MeasuredStepsPerRun, int WarmupStepsPerRun, int Rounds);

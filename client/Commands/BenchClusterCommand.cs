@@ -5,6 +5,7 @@ using RAE.Client.Bench;
 using RAE.Client.Cluster;
 using RAE.GrainInterfaces;
 using RAE.Grains.Collectives;
+using RAE.Grains.Collectives.Ring;
 using RAE.Grains.Workers;
 
 namespace RAE.Client.Commands;
@@ -12,7 +13,8 @@ namespace RAE.Client.Commands;
 /// <summary>
 /// `rae bench cluster`: all-reduce throughput between two silo processes for a DiT^DH-S-sized gradient, the
 /// coordination overhead of a 2-rank training step, and steps/s of 1 rank x 2 threads against 2 ranks x 1 thread.
-/// Options: --elements (default 196,500,000: DiT^DH-S's parameter count per the spec), --chunk-elements N[,N...],
+/// Options: --elements (default 196,500,000: DiT^DH-S's parameter count per the spec), --collective ring,orleans (the
+/// transports to measure), --bucket-elements N[,N...] and --piece-elements N[,N...] (ring), --chunk-elements N[,N...] (group grain),
 /// --chunks-in-flight N[,N...] (every combination with the chunk sizes is measured),
 /// --allreduce-repeats, --allreduce-warmup, --workload (tiny-mlp), --batch (global batch), --input, --hidden, --dataset
 /// (tiny-mlp sizes), --config FILE with --set key=value (the dit-dh configuration), --steps, --warmup-steps, --rounds, --json.
@@ -23,7 +25,16 @@ public sealed class BenchClusterCommand : ICliCommand
     public const int DiTDHSmallParameters = 196_500_000;
 
     private readonly Option<int> _elements = Count("--elements", "fp32 elements of the all-reduce probe (DiT^DH-S's parameter count)", DiTDHSmallParameters);
-    private readonly Option<string> _chunks = List("--chunk-elements", "All-reduce chunk sizes to measure", OrleansCollectiveCommunicator.DefaultChunkElements);
+    private readonly Option<string> _collective = new("--collective")
+    {
+        HelpName = "ring|orleans[,...]",
+        Description = "All-reduce transports to measure: the TCP ring between ranks, the star through the group grain",
+        DefaultValueFactory = _ => "ring,orleans",
+    };
+
+    private readonly Option<string> _buckets = List("--bucket-elements", "Ring bucket sizes to measure", RingCollectiveCommunicator.DefaultBucketElements);
+    private readonly Option<string> _pieces = List("--piece-elements", "Ring piece sizes to measure (every combination with the bucket sizes)", RingCollectiveCommunicator.DefaultPieceElements);
+    private readonly Option<string> _chunks = List("--chunk-elements", "Chunk sizes of the group-grain all-reduce to measure", OrleansCollectiveCommunicator.DefaultChunkElements);
     private readonly Option<string> _inFlight = List("--chunks-in-flight", "Chunks in flight to measure (every combination with the chunk sizes)", OrleansCollectiveCommunicator.DefaultChunksInFlight);
     private readonly Option<int> _repeats = Count("--allreduce-repeats", "Measured all-reduces per combination", 3);
     private readonly Option<int> _allReduceWarmup = Count("--allreduce-warmup", "Unmeasured all-reduces first", 1);
@@ -43,7 +54,7 @@ public sealed class BenchClusterCommand : ICliCommand
     public BenchClusterCommand() =>
         Command = new Command("cluster", "Benchmark all-reduce MB/s between silo processes, step coordination overhead and 2x1 vs 1x2 scaling")
         {
-            _elements, _chunks, _inFlight, _repeats, _allReduceWarmup, _workload, _batch, _input, _hidden, _dataset, _configFile, _overrides, _steps, _warmupSteps,
+            _elements, _collective, _buckets, _pieces, _chunks, _inFlight, _repeats, _allReduceWarmup, _workload, _batch, _input, _hidden, _dataset, _configFile, _overrides, _steps, _warmupSteps,
             _rounds, _startTimeout, _json,
         };
 
@@ -55,6 +66,9 @@ public sealed class BenchClusterCommand : ICliCommand
     {
         var json = parsed.GetValue(_json);
         var elements = parsed.GetValue(_elements);
+        var transports = ParseTransports(parsed.GetRequiredValue(_collective));
+        var buckets = ParseList(parsed.GetRequiredValue(_buckets), "bucket-elements");
+        var pieces = ParseList(parsed.GetRequiredValue(_pieces), "piece-elements");
         var chunks = ParseList(parsed.GetRequiredValue(_chunks), "chunk-elements");
         var inFlight = ParseList(parsed.GetRequiredValue(_inFlight), "chunks-in-flight");
         var repeats = parsed.GetValue(_repeats);
@@ -92,7 +106,7 @@ public sealed class BenchClusterCommand : ICliCommand
         Positive(startTimeout, "silo-start-timeout");
         if (batch < 2 || batch % 2 != 0) throw new UsageException($"--batch must be even (two ranks share it), got {batch}");
 
-        var settings = new ClusterBenchmarkSettings(elements, chunks, inFlight, allReduceWarmup, repeats, job, batch, steps, warmupSteps, rounds,
+        var settings = new ClusterBenchmarkSettings(elements, transports, buckets, pieces, chunks, inFlight, allReduceWarmup, repeats, job, batch, steps, warmupSteps, rounds,
             TimeSpan.FromSeconds(startTimeout));
         ClusterBenchmarkReport report;
         try
@@ -132,17 +146,30 @@ public sealed class BenchClusterCommand : ICliCommand
         return values.Count > 0 ? values : throw new UsageException($"--{name} needs at least one value");
     }
 
+    private static List<CollectiveTransport> ParseTransports(string text)
+    {
+        var transports = new List<CollectiveTransport>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!Enum.TryParse<CollectiveTransport>(part, ignoreCase: true, out var transport) || !Enum.IsDefined(transport))
+                throw new UsageException($"--collective expects ring or orleans separated by commas, got '{text}'");
+            if (!transports.Contains(transport)) transports.Add(transport);
+        }
+        return transports.Count > 0 ? transports : throw new UsageException("--collective needs at least one transport");
+    }
+
     private static void PrintTable(ClusterBenchmarkReport report, TextWriter output)
     {
         var invariant = CultureInfo.InvariantCulture;
         output.WriteLine($"cluster: {report.Membership}");
         var first = report.AllReduce[0];
         output.WriteLine(string.Create(invariant,
-            $"all-reduce (sum, rank-ordered) between {first.Ranks} ranks on silos {string.Join(" and ", first.Silos)}: {first.Elements:N0} fp32 = {first.BytesPerRank / 1e6:F1} MB per rank"));
-        output.WriteLine($"{"chunk elems",12} {"chunk MB",9} {"in flight",9} {"median s",9} {"best s",8} {"MB/s",9} {"best MB/s",10} {"max |err|",10}");
+            $"all-reduce (sum, fixed order) between {first.Ranks} ranks on silos {string.Join(" and ", first.Silos)}: {first.Elements:N0} fp32 = {first.BytesPerRank / 1e6:F1} MB per rank"));
+        output.WriteLine($"{"transport",9} {"chunk elems",12} {"chunk MB",9} {"in flight",9} {"piece",9} {"median s",9} {"best s",8} {"MB/s",9} {"best MB/s",10} {"bus MB/s",9} {"max |err|",10}");
         foreach (var row in report.AllReduce)
             output.WriteLine(string.Create(invariant,
-                $"{row.ChunkElements,12:N0} {row.ChunkBytes / 1e6,9:F2} {row.ChunksInFlight,9} {row.MedianSeconds,9:F3} {row.Seconds.Min(),8:F3} {row.MegabytesPerSecond,9:F1} {row.BestMegabytesPerSecond,10:F1} {row.MaxAbsoluteError,10:G3}"));
+                $"{row.Transport,9} {row.ChunkElements,12:N0} {row.ChunkBytes / 1e6,9:F2} {row.ChunksInFlight,9} {row.PieceElements,9:N0} {row.MedianSeconds,9:F3} {row.Seconds.Min(),8:F3} {row.MegabytesPerSecond,9:F1} {row.BestMegabytesPerSecond,10:F1} {row.BusMegabytesPerSecond,9:F1} {row.MaxAbsoluteError,10:G3}"));
+        output.WriteLine("(ring: chunk = bucket, reduced one bucket at a time in pieces of the given elements; bus MB/s = MB/s x 2(n-1)/n)");
         var workload = report.Workload;
         output.WriteLine(string.Create(invariant,
             $"training: {workload.Name} ({string.Join(", ", workload.Settings.Select(s => $"{s.Key} {s.Value}"))}), global batch {workload.GlobalBatchSize}, {workload.MeasuredStepsPerRun} measured + {workload.WarmupStepsPerRun} warm-up steps per job, {workload.Rounds} alternating round(s)"));

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
+using RAE.Grains.Collectives.Ring;
 
 namespace RAE.Grains.Collectives;
 
@@ -18,6 +19,9 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
     private int _worldSize;
     private TimeSpan _timeout = TimeSpan.FromSeconds(30);
     private string? _abortReason;
+    private GroupRendezvous? _rendezvous;
+
+    private GroupRendezvous Transports => _rendezvous ??= new GroupRendezvous(this.GetPrimaryKeyString());
 
     public Task Configure(int worldSize, TimeSpan timeout)
     {
@@ -52,7 +56,34 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
         foreach (var slot in _slots.Values)
             slot.Done.TrySetException(new CollectiveException($"Group '{this.GetPrimaryKeyString()}' was aborted: {reason}"));
         _slots.Clear();
+        Transports.Abort(reason);
         return Task.CompletedTask;
+    }
+
+    public Task<RingRendezvous> JoinRing(int rank, RingEndpoint endpoint)
+    {
+        CheckUsable(rank);
+        return Transports.JoinRing(rank, _worldSize, endpoint, _timeout);
+    }
+
+    public Task<string?> WaitForAbort(TimeSpan maxWait) =>
+        _abortReason is not null ? Task.FromResult<string?>(_abortReason) : Transports.WaitForAbort(maxWait);
+
+    public Task<byte[]> ExchangeNcclId(int rank, byte[]? uniqueId)
+    {
+        CheckUsable(rank);
+        return Transports.ExchangeNcclId(rank, uniqueId, _timeout);
+    }
+
+    private void CheckUsable(int rank)
+    {
+        var group = this.GetPrimaryKeyString();
+        if (_abortReason is not null)
+            throw new CollectiveException($"Group '{group}' was aborted: {_abortReason}");
+        if (_worldSize == 0)
+            throw new CollectiveException($"Group '{group}' was never configured; the coordinator forms the group before ranks use it.");
+        if (rank < 0 || rank >= _worldSize)
+            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"Rank must be in 0..{_worldSize - 1} for group '{group}'.");
     }
 
     /// <summary>
@@ -62,12 +93,7 @@ public sealed class CollectiveGroupGrain(ILogger<CollectiveGroupGrain> logger) :
     private async Task<FloatChunk?> Rendezvous(long operation, int rank, int chunkIndex, string kind, FloatChunk? contribution, Func<FloatChunk?[], FloatChunk?> combine)
     {
         var group = this.GetPrimaryKeyString();
-        if (_abortReason is not null)
-            throw new CollectiveException($"Group '{group}' was aborted: {_abortReason}");
-        if (_worldSize == 0)
-            throw new CollectiveException($"Group '{group}' was never configured; the coordinator forms the group before ranks use it.");
-        if (rank < 0 || rank >= _worldSize)
-            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"Rank must be in 0..{_worldSize - 1} for group '{group}'.");
+        CheckUsable(rank);
 
         var key = (operation, chunkIndex);
         if (!_slots.TryGetValue(key, out var slot))

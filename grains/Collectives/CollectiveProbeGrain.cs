@@ -1,12 +1,13 @@
 using System.Diagnostics;
 using RAE.GrainInterfaces;
+using RAE.Grains.Collectives.Ring;
 using RAE.Grains.Placement;
 
 namespace RAE.Grains.Collectives;
 
 /// <summary>
-/// Times all-reduces of a synthetic gradient through <see cref="OrleansCollectiveCommunicator"/>, exactly as a rank
-/// grain does it. Rank r contributes (r + 1)·f(i) with small integer f, so the sum is exact in fp32 and checkable.
+/// Times all-reduces of a synthetic gradient through the probe's transport (the TCP ring, its chunk size being the
+/// bucket size, or the group grain), exactly as a rank grain does it. Rank r contributes (r + 1)·f(i) with small integer f, so the sum is exact in fp32 and checkable.
 /// </summary>
 [SiloBoundPlacement]
 public sealed class CollectiveProbeGrain(IGrainFactory grainFactory, ILocalSiloDetails silo) : Grain, ICollectiveProbeGrain
@@ -20,7 +21,10 @@ public sealed class CollectiveProbeGrain(IGrainFactory grainFactory, ILocalSiloD
         if (probe.Warmup < 0 || probe.Repetitions < 1)
             throw new ArgumentOutOfRangeException(nameof(probe), $"Warm-up {probe.Warmup} must be >= 0 and repetitions {probe.Repetitions} >= 1.");
         await grainFactory.GetGrain<ICollectiveGroupGrain>(probe.GroupKey).Configure(probe.WorldSize, CollectiveTimeout);
-        var communicator = new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements, probe.ChunksInFlight);
+        using ICollectiveCommunicator communicator = probe.Transport == CollectiveTransport.Orleans
+            ? new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements, probe.ChunksInFlight)
+            : new RingCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, silo.SiloAddress.Endpoint.Address,
+                bucketElements: probe.ChunkElements, pieceElements: probe.RingPieceElements > 0 ? probe.RingPieceElements : RingCollectiveCommunicator.DefaultPieceElements);
 
         // Reduced in place, like a rank's gradient; the vector is refilled before each repetition, outside the timing.
         var reduced = new float[probe.Elements];

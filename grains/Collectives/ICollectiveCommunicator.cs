@@ -4,9 +4,11 @@ namespace RAE.Grains.Collectives;
 
 /// <summary>
 /// The collectives a data-parallel rank needs. Every rank of the group calls the same operations in the same order.
-/// The Orleans implementation goes through a group grain; an NCCL implementation can sit behind the same interface.
+/// Implementations: through the group grain (<see cref="OrleansCollectiveCommunicator"/>), a TCP ring between the ranks
+/// (<see cref="Ring.RingCollectiveCommunicator"/>) and NCCL on CUDA ranks (<see cref="Nccl.NcclCollectiveCommunicator"/>);
+/// <see cref="CollectiveCommunicators"/> picks one. Disposing releases connections and native resources.
 /// </summary>
-public interface ICollectiveCommunicator
+public interface ICollectiveCommunicator : IDisposable
 {
     int Rank { get; }
     int WorldSize { get; }

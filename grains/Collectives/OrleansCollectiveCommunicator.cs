@@ -91,6 +91,11 @@ public sealed class OrleansCollectiveCommunicator(IGrainFactory grainFactory, st
         return WorldSize == 1 ? Task.CompletedTask : _group.Barrier(operation, Rank);
     }
 
+    /// <summary>Nothing to release: every operation's state lives in the group grain.</summary>
+    public void Dispose()
+    {
+    }
+
     private static void CopyBack(FloatChunk received, float[] result, int offset, int count, string what)
     {
         try

@@ -20,6 +20,7 @@ public sealed class RankGrain(
     IEnumerable<IRankWorkerFactory> workerFactories,
     IOptions<RankDeviceOptions> deviceOptions,
     ICheckpointPayloadStore checkpointPayloads,
+    ILocalSiloDetails silo,
     ILogger<RankGrain> logger) : Grain, IRankGrain
 {
     private readonly Dictionary<string, Replica> _replicas = new(StringComparer.Ordinal);
@@ -46,7 +47,8 @@ public sealed class RankGrain(
         {
             // A re-formed group keeps the worker thread but rebuilds the replica for the new rank and world size.
             previous.Assignment = assignment;
-            previous.Communicator = new OrleansCollectiveCommunicator(grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize);
+            previous.Communicator.Dispose();
+            previous.Communicator = Communicator(assignment, device);
             await previous.Thread.InvokeAsync(() => InitializeOnWorkerThread(previous.Worker, Context(assignment, device)));
             return;
         }
@@ -63,9 +65,10 @@ public sealed class RankGrain(
             worker.Dispose();
             throw;
         }
-        _replicas[assignment.JobId] = new Replica(assignment, thread, worker,
-            new OrleansCollectiveCommunicator(grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize));
-        logger.LogInformation("Rank {Rank}/{World} of job {Job} joined on device {Device}", assignment.Rank, assignment.WorldSize, assignment.JobId, device);
+        var communicator = Communicator(assignment, device);
+        _replicas[assignment.JobId] = new Replica(assignment, thread, worker, communicator);
+        logger.LogInformation("Rank {Rank}/{World} of job {Job} joined on device {Device} ({Collective})", assignment.Rank, assignment.WorldSize, assignment.JobId, device,
+            communicator.GetType().Name);
     }
 
     public async Task SynchronizeParameters(string jobId)
@@ -156,6 +159,11 @@ public sealed class RankGrain(
         worker.Initialize(context);
     }
 
+    /// <summary>The silo's transport (NCCL instead on a CUDA device where it loads); a ring listens on the silo's advertised address.</summary>
+    private ICollectiveCommunicator Communicator(RankAssignment assignment, string device) =>
+        CollectiveCommunicators.Create(deviceOptions.Value.Collective, device, grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize,
+            silo.SiloAddress.Endpoint.Address, logger);
+
     private RankWorkerContext Context(RankAssignment assignment, string device) =>
         new(assignment.Spec, assignment.Rank, assignment.WorldSize, device, deviceOptions.Value.ThreadsPerRank);
 
@@ -172,6 +180,7 @@ public sealed class RankGrain(
 
         public void Dispose()
         {
+            Communicator.Dispose();
             Thread.InvokeAsync(Worker.Dispose);
             Thread.Dispose();
         }

@@ -13,14 +13,21 @@ public sealed class BenchClusterCommandTests
         var output = new StringWriter();
         var error = new StringWriter();
         var exitCode = await CommandLine.RunAsync(
-            ["bench", "cluster", "--elements", "100000", "--steps", "3", "--chunk-elements", "30000", "--chunks-in-flight", "3", "--allreduce-repeats", "2",
+            ["bench", "cluster", "--elements", "100000", "--steps", "3", "--collective", "ring,orleans", "--bucket-elements", "40000", "--chunk-elements", "30000", "--chunks-in-flight", "3", "--allreduce-repeats", "2",
              "--rounds", "1", "--input", "16", "--hidden", "32", "--dataset", "256", "--batch", "32", "--json"],
             output, error);
         Assert.True(exitCode == 0, error.ToString());
         using var report = JsonDocument.Parse(output.ToString());
         var root = report.RootElement;
 
-        var allReduce = Assert.Single(root.GetProperty("AllReduce").EnumerateArray());
+        var rows = root.GetProperty("AllReduce").EnumerateArray().ToList();
+        Assert.Equal(["Ring", "Orleans"], rows.Select(r => r.GetProperty("Transport").GetString()));
+        var ring = rows[0];
+        Assert.Equal(40000, ring.GetProperty("ChunkElements").GetInt32()); // the ring's bucket
+        Assert.Equal(0, ring.GetProperty("MaxAbsoluteError").GetDouble());
+        Assert.Equal(2, ring.GetProperty("Silos").EnumerateArray().Select(s => s.GetString()).Distinct().Count());
+        Assert.Equal(PositiveFinite(ring, "MegabytesPerSecond"), PositiveFinite(ring, "BusMegabytesPerSecond"), 1e-9); // 2(n-1)/n = 1 for two ranks
+        var allReduce = rows[1];
         Assert.Equal(100000, allReduce.GetProperty("Elements").GetInt32());
         Assert.Equal(400000, allReduce.GetProperty("BytesPerRank").GetInt64());
         Assert.Equal(30000, allReduce.GetProperty("ChunkElements").GetInt32());

@@ -1,0 +1,187 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using RAE.GrainInterfaces;
+
+namespace RAE.Grains.Collectives.Ring;
+
+/// <summary>What a rank presents when it connects to its ring successor: the group key ("{jobId}/g{generation}"), the
+/// group's random token from the collective grain, its own rank and the world size.</summary>
+public sealed record RingHello(string Group, byte[] Token, int Rank, int WorldSize);
+
+/// <summary>
+/// The opening exchange of a ring connection. The connecting rank sends "RAERING1", the 16-byte token, its rank, the
+/// world size and the UTF-8 group key; the listening rank answers one byte (1: accepted) or 0 followed by the reason.
+/// A connection of another job, of a stale generation (whose group key or token differs), or from a rank that is not
+/// the listener's predecessor is refused and closed; the listener keeps waiting for its real predecessor.
+/// </summary>
+public static class RingHandshake
+{
+    private const int MaxGroupKeyBytes = 1024;
+    private const int MaxReasonBytes = 4096;
+    private static readonly TimeSpan PollSlice = TimeSpan.FromSeconds(1);
+    private static ReadOnlySpan<byte> Magic => "RAERING1"u8;
+
+    /// <summary>Connects to <paramref name="endpoint"/>, presents <paramref name="hello"/> and returns the accepted socket;
+    /// a refusal or a silent listener is a <see cref="CollectiveException"/> that names the peer and the reason.</summary>
+    public static Socket Connect(RingEndpoint endpoint, RingHello hello, TimeSpan timeout, string peer)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            socket.ReceiveTimeout = socket.SendTimeout = Milliseconds(timeout);
+            var connect = socket.ConnectAsync(endpoint.Host, endpoint.Port);
+            if (!connect.Wait(timeout))
+                throw new CollectiveException($"Ring: {peer} at {endpoint.Host}:{endpoint.Port} did not accept a connection within {timeout.TotalSeconds:0.#} s.");
+            var refusal = Offer(socket, hello);
+            if (refusal is null) return socket;
+            throw new CollectiveException($"Ring: {peer} at {endpoint.Host}:{endpoint.Port} refused the connection: {refusal}");
+        }
+        catch (Exception error) when (error is SocketException or EndOfStreamException or AggregateException or IOException)
+        {
+            socket.Dispose();
+            throw new CollectiveException($"Ring: could not connect to {peer} at {endpoint.Host}:{endpoint.Port}: {(error as AggregateException)?.InnerException?.Message ?? error.Message}", error);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Presents <paramref name="hello"/> on a connected socket: null when the listener accepted it, else its reason.</summary>
+    public static string? Offer(Socket socket, RingHello hello)
+    {
+        Write(socket, hello);
+        Span<byte> answer = stackalloc byte[1];
+        SocketIo.ReceiveExactly(socket, answer);
+        return answer[0] == 1 ? null : ReadString(socket, MaxReasonBytes);
+    }
+
+    /// <summary>
+    /// Accepts connections on <paramref name="listener"/> until the one from <paramref name="expected"/>'s rank arrives with
+    /// the right group and token; every other one is refused with its reason. Fails after <paramref name="timeout"/>.
+    /// </summary>
+    public static Socket AcceptPredecessor(Socket listener, RingHello expected, TimeSpan timeout, string peer)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var refusals = new List<string>();
+        while (true)
+        {
+            var remaining = deadline - DateTime.UtcNow;
+            if (remaining <= TimeSpan.Zero)
+            {
+                var refused = refusals.Count == 0 ? "" : $" (refused meanwhile: {string.Join("; ", refusals)})";
+                throw new CollectiveException($"Ring: {peer} did not connect within {timeout.TotalSeconds:0.#} s{refused}; its silo may be gone.");
+            }
+            // Polled in slices: Socket.Poll takes at most int.MaxValue microseconds.
+            if (!listener.Poll(remaining < PollSlice ? remaining : PollSlice, SelectMode.SelectRead)) continue;
+            var candidate = listener.Accept();
+            try
+            {
+                candidate.NoDelay = true;
+                candidate.ReceiveTimeout = candidate.SendTimeout = Milliseconds(TimeSpan.FromSeconds(Math.Clamp(remaining.TotalSeconds, 0.1, 10)));
+                var reason = Check(Read(candidate), expected);
+                if (reason is null)
+                {
+                    candidate.Send([1]);
+                    return candidate;
+                }
+                refusals.Add(reason);
+                Refuse(candidate, reason);
+            }
+            catch (Exception error) when (error is SocketException or EndOfStreamException or InvalidDataException)
+            {
+                refusals.Add(error.Message);
+            }
+            candidate.Dispose();
+        }
+    }
+
+    /// <summary>Why <paramref name="hello"/> is not the connection this listener waits for, or null when it is.</summary>
+    public static string? Check(RingHello hello, RingHello expected)
+    {
+        if (hello.Group != expected.Group)
+            return $"the connection belongs to group '{hello.Group}', this ring is group '{expected.Group}' (another job or a stale generation)";
+        if (!CryptographicOperations.FixedTimeEquals(hello.Token, expected.Token))
+            return $"the connection's group token does not match group '{expected.Group}' (a stale or stray peer)";
+        if (hello.WorldSize != expected.WorldSize)
+            return $"the connection expects {hello.WorldSize} ranks, the group has {expected.WorldSize}";
+        if (hello.Rank != expected.Rank)
+            return $"rank {hello.Rank} is not this rank's ring predecessor (rank {expected.Rank})";
+        return null;
+    }
+
+    public static void Write(Socket socket, RingHello hello)
+    {
+        var group = Encoding.UTF8.GetBytes(hello.Group);
+        if (group.Length > MaxGroupKeyBytes) throw new ArgumentException($"Group key of {group.Length} bytes exceeds {MaxGroupKeyBytes}.", nameof(hello));
+        if (hello.Token.Length != 16) throw new ArgumentException($"A ring token has 16 bytes, got {hello.Token.Length}.", nameof(hello));
+        var message = new byte[Magic.Length + 16 + 12 + group.Length];
+        Magic.CopyTo(message);
+        hello.Token.CopyTo(message, Magic.Length);
+        var numbers = message.AsSpan(Magic.Length + 16);
+        BinaryPrimitives.WriteInt32LittleEndian(numbers, hello.Rank);
+        BinaryPrimitives.WriteInt32LittleEndian(numbers[4..], hello.WorldSize);
+        BinaryPrimitives.WriteInt32LittleEndian(numbers[8..], group.Length);
+        group.CopyTo(numbers[12..]);
+        SocketIo.SendAll(socket, message);
+    }
+
+    private static RingHello Read(Socket socket)
+    {
+        Span<byte> head = stackalloc byte[Magic.Length + 16 + 12];
+        SocketIo.ReceiveExactly(socket, head);
+        if (!head[..Magic.Length].SequenceEqual(Magic)) throw new InvalidDataException("a connection that is not a RAE ring peer was closed");
+        var token = head.Slice(Magic.Length, 16).ToArray();
+        var numbers = head[(Magic.Length + 16)..];
+        var rank = BinaryPrimitives.ReadInt32LittleEndian(numbers);
+        var world = BinaryPrimitives.ReadInt32LittleEndian(numbers[4..]);
+        var groupBytes = BinaryPrimitives.ReadInt32LittleEndian(numbers[8..]);
+        if (groupBytes is < 0 or > MaxGroupKeyBytes) throw new InvalidDataException($"a ring hello announced a group key of {groupBytes} bytes");
+        var group = new byte[groupBytes];
+        SocketIo.ReceiveExactly(socket, group);
+        return new RingHello(Encoding.UTF8.GetString(group), token, rank, world);
+    }
+
+    private static void Refuse(Socket socket, string reason)
+    {
+        var text = Encoding.UTF8.GetBytes(reason);
+        var message = new byte[5 + text.Length];
+        BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(1), text.Length);
+        text.CopyTo(message, 5);
+        SocketIo.SendAll(socket, message);
+    }
+
+    private static string ReadString(Socket socket, int limit)
+    {
+        Span<byte> length = stackalloc byte[4];
+        SocketIo.ReceiveExactly(socket, length);
+        var count = Math.Clamp(BinaryPrimitives.ReadInt32LittleEndian(length), 0, limit);
+        var text = new byte[count];
+        SocketIo.ReceiveExactly(socket, text);
+        return Encoding.UTF8.GetString(text);
+    }
+
+    internal static int Milliseconds(TimeSpan timeout) => (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue);
+}
+
+/// <summary>Blocking whole-buffer socket transfers (the ring runs them on its own threads, never on a grain turn).</summary>
+internal static class SocketIo
+{
+    public static void SendAll(Socket socket, ReadOnlySpan<byte> bytes)
+    {
+        while (bytes.Length > 0) bytes = bytes[socket.Send(bytes)..];
+    }
+
+    public static void ReceiveExactly(Socket socket, Span<byte> bytes)
+    {
+        while (bytes.Length > 0)
+        {
+            var received = socket.Receive(bytes);
+            if (received == 0) throw new EndOfStreamException("the peer closed the connection");
+            bytes = bytes[received..];
+        }
+    }
+}

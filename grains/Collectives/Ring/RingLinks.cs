@@ -1,0 +1,182 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using RAE.GrainInterfaces;
+
+namespace RAE.Grains.Collectives.Ring;
+
+/// <summary>
+/// A rank's two ring connections: it sends to its successor and receives from its predecessor. A collective runs on
+/// two threads (one per direction), so a rank sends and receives at once; pieces carry a 16-byte header (operation,
+/// message index, element count) that both ends check, so ranks out of step fail loudly instead of mixing data.
+/// Any failure (the peer closed, no progress within the timeout, <see cref="Break"/>) closes both sockets: the
+/// neighbours then fail too, so the whole ring stops and every rank reports a <see cref="CollectiveException"/>.
+/// </summary>
+internal sealed class RingLinks(Socket toNext, string next, Socket fromPrevious, string previous, TimeSpan timeout) : IDisposable
+{
+    private const int HeaderBytes = 16;
+    private string? _broken;
+
+    public string? BrokenReason => Volatile.Read(ref _broken);
+
+    /// <summary>Runs one collective's schedule over <paramref name="data"/> (written in place).</summary>
+    public async Task RunAsync(RingSchedule schedule, float[] data, float divisor, long operation, string what)
+    {
+        if (BrokenReason is { } reason) throw new CollectiveException($"{what}: the ring is broken since an earlier failure: {reason}");
+        var progress = new Progress();
+        var sender = Task.Factory.StartNew(() => Guard(progress, what, () => SendAll(schedule, data, operation, progress)),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var receiver = Task.Factory.StartNew(() => Guard(progress, what, () => ReceiveAll(schedule, data, divisor, operation, progress)),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        await Task.WhenAll(sender, receiver).ConfigureAwait(false);
+        if (progress.Failure is { } failure) throw failure;
+    }
+
+    /// <summary>Closes both connections; a collective in progress fails with <paramref name="reason"/>.</summary>
+    public void Break(string reason)
+    {
+        Interlocked.CompareExchange(ref _broken, reason, null);
+        toNext.Dispose();
+        fromPrevious.Dispose();
+    }
+
+    public void Dispose() => Break("the communicator was disposed");
+
+    private void Guard(Progress progress, string what, Action run)
+    {
+        try
+        {
+            run();
+        }
+        catch (Exception error)
+        {
+            var failure = error as CollectiveException ?? new CollectiveException($"{what}: {Describe(error)}", error);
+            if (progress.Fail(failure)) Break(failure.Message);
+        }
+    }
+
+    private string Describe(Exception error)
+    {
+        // Once the ring is broken (by the first failure, an abort or disposal), that is the cause of what follows.
+        if (BrokenReason is { } reason) return reason;
+        return error switch
+        {
+            SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
+                $"no progress on the ring for {timeout.TotalSeconds:0.#} s (the collective timeout); {(previous == next ? previous : $"{previous} or {next}")} may be hung",
+            EndOfStreamException or SocketException or ObjectDisposedException =>
+                $"a ring connection closed ({error.Message}): {(previous == next ? previous : $"{previous} or {next}")} is gone, failed or saw the group aborted",
+            _ => error.Message,
+        };
+    }
+
+    private void SendAll(RingSchedule schedule, float[] data, long operation, Progress progress)
+    {
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        for (var index = 0; index < schedule.Sends.Length; index++)
+        {
+            var send = schedule.Sends[index];
+            if (!progress.WaitForReceived(send.AfterReceived)) return;
+            BinaryPrimitives.WriteInt64LittleEndian(header, operation);
+            BinaryPrimitives.WriteInt32LittleEndian(header[8..], index);
+            BinaryPrimitives.WriteInt32LittleEndian(header[12..], send.Count);
+            SocketIo.SendAll(toNext, header);
+            SocketIo.SendAll(toNext, MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count)));
+        }
+    }
+
+    private void ReceiveAll(RingSchedule schedule, float[] data, float divisor, long operation, Progress progress)
+    {
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        var scratch = new float[schedule.LargestReceive];
+        for (var index = 0; index < schedule.Receives.Length; index++)
+        {
+            var receive = schedule.Receives[index];
+            SocketIo.ReceiveExactly(fromPrevious, header);
+            var (op, message, count) = (BinaryPrimitives.ReadInt64LittleEndian(header), BinaryPrimitives.ReadInt32LittleEndian(header[8..]), BinaryPrimitives.ReadInt32LittleEndian(header[12..]));
+            if (op != operation || message != index || count != receive.Count)
+                throw new CollectiveException($"Ring out of step: {previous} sent operation {op} message {message} ({count} values), this rank expected operation {operation} message {index} ({receive.Count} values); do all ranks call the same collectives with the same lengths?");
+            var target = data.AsSpan(receive.Offset, receive.Count);
+            if (receive.Arrival == RingArrival.Copy)
+            {
+                SocketIo.ReceiveExactly(fromPrevious, MemoryMarshal.AsBytes(target));
+            }
+            else
+            {
+                var incoming = scratch.AsSpan(0, receive.Count);
+                SocketIo.ReceiveExactly(fromPrevious, MemoryMarshal.AsBytes(incoming));
+                Add(incoming, target);
+                if (receive.Arrival == RingArrival.AddThenDivide) Divide(target, divisor);
+            }
+            progress.Received(index + 1);
+        }
+    }
+
+    /// <summary>target[i] = incoming[i] + target[i]; element-wise, so bit-identical to the scalar loop.</summary>
+    private static void Add(ReadOnlySpan<float> incoming, Span<float> target)
+    {
+        var i = 0;
+        if (Vector.IsHardwareAccelerated && target.Length >= Vector<float>.Count)
+        {
+            var wideIncoming = MemoryMarshal.Cast<float, Vector<float>>(incoming);
+            var wideTarget = MemoryMarshal.Cast<float, Vector<float>>(target);
+            for (var v = 0; v < wideTarget.Length; v++) wideTarget[v] = wideIncoming[v] + wideTarget[v];
+            i = wideTarget.Length * Vector<float>.Count;
+        }
+        for (; i < target.Length; i++) target[i] = incoming[i] + target[i];
+    }
+
+    /// <summary>Division (not multiplication by 1/n), as the scalar definition of a mean.</summary>
+    private static void Divide(Span<float> target, float divisor)
+    {
+        var i = 0;
+        if (Vector.IsHardwareAccelerated && target.Length >= Vector<float>.Count)
+        {
+            var wide = MemoryMarshal.Cast<float, Vector<float>>(target);
+            var wideDivisor = new Vector<float>(divisor);
+            for (var v = 0; v < wide.Length; v++) wide[v] /= wideDivisor;
+            i = wide.Length * Vector<float>.Count;
+        }
+        for (; i < target.Length; i++) target[i] /= divisor;
+    }
+
+    /// <summary>How many messages the receiving thread has finished, and the first failure of either thread.</summary>
+    private sealed class Progress
+    {
+        private readonly object _gate = new();
+        private int _received;
+
+        public CollectiveException? Failure { get; private set; }
+
+        public void Received(int count)
+        {
+            lock (_gate)
+            {
+                _received = count;
+                Monitor.PulseAll(_gate);
+            }
+        }
+
+        /// <summary>False when the other thread failed first (the receiving thread's socket timeout bounds the wait).</summary>
+        public bool WaitForReceived(int count)
+        {
+            lock (_gate)
+            {
+                while (_received < count && Failure is null) Monitor.Wait(_gate);
+                return Failure is null;
+            }
+        }
+
+        /// <summary>Records the first failure; true for the first.</summary>
+        public bool Fail(CollectiveException failure)
+        {
+            lock (_gate)
+            {
+                var first = Failure is null;
+                Failure ??= failure;
+                Monitor.PulseAll(_gate);
+                return first;
+            }
+        }
+    }
+}
