@@ -42,6 +42,8 @@ public enum DataSource
     ImageFolder,
     /// <summary>Seeded random class-conditional latents of shape misc.latent_size: no encoder, no images (tiny runs, tests).</summary>
     SyntheticLatents,
+    /// <summary>An image dataset of the cluster's blob store (<c>rae datasets add</c>), by <c>data.name</c>; <c>num_samples</c> is its image count.</summary>
+    Dataset,
 }
 
 /// <summary>
@@ -51,6 +53,8 @@ public sealed record DataConfig
 {
     public DataSource Source { get; init; } = DataSource.ImageFolder;
     public string? Path { get; init; }
+    /// <summary>The dataset's name with source 'dataset'.</summary>
+    public string? Name { get; init; }
     public int ImageSize { get; init; } = 256;
     /// <summary>Size of the synthetic data set; required, never assumed, for the synthetic source.</summary>
     public int NumSamples { get; init; } = 1024;
@@ -58,11 +62,12 @@ public sealed record DataConfig
 
     internal static DataConfig Parse(ConfigSection section)
     {
-        var source = section.Choice("source", "imagefolder", ["imagefolder", "synthetic-latents"]);
+        var source = section.Choice("source", "imagefolder", ["imagefolder", "synthetic-latents", "dataset"]);
         var parsed = new DataConfig
         {
-            Source = source == "imagefolder" ? DataSource.ImageFolder : DataSource.SyntheticLatents,
+            Source = source switch { "imagefolder" => DataSource.ImageFolder, "dataset" => DataSource.Dataset, _ => DataSource.SyntheticLatents },
             Path = section.OptionalString("path"),
+            Name = section.OptionalString("name"),
             ImageSize = section.Int("image_size", 256),
             NumSamples = section.Int("num_samples", 1024),
             Seed = section.Long("seed", 0),
@@ -71,13 +76,16 @@ public sealed record DataConfig
         section.Require(parsed.Source != DataSource.SyntheticLatents || section.Has("num_samples"), "num_samples",
             "is required with source 'synthetic-latents' (the size of the synthetic data set, which sets the steps per epoch)");
         section.Require(parsed.NumSamples > 0, "num_samples", "must be positive");
+        section.Require(parsed.Source != DataSource.Dataset || !string.IsNullOrWhiteSpace(parsed.Name), "name",
+            "is required with source 'dataset' (the name given to rae datasets add; rae train --data NAME sets it)");
         section.RejectUnknownKeys();
         return parsed;
     }
 
     internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
-        .Add("source", Source == DataSource.ImageFolder ? "imagefolder" : "synthetic-latents")
+        .Add("source", Source switch { DataSource.ImageFolder => "imagefolder", DataSource.Dataset => "dataset", _ => "synthetic-latents" })
         .Add("path", Path)
+        .AddIfSet("name", Name)
         .Add("image_size", ImageSize)
         .Add("num_samples", NumSamples)
         .Add("seed", Seed);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using RAE.Client.Cluster;
+using RAE.GrainInterfaces;
 
 namespace RAE.Client.Commands;
 
@@ -13,7 +14,8 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value, for example training.max_steps=50 (repeatable)");
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
     private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
-    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
+    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with [default: rae-decoder for a Stage 1 config (stage_1 without stage_2), else dit-dh]" };
+    private readonly Option<string> _data = new("--data") { HelpName = "NAME", Description = "Train on the cluster's image dataset NAME (rae datasets add): sets data.source dataset, data.name and data.num_samples" };
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "train.py's --precision: sets training.precision (bf16: bf16 matmuls and attention, fp32 master weights)", null, "fp32", "bf16");
 
     /// <summary>--watch / --no-watch; without either the command returns once the job is submitted.</summary>
@@ -21,27 +23,35 @@ public sealed class TrainCommand : ClusterCommand
 
     public override string Name => "train";
 
-    public override string Summary => "Submit a Stage 2 training job";
+    public override string Summary => "Submit a training job (Stage 2 DiT^DH, or the Stage 1 decoder)";
 
-    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _precision, .. Watching.All];
+    protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _data, _precision, .. Watching.All];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
         var path = parsed.GetRequiredValue(_config);
         var jobId = parsed.GetValue(_jobId);
         var ranks = parsed.GetValue(_ranks);
-        var workload = parsed.GetRequiredValue(_workload);
+        var dataset = parsed.GetValue(_data);
         var watch = Watching.Read(parsed);
         if (ranks < 1) throw new UsageException($"--ranks must be at least 1, got {ranks}");
         if (jobId is not null && (string.IsNullOrWhiteSpace(jobId) || jobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || jobId.Contains('|')))
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");
         var overrides = parsed.GetRequiredValue(_overrides).ToList();
         if (parsed.GetValue(_precision) is { } precision) overrides.Add($"training.precision={precision}");
+        if (dataset is not null) overrides.AddRange(["data.source=dataset", $"data.name={dataset}"]);
         var config = JobSpecFactory.LoadConfig(path, overrides);
-        var spec = JobSpecFactory.Training(config, workload, ranks);
+        var workload = parsed.GetValue(_workload) ?? TrainingJobSpecs.DefaultWorkloadOf(config);
+        var spec = dataset is null ? JobSpecFactory.Training(config, workload, ranks) : null;
 
         return async (client, ctx) =>
         {
+            if (spec is null)
+            {
+                // The dataset's size sets the steps per epoch, so the spec is built once the cluster has described it.
+                var description = await client.Grains.GetGrain<IDatasetGrain>(dataset!).Describe();
+                spec = JobSpecFactory.Training(config.WithOverrides([$"data.num_samples={description.ImageCount}"]), workload, ranks);
+            }
             var id = jobId is null ? await client.SubmitTrainingAsync(spec) : await client.SubmitTrainingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Steps, spec.Ranks, spec.GlobalBatchSize });
             else ctx.Output.WriteLine($"submitted {id}: {spec.Workload}, {spec.Steps} steps, global batch {spec.GlobalBatchSize}, {spec.Ranks} rank(s)");
