@@ -61,8 +61,11 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
     public DecoderJobConfig Job => _job ?? throw NotInitialized();
 
     internal RankWorkerContext Context => _context ?? throw NotInitialized();
-    internal RepresentationAutoencoder Rae => _rae ?? throw NotInitialized();
-    internal GeneralDecoder EmaDecoder => (_emaRae ?? throw NotInitialized()).Decoder;
+    /// <summary>The replica's RAE (frozen encoder, trained decoder).</summary>
+    public RepresentationAutoencoder Rae => _rae ?? throw NotInitialized();
+
+    /// <summary>The EMA of the decoder, the weights a checkpoint exports as <c>decoder-ema</c>.</summary>
+    public GeneralDecoder EmaDecoder => (_emaRae ?? throw NotInitialized()).Decoder;
     internal IDiscriminator? Discriminator => _discriminator;
     internal Stage1DataParallelStep Trainer => _trainer ?? throw NotInitialized();
     internal DatasetImageStream Data => _data ?? throw NotInitialized();
@@ -252,6 +255,23 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
         }
     }
 
+    /// <summary>Eval-mode (noise-free) reconstructions in pixel space of images [b,3,H,W] in [0,1], by the EMA or the trained decoder.</summary>
+    public Tensor Reconstruct(Tensor images, bool ema)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        Rae.eval();
+        try
+        {
+            using var latent = Rae.Encode(images);
+            return (ema ? _emaRae! : Rae).Decode(latent).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            Rae.train();
+        }
+    }
+
     /// <summary>The first inputs of the dataset (center-cropped) above, their EMA reconstructions below, as one PNG in the blob store.</summary>
     private void WriteReconstructionGrid(long step)
     {
@@ -259,17 +279,7 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
         using var scope = NewDisposeScope();
         using var guard = no_grad();
         var inputs = Data.CenterCropped(Enumerable.Range(0, count).Select(i => (long)i).ToArray(), _device);
-        Rae.eval();
-        Tensor latent;
-        try
-        {
-            latent = Rae.Encode(inputs);
-        }
-        finally
-        {
-            Rae.train();
-        }
-        var reconstructions = _emaRae!.Decode(latent).clamp(0, 1);
+        var reconstructions = Reconstruct(inputs, ema: true).clamp(0, 1);
         var grid = cat([cat(inputs.unbind(0), 2), cat(reconstructions.unbind(0), 2)], 1);
         var bytes = grid.mul(255).round().to(ScalarType.Byte).permute(1, 2, 0).unsqueeze(0).cpu();
         var png = Sampling.SamplingUnitFiles.EncodePngs(bytes)[0];
