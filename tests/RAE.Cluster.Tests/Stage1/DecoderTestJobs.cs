@@ -53,7 +53,7 @@ internal static class DecoderTestJobs
           global_batch_size: 8
           ema_decay: 0.9
           clip_grad: 0.0
-          sample_every: 0
+          sample_every: 1000
           global_seed: 3
           optimizer:
             lr: 2.0e-3
@@ -180,13 +180,15 @@ internal static class DecoderTestJobs
     /// with the collective group's mean (added in rank order, then divided), the last mean to ApplyUpdate.
     /// Returns each step's reported loss and details, averaged over ranks as the coordinator does.
     /// </summary>
-    public static List<(double Loss, Dictionary<string, double> Details)> Advance(IReadOnlyList<DecoderRankWorker> workers, long first, long last)
+    public static List<(double Loss, Dictionary<string, double> Details)> Advance(IReadOnlyList<DecoderRankWorker> workers, long first, long last,
+        List<float[]>? phaseMeans = null)
     {
         var reports = new List<(double, Dictionary<string, double>)>();
         for (var step = first; step <= last; step++)
         {
             var results = workers.Select(worker => worker.ComputeGradients(step)).ToList();
             var averaged = Mean(results.Select(r => r.Gradients).ToList());
+            phaseMeans?.Add(averaged);
             while (true)
             {
                 var captured = averaged;
@@ -194,6 +196,7 @@ internal static class DecoderTestJobs
                 if (next.All(gradients => gradients is null)) break;
                 Assert.All(next, Assert.NotNull);
                 averaged = Mean(next!);
+                phaseMeans?.Add(averaged);
             }
             foreach (var worker in workers) worker.ApplyUpdate(step, averaged);
             var details = workers.SelectMany(w => w.LastStepDetails).GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Average(p => p.Value));
