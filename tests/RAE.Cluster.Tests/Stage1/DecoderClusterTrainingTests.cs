@@ -45,7 +45,8 @@ public sealed class DecoderClusterTrainingTests(ClusterFixture fixture, ITestOut
         }
 
         // The same job in-process (the test's own driver of the phases) reports the same first step.
-        var local = CreateWorkers(Spec(ranks: 2, steps: Steps), StoreWithDataset(NewBlobRoot()));
+        var localRoot = NewBlobRoot();
+        var local = CreateWorkers(Spec(ranks: 2, steps: Steps), StoreWithDataset(localRoot));
         try
         {
             var first = Advance(local, 1, 1)[0];
@@ -55,6 +56,7 @@ public sealed class DecoderClusterTrainingTests(ClusterFixture fixture, ITestOut
         finally
         {
             foreach (var worker in local) worker.Dispose();
+            Directory.Delete(localRoot, recursive: true);
         }
 
         foreach (var step in new[] { 3, 6 })
@@ -63,7 +65,8 @@ public sealed class DecoderClusterTrainingTests(ClusterFixture fixture, ITestOut
         var checkpoint = await fixture.Grains.GetGrain<ICheckpointStoreGrain>(jobId).Latest() ?? throw new Xunit.Sdk.XunitException("no committed checkpoint");
         var exported = Path.Combine(fixture.DataFolder, $"{jobId}-decoder-ema.safetensors");
         var count = await CheckpointsExportCommand.ExportAsync(fixture.Grains, checkpoint, "ema", weightsExplicit: true, exported);
-        var names = RAE.Models.IO.SafeTensors.ReadNames(File.OpenRead(exported), exported);
+        IReadOnlyList<string> names;
+        await using (var file = File.OpenRead(exported)) names = RAE.Models.IO.SafeTensors.ReadNames(file, exported);
         Assert.Equal(count, names.Count);
         Assert.Contains("decoder_pred.weight", names);
         Assert.Contains("decoder_pos_embed", names);

@@ -48,9 +48,8 @@ public sealed class DecoderRankWorkerTests : IDisposable
         }
         var (one, two) = (oneRank.Report.Details, twoRanks.Report.Details);
         Assert.True(one["lambda"] > 0, "the GAN branch must be on, with a positive adaptive weight");
-        foreach (var key in new[] { "lambda", "rec_loss", "lpips_loss", "gan_loss", "total_loss", "disc_loss", "logits_real", "logits_fake" })
+        foreach (var key in new[] { "lambda", "rec_loss", "lpips_loss", "gan_loss", "total_loss", "disc_loss", "logits_real", "logits_fake", "disc_acc" })
             Assert.True(Math.Abs(one[key] - two[key]) <= 1e-5 * Math.Max(1, Math.Abs(one[key])), $"{key}: {one[key]} (1 rank) vs {two[key]} (2 ranks)");
-        Assert.Equal(one["disc_acc"], two["disc_acc"]);
     }
 
     private (List<float[]> PhaseMeans, (double Loss, Dictionary<string, double> Details) Report) FirstStep(TrainingJobSpec spec)
@@ -104,7 +103,7 @@ public sealed class DecoderRankWorkerTests : IDisposable
     [Fact]
     public async Task AShortRunBringsTheHeldOutReconstructionErrorWellBelowTheUntrainedDecodersAndExportsTheEmaDecoder()
     {
-        const int steps = 48;
+        const int steps = 80;
         // L1 only (the GAN branch and the perceptual loss are covered above), no latent noise, a high learning rate: a short run.
         var spec = Spec(ranks: 1, steps: steps, "gan.loss.disc_weight=0", "gan.loss.perceptual_weight=0", "stage_1.params.noise_tau=0",
             "training.optimizer.lr=1.0e-2",
