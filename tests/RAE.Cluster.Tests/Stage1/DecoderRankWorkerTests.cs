@@ -5,6 +5,7 @@ using RAE.GrainInterfaces;
 using RAE.Grains.Workers;
 using RAE.Grains.Workers.Stage1;
 using RAE.Models.Stage1;
+using RAE.Models.Training;
 using Xunit.Abstractions;
 using static RAE.Cluster.Tests.Stage1.DecoderTestJobs;
 using static TorchSharp.torch;
@@ -141,6 +142,25 @@ public sealed class DecoderRankWorkerTests : IDisposable
         finally
         {
             worker.Dispose();
+        }
+    }
+
+    [Fact]
+    public void ANonFiniteLossSkipsTheUpdateOnEveryRankAndLeavesTheReplicasAsTheyWere()
+    {
+        var workers = CreateWorkers(Spec(ranks: 2), _store);
+        try
+        {
+            var poisoned = workers[0].GetParameters();
+            poisoned[0] = float.NaN; // the first decoder parameter: every reconstruction of rank 0 becomes NaN
+            foreach (var worker in workers) worker.SetParameters(poisoned);
+            var before = workers.Select(worker => worker.GetState()).ToList();
+            Assert.Throws<NonFiniteTrainingException>(() => Advance(workers, 1, 1));
+            for (var rank = 0; rank < workers.Length; rank++) Assert.Equal(before[rank], workers[rank].GetState());
+        }
+        finally
+        {
+            foreach (var worker in workers) worker.Dispose();
         }
     }
 
