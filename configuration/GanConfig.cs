@@ -67,6 +67,13 @@ public sealed record DiscriminatorArchConfig
     public string Recipe { get; init; } = "S_8";
     public IReadOnlyList<int> KeyDepths { get; init; } = [2, 5, 8, 11];
     public double NormEps { get; init; } = 1e-6;
+    /// <summary>Ours: <c>dino</c> (the reference's, needs dino_ckpt_path) or <c>resnet18-heads</c> (offline); default dino when dino_ckpt_path is set.</summary>
+    public string Kind { get; init; } = ResNet18Heads;
+    /// <summary>Ours: the square size images are resized to before the resnet18-heads backbone (a multiple of 32).</summary>
+    public int InputSize { get; init; } = 224;
+
+    public const string Dino = "dino";
+    public const string ResNet18Heads = "resnet18-heads";
 
     internal static DiscriminatorArchConfig Parse(ConfigSection section)
     {
@@ -82,7 +89,10 @@ public sealed record DiscriminatorArchConfig
             Recipe = section.Choice("recipe", "S_8", Recipes.ToArray()),
             KeyDepths = depths.Select(depth => (int)depth).ToArray(),
             NormEps = section.Double("norm_eps", 1e-6),
+            Kind = section.Choice("kind", section.OptionalString("dino_ckpt_path") is null ? ResNet18Heads : Dino, [Dino, ResNet18Heads]),
+            InputSize = section.Int("input_size", 224),
         };
+        section.Require(parsed.InputSize > 0 && parsed.InputSize % 32 == 0, "input_size", $"must be a positive multiple of 32, got {parsed.InputSize}");
         section.Require(parsed.Ks > 0 && parsed.Ks % 2 == 1, "ks", $"must be a positive odd kernel size, got {parsed.Ks}");
         section.Require(parsed.NormEps > 0, "norm_eps", "must be > 0");
         section.RejectUnknownKeys();
@@ -96,7 +106,9 @@ public sealed record DiscriminatorArchConfig
         .Add("using_spec_norm", UsingSpecNorm)
         .Add("recipe", Recipe)
         .Add("key_depths", KeyDepths)
-        .Add("norm_eps", NormEps);
+        .Add("norm_eps", NormEps)
+        .Add("kind", Kind)
+        .Add("input_size", InputSize);
 }
 
 /// <summary><c>gan.disc.augment</c>: DiffAugment probability and cutout ratio.</summary>

@@ -46,6 +46,8 @@ public enum DataSource
     SyntheticLatents,
     /// <summary>A latent dataset of the cluster's blob store (<c>latents/NAME/</c>, written by an encode job), named by <c>data.dataset</c>.</summary>
     Latents,
+    /// <summary>An image dataset of the cluster's blob store (<c>rae datasets add</c>), by <c>data.name</c>; <c>num_samples</c> is its image count.</summary>
+    Dataset,
 }
 
 /// <summary>
@@ -55,6 +57,8 @@ public sealed partial record DataConfig
 {
     public DataSource Source { get; init; } = DataSource.ImageFolder;
     public string? Path { get; init; }
+    /// <summary>The image dataset's name with source <c>dataset</c> (Stage 1 decoder training).</summary>
+    public string? Name { get; init; }
     public int ImageSize { get; init; } = 256;
     /// <summary>Size of the synthetic data set; required, never assumed, for the synthetic source.</summary>
     public int NumSamples { get; init; } = 1024;
@@ -67,6 +71,7 @@ public sealed partial record DataConfig
         ["imagefolder"] = DataSource.ImageFolder,
         ["synthetic-latents"] = DataSource.SyntheticLatents,
         ["latents"] = DataSource.Latents,
+        ["dataset"] = DataSource.Dataset,
     };
 
     public static string SourceName(DataSource source) => SourceNames.First(entry => entry.Value == source).Key;
@@ -78,6 +83,7 @@ public sealed partial record DataConfig
         {
             Source = SourceNames[source],
             Path = section.OptionalString("path"),
+            Name = section.OptionalString("name"),
             ImageSize = section.Int("image_size", 256),
             NumSamples = section.Int("num_samples", 1024),
             Seed = section.Long("seed", 0),
@@ -92,6 +98,8 @@ public sealed partial record DataConfig
         section.Require(parsed.Source != DataSource.SyntheticLatents || section.Has("num_samples"), "num_samples",
             "is required with source 'synthetic-latents' (the size of the synthetic data set, which sets the steps per epoch)");
         section.Require(parsed.NumSamples > 0, "num_samples", "must be positive");
+        section.Require(parsed.Source != DataSource.Dataset || !string.IsNullOrWhiteSpace(parsed.Name), "name",
+            "is required with source 'dataset' (the name given to rae datasets add; rae train --data NAME sets it)");
         section.RejectUnknownKeys();
         return parsed;
     }
@@ -100,6 +108,7 @@ public sealed partial record DataConfig
         .Add("source", SourceName(Source))
         .AddIfSet("dataset", Dataset)
         .Add("path", Path)
+        .AddIfSet("name", Name)
         .Add("image_size", ImageSize)
         .Add("num_samples", NumSamples)
         .Add("seed", Seed);

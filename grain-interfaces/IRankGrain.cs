@@ -23,7 +23,8 @@ public sealed record RankStepResult(
     [property: Id(6)] double AllReduceSeconds,
     [property: Id(7)] double ApplySeconds,
     [property: Id(8)] double GradientNorm = 0,
-    [property: Id(9)] string? NonFinite = null);
+    [property: Id(9)] string? NonFinite = null,
+    [property: Id(10)] IReadOnlyDictionary<string, double>? Details = null);
 
 /// <summary>
 /// One per compute device a silo declares (key: <see cref="SiloBoundKey.Rank"/>), placed on that silo. It is only the

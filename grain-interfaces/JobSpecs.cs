@@ -8,6 +8,13 @@ public static class TrainingJobSpecs
     /// <summary>The training workload of the DiT^DH rank worker.</summary>
     public const string DiTWorkload = "dit-dh";
 
+    /// <summary>The Stage 1 (decoder) training workload.</summary>
+    public const string DecoderWorkload = "rae-decoder";
+
+    /// <summary>The workload a configuration trains when none is named: the decoder for a Stage 1 config (stage_1 without stage_2), else DiT^DH.</summary>
+    public static string DefaultWorkloadOf(RaeConfig config) =>
+        config.Stage2 is null && config.Stage1 is not null ? DecoderWorkload : DiTWorkload;
+
     /// <summary>
     /// Validates what a training job needs (<c>training</c>, <c>stage_2</c> and <c>data</c> sections) and fills the spec
     /// from the configuration: global batch, accumulation, steps (training.max_steps, else epochs x steps per epoch), seed,
@@ -19,7 +26,11 @@ public static class TrainingJobSpecs
     {
         ArgumentNullException.ThrowIfNull(config);
         var training = config.Training ?? throw new ConfigException(config.SourceName, "training", null, "a training job needs a 'training' section");
-        if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a Stage 2 training job needs a 'stage_2' section");
+        if (workload == DecoderWorkload)
+        {
+            if (config.Stage1 is null) throw new ConfigException(config.SourceName, "stage_1", null, "a Stage 1 (decoder) training job needs a 'stage_1' section");
+        }
+        else if (config.Stage2 is null) throw new ConfigException(config.SourceName, "stage_2", null, "a Stage 2 training job needs a 'stage_2' section");
         var data = RequireData(config);
         if (ranks < 1) throw new ArgumentOutOfRangeException(nameof(ranks), ranks, "a training job needs at least one rank");
         var globalBatch = training.ResolveGlobalBatchSize(ranks);
@@ -62,11 +73,11 @@ public static class TrainingJobSpecs
         ArgumentNullException.ThrowIfNull(data);
         var size = data.Source switch
         {
-            DataSource.SyntheticLatents => data.NumSamples,
+            DataSource.SyntheticLatents or DataSource.Dataset => data.NumSamples,
             DataSource.Latents => latentDatasetSize is > 0 ? latentDatasetSize.Value
                 : throw new ConfigException(sourceName, "data.dataset", null,
                     $"the size of latent dataset '{data.Dataset}' comes from its manifest, which was not read (got {latentDatasetSize?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "no size"})"),
-            _ => throw new ConfigException(sourceName, "data.source", null, "'imagefolder' cannot be trained on directly: encode it with 'rae encode' and train on the latents (data.source: latents)"),
+            _ => throw new ConfigException(sourceName, "data.source", null, "an image folder has no known size here: add it to the cluster (rae datasets add NAME DIR), then train the decoder on it (data.source: dataset) or encode it (rae encode) and train DiT^DH on the latents (data.source: latents)"),
         };
         return Math.Max(1, size / Math.Max(1, globalBatch));
     }

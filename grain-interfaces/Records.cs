@@ -115,6 +115,11 @@ public sealed record StepMetrics
     [Id(10)] public DateTimeOffset CompletedAt { get; init; }
     /// <summary>Global L2 norm of the averaged gradients before clipping (the reference's grad_norm); rank 0's, all ranks agree.</summary>
     [Id(11)] public double GradientNorm { get; init; }
+    /// <summary>
+    /// What a workload logs beyond loss and learning rate, averaged over the ranks (Stage 1: reconstruction, perceptual,
+    /// GAN and discriminator losses, the adaptive weight λ, discriminator accuracy, mean logits real/fake); null when none.
+    /// </summary>
+    [Id(12)] public IReadOnlyDictionary<string, double>? Details { get; init; }
 }
 
 [GenerateSerializer, Immutable]

@@ -192,6 +192,7 @@ public static class RaeSiloHost
         silo.Services.AddSingleton<IRankWorkerFactory, TinyMlpWorkerFactory>();
         silo.Services.AddSingleton<RAE.Grains.Training.SiloTrainingMetrics>();
         silo.Services.AddSingleton<IRankWorkerFactory, DiTRankWorkerFactory>();
+        silo.Services.AddSingleton<IRankWorkerFactory, RAE.Grains.Workers.Stage1.DecoderRankWorkerFactory>();
         silo.Services.AddHostedService<JobResumeService>();
         // The blob store configured for the silo (file system under the data folder unless one was registered before):
         // checkpoints live there, so every silo of the cluster reads what any silo wrote.

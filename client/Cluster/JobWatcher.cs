@@ -148,6 +148,9 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
 
     public static bool IsEnded(JobState state) => state is JobState.Completed or JobState.Failed or JobState.Cancelled;
 
+    /// <summary>The Stage 1 values shown on the watch line when a step reports them (all of them are in the JSON and the metrics).</summary>
+    private static readonly string[] WatchedDetails = ["lambda", "disc_loss", "disc_acc", "logits_real", "logits_fake"];
+
     private static string TrainingLine(TrainingJobStatus status, StepMetrics? last)
     {
         var line = $"{status.JobId} {status.State,-10} {Bar(status.Step, status.Spec.Steps)} step {status.Step}/{status.Spec.Steps}";
@@ -155,6 +158,8 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
         {
             var speed = last.SamplesPerSecondPerRank.Sum();
             line += string.Create(Invariant, $"  loss {last.Loss:F4}  grad norm {last.GradientNorm:F3}  lr {last.LearningRate:E2}  {speed:F1} img/s  {status.Ranks.Count} rank(s)");
+            foreach (var key in WatchedDetails)
+                if (last.Details?.TryGetValue(key, out var value) == true) line += string.Create(Invariant, $"  {key} {value:G4}");
         }
         if (status.Recoveries > 0) line += $"  recoveries {status.Recoveries}";
         return line;

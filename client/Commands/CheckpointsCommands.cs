@@ -52,18 +52,21 @@ public sealed class CheckpointsExportCommand : ClusterCommand
     private readonly Argument<string> _jobId = JobIdArgument("The training job's id");
     private readonly Option<long?> _step = new("--step") { HelpName = "N", Description = "The checkpoint's step [default: the latest]" };
     private readonly Option<string> _weights = CliOptions.Choice("--weights", "Which weights of a training state to export [default: ema]", null, "ema", "model");
+    private readonly Option<string> _part = CliOptions.Choice("--part", "A Stage 1 checkpoint's part: decoder-ema (the EMA decoder, the released model.pt keys) or decoder; same as --weights ema/model", null, "decoder-ema", "decoder");
     private readonly Option<string> _output = new("--out") { HelpName = "FILE.safetensors", Description = "Where to write the weights", Required = true };
 
     public override string Summary => "Export a checkpoint's weights to .safetensors with the reference's key names";
 
-    protected override IEnumerable<Symbol> OwnSymbols => [_jobId, _step, _weights, _output];
+    protected override IEnumerable<Symbol> OwnSymbols => [_jobId, _step, _weights, _part, _output];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
         var jobId = parsed.GetRequiredValue(_jobId);
         var step = parsed.GetValue(_step);
         if (step < 0) throw new UsageException($"--step expects a step number, got {step}");
-        var weightsOption = parsed.GetValue(_weights);
+        var part = parsed.GetValue(_part);
+        if (part is not null && parsed.GetValue(_weights) is not null) throw new UsageException("give --weights or --part, not both");
+        var weightsOption = part switch { "decoder-ema" => "ema", "decoder" => "model", _ => parsed.GetValue(_weights) };
         var weights = weightsOption ?? "ema";
         var output = parsed.GetRequiredValue(_output);
         if (!output.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))

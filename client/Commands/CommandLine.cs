@@ -28,6 +28,7 @@ public static class CommandLine
     [
         new VerifyReferenceCommand(),
         new BenchModelCommand(),
+        new BenchStage1Command(),
         new BenchClusterCommand(),
         new BenchSiloCommand(),
         new BenchDataCommand(),

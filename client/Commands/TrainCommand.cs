@@ -1,5 +1,7 @@
 using System.CommandLine;
 using RAE.Client.Cluster;
+using RAE.Configuration;
+using RAE.GrainInterfaces;
 
 namespace RAE.Client.Commands;
 
@@ -13,8 +15,8 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value, for example training.max_steps=50 (repeatable)");
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
     private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
-    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
-    private readonly Option<string> _data = new("--data") { HelpName = "LATENTS", Description = "Train on this latent dataset of the cluster (sets data.source: latents and data.dataset)" };
+    private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with [default: rae-decoder for a Stage 1 config (stage_1 without stage_2), else dit-dh]" };
+    private readonly Option<string> _data = new("--data") { HelpName = "NAME", Description = "Train on the cluster's dataset NAME: for the Stage 1 decoder an image dataset (rae datasets add; sets data.source dataset, data.name, data.num_samples), for DiT^DH a latent dataset (rae encode; sets data.source latents, data.dataset)" };
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "train.py's --precision: sets training.precision (bf16: bf16 matmuls and attention, fp32 master weights)", null, "fp32", "bf16");
 
     /// <summary>--watch / --no-watch; without either the command returns once the job is submitted.</summary>
@@ -22,7 +24,7 @@ public sealed class TrainCommand : ClusterCommand
 
     public override string Name => "train";
 
-    public override string Summary => "Submit a Stage 2 training job";
+    public override string Summary => "Submit a training job (Stage 2 DiT^DH, or the Stage 1 decoder)";
 
     protected override IEnumerable<Symbol> OwnSymbols => [_config, _overrides, _jobId, _ranks, _workload, _data, _precision, .. Watching.All];
 
@@ -31,28 +33,36 @@ public sealed class TrainCommand : ClusterCommand
         var path = parsed.GetRequiredValue(_config);
         var jobId = parsed.GetValue(_jobId);
         var ranks = parsed.GetValue(_ranks);
-        var workload = parsed.GetRequiredValue(_workload);
+        var dataset = parsed.GetValue(_data);
         var watch = Watching.Read(parsed);
         if (ranks < 1) throw new UsageException($"--ranks must be at least 1, got {ranks}");
         if (jobId is not null && (string.IsNullOrWhiteSpace(jobId) || jobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || jobId.Contains('|')))
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");
         var overrides = parsed.GetRequiredValue(_overrides).ToList();
         if (parsed.GetValue(_precision) is { } precision) overrides.Add($"training.precision={precision}");
-        if (parsed.GetValue(_data) is { } latents)
-        {
-            if (RAE.GrainInterfaces.DatasetNames.Problem(latents) is { } problem) throw new UsageException($"--data: {problem}");
-            overrides.AddRange(["data.source=latents", $"data.dataset={latents}"]);
-        }
-        var config = JobSpecFactory.LoadConfig(path, overrides);
-        // A latent dataset's size (the epoch length) is in its manifest, which only the cluster can read.
-        var spec = config.Data?.Source == RAE.Configuration.DataSource.Latents ? null : JobSpecFactory.Training(config, workload, ranks);
+        if (dataset is not null && DatasetNames.Problem(dataset) is { } problem) throw new UsageException($"--data: {problem}");
+        var loaded = JobSpecFactory.LoadConfig(path, overrides);
+        var workload = parsed.GetValue(_workload) ?? TrainingJobSpecs.DefaultWorkloadOf(loaded);
+        var config = dataset is null ? loaded : loaded.WithOverrides(workload == TrainingJobSpecs.DecoderWorkload
+            ? ["data.source=dataset", $"data.name={dataset}"]
+            : ["data.source=latents", $"data.dataset={dataset}"]);
+        // A cluster dataset's size (the epoch length) is in its manifest, which only the cluster can read.
+        var spec = config.Data?.Source is DataSource.Latents or DataSource.Dataset ? null : JobSpecFactory.Training(config, workload, ranks);
 
         return async (client, ctx) =>
         {
             if (spec is null)
             {
-                var latents = await client.DescribeLatentDatasetAsync(config.Data!.Dataset!);
-                spec = JobSpecFactory.Training(config, workload, ranks, latents.Count);
+                if (config.Data!.Source == DataSource.Latents)
+                {
+                    var latents = await client.DescribeLatentDatasetAsync(config.Data.Dataset!);
+                    spec = JobSpecFactory.Training(config, workload, ranks, latents.Count);
+                }
+                else
+                {
+                    var description = await client.Grains.GetGrain<IDatasetGrain>(config.Data.Name!).Describe();
+                    spec = JobSpecFactory.Training(config.WithOverrides([$"data.num_samples={description.ImageCount}"]), workload, ranks);
+                }
             }
             var id = jobId is null ? await client.SubmitTrainingAsync(spec) : await client.SubmitTrainingAsync(spec, jobId);
             if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Steps, spec.Ranks, spec.GlobalBatchSize });

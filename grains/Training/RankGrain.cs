@@ -95,10 +95,20 @@ public sealed class RankGrain(
         clock.Restart();
         double learningRate = double.NaN, gradientNorm;
         string? nonFinite = null;
+        IReadOnlyDictionary<string, double>? details = null;
         try
         {
+            if (replica.Worker is IMultiPhaseRankWorker phased)
+            {
+                (averaged, var phaseSeconds) = await RunLaterPhasesAsync(replica, phased, step, averaged);
+                computeSeconds += phaseSeconds.Compute;
+                allReduceSeconds += phaseSeconds.AllReduce;
+                clock.Restart();
+            }
             (learningRate, gradientNorm) = await replica.Thread.InvokeAsync(() =>
                 (replica.Worker.ApplyUpdate(step, averaged), replica.Worker.LastGradientNorm));
+            if (replica.Worker is IMultiPhaseRankWorker withDetails)
+                details = await replica.Thread.InvokeAsync(() => withDetails.LastStepDetails);
         }
         catch (NonFiniteTrainingException skipped)
         {
@@ -107,7 +117,26 @@ public sealed class RankGrain(
             nonFinite = skipped.Message;
         }
         return new RankStepResult(replica.Assignment.Rank, step, gradients.Loss, learningRate, gradients.Samples,
-            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds, gradientNorm, nonFinite);
+            computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds, gradientNorm, nonFinite, details);
+    }
+
+    /// <summary>The phases after the first of a multi-phase worker: each group mean goes back to the worker, which answers
+    /// with the next phase's gradients (all-reduced in turn) or null; returns the last mean and the time spent.</summary>
+    private static async Task<(float[] Averaged, (double Compute, double AllReduce) Seconds)> RunLaterPhasesAsync(
+        Replica replica, IMultiPhaseRankWorker worker, long step, float[] averaged)
+    {
+        double compute = 0, allReduce = 0;
+        var clock = Stopwatch.StartNew();
+        while (await replica.Thread.InvokeAsync(() => worker.ContinueStep(step, averaged)) is { } next)
+        {
+            compute += clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            await replica.Communicator.AllReduceInPlaceAsync(next, ReduceOperation.Mean);
+            allReduce += clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            averaged = next;
+        }
+        return (averaged, (compute + clock.Elapsed.TotalSeconds, allReduce));
     }
 
     /// <summary>The worker streams its state into a scratch file, which is then uploaded: a DiT^DH-S training state is
@@ -165,7 +194,7 @@ public sealed class RankGrain(
             silo.SiloAddress.Endpoint.Address, logger);
 
     private RankWorkerContext Context(RankAssignment assignment, string device) =>
-        new(assignment.Spec, assignment.Rank, assignment.WorldSize, device, deviceOptions.Value.ThreadsPerRank);
+        new(assignment.Spec, assignment.Rank, assignment.WorldSize, device, deviceOptions.Value.ThreadsPerRank, assignment.JobId);
 
     private Replica Require(string jobId) =>
         _replicas.TryGetValue(jobId, out var replica) ? replica

@@ -290,6 +290,7 @@ public sealed partial class TrainingCoordinatorGrain(
             Loss = loss,
             LearningRate = ordered[0].LearningRate,
             GradientNorm = ordered[0].GradientNorm,
+            Details = MeanDetails(ordered),
             StepSeconds = seconds,
             SamplesPerSecondPerRank = ordered.Select(r => r.Samples / Math.Max(seconds, 1e-9)).ToList(),
             Ranks = ordered.Count,
@@ -299,6 +300,14 @@ public sealed partial class TrainingCoordinatorGrain(
             ApplySeconds = ordered.Max(r => r.ApplySeconds),
             CompletedAt = DateTimeOffset.UtcNow,
         };
+    }
+
+    /// <summary>A multi-phase workload's per-step values, averaged over the ranks in rank order; null when no rank reports any.</summary>
+    private static IReadOnlyDictionary<string, double>? MeanDetails(IReadOnlyList<RankStepResult> ordered)
+    {
+        if (ordered.All(r => r.Details is null)) return null;
+        return ordered.SelectMany(r => r.Details ?? new Dictionary<string, double>()).GroupBy(pair => pair.Key, StringComparer.Ordinal)
+            .ToDictionary(group => group.Key, group => group.Sum(pair => pair.Value) / group.Count(), StringComparer.Ordinal);
     }
 
     /// <summary>Waits for every rank; the first failure aborts the group so the other ranks stop waiting in a collective.</summary>

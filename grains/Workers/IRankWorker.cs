@@ -3,7 +3,7 @@ using RAE.GrainInterfaces;
 namespace RAE.Grains.Workers;
 
 /// <summary>Everything a worker needs to build its replica and find its shard of each global batch.</summary>
-public sealed record RankWorkerContext(TrainingJobSpec Spec, int Rank, int WorldSize, string Device, int Threads);
+public sealed record RankWorkerContext(TrainingJobSpec Spec, int Rank, int WorldSize, string Device, int Threads, string? JobId = null);
 
 /// <summary>Gradients of one rank for one step, flattened in parameter order, with the mean loss over its shard.</summary>
 public sealed record GradientResult(float[] Gradients, double Loss, int Samples);
@@ -41,6 +41,23 @@ public interface IRankWorker : IDisposable
 
     /// <summary>Restores a state written by <see cref="SaveState"/> from a readable, seekable stream.</summary>
     void LoadState(Stream source);
+}
+
+/// <summary>
+/// A worker whose step needs more than one all-reduce (Stage 1: the last-layer gradients of the adaptive weight, the
+/// decoder's gradients, then each discriminator update's). The rank grain all-reduces what
+/// <see cref="IRankWorker.ComputeGradients"/> returns, then hands each group mean to <see cref="ContinueStep"/> and
+/// all-reduces what it returns, until it returns null: that last mean goes to <see cref="IRankWorker.ApplyUpdate"/>.
+/// Workers without it keep the one-gradient protocol.
+/// </summary>
+public interface IMultiPhaseRankWorker : IRankWorker
+{
+    /// <summary>Takes the group mean of the current phase; returns the next phase's local gradients, or null when the mean
+    /// belongs to the step's last phase (then passed to <see cref="IRankWorker.ApplyUpdate"/>).</summary>
+    float[]? ContinueStep(long step, float[] averaged);
+
+    /// <summary>Per-step values beyond loss and learning rate (rank-local means; the coordinator averages them over ranks).</summary>
+    IReadOnlyDictionary<string, double> LastStepDetails { get; }
 }
 
 /// <summary>In-memory state round trips for small workers and tests; real checkpoints stream (<see cref="IRankWorker.SaveState"/>).</summary>

@@ -3,6 +3,9 @@ using static TorchSharp.torch;
 
 namespace RAE.Models.Stage1;
 
+/// <summary>The train-mode latent noise draws of a batch: uniforms [B,1,1] for σ_b = tau·U and normals of <paramref name="tokenShape"/>.</summary>
+public delegate (Tensor Uniforms, Tensor Normals) LatentNoiseDraws(long batch, long[] tokenShape, ScalarType dtype, Device device);
+
 /// <summary>Constructor options of the reference <c>stage1.RAE</c> (spec §2.1) other than the encoder/decoder.</summary>
 public sealed record RaeOptions(
     int EncoderInputSize = 224,
@@ -71,8 +74,18 @@ public sealed class RepresentationAutoencoder : nn.Module<Tensor, Tensor>
     /// Images [B,3,H,W] in [0,1] → latent [B,C,h,w] (or tokens [B,N,C] without reshape), always without gradient.
     /// In training mode with noise_tau &gt; 0 each sample gets z + σ_b·ε, σ_b = tau·U(0,1), drawn from <paramref name="generator"/>.
     /// </summary>
-    public Tensor Encode(Tensor images, Generator? generator = null)
+    public Tensor Encode(Tensor images, Generator? generator = null) =>
+        Encode(images, (batch, shape, dtype, device) => (rand([batch, 1, 1], dtype: dtype, device: device, generator: generator),
+            randn(shape, dtype: dtype, device: device, generator: generator)));
+
+    /// <summary>
+    /// As <see cref="Encode(Tensor, Generator?)"/> with the train-mode noise draws supplied by <paramref name="noise"/>: the
+    /// uniforms [B,1,1] of σ_b and the normals of the token shape [B,N,C]. A data-parallel job draws them per global
+    /// sample, so a sample's noise does not depend on which rank encodes it.
+    /// </summary>
+    public Tensor Encode(Tensor images, LatentNoiseDraws noise)
     {
+        ArgumentNullException.ThrowIfNull(noise);
         var encoder = _encoder ?? throw new InvalidOperationException("this RAE was built for decoding only and has no encoder");
         if (images.dim() != 4 || images.shape[1] != 3)
             throw new ArgumentException($"RAE.Encode expects images [B,3,H,W], got [{string.Join(",", images.shape)}]");
@@ -86,8 +99,8 @@ public sealed class RepresentationAutoencoder : nn.Module<Tensor, Tensor>
         var z = encoder.Encode(x);
         if (training && Options.NoiseTau > 0)
         {
-            var sigma = Options.NoiseTau * rand([z.shape[0], 1, 1], dtype: z.dtype, device: z.device, generator: generator);
-            z = z + sigma * randn(z.shape, dtype: z.dtype, device: z.device, generator: generator);
+            var (uniforms, normals) = noise(z.shape[0], z.shape, z.dtype, z.device);
+            z = z + Options.NoiseTau * uniforms * normals;
         }
         if (Options.ReshapeTo2d) z = TokensToGrid(z);
         if (Normalization is not null) z = Normalization.Normalize(z);

@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.Text.Json;
+using RAE.Models.Benchmarks;
+using RAE.Models.Stage1;
+using static TorchSharp.torch;
+
+namespace RAE.Client.Commands;
+
+/// <summary>
+/// `rae bench stage1`: Stage 1 (decoder) training steps per second without and with the GAN branch, and the decoder's
+/// model-FLOPs utilisation against the measured matmul peak (<see cref="Stage1DecoderBenchmark"/>). Benchmark only.
+/// </summary>
+public sealed class BenchStage1Command : ICliCommand
+{
+    private readonly Option<string> _decoder = CliOptions.Choice("--decoder", "Decoder size: vitb (12 x 768, 256 px, 256 tokens), or tiny for tests", "vitb", "vitb", "tiny");
+    private readonly Option<int> _batch = new("--batch") { HelpName = "N", Description = "Images per step", DefaultValueFactory = _ => 4 };
+    private readonly Option<int> _steps = new("--steps") { HelpName = "N", Description = "Measured steps per mode", DefaultValueFactory = _ => 3 };
+    private readonly Option<int> _warmup = new("--warmup") { HelpName = "N", Description = "Unmeasured steps first", DefaultValueFactory = _ => 1 };
+    private readonly Option<int> _matmulSize = new("--matmul-size") { HelpName = "N", Description = "Size of the square matmul that measures the peak", DefaultValueFactory = _ => 2048 };
+    private readonly Option<bool> _json = CliOptions.Json();
+
+    public BenchStage1Command() =>
+        Command = new Command("stage1", "Benchmark Stage 1 decoder training: steps/s with and without the GAN branch, decoder MFU")
+        {
+            _decoder, _batch, _steps, _warmup, _matmulSize, _json,
+        };
+
+    public string Name => "bench stage1";
+
+    public Command Command { get; }
+
+    public Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        var json = parsed.GetValue(_json);
+        var batch = parsed.GetValue(_batch);
+        var steps = parsed.GetValue(_steps);
+        var warmup = parsed.GetValue(_warmup);
+        var matmulSize = parsed.GetValue(_matmulSize);
+        if (batch < 1) throw new UsageException($"--batch must be at least 1, got {batch}");
+        if (steps < 1) throw new UsageException($"--steps must be at least 1, got {steps}");
+        if (warmup < 0) throw new UsageException($"--warmup must not be negative, got {warmup}");
+        if (matmulSize < 1) throw new UsageException($"--matmul-size must be positive, got {matmulSize}");
+        var architecture = parsed.GetRequiredValue(_decoder) == "tiny"
+            ? new DecoderConfig(64, 32, 1, 2, 64, 32, 64)
+            : DecoderConfig.ViTB;
+        var target = cuda.is_available() ? CUDA : CPU;
+        var report = Stage1DecoderBenchmark.Run(architecture, batch, steps, warmup, target, matmulSize, json ? null : line => output.WriteLine(line));
+        if (json)
+        {
+            output.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+            return Task.FromResult(0);
+        }
+        output.WriteLine($"decoder {report.Decoder} ({report.DecoderParameters / 1e6:F1} M parameters, {report.Tokens} tokens), batch {report.Batch}, {report.Threads} threads");
+        output.WriteLine($"{"mode",-40} {"s/step",8} {"steps/s",8} {"img/s",8} {"TFLOP",7} {"MFU",7}");
+        foreach (var mode in report.Modes)
+            output.WriteLine($"{mode.Mode,-40} {mode.SecondsPerStep,8:F3} {mode.StepsPerSecond,8:F3} {mode.ImagesPerSecond,8:F2} {mode.DecoderTflopPerStep,7:F3} {mode.DecoderMfu,7:P1}");
+        return Task.FromResult(0);
+    }
+}
