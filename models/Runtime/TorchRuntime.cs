@@ -7,11 +7,14 @@ namespace RAE.Models.Runtime;
 public static class TorchRuntime
 {
     /// <summary>
-    /// Loads libtorch's CPU library through TorchSharp, then applies <see cref="MklFastPath"/> (before any BLAS call can
-    /// fix MKL's dispatch) and logs one line saying what was done and why. Safe to call more than once.
+    /// Tunes the native allocator for tensors (<see cref="NativeMemoryTuning"/>, before libtorch allocates anything),
+    /// loads libtorch's CPU library through TorchSharp, then applies <see cref="MklFastPath"/> (before any BLAS call can
+    /// fix MKL's dispatch) and logs one line for each saying what was done and why. Safe to call more than once.
     /// </summary>
     public static MklFastPathResult Initialise(ILogger logger)
     {
+        var memory = NativeMemoryTuning.Apply();
+        logger.LogInformation("{NativeMemoryTuning}", memory.Description);
         torch.InitializeDeviceType(DeviceType.CPU);
         var result = MklFastPath.Apply();
         logger.LogInformation("{MklFastPath}", result.Description);
