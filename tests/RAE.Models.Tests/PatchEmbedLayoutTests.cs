@@ -19,6 +19,6 @@ public sealed class PatchEmbedLayoutTests
         Assert.True(tokens.is_contiguous());
         Assert.Equal([2L, 4, 5], tokens.shape);
         var expected = embed.Projection.forward(x).flatten(2).transpose(1, 2);
-        Assert.True(tokens.equal(expected).item<bool>());
+        Assert.True(tokens.eq(expected).all().item<bool>());
     }
 }
