@@ -14,7 +14,8 @@ namespace RAE.Client.Commands;
 /// `rae bench model`: DiT^DH training steps/s, sampling forward passes/s, the measured matmul peak and model-FLOPs
 /// utilisation. Options: --model s|xl|tiny (default s = DiT^DH-S at 16×16×768), --batch 4,8, --steps, --warmup,
 /// --precision fp32|bf16, --device cpu|cuda[:n] (default cuda when available), --matmul-size, --seed, --json.
-/// --profile instead splits an fp32 training step at the first batch size into phases and times the building blocks alone.
+/// --profile instead splits a training step (in --precision) at the first batch size into phases, times a sampling forward
+/// pass, and times the blocks' ops and modules alone, with per-category totals (matmul, attention, norm, elementwise, layout).
 /// </summary>
 public sealed class BenchModelCommand : ICliCommand
 {
@@ -26,7 +27,7 @@ public sealed class BenchModelCommand : ICliCommand
     private readonly Option<string> _device = new("--device") { HelpName = "cpu|cuda[:n]", Description = "Device to run on [default: cuda when available, else cpu]" };
     private readonly Option<int?> _matmulSize = new("--matmul-size") { HelpName = "N", Description = "Size of the square matmul that measures the peak [default: 8192 on CUDA, 2048 on CPU]" };
     private readonly Option<int> _seed = new("--seed") { HelpName = "S", Description = "Seed of the weights and the data", DefaultValueFactory = _ => 0 };
-    private readonly Option<bool> _profile = new("--profile") { Description = "Instead, split an fp32 training step at the first batch size into phases and time the building blocks" };
+    private readonly Option<bool> _profile = new("--profile") { Description = "Instead, split a training step at the first batch size into phases and time the blocks' ops (per category) and modules" };
     private readonly Option<bool> _json = CliOptions.Json();
 
     public BenchModelCommand() =>
@@ -66,7 +67,7 @@ public sealed class BenchModelCommand : ICliCommand
 
         if (profile)
         {
-            var stepProfile = Stage2StepProfiler.Run(model, batches[0], steps, target, json ? null : line => output.WriteLine(line));
+            var stepProfile = Stage2StepProfiler.Run(model, batches[0], steps, target, precision, json ? null : line => output.WriteLine(line));
             if (json) output.WriteLine(JsonSerializer.Serialize(stepProfile, new JsonSerializerOptions { WriteIndented = true }));
             else output.WriteLine($"threads {stepProfile.Threads}, interop threads {stepProfile.InteropThreads}");
             return Task.FromResult(0);

@@ -38,6 +38,8 @@ public sealed class PatchEmbed : nn.Module<Tensor, Tensor>
             throw new ArgumentException(
                 $"patch embed expects [B, {InChannels}, {ImageSize}, {ImageSize}], got [{string.Join(", ", input.shape)}]");
         using var scope = NewDisposeScope();
-        return proj.forward(input).flatten(2).transpose(1, 2).MoveToOuterDisposeScope();
+        // Contiguous tokens: the transposed view would carry its [B, E, N] layout through every residual sum of the
+        // blocks, and bf16 matmuls on such inputs leave oneDNN for a generic kernel several times slower.
+        return proj.forward(input).flatten(2).transpose(1, 2).contiguous().MoveToOuterDisposeScope();
     }
 }

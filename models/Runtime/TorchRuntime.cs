@@ -10,12 +10,15 @@ public sealed record TorchRuntimeSetup(MklFastPathResult MklFastPath, DeferredSc
 public static class TorchRuntime
 {
     /// <summary>
-    /// Loads libtorch's CPU library through TorchSharp, then applies <see cref="MklFastPath"/> (before any BLAS call can
+    /// Tunes the native allocator for tensors (<see cref="NativeMemoryTuning"/>, before libtorch allocates anything),
+    /// loads libtorch's CPU library through TorchSharp, then applies <see cref="MklFastPath"/> (before any BLAS call can
     /// fix MKL's dispatch) and <see cref="DeferredScalarRelease"/> (before scalars are released), and logs one line for
     /// each saying what was done and why. Safe to call more than once.
     /// </summary>
     public static TorchRuntimeSetup Initialise(ILogger logger)
     {
+        var memory = NativeMemoryTuning.Apply();
+        logger.LogInformation("{NativeMemoryTuning}", memory.Description);
         torch.InitializeDeviceType(DeviceType.CPU);
         var mkl = MklFastPath.Apply();
         logger.LogInformation("{MklFastPath}", mkl.Description);

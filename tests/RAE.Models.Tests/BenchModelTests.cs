@@ -94,17 +94,20 @@ public sealed class BenchModelTests
         Assert.Contains("--batch expects positive integers", error.ToString());
     }
 
-    [Fact]
-    public async Task BenchModelProfileSplitsBothZeroGradModesAndTimesTheBlocks()
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("bf16")]
+    public async Task BenchModelProfileSplitsBothZeroGradModesAndTimesTheBlocks(string precision)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         var exitCode = await CommandLine.RunAsync(
-            ["bench", "model", "--profile", "--model", "tiny", "--batch", "2", "--steps", "1", "--device", "cpu", "--json"], output, error);
+            ["bench", "model", "--profile", "--model", "tiny", "--batch", "2", "--steps", "1", "--device", "cpu", "--precision", precision, "--json"], output, error);
         Assert.True(exitCode == 0, error.ToString());
         using var report = JsonDocument.Parse(output.ToString());
         var root = report.RootElement;
         Assert.Equal(2, root.GetProperty("BatchSize").GetInt32());
+        Assert.Equal(precision, root.GetProperty("Precision").GetString());
         Assert.True(root.GetProperty("Threads").GetInt32() >= 1);
         var phases = root.GetProperty("Phases").EnumerateArray()
             .ToDictionary(p => p.GetProperty("Phase").GetString()!, p => p.GetProperty("Seconds").GetDouble());
@@ -122,5 +125,17 @@ public sealed class BenchModelTests
         var headBlock = components.Single(c => c.GetProperty("Name").GetString() == "head block");
         Assert.Equal(1, headBlock.GetProperty("Count").GetInt32());
         Assert.True(headBlock.GetProperty("ForwardSeconds").GetDouble() > 0 && headBlock.GetProperty("BackwardSeconds").GetDouble() > 0);
+        Assert.True(phases["sampling forward"] > 0);
+        // Category totals are the ops' times times their counts per step; whole modules are left out of them.
+        var categories = root.GetProperty("Categories").EnumerateArray()
+            .ToDictionary(c => c.GetProperty("Category").GetString()!, c => c.GetProperty("ForwardSeconds").GetDouble() + c.GetProperty("BackwardSeconds").GetDouble());
+        Assert.Equal(["Attention", "Elementwise", "Layout", "Matmul", "Norm"], categories.Keys.Order());
+        foreach (var (category, seconds) in categories)
+        {
+            var rows = components.Where(c => c.GetProperty("Category").GetString() == category);
+            var expected = rows.Sum(c => c.GetProperty("Count").GetInt32() * (c.GetProperty("ForwardSeconds").GetDouble() + c.GetProperty("BackwardSeconds").GetDouble()));
+            Assert.Equal(expected, seconds, 1e-9);
+        }
+        Assert.Equal("Module", headBlock.GetProperty("Category").GetString());
     }
 }
