@@ -66,7 +66,7 @@ public sealed class RegistrySubmissionTests(ClusterFixture fixture)
 
         var offers = await Registry.GetWorkloads();
 
-        Assert.Equal([(JobKind.Training, "dit-dh"), (JobKind.Training, "tiny-mlp"), (JobKind.Sampling, SamplingPlan.Workload)],
+        Assert.Equal([(JobKind.Training, "dit-dh"), (JobKind.Training, "rae-decoder"), (JobKind.Training, "tiny-mlp"), (JobKind.Sampling, SamplingPlan.Workload)],
             offers.Select(o => (o.Kind, o.Workload)));
         Assert.All(offers, offer =>
         {
