@@ -25,7 +25,7 @@ public sealed class CliSiloFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _app = RaeSiloHost.Build(overrides: new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?>
         {
             ["Rae:Silo:DataFolder"] = DataFolder,
             ["Rae:Silo:SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture),
@@ -33,7 +33,10 @@ public sealed class CliSiloFixture : IAsyncLifetime
             ["Rae:Silo:WebPort"] = WebPort.ToString(CultureInfo.InvariantCulture),
             ["Rae:Silo:ClusterId"] = "cli-test",
             ["Logging:LogLevel:Default"] = "Warning",
-        });
+        };
+        // Jobs of these tests (the job pages' sampling job) read the repository's fixtures.
+        for (var i = 0; i < RaeTestSiloConfigurator.TestDataRoots.Length; i++) settings[$"Rae:Silo:DataRoots:{i}"] = RaeTestSiloConfigurator.TestDataRoots[i];
+        _app = RaeSiloHost.Build(overrides: settings);
         await _app.StartAsync();
     }
 
@@ -83,6 +86,7 @@ public sealed class CliClusterTests(CliSiloFixture silo) : IClassFixture<CliSilo
         Assert.True(exitCode == 0, error);
         Assert.Contains("workloads", output);
         Assert.Matches(@"training\s+dit-dh\s+1 silo\(s\): \S+ \[cpu\]", output);
+        Assert.Matches(@"training\s+rae-decoder\s+1 silo\(s\)", output);
         Assert.Matches(@"training\s+tiny-mlp\s+1 silo\(s\)", output);
         Assert.Matches(@"sampling\s+rae\s+1 silo\(s\)", output);
 
@@ -92,7 +96,7 @@ public sealed class CliClusterTests(CliSiloFixture silo) : IClassFixture<CliSilo
         var offers = report.RootElement.GetProperty("workloads").EnumerateArray()
             .Select(o => (Kind: o.GetProperty("kind").GetString(), Workload: o.GetProperty("workload").GetString(), Placements: o.GetProperty("placements")))
             .ToList();
-        Assert.Equal([("Training", "dit-dh"), ("Training", "tiny-mlp"), ("Sampling", "rae")], offers.Select(o => (o.Kind, o.Workload)));
+        Assert.Equal([("Training", "dit-dh"), ("Training", "rae-decoder"), ("Training", "tiny-mlp"), ("Sampling", "rae")], offers.Select(o => (o.Kind, o.Workload)));
         Assert.All(offers, o => Assert.Equal("cpu", o.Placements[0].GetProperty("devices")[0].GetString()));
     }
 
