@@ -142,6 +142,9 @@ public sealed class RankGrain(
         return Task.CompletedTask;
     }
 
+    public Task<IReadOnlyList<string>> HeldJobs() =>
+        Task.FromResult<IReadOnlyList<string>>(_replicas.Keys.Order(StringComparer.Ordinal).ToList());
+
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         foreach (var replica in _replicas.Values) replica.Dispose();

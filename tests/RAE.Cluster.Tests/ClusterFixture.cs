@@ -19,6 +19,22 @@ public sealed class ClusterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(DataFolder);
+        await DeployAsync();
+    }
+
+    /// <summary>
+    /// Kills every silo at once (no graceful deactivation, as when their processes crash) and starts a new cluster on the
+    /// same data folder: grain state and blobs survive, everything in memory is lost.
+    /// </summary>
+    public async Task CrashAndRestartAsync()
+    {
+        foreach (var silo in Cluster.GetActiveSilos().ToList()) await Cluster.KillSiloAsync(silo);
+        await Cluster.DisposeAsync();
+        await DeployAsync();
+    }
+
+    private async Task DeployAsync()
+    {
         var builder = new TestClusterBuilder(3);
         builder.Properties[DataFolderKey] = DataFolder;
         builder.AddSiloBuilderConfigurator<RaeTestSiloConfigurator>();
