@@ -18,4 +18,7 @@ public sealed partial class TrainingCoordinatorGrain
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Skipped {What} after an error")]
     private partial void LogSiloSkipped(Exception error, string what);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: the checkpoint of step {Step} fails its checksum; restoring the one before it")]
+    private partial void LogCheckpointSkipped(Exception error, string jobId, long step);
 }

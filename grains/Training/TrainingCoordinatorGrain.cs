@@ -294,10 +294,9 @@ public sealed partial class TrainingCoordinatorGrain(
         _joinedRanks.UnionWith(chosen.Select(slot => slot.RankGrainKey));
         await Task.WhenAll(ranks.Select((rank, index) => rank.Join(new RankAssignment(JobId, generation, index, worldSize, groupKey, spec))));
 
-        var latest = await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Latest();
+        var latest = await RestoreNewestIntactAsync(ranks);
         if (latest is not null)
         {
-            await Task.WhenAll(ranks.Select(rank => rank.LoadCheckpoint(JobId, latest)));
             State.Step = latest.Step;
             State.LastCheckpointStep = latest.Step;
             State.RestoredFromStep = latest.Step;
@@ -317,6 +316,31 @@ public sealed partial class TrainingCoordinatorGrain(
         await PersistAndReportAsync();
         foreach (var stale in previous) _ = LeaveQuietlyAsync(GrainFactory.GetGrain<IRankGrain>(stale.RankGrainKey));
         LogGroupFormed(JobId, generation, worldSize, State.Step);
+    }
+
+    /// <summary>
+    /// Loads the newest committed checkpoint on every rank; one that fails its checksum (corrupt or replaced) is skipped
+    /// for the one before it. Null when none was committed; <see cref="RaeJobException"/> when every one is corrupt.
+    /// </summary>
+    private async Task<CheckpointInfo?> RestoreNewestIntactAsync(IReadOnlyList<IRankGrain> ranks)
+    {
+        var committed = await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).List();
+        var problems = new List<string>();
+        foreach (var checkpoint in committed.OrderByDescending(c => c.Step))
+        {
+            try
+            {
+                await Task.WhenAll(ranks.Select(rank => rank.LoadCheckpoint(JobId, checkpoint)));
+                return checkpoint;
+            }
+            catch (InvalidDataException corrupt)
+            {
+                LogCheckpointSkipped(corrupt, JobId, checkpoint.Step);
+                problems.Add(corrupt.Message);
+            }
+        }
+        return problems.Count == 0 ? null
+            : throw new RaeJobException($"Job '{JobId}' has no intact committed checkpoint to restore: {string.Join(" ", problems)}");
     }
 
     /// <summary>Every device of every active silo that answers, spread over silos first (device i of each silo before device i+1).</summary>

@@ -100,4 +100,33 @@ public sealed class CrashedSiloJobTests(ClusterFixture fixture)
         await Task.Delay(RAE.Silo.JobResumeService.Period * 2);
         Assert.Equal(JobState.Cancelled, (await fixture.Grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus()).State);
     }
+
+    [Fact]
+    public async Task ARestoreSkipsANewestCheckpointThatFailsItsChecksumForThePreviousOne()
+    {
+        var spec = LongJob(TimeSpan.FromMilliseconds(500)) with { Steps = 8, CheckpointInterval = 2, Retention = CheckpointRetentionPolicy.KeepAll };
+        var jobId = await Registry.SubmitTraining(spec);
+        await WaitForAsync(jobId, s => s.LastCheckpointStep >= 4, "its second checkpoint");
+        var newest = (await fixture.Grains.GetGrain<ICheckpointStoreGrain>(jobId).List())[^1];
+
+        var corrupted = new List<string>();
+        await fixture.CrashAndRestartAsync(whileDown: async () =>
+        {
+            // The newest listed payload and any written after it (committed or not before the kill) fail their checksums.
+            var folder = Path.GetDirectoryName(Path.Combine(fixture.DataFolder, "blobs", newest.Location))!;
+            foreach (var file in Directory.GetFiles(folder).Where(f => string.CompareOrdinal(Path.GetFileName(f), Path.GetFileName(newest.Location)) >= 0))
+            {
+                var bytes = await File.ReadAllBytesAsync(file);
+                bytes[bytes.Length / 2] ^= 0x5A;
+                await File.WriteAllBytesAsync(file, bytes);
+                corrupted.Add(Path.GetFileName(file));
+            }
+        });
+        Assert.Contains(Path.GetFileName(newest.Location), corrupted);
+        var status = await WaitForAsync(jobId, s => s.State is JobState.Failed or JobState.Completed or JobState.Cancelled, "an end after the crash");
+
+        Assert.True(status.State == JobState.Completed, $"job ended {status.State}: {status.FailureReason}");
+        Assert.Equal(newest.Step - spec.CheckpointInterval, status.RestoredFromStep);
+        Assert.Equal(spec.Steps, status.Step);
+    }
 }
