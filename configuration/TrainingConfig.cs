@@ -32,7 +32,7 @@ public sealed record TrainingConfig
     public double? CfgScale { get; init; }
     /// <summary>Our extension: stop after this many optimizer steps (tiny runs); null = run all epochs.</summary>
     public long? MaxSteps { get; init; }
-    /// <summary>Our extension, checkpoint retention (a union; the newest is always kept): the newest K
+    /// <summary>Our extension, checkpoint retention (a union; the newest, and the newest with a finite loss, are always kept): the newest K
     /// (<c>keep_last</c>), every P steps (<c>keep_every</c>), the B lowest losses (<c>keep_best</c>). All null = the
     /// cluster's default (the newest three); naming any turns the unnamed ones off; 0 turns one off.</summary>
     public int? KeepLast { get; init; }

@@ -2,7 +2,8 @@ namespace RAE.GrainInterfaces;
 
 /// <summary>
 /// Which committed checkpoints a job keeps. The rules are a union: a checkpoint survives if any rule keeps it, and the
-/// newest one always survives (it is the resume point). A rule set to 0 is off.
+/// newest one always survives (it is the resume point), and so does the newest one with a finite loss (the last state
+/// known to be sound, should the newest have diverged). A rule set to 0 is off.
 /// <list type="bullet">
 /// <item><see cref="KeepLast"/>: the newest K checkpoints.</item>
 /// <item><see cref="KeepEvery"/>: every checkpoint whose step is a multiple of P (permanent milestones).</item>
@@ -42,6 +43,7 @@ public sealed record CheckpointRetentionPolicy
         if (committed.Count == 0) return kept;
         var newestFirst = committed.OrderByDescending(c => c.Step).ToList();
         kept.Add(newestFirst[0].Step);
+        if (newestFirst.FirstOrDefault(c => c.Loss is { } loss && double.IsFinite(loss)) is { } lastFinite) kept.Add(lastFinite.Step);
         foreach (var c in newestFirst.Take(KeepLast)) kept.Add(c.Step);
         if (KeepEvery > 0)
             foreach (var c in committed.Where(c => c.Step % KeepEvery == 0)) kept.Add(c.Step);
@@ -52,5 +54,5 @@ public sealed record CheckpointRetentionPolicy
     }
 
     public override string ToString() =>
-        $"keep last {KeepLast}, every {KeepEvery} steps, best {KeepBest} by loss (0 = off; the newest is always kept)";
+        $"keep last {KeepLast}, every {KeepEvery} steps, best {KeepBest} by loss (0 = off; the newest and the newest with a finite loss are always kept)";
 }

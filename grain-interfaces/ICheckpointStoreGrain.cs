@@ -14,6 +14,13 @@ public interface ICheckpointStoreGrain : IGrainWithStringKey
 
     Task<IReadOnlyList<CheckpointInfo>> List();
 
+    /// <summary>Keeps the committed checkpoint at <paramref name="step"/> from retention while <paramref name="holder"/>
+    /// (a sampling job id) uses it; one pin per holder, a new pin replaces its old one.</summary>
+    Task Pin(long step, string holder);
+
+    /// <summary>Drops <paramref name="holder"/>'s pin; the checkpoint goes at a later commit if retention no longer keeps it.</summary>
+    Task Unpin(string holder);
+
     /// <summary>The newest committed checkpoint, or null when none was committed.</summary>
     Task<CheckpointInfo?> Latest();
 

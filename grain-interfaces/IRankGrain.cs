@@ -55,6 +55,9 @@ public interface IRankGrain : IGrainWithStringKey
     Task<float[]> GetParameters(string jobId);
 
     Task Leave(string jobId);
+
+    /// <summary>The jobs this device holds a replica (worker and thread) of, in ordinal order.</summary>
+    Task<IReadOnlyList<string>> HeldJobs();
 }
 
 /// <summary>Answers for one silo as a whole (key: <see cref="SiloBoundKey.Agent"/>), placed on that silo.</summary>

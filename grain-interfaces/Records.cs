@@ -41,6 +41,13 @@ public sealed record TrainingJobSpec
     [Id(14)] public CheckpointRetentionPolicy Retention { get; init; } = CheckpointRetentionPolicy.Default;
     /// <summary>Model and data of the "tiny-mlp" workload; ignored by others.</summary>
     [Id(15)] public TinyMlpOptions TinyMlp { get; init; } = new();
+    /// <summary>
+    /// Failed attempts in a row (a step that fails, or a coordinator whose silo was lost mid-run) after which the job ends
+    /// Failed with the last error; counted in the job's persisted state, so process crashes count too.
+    /// </summary>
+    [Id(16)] public int MaxAttempts { get; init; } = DefaultMaxAttempts;
+
+    public const int DefaultMaxAttempts = 5;
 }
 
 /// <summary>The "tiny-mlp" stand-in workload: input features, hidden width, data set size, and an extra delay per gradient
@@ -140,6 +147,12 @@ public sealed record TrainingJobStatus
     [Id(11)] public int Recoveries { get; init; }
     /// <summary>The checkpoint step the group was last restored from after a re-formation; null when never restored.</summary>
     [Id(12)] public long? RestoredFromStep { get; init; }
+    /// <summary>Failed attempts in a row so far (persisted); the job fails when it reaches <see cref="TrainingJobSpec.MaxAttempts"/>.</summary>
+    [Id(13)] public int FailedAttempts { get; init; }
+    /// <summary>The error of the last failed attempt, null when none failed since the job last made progress.</summary>
+    [Id(14)] public string? LastError { get; init; }
+    /// <summary>True once a cancel was requested (persisted): the job ends Cancelled even if its silo is lost first.</summary>
+    [Id(15)] public bool CancelRequested { get; init; }
 }
 
 public enum JobKind

@@ -10,6 +10,8 @@ namespace RAE.Grains.Checkpoints;
 public sealed class CheckpointCatalogState
 {
     [Id(0)] public List<CheckpointInfo> Committed { get; set; } = [];
+    /// <summary>Pinned step per holder (a sampling job that reads it).</summary>
+    [Id(1)] public Dictionary<string, long> Pins { get; set; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>Catalog of one job's committed checkpoints, persisted as grain state; applies the job's retention policy
@@ -33,7 +35,7 @@ public sealed class CheckpointStoreGrain(
         committed.RemoveAll(c => c.Step == checkpoint.Step);
         committed.Add(checkpoint);
         committed.Sort((a, b) => a.Step.CompareTo(b.Step));
-        var keep = retention.StepsToKeep(committed);
+        var keep = retention.StepsToKeep(committed).Concat(catalog.State.Pins.Values).ToHashSet();
         var retired = committed.Where(c => !keep.Contains(c.Step)).ToList();
         committed.RemoveAll(c => !keep.Contains(c.Step));
         await catalog.WriteStateAsync();
@@ -49,6 +51,20 @@ public sealed class CheckpointStoreGrain(
                 logger.LogWarning(error, "Could not delete retired checkpoint {Location} of job {Job}", old.Location, JobId);
             }
         }
+    }
+
+    public async Task Pin(long step, string holder)
+    {
+        if (string.IsNullOrWhiteSpace(holder)) throw new RaeJobException($"A pin on job '{JobId}' needs a holder id; none was given.");
+        Find(step);
+        if (catalog.State.Pins.TryGetValue(holder, out var pinned) && pinned == step) return;
+        catalog.State.Pins[holder] = step;
+        await catalog.WriteStateAsync();
+    }
+
+    public async Task Unpin(string holder)
+    {
+        if (catalog.State.Pins.Remove(holder ?? "")) await catalog.WriteStateAsync();
     }
 
     public Task<IReadOnlyList<CheckpointInfo>> List() => Task.FromResult<IReadOnlyList<CheckpointInfo>>(catalog.State.Committed.ToList());

@@ -261,6 +261,17 @@ public sealed partial class SamplingJobGrain(
         State.FailureReason = reason;
         State.UpdatedAt = DateTimeOffset.UtcNow;
         await job.WriteStateAsync();
+        if (State.Spec?.SourceTrainingJobId is { } sourceJob && !string.IsNullOrWhiteSpace(sourceJob))
+        {
+            try
+            {
+                await GrainFactory.GetGrain<ICheckpointStoreGrain>(sourceJob).Unpin(JobId);
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                logger.LogWarning(error, "Sampling job {JobId}: could not unpin its source checkpoint of job {Source}", JobId, sourceJob);
+            }
+        }
         await ReportAsync(TryPlan());
     }
 
@@ -312,6 +323,8 @@ public sealed partial class SamplingJobGrain(
             ? committed.FirstOrDefault(c => c.Step == step)
                 ?? throw new RaeJobException($"Sampling job '{JobId}': training job '{sourceJob}' has no committed checkpoint at step {step}; committed steps: [{string.Join(", ", committed.Select(c => c.Step))}].")
             : committed.MaxBy(c => c.Step)!;
+        // Retention of the training job must not delete what this job samples from until it ends.
+        await GrainFactory.GetGrain<ICheckpointStoreGrain>(sourceJob).Pin(checkpoint.Step, JobId);
         string? configYaml = null;
         if (spec.Config is null)
         {

@@ -156,8 +156,17 @@ public sealed class RankGrain(
     {
         var replica = Require(jobId);
         await using var scratch = ScratchFile.Create();
-        await using (var payload = await checkpointPayloads.OpenReadAsync(checkpoint))
+        try
+        {
+            await using var payload = await checkpointPayloads.OpenReadAsync(checkpoint);
             await payload.CopyToAsync(scratch);
+        }
+        catch (Exception error) when (error is InvalidDataException or FileNotFoundException && error.InnerException is not null)
+        {
+            // The store's own exception inside has no codec: the caller gets the message (which says it all) in a type
+            // that crosses the grain boundary, so a coordinator can tell a corrupt checkpoint from other failures.
+            throw error is InvalidDataException ? new InvalidDataException(error.Message) : new FileNotFoundException(error.Message, checkpoint.Location);
+        }
         scratch.Position = 0;
         await replica.Thread.InvokeAsync(() => replica.Worker.LoadState(scratch));
     }
@@ -173,6 +182,9 @@ public sealed class RankGrain(
         if (_replicas.Remove(jobId, out var replica)) replica.Dispose();
         return Task.CompletedTask;
     }
+
+    public Task<IReadOnlyList<string>> HeldJobs() =>
+        Task.FromResult<IReadOnlyList<string>>(_replicas.Keys.Order(StringComparer.Ordinal).ToList());
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {

@@ -25,12 +25,21 @@ public sealed class TrainingJobState
     [Id(9)] public DateTimeOffset UpdatedAt { get; set; }
     [Id(10)] public int Recoveries { get; set; }
     [Id(11)] public long? RestoredFromStep { get; set; }
+    /// <summary>Failed attempts in a row: steps that failed and runs lost with their silo, forgiven once the job commits a checkpoint past <see cref="LastFailedStep"/>.</summary>
+    [Id(12)] public int FailedAttempts { get; set; }
+    [Id(13)] public long LastFailedStep { get; set; } = -1;
+    [Id(14)] public string? LastError { get; set; }
+    [Id(15)] public bool CancelRequested { get; set; }
+    /// <summary>The group generation of the last run counted as lost: a run lost again before it formed a group is not counted twice.</summary>
+    [Id(16)] public int LastLostGeneration { get; set; }
 }
 
 /// <summary>
 /// Drives one training job. Reentrant so that status queries answer while the step loop awaits its ranks. The loop runs
 /// on the grain's scheduler; on any failure of a step it aborts the group, re-forms it from the silos that answer and
-/// restores the last committed checkpoint, giving up after <see cref="MaxConsecutiveFailures"/> failures in a row.
+/// restores the last committed checkpoint, giving up after <see cref="TrainingJobSpec.MaxAttempts"/> failures in a row.
+/// The attempt counter and a cancel request are persisted: a run lost with its silo counts as a failed attempt when the
+/// job is resumed elsewhere, and a cancelled job stays cancelled.
 /// </summary>
 [Reentrant]
 public sealed partial class TrainingCoordinatorGrain(
@@ -39,7 +48,7 @@ public sealed partial class TrainingCoordinatorGrain(
     SiloTrainingMetrics siloMetrics,
     ILogger<TrainingCoordinatorGrain> logger) : Grain, ITrainingCoordinatorGrain
 {
-    public const int MaxConsecutiveFailures = 5;
+    public const int MaxConsecutiveFailures = TrainingJobSpec.DefaultMaxAttempts;
 
     /// <summary>How long failures to reach a silo wait for membership to declare it dead before they count as attempts.</summary>
     public static readonly TimeSpan UnreachableSiloGrace = TimeSpan.FromSeconds(90);
@@ -53,6 +62,8 @@ public sealed partial class TrainingCoordinatorGrain(
     private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
 
     private JobLoop? _loop;
+    private Task<bool>? _lostRunCounted;
+    private readonly HashSet<string> _joinedRanks = new(StringComparer.Ordinal);
     private JobRegistryReporter? _reporter;
     private long _lastProgressReport;
     private IReadOnlyList<IRankGrain> _group = [];
@@ -72,14 +83,30 @@ public sealed partial class TrainingCoordinatorGrain(
         var now = DateTimeOffset.UtcNow;
         job.State = new TrainingJobState { Spec = spec, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
         await job.WriteStateAsync();
+        _lostRunCounted = Task.FromResult(true);
         EnsureLoop();
     }
 
-    public Task Resume()
+    public async Task Resume()
     {
-        RequireSpec();
-        if (State.State is JobState.Pending or JobState.Running or JobState.Recovering) EnsureLoop();
-        return Task.CompletedTask;
+        var spec = RequireSpec();
+        if (Loop.IsRunning) return;
+        if (!IsUnfinished)
+        {
+            // The registry asks only about jobs it believes unfinished: a report of the end it missed sets it right.
+            await ReportAsync();
+            return;
+        }
+        if (State.CancelRequested)
+        {
+            await EndAsync(JobState.Cancelled);
+            return;
+        }
+        // A fresh activation did not start the run: the one that did was lost (its silo crashed or stopped) mid-run.
+        // Concurrent resumes (every silo asks) share one count.
+        _lostRunCounted ??= CountLostRunAsync(spec);
+        if (!await _lostRunCounted) return;
+        EnsureLoop();
     }
 
     public Task<TrainingJobStatus> GetStatus()
@@ -96,6 +123,9 @@ public sealed partial class TrainingCoordinatorGrain(
             LastCheckpointStep = State.LastCheckpointStep,
             FailureReason = State.FailureReason,
             LastMetrics = State.Metrics.Count > 0 ? State.Metrics[^1] : null,
+            FailedAttempts = State.FailedAttempts,
+            LastError = State.LastError,
+            CancelRequested = State.CancelRequested,
             CreatedAt = State.CreatedAt,
             UpdatedAt = State.UpdatedAt,
             Recoveries = State.Recoveries,
@@ -112,16 +142,17 @@ public sealed partial class TrainingCoordinatorGrain(
     public async Task Cancel()
     {
         RequireSpec();
+        if (!IsUnfinished) return;
+        // Persisted before anything else: a silo lost before the run notices the request must not revive the job.
+        State.CancelRequested = true;
+        await job.WriteStateAsync();
         Loop.RequestCancel();
-        if (!Loop.IsRunning)
-        {
-            if (State.State is JobState.Pending or JobState.Running or JobState.Recovering)
-            {
-                State.State = JobState.Cancelled;
-                await PersistAndReportAsync();
-            }
-        }
+        if (!Loop.IsRunning) await EndAsync(JobState.Cancelled);
     }
+
+    private bool IsUnfinished => State.State is JobState.Pending or JobState.Running or JobState.Recovering;
+
+    private bool Cancelling => Loop.CancelRequested || State.CancelRequested;
 
     private TrainingJobSpec RequireSpec() =>
         State.Spec ?? throw new RaeJobException($"Training job '{JobId}' is unknown; no job with this id was submitted.");
@@ -134,15 +165,14 @@ public sealed partial class TrainingCoordinatorGrain(
     private async Task RunLoopAsync()
     {
         var spec = RequireSpec();
-        var consecutiveFailures = 0;
-        // Failures count as consecutive until the job gets past the step where the last one struck: a checkpoint that
-        // keeps failing to save must not be forgiven by the steps redone after each recovery.
-        long lastFailedStep = -1;
+        // Failures count as consecutive until the job commits a checkpoint past the step where the last one struck: a
+        // checkpoint that keeps failing to save must not be forgiven by the steps redone after each recovery.
         long? unreachableSince = null;
+        JobState final;
         try
         {
             // A job is done when its last step is checkpointed: if that checkpoint fails, it restores and redoes the steps.
-            while (!Loop.CancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
+            while (!Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
             {
                 try
                 {
@@ -166,51 +196,41 @@ public sealed partial class TrainingCoordinatorGrain(
                     var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
                     if (checkpointDue) await CheckpointAsync(metrics.Loss);
                     else ReportProgressNowAndThen();
-                    if (State.Step > lastFailedStep) (consecutiveFailures, unreachableSince) = (0, null);
+                    if (State.Step > State.LastFailedStep) unreachableSince = null;
                 }
                 catch (NonFiniteStepException)
                 {
                     // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once.
-                    await LeaveGroupAsync();
                     throw;
                 }
-                catch (Exception error) when (!Loop.CancelRequested)
+                catch (Exception) when (Cancelling)
+                {
+                    // A step that fails while the job is cancelled ends the run; the job is cancelled, not failed.
+                }
+                catch (Exception error)
                 {
                     // A silo that died still counts as active until membership declares it dead, and a group formed in
                     // between fails on it: those failures wait for membership instead of using up the attempts.
                     var unreachable = error is OrleansMessageRejectionException or SiloUnavailableException;
                     if (unreachable) unreachableSince ??= Stopwatch.GetTimestamp();
                     var waitingForMembership = unreachable && Stopwatch.GetElapsedTime(unreachableSince!.Value) < UnreachableSiloGrace;
-                    if (!waitingForMembership) consecutiveFailures++;
-                    lastFailedStep = Math.Max(lastFailedStep, State.Step);
                     await AbandonGroupAsync(error.Message);
-                    if (consecutiveFailures >= MaxConsecutiveFailures) throw;
-                    LogStepFailed(error, JobId, State.Step + 1, consecutiveFailures);
+                    if (!waitingForMembership && !await CountFailedAttemptAsync(FailureReasonOf(error))) throw;
+                    LogStepFailed(error, JobId, State.Step + 1, State.FailedAttempts);
                     State.State = JobState.Recovering;
                     await PersistAndReportAsync();
-                    await Task.Delay(waitingForMembership ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(250 * consecutiveFailures));
+                    await Task.Delay(waitingForMembership ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(250 * State.FailedAttempts));
                 }
             }
-            State.State = Loop.CancelRequested && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
-            await LeaveGroupAsync();
+            final = Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
         }
         catch (Exception error)
         {
-            State.State = JobState.Failed;
-            State.FailureReason = FailureReasonOf(error);
+            final = JobState.Failed;
+            State.FailureReason = error is NonFiniteStepException ? error.Message : GaveUp(spec, FailureReasonOf(error));
             LogJobFailed(error, JobId);
         }
-        await PersistAndReportAsync();
-    }
-
-    /// <summary>Says what went wrong in the operator's terms: a storage outage is named as such, with the store's reason.</summary>
-    private static string FailureReasonOf(Exception error)
-    {
-        if (error is NonFiniteStepException) return error.Message;
-        var storage = error as BlobStoreUnavailableException ?? error.InnerException as BlobStoreUnavailableException;
-        return storage is not null
-            ? $"Checkpoint storage is unavailable (the job gave up after {MaxConsecutiveFailures} failed attempts in a row): {storage.Message}"
-            : $"{error.GetType().Name}: {error.Message}";
+        await EndAsync(final);
     }
 
     private async Task FormGroupAsync(TrainingJobSpec spec)
@@ -228,12 +248,12 @@ public sealed partial class TrainingCoordinatorGrain(
         var groupKey = $"{JobId}/g{generation}";
         await GrainFactory.GetGrain<ICollectiveGroupGrain>(groupKey).Configure(worldSize, spec.CollectiveTimeout);
         var ranks = chosen.Select(slot => GrainFactory.GetGrain<IRankGrain>(slot.RankGrainKey)).ToList();
+        _joinedRanks.UnionWith(chosen.Select(slot => slot.RankGrainKey));
         await Task.WhenAll(ranks.Select((rank, index) => rank.Join(new RankAssignment(JobId, generation, index, worldSize, groupKey, spec))));
 
-        var latest = await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Latest();
+        var latest = await RestoreNewestIntactAsync(ranks);
         if (latest is not null)
         {
-            await Task.WhenAll(ranks.Select(rank => rank.LoadCheckpoint(JobId, latest)));
             State.Step = latest.Step;
             State.LastCheckpointStep = latest.Step;
             State.RestoredFromStep = latest.Step;
@@ -253,6 +273,31 @@ public sealed partial class TrainingCoordinatorGrain(
         await PersistAndReportAsync();
         foreach (var stale in previous) _ = LeaveQuietlyAsync(GrainFactory.GetGrain<IRankGrain>(stale.RankGrainKey));
         LogGroupFormed(JobId, generation, worldSize, State.Step);
+    }
+
+    /// <summary>
+    /// Loads the newest committed checkpoint on every rank; one that fails its checksum (corrupt or replaced) is skipped
+    /// for the one before it. Null when none was committed; <see cref="RaeJobException"/> when every one is corrupt.
+    /// </summary>
+    private async Task<CheckpointInfo?> RestoreNewestIntactAsync(IReadOnlyList<IRankGrain> ranks)
+    {
+        var committed = await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).List();
+        var problems = new List<string>();
+        foreach (var checkpoint in committed.OrderByDescending(c => c.Step))
+        {
+            try
+            {
+                await Task.WhenAll(ranks.Select(rank => rank.LoadCheckpoint(JobId, checkpoint)));
+                return checkpoint;
+            }
+            catch (InvalidDataException corrupt)
+            {
+                LogCheckpointSkipped(corrupt, JobId, checkpoint.Step);
+                problems.Add(corrupt.Message);
+            }
+        }
+        return problems.Count == 0 ? null
+            : throw new RaeJobException($"Job '{JobId}' has no intact committed checkpoint to restore: {string.Join(" ", problems)}");
     }
 
     /// <summary>Every device of every active silo that answers, spread over silos first (device i of each silo before device i+1).</summary>
@@ -340,6 +385,8 @@ public sealed partial class TrainingCoordinatorGrain(
         await job.WriteStateAsync();
         await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, spec.Retention);
         State.LastCheckpointStep = State.Step;
+        // Only progress that survives a crash forgives the failures before it.
+        if (State.Step > State.LastFailedStep) (State.FailedAttempts, State.LastError) = (0, null);
         await PersistAndReportAsync();
     }
 
@@ -357,11 +404,14 @@ public sealed partial class TrainingCoordinatorGrain(
         }
     }
 
-    private async Task LeaveGroupAsync()
+    /// <summary>Every rank of the last group, and every rank this activation asked to join (a group that failed to form
+    /// too), drops its replica and worker thread.</summary>
+    private async Task ReleaseDevicesAsync()
     {
-        var ranks = _group;
+        var keys = State.Ranks.Select(slot => slot.RankGrainKey).Concat(_joinedRanks).Distinct(StringComparer.Ordinal).ToList();
         _group = [];
-        await Task.WhenAll(ranks.Select(LeaveQuietlyAsync));
+        _joinedRanks.Clear();
+        await Task.WhenAll(keys.Select(key => LeaveQuietlyAsync(GrainFactory.GetGrain<IRankGrain>(key))));
     }
 
     private async Task LeaveQuietlyAsync(IRankGrain rank)
@@ -404,16 +454,4 @@ public sealed partial class TrainingCoordinatorGrain(
 
     private JobSummary Summary() =>
         new(JobId, JobKind.Training, State.State, State.Step, RequireSpec().Steps, State.CreatedAt, DateTimeOffset.UtcNow, State.FailureReason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: step {Step} failed ({Failures} in a row); re-forming the group")]
-    private partial void LogStepFailed(Exception error, string jobId, long step, int failures);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
-    private partial void LogJobFailed(Exception error, string jobId);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: group generation {Generation} formed with {WorldSize} rank(s) at step {Step}")]
-    private partial void LogGroupFormed(string jobId, int generation, int worldSize, long step);
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Skipped {What} after an error")]
-    private partial void LogSiloSkipped(Exception error, string what);
 }

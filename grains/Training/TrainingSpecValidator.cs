@@ -34,6 +34,8 @@ public static class TrainingSpecValidator
             problems.Add($"WarmupSteps must be zero or positive, got {spec.WarmupSteps}");
         if (spec.CheckpointInterval < 0)
             problems.Add($"CheckpointInterval must be zero (only at the end) or positive, got {spec.CheckpointInterval}");
+        if (spec.MaxAttempts < 1)
+            problems.Add($"MaxAttempts must be at least 1, got {spec.MaxAttempts}");
         if (spec.CollectiveTimeout <= TimeSpan.Zero)
             problems.Add($"CollectiveTimeout must be positive, got {spec.CollectiveTimeout}");
         if (spec.Retention is null) problems.Add("Retention must be set");

@@ -19,6 +19,24 @@ public sealed class ClusterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(DataFolder);
+        await DeployAsync();
+    }
+
+    /// <summary>
+    /// Kills every silo at once (no graceful deactivation, as when their processes crash) and starts a new cluster on the
+    /// same data folder: grain state and blobs survive, everything in memory is lost.
+    /// </summary>
+    /// <param name="whileDown">What happens to the storage while no silo runs.</param>
+    public async Task CrashAndRestartAsync(Func<Task>? whileDown = null)
+    {
+        foreach (var silo in Cluster.GetActiveSilos().ToList()) await Cluster.KillSiloAsync(silo);
+        await Cluster.DisposeAsync();
+        if (whileDown is not null) await whileDown();
+        await DeployAsync();
+    }
+
+    private async Task DeployAsync()
+    {
         var builder = new TestClusterBuilder(3);
         builder.Properties[DataFolderKey] = DataFolder;
         builder.AddSiloBuilderConfigurator<RaeTestSiloConfigurator>();

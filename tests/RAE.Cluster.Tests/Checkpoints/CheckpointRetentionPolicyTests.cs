@@ -48,6 +48,15 @@ public sealed class CheckpointRetentionPolicyTests
     }
 
     [Fact]
+    public void TheNewestCheckpointWithAFiniteLossIsAlwaysKept()
+    {
+        var committed = Committed(0.9, 0.5, 0.4, double.NaN, double.PositiveInfinity, null);
+        Assert.Equal([3L, 6L], Kept(new CheckpointRetentionPolicy { KeepLast = 1 }, committed));
+        Assert.Equal([3L, 4L, 5L, 6L], Kept(new CheckpointRetentionPolicy { KeepLast = 3 }, committed));
+        Assert.Equal([2L], Kept(new CheckpointRetentionPolicy(), Committed(double.NaN, null)));
+    }
+
+    [Fact]
     public void TheDefaultKeepsTheLastThree()
     {
         Assert.Equal(new CheckpointRetentionPolicy { KeepLast = 3 }, CheckpointRetentionPolicy.Default);

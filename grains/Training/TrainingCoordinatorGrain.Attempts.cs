@@ -1,0 +1,53 @@
+using RAE.GrainInterfaces;
+using RAE.Grains.Storage;
+
+namespace RAE.Grains.Training;
+
+/// <summary>The coordinator's persisted attempt counting and how a job ends.</summary>
+public sealed partial class TrainingCoordinatorGrain
+{
+    /// <summary>Counts the lost run as a failed attempt; false when that was the last one allowed (the job then ended Failed).</summary>
+    private async Task<bool> CountLostRunAsync(TrainingJobSpec spec)
+    {
+        // An activation can also be lost without a crash (moved while the cluster forms) before it formed a group: only
+        // a run that formed a group since the last counted loss counts, and each such run once.
+        if (State.Generation <= State.LastLostGeneration) return true;
+        State.LastLostGeneration = State.Generation;
+        var error = $"the job's run was lost at step {State.Step} (its coordinator's silo crashed or stopped)";
+        LogRunLost(JobId, State.Step, State.FailedAttempts + 1, spec.MaxAttempts);
+        if (await CountFailedAttemptAsync(error)) return true;
+        State.FailureReason = GaveUp(spec, error);
+        await EndAsync(JobState.Failed);
+        return false;
+    }
+
+    /// <summary>Counts a failed attempt (persisted); false when it was the last one the spec allows.</summary>
+    private async Task<bool> CountFailedAttemptAsync(string error)
+    {
+        State.FailedAttempts++;
+        State.LastFailedStep = Math.Max(State.LastFailedStep, State.Step);
+        State.LastError = error;
+        await job.WriteStateAsync();
+        return State.FailedAttempts < RequireSpec().MaxAttempts;
+    }
+
+    private static string GaveUp(TrainingJobSpec spec, string lastError) =>
+        $"The job gave up after {spec.MaxAttempts} failed attempt(s) in a row; the last: {lastError}";
+
+    /// <summary>Ends the job: every device that holds a replica of it lets it go, then the final state is persisted and reported.</summary>
+    private async Task EndAsync(JobState final)
+    {
+        State.State = final;
+        await ReleaseDevicesAsync();
+        await PersistAndReportAsync();
+    }
+
+    /// <summary>Says what went wrong in the operator's terms: a storage outage is named as such, with the store's reason.</summary>
+    private static string FailureReasonOf(Exception error)
+    {
+        var storage = error as BlobStoreUnavailableException ?? error.InnerException as BlobStoreUnavailableException;
+        return storage is not null
+            ? $"Checkpoint storage is unavailable: {storage.Message}"
+            : $"{error.GetType().Name}: {error.Message}";
+    }
+}
