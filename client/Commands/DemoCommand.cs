@@ -171,7 +171,7 @@ public sealed class DemoCommand : ICliCommand
             if (exported.NpzPath is not null) log.WriteLine($"npz:         {exported.NpzPath} (arr_0 {exported.NpzShape}, the FID reference format)");
             if (latents is not null) log.WriteLine($"samples:     {latents} (latents: the config has no Stage 1 decoder, so no PNGs or image .npz were written)");
             if (decoder is { Generated: true } && exported.PngCount > 0)
-                log.WriteLine("note:        the images are noise-like: the Stage 1 decoder has seeded random weights until Stage 1 training exists");
+                log.WriteLine("note:        the images are noise-like: this demo trains DiT^DH on synthetic latents and decodes with a seeded random decoder; real images go through rae datasets add, rae encode, rae train (Stage 1 with --data on an image dataset, Stage 2 on the latents) and rae eval");
         }
         return ClusterCommand.ExitCodeOf(samplingState);
     }
