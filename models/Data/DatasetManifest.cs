@@ -18,13 +18,6 @@ public sealed record DatasetManifest
     public const string FileName = "manifest.json";
     public const int CurrentVersion = 1;
 
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    };
-
     public int Version { get; init; } = CurrentVersion;
 
     public required string Name { get; init; }
@@ -44,24 +37,12 @@ public sealed record DatasetManifest
     [JsonIgnore]
     public int ImageCount => CountsPerClass.Sum();
 
-    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+    public string ToJson() => JsonSerializer.Serialize(this, ManifestJson.Options);
 
     public static DatasetManifest FromJson(string json, string nameForErrors)
     {
-        DatasetManifest? manifest;
-        try
-        {
-            manifest = JsonSerializer.Deserialize<DatasetManifest>(json, JsonOptions);
-        }
-        catch (JsonException error)
-        {
-            throw new InvalidDataException($"{nameForErrors} is not a valid dataset manifest: {error.Message}", error);
-        }
-        if (manifest is null) throw new InvalidDataException($"{nameForErrors} is empty");
-        if (manifest.Version != CurrentVersion)
-            throw new InvalidDataException($"{nameForErrors} has manifest version {manifest.Version}; this build reads version {CurrentVersion}");
-        if (manifest.CountsPerClass.Count != manifest.Classes.Count)
-            throw new InvalidDataException($"{nameForErrors} lists {manifest.Classes.Count} classes but {manifest.CountsPerClass.Count} class counts");
+        var manifest = ManifestJson.Read<DatasetManifest>(json, nameForErrors, "dataset manifest", CurrentVersion,
+            m => m.Version, m => (m.Classes.Count, m.CountsPerClass.Count));
         if (manifest.Shards.Sum(shard => shard.Images) != manifest.ImageCount)
             throw new InvalidDataException($"{nameForErrors}: the shards hold {manifest.Shards.Sum(shard => shard.Images)} images but the class counts add up to {manifest.ImageCount}");
         return manifest;

@@ -26,13 +26,6 @@ public sealed record LatentDatasetManifest
     public const string FileName = "manifest.json";
     public const int CurrentVersion = 1;
 
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    };
-
     public int Version { get; init; } = CurrentVersion;
 
     /// <summary>Name of the latent dataset (validated like a dataset name).</summary>
@@ -73,24 +66,12 @@ public sealed record LatentDatasetManifest
     [JsonIgnore]
     public long Count => Shards.Sum(shard => (long)shard.Count);
 
-    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+    public string ToJson() => JsonSerializer.Serialize(this, ManifestJson.Options);
 
     public static LatentDatasetManifest FromJson(string json, string nameForErrors)
     {
-        LatentDatasetManifest? manifest;
-        try
-        {
-            manifest = JsonSerializer.Deserialize<LatentDatasetManifest>(json, JsonOptions);
-        }
-        catch (JsonException error)
-        {
-            throw new InvalidDataException($"{nameForErrors} is not a valid latent dataset manifest: {error.Message}", error);
-        }
-        if (manifest is null) throw new InvalidDataException($"{nameForErrors} is empty");
-        if (manifest.Version != CurrentVersion)
-            throw new InvalidDataException($"{nameForErrors} has latent manifest version {manifest.Version}; this build reads version {CurrentVersion}");
-        if (manifest.CountsPerClass.Count != manifest.Classes.Count)
-            throw new InvalidDataException($"{nameForErrors} lists {manifest.Classes.Count} classes but {manifest.CountsPerClass.Count} class counts");
+        var manifest = ManifestJson.Read<LatentDatasetManifest>(json, nameForErrors, "latent dataset manifest", CurrentVersion,
+            m => m.Version, m => (m.Classes.Count, m.CountsPerClass.Count));
         if (manifest.Count != manifest.CountsPerClass.Sum(count => (long)count))
             throw new InvalidDataException($"{nameForErrors}: the shards hold {manifest.Count} latents but the class counts add up to {manifest.CountsPerClass.Sum()}");
         if (manifest.LatentShape.Count != 3 || manifest.LatentShape.Any(size => size <= 0))

@@ -80,12 +80,7 @@ public sealed class Stage1DataParallelStep : IDisposable
         Losses = losses ?? throw new ArgumentNullException(nameof(losses));
         _generatorSettings = generator ?? throw new ArgumentNullException(nameof(generator));
         _augment = augment ?? throw new ArgumentNullException(nameof(augment));
-        if (losses.NeedsLpips && perceptual is null)
-            throw new ArgumentException($"gan.loss.perceptual_weight is {losses.Loss.PerceptualWeight} but no perceptual loss was given", nameof(perceptual));
-        if (losses.NeedsDiscriminator && (discriminator is null || discriminatorOptimizer is null))
-            throw new ArgumentException($"gan.loss.disc_weight is {losses.Loss.DiscWeight} but no discriminator (with its optimizer settings) was given", nameof(discriminator));
-        if (!(emaDecay >= 0 && emaDecay <= 1)) throw new ArgumentOutOfRangeException(nameof(emaDecay), emaDecay, "ema_decay must lie in [0, 1]");
-        if (!(clipGrad >= 0)) throw new ArgumentOutOfRangeException(nameof(clipGrad), clipGrad, "clip_grad must be >= 0 (0 disables clipping)");
+        Stage1StepArguments.Check(losses, perceptual, discriminator, discriminatorOptimizer, emaDecay, clipGrad);
         _perceptual = perceptual;
         _discriminator = discriminator;
         _discriminatorSettings = discriminatorOptimizer;
