@@ -40,9 +40,13 @@ public interface IRankGrain : IGrainWithStringKey
     [ResponseTimeout("00:30:00")]
     Task SynchronizeParameters(string jobId);
 
-    /// <summary>Computes gradients for this rank's shard of the step's global batch, all-reduces them, applies the update.</summary>
+    /// <summary>
+    /// Computes gradients for this rank's shard of the step's global batch, all-reduces them, applies the update. A
+    /// cancelled <paramref name="cancellationToken"/> stops the step between micro-batches and before the update (the
+    /// replica keeps its state of the step before) with an <see cref="OperationCanceledException"/>.
+    /// </summary>
     [ResponseTimeout("00:30:00")]
-    Task<RankStepResult> RunStep(string jobId, long step);
+    Task<RankStepResult> RunStep(string jobId, long step, CancellationToken cancellationToken = default);
 
     /// <summary>Writes the worker's full state for an exact resume and returns where it went (not yet committed).</summary>
     [ResponseTimeout("00:30:00")]

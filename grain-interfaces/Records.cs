@@ -174,7 +174,10 @@ public sealed record JobSummary(
     [property: Id(6)] DateTimeOffset UpdatedAt,
     [property: Id(7)] string? FailureReason);
 
-/// <summary>A committed checkpoint as the catalog lists it.</summary>
+/// <summary>
+/// A committed checkpoint as the catalog lists it. <see cref="Generation"/> is the group generation of the rank that
+/// wrote it (part of its blob name); 0 for checkpoints written before names carried one.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record CheckpointInfo(
     [property: Id(0)] string JobId,
@@ -183,7 +186,8 @@ public sealed record CheckpointInfo(
     [property: Id(3)] long SizeBytes,
     [property: Id(4)] string Sha256,
     [property: Id(5)] double? Loss,
-    [property: Id(6)] DateTimeOffset CommittedAt);
+    [property: Id(6)] DateTimeOffset CommittedAt,
+    [property: Id(7)] int Generation = 0);
 
 /// <summary>
 /// A sampling job: N samples from a trained checkpoint, split into work units across ranks (build one with

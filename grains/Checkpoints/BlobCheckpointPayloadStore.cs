@@ -4,9 +4,11 @@ using RAE.Grains.Storage;
 namespace RAE.Grains.Checkpoints;
 
 /// <summary>
-/// Checkpoint payloads as blobs at <c>checkpoints/{jobId}/step-{step:D9}.ckpt</c> of the configured
+/// Checkpoint payloads as blobs at <c>checkpoints/{jobId}/step-{step:D9}.g{generation}.ckpt</c> of the configured
 /// <see cref="IBlobStore"/> (file system in embedded mode, Azure Blob in cluster mode). The store's atomic put means a
-/// writer that dies mid-upload leaves no blob at that path; its checksum is checked on every read.
+/// writer that dies mid-upload leaves no blob at that path; its checksum is checked on every read. The generation (the
+/// writing group's) keeps a stale writer of an older group off the blob of a committed checkpoint; checkpoints written
+/// before names carried one (<c>step-{step:D9}.ckpt</c>, generation 0) stay readable.
 /// </summary>
 public sealed class BlobCheckpointPayloadStore(IBlobStore store) : ICheckpointPayloadStore
 {
@@ -14,14 +16,16 @@ public sealed class BlobCheckpointPayloadStore(IBlobStore store) : ICheckpointPa
 
     public IBlobStore Store => store;
 
-    /// <summary>The blob path of a job's checkpoint; <see cref="ArgumentException"/> when the job id cannot name a folder.</summary>
-    public static string PathOf(string jobId, long step)
+    /// <summary>The blob path of a job's checkpoint written by group <paramref name="generation"/> (0: the name without a
+    /// generation); <see cref="ArgumentException"/> when the job id cannot name a folder.</summary>
+    public static string PathOf(string jobId, long step, int generation = 0)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(jobId);
         ArgumentOutOfRangeException.ThrowIfNegative(step);
+        ArgumentOutOfRangeException.ThrowIfNegative(generation);
         if (jobId.Contains('/', StringComparison.Ordinal))
             throw new ArgumentException($"Job id '{jobId}' cannot name a checkpoint folder: it contains '/'.", nameof(jobId));
-        var path = $"{Root}/{jobId}/step-{step:D9}.ckpt";
+        var path = generation == 0 ? $"{Root}/{jobId}/step-{step:D9}.ckpt" : $"{Root}/{jobId}/step-{step:D9}.g{generation}.ckpt";
         try
         {
             return BlobPath.Validate(path);
@@ -39,22 +43,23 @@ public sealed class BlobCheckpointPayloadStore(IBlobStore store) : ICheckpointPa
         return $"{Root}/{jobId}/";
     }
 
-    public async Task<CheckpointInfo> WriteAsync(string jobId, long step, byte[] payload, double? loss, CancellationToken cancellationToken = default)
+    public async Task<CheckpointInfo> WriteAsync(string jobId, long step, byte[] payload, double? loss, int generation = 0, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(payload);
         using var stream = new MemoryStream(payload, writable: false);
-        return await WriteAsync(jobId, step, stream, loss, cancellationToken);
+        return await WriteAsync(jobId, step, stream, loss, generation, cancellationToken);
     }
 
-    public async Task<CheckpointInfo> WriteAsync(string jobId, long step, Stream payload, double? loss, CancellationToken cancellationToken = default)
+    public async Task<CheckpointInfo> WriteAsync(string jobId, long step, Stream payload, double? loss, int generation = 0, CancellationToken cancellationToken = default)
     {
-        var path = PathOf(jobId, step);
+        var path = PathOf(jobId, step, generation);
         var blob = await store.PutAsync(path, payload, new Dictionary<string, string>
         {
             ["job"] = jobId,
             ["step"] = step.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["generation"] = generation.ToString(System.Globalization.CultureInfo.InvariantCulture),
         }, cancellationToken);
-        return new CheckpointInfo(jobId, step, blob.Path, blob.Size, blob.Sha256, loss, DateTimeOffset.UtcNow);
+        return new CheckpointInfo(jobId, step, blob.Path, blob.Size, blob.Sha256, loss, DateTimeOffset.UtcNow, generation);
     }
 
     public async Task<byte[]> ReadAsync(CheckpointInfo checkpoint, CancellationToken cancellationToken = default)

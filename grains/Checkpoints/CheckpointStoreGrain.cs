@@ -12,6 +12,8 @@ public sealed class CheckpointCatalogState
     [Id(0)] public List<CheckpointInfo> Committed { get; set; } = [];
     /// <summary>Pinned step per holder (a sampling job that reads it).</summary>
     [Id(1)] public Dictionary<string, long> Pins { get; set; } = new(StringComparer.Ordinal);
+    /// <summary>The newest writer generation ever committed: a commit from an older one comes from a stale writer.</summary>
+    [Id(2)] public int CommittedGeneration { get; set; }
 }
 
 /// <summary>Catalog of one job's committed checkpoints, persisted as grain state; applies the job's retention policy
@@ -30,13 +32,18 @@ public sealed class CheckpointStoreGrain(
         if (checkpoint.JobId != JobId)
             throw new RaeJobException($"Checkpoint of job '{checkpoint.JobId}' was sent to the catalog of job '{JobId}'.");
         RequireOwnLocation(checkpoint);
+        RequireCurrentGeneration(checkpoint);
         retention.Validate();
         var committed = catalog.State.Committed;
+        if (committed.Contains(checkpoint)) return;
+        // A newer group that redid a step replaces the older group's checkpoint of it; that payload goes with it.
+        var replaced = committed.Where(c => c.Step == checkpoint.Step && c.Location != checkpoint.Location).ToList();
         committed.RemoveAll(c => c.Step == checkpoint.Step);
         committed.Add(checkpoint);
+        catalog.State.CommittedGeneration = Math.Max(catalog.State.CommittedGeneration, checkpoint.Generation);
         committed.Sort((a, b) => a.Step.CompareTo(b.Step));
         var keep = retention.StepsToKeep(committed).Concat(catalog.State.Pins.Values).ToHashSet();
-        var retired = committed.Where(c => !keep.Contains(c.Step)).ToList();
+        var retired = committed.Where(c => !keep.Contains(c.Step)).Concat(replaced).ToList();
         committed.RemoveAll(c => !keep.Contains(c.Step));
         await catalog.WriteStateAsync();
         // Payloads go only after the catalog no longer lists them, so a crash here leaves an orphan, never a dangling entry.
@@ -145,6 +152,22 @@ public sealed class CheckpointStoreGrain(
         var folder = BlobCheckpointPayloadStore.Root + "/" + JobBlobNames.RequireJobId(JobId) + "/";
         if (checkpoint.Location is not { } location || !JobBlobNames.IsEntryOf(location, folder))
             throw new RaeJobException($"Checkpoint of job '{JobId}' at step {checkpoint.Step} names '{checkpoint.Location}', which is not one of the job's own checkpoint names ({folder}NAME); the commit is refused.");
+    }
+
+    /// <summary>
+    /// A writer of an older group generation than one already committed is stale (its rank was presumed dead and the
+    /// group re-formed without it), and a committed checkpoint is never replaced by another payload of the same
+    /// generation: either would let outdated bytes stand for a step that a newer group owns.
+    /// </summary>
+    private void RequireCurrentGeneration(CheckpointInfo checkpoint)
+    {
+        var expected = BlobCheckpointPayloadStore.PathOf(JobId, checkpoint.Step, checkpoint.Generation);
+        if (checkpoint.Generation < 0 || checkpoint.Location != expected)
+            throw new RaeJobException($"Checkpoint of job '{JobId}' at step {checkpoint.Step} names '{checkpoint.Location}', but generation {checkpoint.Generation} writes '{expected}'; the commit is refused.");
+        if (checkpoint.Generation < catalog.State.CommittedGeneration)
+            throw new RaeJobException($"Checkpoint of job '{JobId}' at step {checkpoint.Step} comes from generation {checkpoint.Generation}, but generation {catalog.State.CommittedGeneration} has committed since: a stale writer's commit is refused.");
+        if (catalog.State.Committed.FirstOrDefault(c => c.Step == checkpoint.Step && c.Generation == checkpoint.Generation) is { } committed && committed != checkpoint)
+            throw new RaeJobException($"Checkpoint of job '{JobId}' at step {checkpoint.Step}, generation {checkpoint.Generation}, is committed already (SHA-256 {committed.Sha256}); another payload cannot replace it.");
     }
 
     private CheckpointInfo Find(long step) =>

@@ -9,11 +9,11 @@ namespace RAE.Grains.Checkpoints;
 /// </summary>
 public interface ICheckpointPayloadStore
 {
-    /// <summary>Writes the payload and returns a not-yet-committed description of it.</summary>
-    Task<CheckpointInfo> WriteAsync(string jobId, long step, byte[] payload, double? loss, CancellationToken cancellationToken = default);
+    /// <summary>Writes the payload of group <paramref name="generation"/>'s checkpoint and returns a not-yet-committed description of it.</summary>
+    Task<CheckpointInfo> WriteAsync(string jobId, long step, byte[] payload, double? loss, int generation = 0, CancellationToken cancellationToken = default);
 
     /// <summary>Streams the payload (read once, front to back) and returns a not-yet-committed description of it.</summary>
-    Task<CheckpointInfo> WriteAsync(string jobId, long step, Stream payload, double? loss, CancellationToken cancellationToken = default);
+    Task<CheckpointInfo> WriteAsync(string jobId, long step, Stream payload, double? loss, int generation = 0, CancellationToken cancellationToken = default);
 
     /// <summary>Reads and verifies a payload; <see cref="InvalidDataException"/> when its checksum does not match,
     /// <see cref="FileNotFoundException"/> when it is missing.</summary>

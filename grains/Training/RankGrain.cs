@@ -81,12 +81,13 @@ public sealed class RankGrain(
         await replica.Communicator.BarrierAsync();
     }
 
-    public async Task<RankStepResult> RunStep(string jobId, long step)
+    public async Task<RankStepResult> RunStep(string jobId, long step, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         var replica = Require(jobId);
-        var gradients = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step));
+        var gradients = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step, cancellationToken));
         var computeSeconds = clock.Elapsed.TotalSeconds;
+        cancellationToken.ThrowIfCancellationRequested();
         clock.Restart();
         // The worker hands over a fresh vector each step, so the mean can overwrite it.
         var averaged = gradients.Gradients;
@@ -100,11 +101,13 @@ public sealed class RankGrain(
         {
             if (replica.Worker is IMultiPhaseRankWorker phased)
             {
-                (averaged, var phaseSeconds) = await RunLaterPhasesAsync(replica, phased, step, averaged);
+                (averaged, var phaseSeconds) = await RunLaterPhasesAsync(replica, phased, step, averaged, cancellationToken);
                 computeSeconds += phaseSeconds.Compute;
                 allReduceSeconds += phaseSeconds.AllReduce;
                 clock.Restart();
             }
+            // The last point to stop: past it the update is applied whole, so a cancelled step never half-moves a replica.
+            cancellationToken.ThrowIfCancellationRequested();
             (learningRate, gradientNorm) = await replica.Thread.InvokeAsync(() =>
                 (replica.Worker.ApplyUpdate(step, averaged), replica.Worker.LastGradientNorm));
             if (replica.Worker is IMultiPhaseRankWorker withDetails)
@@ -123,12 +126,13 @@ public sealed class RankGrain(
     /// <summary>The phases after the first of a multi-phase worker: each group mean goes back to the worker, which answers
     /// with the next phase's gradients (all-reduced in turn) or null; returns the last mean and the time spent.</summary>
     private static async Task<(float[] Averaged, (double Compute, double AllReduce) Seconds)> RunLaterPhasesAsync(
-        Replica replica, IMultiPhaseRankWorker worker, long step, float[] averaged)
+        Replica replica, IMultiPhaseRankWorker worker, long step, float[] averaged, CancellationToken cancellationToken)
     {
         double compute = 0, allReduce = 0;
         var clock = Stopwatch.StartNew();
         while (await replica.Thread.InvokeAsync(() => worker.ContinueStep(step, averaged)) is { } next)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             compute += clock.Elapsed.TotalSeconds;
             clock.Restart();
             await replica.Communicator.AllReduceInPlaceAsync(next, ReduceOperation.Mean);
@@ -147,7 +151,9 @@ public sealed class RankGrain(
         await using var scratch = ScratchFile.Create();
         await replica.Thread.InvokeAsync(() => replica.Worker.SaveState(scratch));
         scratch.Position = 0;
-        return await checkpointPayloads.WriteAsync(jobId, step, scratch, loss);
+        // The blob name carries this replica's group generation: an old group's rank that outlived its eviction writes
+        // beside a committed checkpoint, never over it, and the catalog refuses its commit.
+        return await checkpointPayloads.WriteAsync(jobId, step, scratch, loss, replica.Assignment.Generation);
     }
 
     /// <summary>Downloads the payload into a scratch file (its checksum is verified at the last byte) before the worker

@@ -38,6 +38,7 @@ public sealed partial class TrainingCoordinatorGrain
     private async Task EndAsync(JobState final)
     {
         State.State = final;
+        await SealMetricsQuietlyAsync();
         await ReleaseDevicesAsync();
         await PersistAndReportAsync();
     }

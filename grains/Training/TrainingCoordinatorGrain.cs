@@ -20,7 +20,8 @@ public sealed class TrainingJobState
     [Id(4)] public int Generation { get; set; }
     [Id(5)] public long? LastCheckpointStep { get; set; }
     [Id(6)] public string? FailureReason { get; set; }
-    [Id(7)] public List<StepMetrics> Metrics { get; set; } = [];
+    /// <summary>Every step's metrics, as jobs kept them before the history moved to blob segments; read, never added to.</summary>
+    [Id(7)] public List<StepMetrics> LegacyMetrics { get; set; } = [];
     [Id(8)] public DateTimeOffset CreatedAt { get; set; }
     [Id(9)] public DateTimeOffset UpdatedAt { get; set; }
     [Id(10)] public int Recoveries { get; set; }
@@ -32,6 +33,10 @@ public sealed class TrainingJobState
     [Id(15)] public bool CancelRequested { get; set; }
     /// <summary>The group generation of the last run counted as lost: a run lost again before it formed a group is not counted twice.</summary>
     [Id(16)] public int LastLostGeneration { get; set; }
+    /// <summary>The bounded part of the metrics (the history is in blob segments).</summary>
+    [Id(40)] public TrainingMetricsSummary MetricsSummary { get; set; } = new();
+    /// <summary>The step the current group generation resumed from: its segments supersede older ones past it.</summary>
+    [Id(41)] public long MetricsBaseStep { get; set; }
 }
 
 /// <summary>
@@ -46,6 +51,7 @@ public sealed partial class TrainingCoordinatorGrain(
     [PersistentState("training", RaeStorage.GrainStateProvider)] IPersistentState<TrainingJobState> job,
     IEnumerable<IRankWorkerFactory> workerFactories,
     SiloTrainingMetrics siloMetrics,
+    IBlobStore blobs,
     ILogger<TrainingCoordinatorGrain> logger) : Grain, ITrainingCoordinatorGrain
 {
     public const int MaxConsecutiveFailures = TrainingJobSpec.DefaultMaxAttempts;
@@ -56,7 +62,7 @@ public sealed partial class TrainingCoordinatorGrain(
     /// <summary>
     /// Step progress goes to the job registry at most this often and without holding up the next step (state changes
     /// and checkpoints are always reported); the metrics stay in memory and are persisted with the job state at
-    /// checkpoints and state changes, as before.
+    /// checkpoints (as sealed blob segments, with a bounded summary in the persisted state).
     /// </summary>
     public static readonly TimeSpan ProgressReportInterval = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan AgentTimeout = TimeSpan.FromSeconds(5);
@@ -67,6 +73,8 @@ public sealed partial class TrainingCoordinatorGrain(
     private JobRegistryReporter? _reporter;
     private long _lastProgressReport;
     private IReadOnlyList<IRankGrain> _group = [];
+    /// <summary>Cancels the step in flight on every rank (a cancel request does not wait for a long step to finish).</summary>
+    private CancellationTokenSource? _stepCancellation;
 
     private string JobId => this.GetPrimaryKeyString();
     private TrainingJobState State => job.State;
@@ -122,7 +130,7 @@ public sealed partial class TrainingCoordinatorGrain(
             GroupGeneration = State.Generation,
             LastCheckpointStep = State.LastCheckpointStep,
             FailureReason = State.FailureReason,
-            LastMetrics = State.Metrics.Count > 0 ? State.Metrics[^1] : null,
+            LastMetrics = LastMetrics,
             FailedAttempts = State.FailedAttempts,
             LastError = State.LastError,
             CancelRequested = State.CancelRequested,
@@ -133,10 +141,10 @@ public sealed partial class TrainingCoordinatorGrain(
         });
     }
 
-    public Task<IReadOnlyList<StepMetrics>> GetMetrics(long fromStep)
+    public async Task<IReadOnlyList<StepMetrics>> GetMetrics(long fromStep)
     {
         RequireSpec();
-        return Task.FromResult<IReadOnlyList<StepMetrics>>(State.Metrics.Where(m => m.Step >= fromStep).ToList());
+        return await ReadMetricsAsync(fromStep);
     }
 
     public async Task Cancel()
@@ -147,6 +155,7 @@ public sealed partial class TrainingCoordinatorGrain(
         State.CancelRequested = true;
         await job.WriteStateAsync();
         Loop.RequestCancel();
+        _stepCancellation?.Cancel();
         if (!Loop.IsRunning) await EndAsync(JobState.Cancelled);
     }
 
@@ -180,7 +189,7 @@ public sealed partial class TrainingCoordinatorGrain(
                     if (State.Step >= spec.Steps)
                     {
                         // The ranks hold the last step (restored or not yet saved): what is missing is its checkpoint.
-                        if (State.LastCheckpointStep != State.Step) await CheckpointAsync(State.Metrics.Count > 0 ? State.Metrics[^1].Loss : double.NaN);
+                        if (State.LastCheckpointStep != State.Step) await CheckpointAsync(LastMetrics?.Loss ?? double.NaN);
                         continue;
                     }
                     if (State.State != JobState.Running)
@@ -191,10 +200,11 @@ public sealed partial class TrainingCoordinatorGrain(
                     DelayDeactivation(TimeSpan.FromMinutes(10));
                     var metrics = await RunStepAsync(State.Step + 1);
                     State.Step = metrics.Step;
-                    State.Metrics.Add(metrics);
+                    RecordMetrics(metrics);
                     Publish(metrics);
                     var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
                     if (checkpointDue) await CheckpointAsync(metrics.Loss);
+                    else if (MetricsSegmentDue) await SealMetricsAsync();
                     else ReportProgressNowAndThen();
                     if (State.Step > State.LastFailedStep) unreachableSince = null;
                 }
@@ -264,7 +274,7 @@ public sealed partial class TrainingCoordinatorGrain(
             await Task.WhenAll(ranks.Select(rank => rank.SynchronizeParameters(JobId)));
             State.Step = 0;
         }
-        State.Metrics.RemoveAll(m => m.Step > State.Step);
+        await TruncateMetricsAsync(State.Step);
 
         var previous = State.Ranks.Where(old => chosen.All(slot => slot.RankGrainKey != old.RankGrainKey)).ToList();
         if (State.Ranks.Count > 0) State.Recoveries++;
@@ -313,8 +323,19 @@ public sealed partial class TrainingCoordinatorGrain(
     private async Task<StepMetrics> RunStepAsync(long step)
     {
         var clock = Stopwatch.StartNew();
-        var calls = _group.Select(rank => rank.RunStep(JobId, step)).ToList();
-        var results = await WhenAllOrAbortAsync(calls);
+        using var cancellation = new CancellationTokenSource();
+        _stepCancellation = cancellation;
+        RankStepResult[] results;
+        try
+        {
+            if (Cancelling) cancellation.Cancel();
+            var calls = _group.Select(rank => rank.RunStep(JobId, step, cancellation.Token)).ToList();
+            results = await WhenAllOrAbortAsync(calls);
+        }
+        finally
+        {
+            _stepCancellation = null;
+        }
         var seconds = clock.Elapsed.TotalSeconds;
         var ordered = results.OrderBy(r => r.Rank).ToList();
         double lossSum = 0;
@@ -379,9 +400,10 @@ public sealed partial class TrainingCoordinatorGrain(
     private async Task CheckpointAsync(double loss)
     {
         var spec = RequireSpec();
+        // Seal the metrics up to this step before the commit makes it the step a coordinator restores: one lost in
+        // between would otherwise resume after steps whose metrics it never stored (a gap in the job's history).
+        await SealMetricsAsync();
         var info = await _group[0].SaveCheckpoint(JobId, State.Step, loss);
-        // Persist the metrics up to this step before the commit makes it the step a coordinator restores: one lost in
-        // between would otherwise resume after steps whose metrics it never persisted (a gap in the job's history).
         await job.WriteStateAsync();
         await GrainFactory.GetGrain<ICheckpointStoreGrain>(JobId).Commit(info, spec.Retention);
         State.LastCheckpointStep = State.Step;

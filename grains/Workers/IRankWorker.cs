@@ -20,8 +20,12 @@ public interface IRankWorker : IDisposable
     /// <summary>Builds the replica deterministically from the spec's seed. Called again with a new rank when the group re-forms.</summary>
     void Initialize(RankWorkerContext context);
 
-    /// <summary>Gradients of the mean loss over this rank's shard of step <paramref name="step"/>'s global batch (accumulated over micro-batches).</summary>
-    GradientResult ComputeGradients(long step);
+    /// <summary>
+    /// Gradients of the mean loss over this rank's shard of step <paramref name="step"/>'s global batch (accumulated over
+    /// micro-batches). A cancelled <paramref name="cancellationToken"/> ends it between micro-batches with an
+    /// <see cref="OperationCanceledException"/>; the parameters and optimizer state are untouched either way.
+    /// </summary>
+    GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default);
 
     /// <summary>Applies the averaged gradients (identical on every rank); returns the learning rate used.</summary>
     double ApplyUpdate(long step, float[] averagedGradients);

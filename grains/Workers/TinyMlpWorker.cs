@@ -75,7 +75,7 @@ public sealed class TinyMlpWorker : IRankWorker
         _updates = 0;
     }
 
-    public GradientResult ComputeGradients(long step)
+    public GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default)
     {
         var context = RequireContext();
         var spec = context.Spec;
@@ -86,6 +86,7 @@ public sealed class TinyMlpWorker : IRankWorker
         double lossSum = 0;
         for (var micro = 0; micro < accumulation; micro++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var start = (step - 1) * spec.GlobalBatchSize + ((long)context.Rank * accumulation + micro) * microBatch;
             var indices = arange(start, start + microBatch, dtype: ScalarType.Int64).remainder_(datasetSize).to(_device);
@@ -95,7 +96,8 @@ public sealed class TinyMlpWorker : IRankWorker
             lossSum += loss.item<float>();
         }
         var delay = context.Spec.TinyMlp.StepDelay;
-        if (delay > TimeSpan.Zero) Thread.Sleep(delay);
+        if (delay > TimeSpan.Zero) cancellationToken.WaitHandle.WaitOne(delay);
+        cancellationToken.ThrowIfCancellationRequested();
         using var flat = cat(_parameters.Select(p => p.grad!.flatten()).ToArray()).cpu();
         return new GradientResult(flat.data<float>().ToArray(), lossSum / accumulation, microBatch * accumulation);
     }

@@ -121,8 +121,9 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
         LastGradientNorm = 0;
     }
 
-    public GradientResult ComputeGradients(long step)
+    public GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var trainer = Trainer;
         if (step != trainer.StepCount + 1)
             throw new InvalidOperationException($"Step {step} was asked for, but this replica is at step {trainer.StepCount} (expected {trainer.StepCount + 1}).");
@@ -135,6 +136,7 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
         Rae.train();
         using var latent = Rae.Encode(_images, SlotDraws.LatentNoise(context.Spec.Seed, step, firstSlot));
         _pass = trainer.ForwardGenerator(_images, latent, new SlotDraws(context.Spec.Seed, step, 0, firstSlot, local));
+        cancellationToken.ThrowIfCancellationRequested();
         _details = new Dictionary<string, double>
         {
             ["rec_loss"] = _pass.ReconstructionLoss,

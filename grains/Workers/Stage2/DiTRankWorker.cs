@@ -119,7 +119,7 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         LastGradientNorm = 0;
     }
 
-    public GradientResult ComputeGradients(long step)
+    public GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default)
     {
         var context = _context ?? throw NotInitialized();
         var spec = context.Spec;
@@ -132,6 +132,7 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         double lossSum = 0;
         for (var micro = 0; micro < accumulation; micro++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var firstSlot = (context.Rank * accumulation + micro) * microBatch;
             using var batch = _latents is { } latents

@@ -9,7 +9,7 @@ public sealed class RetentionClusterTests(FileSystemStorageCluster cluster)
 {
     private async Task<List<long>> StoredStepsAsync(string jobId) =>
         await cluster.Store.Inner.ListAsync(BlobCheckpointPayloadStore.PrefixOf(jobId))
-            .Select(blob => long.Parse(blob.Path[^14..^5], System.Globalization.CultureInfo.InvariantCulture)).ToListAsync();
+            .Select(blob => long.Parse(blob.Path.Split("/step-")[1][..9], System.Globalization.CultureInfo.InvariantCulture)).ToListAsync();
 
     [Fact]
     public async Task TrainingJobKeepsTheLastCheckpointsAndTheMilestonesOfItsSettings()

@@ -28,7 +28,7 @@ public sealed class LatentDatasetClusterTests(AzuriteStorageCluster cluster)
         var expected = await cluster.Grains.GetGrain<ITrainingCoordinatorGrain>(undisturbed).GetMetrics(0);
 
         // The step-6 checkpoint upload dies: the coordinator restores step 3 and redoes steps 4..6 (across the epoch boundary at 5).
-        using var dyingUpload = cluster.Store.HoldThenFailPut(path => path.EndsWith("/step-000000006.ckpt", StringComparison.Ordinal));
+        using var dyingUpload = cluster.Store.HoldThenFailPut(path => path.Contains("/step-000000006.", StringComparison.Ordinal));
         var disturbed = await Registry.SubmitTraining(spec);
         await dyingUpload.Held.WaitAsync(TimeSpan.FromSeconds(60));
         dyingUpload.Release();
