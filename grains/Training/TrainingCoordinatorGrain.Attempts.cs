@@ -37,9 +37,10 @@ public sealed partial class TrainingCoordinatorGrain
     /// <summary>Ends the job: every device that holds a replica of it lets it go, then the final state is persisted and reported.</summary>
     private async Task EndAsync(JobState final)
     {
-        State.State = final;
+        // The end shows (in status and registry) only once the devices are let go and the metrics are stored.
         await SealMetricsQuietlyAsync();
         await ReleaseDevicesAsync();
+        State.State = final;
         await PersistAndReportAsync();
     }
 
