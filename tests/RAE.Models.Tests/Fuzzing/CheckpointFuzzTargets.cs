@@ -36,7 +36,10 @@ internal static class CheckpointFuzzTargets
         return PathTarget("torch-save", seeds, workFolder, ".pt", path => DisposeTree(PyTorchCheckpoint.Load(path)), IsCheckpointFormatError);
     }
 
-    /// <summary>Mutates only data.pkl; the rest of the archive (storages, byteorder) is the original's, so every case reaches the unpickler.</summary>
+    /// <summary>
+    /// Mutates only data.pkl, or replaces it with a random opcode program; the rest of the archive (storages,
+    /// byteorder) is the original's, so every case reaches the unpickler.
+    /// </summary>
     private static FuzzTarget Pickle(string workFolder)
     {
         var original = File.ReadAllBytes(Synthetic("mixed_protocol2.pt"));
@@ -47,7 +50,7 @@ internal static class CheckpointFuzzTargets
         {
             File.WriteAllBytes(path, WriteStoredZip(entries.SetItem(pickleName, pickle)));
             DisposeTree(PyTorchCheckpoint.Load(path));
-        }, IsCheckpointFormatError, nameof(CheckpointFormatException));
+        }, IsCheckpointFormatError, nameof(CheckpointFormatException), PickleProgramGenerator.Next);
     }
 
     private static FuzzTarget SafeTensorsFile(string workFolder)

@@ -19,13 +19,14 @@ public static class FuzzRunner
             target.Read(original); // a seed that does not read means the fuzzing would test nothing
         }
         var mutator = new ByteMutator(target.Seeds, seed);
+        var generatorRandom = new Random(seed + 1);
         var escaped = new List<string>();
         int accepted = 0, refused = 0, escapedCount = 0;
         var slowest = (Milliseconds: 0.0, Case: "");
         var total = Stopwatch.StartNew();
         for (var index = 0; index < cases; index++)
         {
-            var input = mutator.Next();
+            var input = target.Generate is { } generate && index % 2 == 1 ? generate(generatorRandom) : mutator.Next();
             var description = $"case {index} ({input.Bytes.Length} bytes: {input.How})";
             WriteProgress(progressPath, description);
             var watch = Stopwatch.StartNew();

@@ -9,12 +9,14 @@ namespace RAE.Models.Tests.Fuzzing;
 /// <param name="Read">Reads one input completely; throws for input the reader refuses.</param>
 /// <param name="IsDocumentedError">Whether an exception is one the reader documents for bad input.</param>
 /// <param name="DocumentedErrors">Those errors in words, for failure messages.</param>
+/// <param name="Generate">Where set, builds every other input from scratch (structure-aware) instead of mutating a seed.</param>
 public sealed record FuzzTarget(
     string Name,
     IReadOnlyList<byte[]> Seeds,
     Action<byte[]> Read,
     Func<Exception, bool> IsDocumentedError,
-    string DocumentedErrors);
+    string DocumentedErrors,
+    Func<Random, FuzzInput>? Generate = null);
 
 /// <summary>What one child process's fuzzing of one reader found.</summary>
 public sealed record FuzzReport(
