@@ -11,8 +11,10 @@ using RAE.Models.Data;
 namespace RAE.Grains.EncodeJobs;
 
 [GenerateSerializer]
-public sealed class EncodeJobState
+public sealed class EncodeJobState : IUnitJobState
 {
+    bool IUnitJobState.Started => Spec is not null;
+
     [Id(0)] public EncodeJobSpec? Spec { get; set; }
     [Id(1)] public JobState State { get; set; }
     /// <summary>The dataset as it was when the job started (its manifest's SHA-256 too): a resumed job encodes exactly it.</summary>
@@ -55,28 +57,14 @@ public sealed partial class EncodeJobGrain(
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        this.RegisterGrainTimer(_ => Task.CompletedTask, new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
-        if (State.Spec is not null && State.State is JobState.Pending or JobState.Running)
-        {
-            State.Resumptions++;
-            Loop.EnsureRunning(clearCancel: true);
-        }
+        if (UnitJobLifecycle.Activate(this, State)) Loop.EnsureRunning(clearCancel: true);
         return Task.CompletedTask;
     }
 
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _deactivating = true;
-        if (_loop is not { } loop) return;
-        loop.RequestCancel();
-        try
-        {
-            await loop.Completion.WaitAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            // Shards still in flight are not recorded and will be encoded again by the next activation.
-        }
+        return UnitJobLifecycle.StopForDeactivationAsync(_loop, cancellationToken);
     }
 
     public async Task Start(EncodeJobSpec spec)
@@ -99,15 +87,7 @@ public sealed partial class EncodeJobGrain(
     public async Task Resume()
     {
         RequireSpec();
-        if (State.State is JobState.Completed || Loop.IsRunning) return;
-        if (State.State is JobState.Cancelled or JobState.Failed)
-        {
-            State.State = JobState.Pending;
-            State.FailureReason = null;
-            State.UpdatedAt = DateTimeOffset.UtcNow;
-            await job.WriteStateAsync();
-        }
-        Loop.EnsureRunning(clearCancel: true);
+        if (await UnitJobLifecycle.ReopenAsync(State, Loop, job.WriteStateAsync)) Loop.EnsureRunning(clearCancel: true);
     }
 
     public Task<EncodeJobStatus> GetStatus()
@@ -136,10 +116,7 @@ public sealed partial class EncodeJobGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        if (State.State is JobState.Completed or JobState.Failed or JobState.Cancelled) return;
-        Loop.RequestCancel();
-        await Loop.Completion;
-        if (State.State is JobState.Pending or JobState.Running) await FinishAsync(JobState.Cancelled, null);
+        await UnitJobLifecycle.CancelAsync(State, Loop, FinishAsync);
     }
 
     private async Task RunLoopAsync()

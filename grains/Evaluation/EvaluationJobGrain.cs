@@ -12,8 +12,10 @@ namespace RAE.Grains.Evaluation;
 public sealed record EvaluationUnitPlan([property: Id(0)] EvaluationSide Side, [property: Id(1)] int First, [property: Id(2)] int Count);
 
 [GenerateSerializer]
-public sealed class EvaluationJobState
+public sealed class EvaluationJobState : IUnitJobState
 {
+    bool IUnitJobState.Started => Spec is not null;
+
     [Id(0)] public EvaluationJobSpec? Spec { get; set; }
     [Id(1)] public JobState State { get; set; }
     [Id(2)] public ResolvedEvaluationInput? Samples { get; set; }
@@ -55,28 +57,14 @@ public sealed partial class EvaluationJobGrain(
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        this.RegisterGrainTimer(_ => Task.CompletedTask, new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
-        if (State.Spec is not null && State.State is JobState.Pending or JobState.Running)
-        {
-            State.Resumptions++;
-            Loop.EnsureRunning(clearCancel: true);
-        }
+        if (UnitJobLifecycle.Activate(this, State)) Loop.EnsureRunning(clearCancel: true);
         return Task.CompletedTask;
     }
 
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _deactivating = true;
-        if (_loop is not { } loop) return;
-        loop.RequestCancel();
-        try
-        {
-            await loop.Completion.WaitAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            // Units in flight are not recorded; the next activation computes them.
-        }
+        return UnitJobLifecycle.StopForDeactivationAsync(_loop, cancellationToken);
     }
 
     public async Task Start(EvaluationJobSpec spec)
@@ -98,15 +86,7 @@ public sealed partial class EvaluationJobGrain(
     public async Task Resume()
     {
         RequireSpec();
-        if (State.State is JobState.Completed || Loop.IsRunning) return;
-        if (State.State is JobState.Cancelled or JobState.Failed)
-        {
-            State.State = JobState.Pending;
-            State.FailureReason = null;
-            State.UpdatedAt = DateTimeOffset.UtcNow;
-            await job.WriteStateAsync();
-        }
-        Loop.EnsureRunning(clearCancel: true);
+        if (await UnitJobLifecycle.ReopenAsync(State, Loop, job.WriteStateAsync)) Loop.EnsureRunning(clearCancel: true);
     }
 
     public Task<EvaluationJobStatus> GetStatus() => Task.FromResult(new EvaluationJobStatus
@@ -130,10 +110,7 @@ public sealed partial class EvaluationJobGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        if (State.State is JobState.Completed or JobState.Failed or JobState.Cancelled) return;
-        Loop.RequestCancel();
-        await Loop.Completion;
-        if (State.State is JobState.Pending or JobState.Running) await FinishAsync(JobState.Cancelled, null);
+        await UnitJobLifecycle.CancelAsync(State, Loop, FinishAsync);
     }
 
     private async Task RunLoopAsync()

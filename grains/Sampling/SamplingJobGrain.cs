@@ -10,8 +10,10 @@ using RAE.Grains.Storage;
 namespace RAE.Grains.Sampling;
 
 [GenerateSerializer]
-public sealed class SamplingJobState
+public sealed class SamplingJobState : IUnitJobState
 {
+    bool IUnitJobState.Started => Spec is not null;
+
     [Id(0)] public SamplingJobSpec? Spec { get; set; }
     [Id(1)] public JobState State { get; set; }
     /// <summary>Finished units and where their results are; written after every unit, so a finished unit is never redone.</summary>
@@ -57,30 +59,15 @@ public sealed partial class SamplingJobGrain(
 
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        // Keeps the activation alive while the loop runs (idle collection would otherwise stop a long job).
-        this.RegisterGrainTimer(_ => Task.CompletedTask, new GrainTimerCreationOptions(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1)) { KeepAlive = true });
-        if (State.Spec is not null && State.State is JobState.Pending or JobState.Running)
-        {
-            State.Resumptions++;
-            EnsureLoop();
-        }
+        if (UnitJobLifecycle.Activate(this, State)) EnsureLoop();
         return Task.CompletedTask;
     }
 
     /// <summary>Stops handing out units and records the ones in flight; the state stays running, so the next activation continues.</summary>
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _deactivating = true;
-        if (_loop is not { } loop) return;
-        loop.RequestCancel();
-        try
-        {
-            await loop.Completion.WaitAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            // Units still in flight are not recorded and will be sampled again by the next activation.
-        }
+        return UnitJobLifecycle.StopForDeactivationAsync(_loop, cancellationToken);
     }
 
     public async Task Start(SamplingJobSpec spec)
@@ -105,16 +92,7 @@ public sealed partial class SamplingJobGrain(
     public async Task Resume()
     {
         RequireSpec();
-        if (State.State is JobState.Completed) return;
-        if (Loop.IsRunning) return;
-        if (State.State is JobState.Cancelled or JobState.Failed)
-        {
-            State.State = JobState.Pending;
-            State.FailureReason = null;
-            State.UpdatedAt = DateTimeOffset.UtcNow;
-            await job.WriteStateAsync();
-        }
-        EnsureLoop();
+        if (await UnitJobLifecycle.ReopenAsync(State, Loop, job.WriteStateAsync)) EnsureLoop();
     }
 
     public Task<SamplingJobStatus> GetStatus()
@@ -143,10 +121,7 @@ public sealed partial class SamplingJobGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        if (State.State is JobState.Completed or JobState.Failed or JobState.Cancelled) return;
-        Loop.RequestCancel();
-        await Loop.Completion;
-        if (State.State is JobState.Pending or JobState.Running) await FinishAsync(JobState.Cancelled, null);
+        await UnitJobLifecycle.CancelAsync(State, Loop, FinishAsync);
     }
 
     private void EnsureLoop() => Loop.EnsureRunning(clearCancel: true);

@@ -15,6 +15,7 @@ public sealed class IdxImageSource : IImageSource
 {
     private const int ImagesMagic = 0x00000803;
     private const int LabelsMagic = 0x00000801;
+    private const int InitialDataBuffer = 1 << 20;
 
     private readonly string _imagesPath;
     private readonly byte[] _pixels;
@@ -113,12 +114,27 @@ public sealed class IdxImageSource : IImageSource
         {
             dims[d] = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4 + 4 * d));
             if (dims[d] < 0 || (d > 0 && dims[d] == 0)) throw new InvalidDataException($"{path}: invalid dimension {dims[d]}");
+            if (dims[d] > 0 && total > Array.MaxLength / dims[d])
+                throw new InvalidDataException($"{path}: the dimensions [{string.Join(", ", header.Chunk(4).Skip(1).Select(b => BinaryPrimitives.ReadInt32BigEndian(b)))}] declare more than {Array.MaxLength} bytes of data");
             total *= dims[d];
         }
-        if (total > Array.MaxLength) throw new InvalidDataException($"{path}: {total} bytes of data is too large");
-        var data = new byte[total];
-        ReadExactly(stream, data, path, "data");
-        return (dims, data);
+        return (dims, ReadData(stream, (int)total, path));
+    }
+
+    // The buffer grows with the bytes really present, so a header that declares gigabytes costs nothing until they arrive.
+    private static byte[] ReadData(Stream stream, int declared, string path)
+    {
+        var data = new byte[Math.Min(declared, InitialDataBuffer)];
+        var filled = 0;
+        while (filled < declared)
+        {
+            if (filled == data.Length) Array.Resize(ref data, (int)Math.Min(declared, 2L * data.Length));
+            var read = stream.Read(data, filled, data.Length - filled);
+            if (read == 0)
+                throw new InvalidDataException($"{path}: truncated IDX file (its header declares {declared} bytes of data, the file holds {filled})");
+            filled += read;
+        }
+        return data;
     }
 
     private static bool IsGzip(FileStream file)

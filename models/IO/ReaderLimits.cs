@@ -16,6 +16,13 @@ public sealed record ReaderLimits
     /// </summary>
     public int MaxPickleNestingDepth { get; init; } = 200;
 
+    /// <summary>
+    /// Most nodes (containers and leaves) the unpickled tree may hold when walked as a tree, a container shared through
+    /// the memo counted once per place it appears. A full training checkpoint holds tens of thousands; shared lists
+    /// nested 60 deep stand for 2^60 in a few hundred bytes.
+    /// </summary>
+    public long MaxPickleTreeNodes { get; init; } = 10_000_000;
+
     /// <summary>Most elements a tuple used as a dict key or set item may hold in all (Python keys are strings, ints or small tuples).</summary>
     public int MaxPickleKeyElements { get; init; } = 4096;
 

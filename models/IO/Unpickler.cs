@@ -37,11 +37,11 @@ internal sealed class Unpickler
         _limits = limits ?? ReaderLimits.Default;
     }
 
-    /// <summary>Reads the pickle and checks that the result nests no deeper than the limit and holds no reference cycle.</summary>
+    /// <summary>Reads the pickle and checks that the result nests no deeper than the limit, holds no reference cycle and is not a tree of shared containers too large to walk.</summary>
     public object? Load()
     {
         var root = Run();
-        PickleNesting.Check(root, _source, _limits.MaxPickleNestingDepth);
+        PickleNesting.Check(root, _source, _limits);
         return root;
     }
 

@@ -34,6 +34,19 @@ internal static class CraftedFiles
         return [.. pickle];
     }
 
+    /// <summary>
+    /// Lists each holding the previous one twice through the memo (x0 = []; x1 = [x0, x0]; ...): <paramref name="depth"/>
+    /// (at most 255) levels of a few bytes each, 2^depth paths for anything that walks it as a tree.
+    /// </summary>
+    public static byte[] SharedListPickle(int depth)
+    {
+        var pickle = new List<byte> { Proto, 2, EmptyList, BinPut, 0 };
+        for (var level = 1; level <= depth; level++)
+            pickle.AddRange([Pop, EmptyList, Mark, BinGet, (byte)(level - 1), BinGet, (byte)(level - 1), (byte)'e', BinPut, (byte)level]);
+        pickle.Add(Stop);
+        return [.. pickle];
+    }
+
     /// <summary>A list that contains itself (x = []; x.append(x)).</summary>
     public static byte[] SelfContainingListPickle() => [Proto, 2, EmptyList, BinPut, 0, BinGet, 0, Append, Stop];
 

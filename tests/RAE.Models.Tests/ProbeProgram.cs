@@ -14,7 +14,8 @@ namespace RAE.Models.Tests;
 /// single-threaded so that a loaded machine's thread contention does not distort it; prints one JSON line. The test host
 /// does not use it. Modes: <c>--mkl-dispatch</c> (the module initializer has applied, or with RAE_MKL_FAST_PATH=0
 /// skipped, MKL's fast path: its outcome and the code path MKL's dispatcher reports after a first matmul) and <c>--loss-curve fp32|bf16</c>
-/// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses) and <c>--scalar-race</c> (<see cref="DeferredScalarReleaseTests.Race"/>).
+/// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses), <c>--scalar-race</c> (<see cref="DeferredScalarReleaseTests.Race"/>)
+/// and <c>--fuzz-reader</c> (<see cref="ReaderFuzzTests.FuzzInThisProcess"/>).
 /// </summary>
 public static class ProbeProgram
 {
@@ -31,17 +32,29 @@ public static class ProbeProgram
             case ["--scalar-race", var mode]:
                 Console.WriteLine(JsonSerializer.Serialize(DeferredScalarReleaseTests.Race(mode == "until-first-error")));
                 return 0;
+            case ["--fuzz-reader", var reader, var cases, var seed, var progressPath]:
+                Console.WriteLine(JsonSerializer.Serialize(ReaderFuzzTests.FuzzInThisProcess(reader, int.Parse(cases, CultureInfo.InvariantCulture), int.Parse(seed, CultureInfo.InvariantCulture), progressPath)));
+                return 0;
             case ["--loss-curve", var precision]:
                 Console.WriteLine(JsonSerializer.Serialize(MixedPrecisionTests.TrainTiny(ComputePrecisions.Parse(precision))));
                 return 0;
             default:
-                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch', '--scalar-race until-first-error|fixed' or '--loss-curve fp32|bf16' for its tests");
+                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch', '--scalar-race until-first-error|fixed' or '--loss-curve fp32|bf16' or '--fuzz-reader NAME CASES SEED PROGRESS_FILE' for its tests");
                 return 2;
         }
     }
 
     /// <summary>Runs this assembly as a child process with the given arguments and environment; returns its last stdout line.</summary>
     public static string Run(IReadOnlyDictionary<string, string> environment, params string[] arguments)
+    {
+        var (exitCode, output, error) = RunProcess(environment, TimeSpan.FromMinutes(10), arguments);
+        Assert.True(exitCode is not null, $"the probe '{string.Join(' ', arguments)}' did not finish in ten minutes");
+        Assert.True(exitCode == 0, $"the probe '{string.Join(' ', arguments)}' failed ({exitCode}): {error}");
+        return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last();
+    }
+
+    /// <summary>Runs this assembly as a child process; its exit code (null when it ran past <paramref name="timeout"/> and was killed), stdout and stderr.</summary>
+    public static (int? ExitCode, string Output, string Error) RunProcess(IReadOnlyDictionary<string, string> environment, TimeSpan timeout, params string[] arguments)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
@@ -55,13 +68,13 @@ public static class ProbeProgram
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(600_000))
+        if (!process.WaitForExit(timeout))
         {
-            process.Kill();
-            Assert.Fail($"the probe '{string.Join(' ', arguments)}' did not finish in ten minutes");
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            return (null, output.Result, error.Result);
         }
-        Assert.True(process.ExitCode == 0, $"the probe '{string.Join(' ', arguments)}' failed ({process.ExitCode}): {error.Result}");
-        return output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last();
+        return (process.ExitCode, output.Result, error.Result);
     }
 }
 

@@ -1,175 +1,71 @@
-using System.IO.Compression;
-using System.Text;
-using RAE.Configuration;
-using RAE.Models.IO;
-using RAE.Models.Onnx;
-using RAE.Models.Tests.Config;
+using System.Globalization;
+using System.Text.Json;
+using RAE.Models.Tests.Fuzzing;
+using Xunit.Abstractions;
 using static RAE.Models.Tests.CheckpointTestFiles;
-using static TorchSharp.torch;
 
 namespace RAE.Models.Tests;
 
 /// <summary>
-/// Seeded mutations (byte flips, extreme 8-byte values, truncations) of valid files for every reader. A reader may
-/// accept a mutated file or refuse it with its typed exception; any other exception, a crash or a hang is a bug.
+/// A fuzz campaign per file reader (torch.save archives, pickles, safetensors, .npz, .npy, ONNX, YAML, images, image
+/// shards, IDX files): seeded random and mutated inputs, each reader in its own child process so that a stack
+/// overflow, a native fault or runaway memory fails the test instead of killing the test host. Every input must
+/// either read or fail with the reader's documented error; the child's managed heap is capped, so a reader that
+/// allocates from a declared size escapes with an OutOfMemoryException, and its peak resident memory is checked.
 /// </summary>
-public sealed class ReaderFuzzTests
+public sealed class ReaderFuzzTests(ITestOutputHelper output)
 {
-    private const int CasesPerFile = 400;
-    private const int Seed = 20261206;
+    private const int CasesPerReader = 2000;
+    private const int Seed = 20261207;
+    private const long ManagedHeapLimitBytes = 1L << 30;
+    private const long MaxPeakResidentMiB = 1536;
+    private static readonly TimeSpan ChildTimeout = TimeSpan.FromMinutes(3);
 
-    [Fact]
-    public void MutatedTorchSaveArchivesOnlyFailWithCheckpointFormatException()
-    {
-        foreach (var original in new[] { PtFormats("stat.pt"), Synthetic("mixed_protocol2.pt") })
-            FuzzFile(File.ReadAllBytes(original), ".pt", path => DisposeTree(PyTorchCheckpoint.Load(path)), error => error is CheckpointFormatException);
-    }
+    public static TheoryData<string> Readers =>
+        ["torch-save", "pickle", "safetensors", "npz", "npy", "onnx", "yaml", "images", "image-shards", "idx"];
 
-    [Fact]
-    public void MutatedSafeTensorsFilesOnlyFailWithCheckpointFormatException()
+    [Theory]
+    [MemberData(nameof(Readers))]
+    public void RandomAndMutatedInputsEitherReadOrFailWithTheReadersDocumentedError(string reader)
     {
-        using var stream = new MemoryStream();
-        using (var a = arange(12, ScalarType.Float32).reshape(3, 4))
-        using (var b = ones(2, ScalarType.Int64))
-        using (var c = zeros(5, ScalarType.BFloat16))
-            SafeTensors.Save(stream, [new("a", a), new("b", b), new("c", c)], new Dictionary<string, string> { ["format"] = "pt" });
-        FuzzFile(stream.ToArray(), ".safetensors", path => DisposeAll(SafeTensors.Load(path).Values), error => error is CheckpointFormatException);
-    }
-
-    [Fact]
-    public void MutatedNpzAndNpyFilesOnlyFailWithCheckpointFormatException()
-    {
-        var npz = TemporaryPath(".npz");
+        var progressPath = TemporaryPath(".fuzz-progress");
         try
         {
-            using (var mu = arange(4, ScalarType.Float64))
-            using (var images = ones([2, 3, 3, 3], ScalarType.Byte))
-                Npz.Save(npz, [new("mu", mu), new("arr_0", images)]);
-            FuzzFile(File.ReadAllBytes(npz), ".npz", path => DisposeAll(NpzReader.LoadAll(path).Values), error => error is CheckpointFormatException);
+            var environment = new Dictionary<string, string> { ["DOTNET_GCHeapHardLimit"] = ManagedHeapLimitBytes.ToString("x", CultureInfo.InvariantCulture) };
+            var (exitCode, stdout, stderr) = ProbeProgram.RunProcess(environment, ChildTimeout,
+                "--fuzz-reader", reader, CasesPerReader.ToString(CultureInfo.InvariantCulture), Seed.ToString(CultureInfo.InvariantCulture), progressPath);
+            var lastCase = File.Exists(progressPath) ? File.ReadAllText(progressPath) : "(none started)";
+            Assert.True(exitCode is not null, $"the {reader} fuzz child ran past {ChildTimeout}; it was at {lastCase}");
+            Assert.True(exitCode == 0, $"the {reader} fuzz child died (exit {exitCode}) at {lastCase}: {Tail(stderr)}");
+            var report = JsonSerializer.Deserialize<FuzzReport>(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last())!;
+            output.WriteLine($"{report.Target}: {report.Cases} cases in {report.Seconds:0.0} s, {report.Accepted} read, {report.Refused} refused; " +
+                $"slowest {report.SlowestCaseMilliseconds} ms ({report.SlowestCase}); peak resident {report.PeakResidentMiB} MiB");
+            Assert.True(report.Escaped.Count == 0,
+                $"{report.Escaped.Count} {reader} inputs escaped the documented errors:\n{string.Join("\n", report.Escaped)}");
+            Assert.True(report.Refused >= report.Cases / 10, $"only {report.Refused} of {report.Cases} {reader} inputs were refused: the mutations do not reach the reader");
+            Assert.True(report.PeakResidentMiB <= MaxPeakResidentMiB, $"the {reader} fuzz child peaked at {report.PeakResidentMiB} MiB resident (limit {MaxPeakResidentMiB})");
         }
         finally
         {
-            File.Delete(npz);
+            File.Delete(progressPath);
         }
-        var compressed = new MemoryStream();
-        using (var archive = new ZipArchive(compressed, ZipArchiveMode.Create, leaveOpen: true))
-        using (var entry = archive.CreateEntry("sigma.npy", CompressionLevel.Optimal).Open())
-        {
-            entry.Write(NpyFormat.BuildHeader(new NpyHeader(ScalarType.Float64, true, [3, 3])));
-            entry.Write(Enumerable.Range(0, 9).SelectMany(i => BitConverter.GetBytes(i * 0.5)).ToArray());
-        }
-        FuzzFile(compressed.ToArray(), ".npz", path => DisposeAll(NpzReader.LoadAll(path).Values), error => error is CheckpointFormatException);
-        var npy = NpyFormat.BuildHeader(new NpyHeader(ScalarType.Float32, false, [2, 3])).Concat(new byte[24]).ToArray();
-        FuzzFile(npy, ".npy", path => DisposeAll(NpzReader.LoadAll(path).Values), error => error is CheckpointFormatException);
     }
 
-    [Fact]
-    public void MutatedOnnxModelsOnlyFailWithTheReadersDataOrSupportErrors()
+    /// <summary>Runs one reader's campaign in this process (the child's side of the test).</summary>
+    public static FuzzReport FuzzInThisProcess(string reader, int cases, int seed, string progressPath)
     {
-        var weight = new ProtobufWriter().PackedVarints(1, 2, 2).Varint(2, (long)OnnxDataType.Float).String(8, "w").PackedFloats(4, 1, 2, 3, 4);
-        var shift = new ProtobufWriter().PackedVarints(1, 2).Varint(2, (long)OnnxDataType.Int64).String(8, "s").PackedVarints(7, 5, -6);
-        var node = new ProtobufWriter().String(1, "x").String(1, "w").String(2, "y").String(3, "mm").String(4, "MatMul")
-            .Message(5, new ProtobufWriter().String(1, "axes").Varint(20, (long)OnnxAttributeType.Ints).PackedVarints(8, 0, 1));
-        var model = OnnxTestModels.Model([weight, shift], [node]);
-        Fuzz(model, bytes => OnnxReader.Parse(bytes, "fuzz.onnx"), error => error is InvalidDataException or NotSupportedException);
-    }
-
-    [Fact]
-    public void MutatedConfigurationsOnlyFailWithConfigException()
-    {
-        var text = Encoding.UTF8.GetBytes(ReferenceConfigTexts.Stage2TrainingXL);
-        Fuzz(text, bytes => RaeConfig.Parse(Encoding.UTF8.GetString(bytes), "fuzz.yaml"), error => error is ConfigException);
-    }
-
-    private static void FuzzFile(byte[] original, string extension, Action<string> read, Func<Exception, bool> expected)
-    {
-        var path = TemporaryPath(extension);
+        var workFolder = Directory.CreateTempSubdirectory("rae-fuzz-").FullName;
         try
         {
-            Fuzz(original, bytes =>
-            {
-                File.WriteAllBytes(path, bytes);
-                read(path);
-            }, expected);
+            var target = CheckpointFuzzTargets.All(workFolder).Concat(ImageFuzzTargets.All(workFolder)).FirstOrDefault(t => t.Name == reader)
+                ?? throw new ArgumentException($"no fuzz target '{reader}'", nameof(reader));
+            return FuzzRunner.Run(target, cases, seed, progressPath);
         }
         finally
         {
-            File.Delete(path);
+            Directory.Delete(workFolder, recursive: true);
         }
     }
 
-    private static void Fuzz(byte[] original, Action<byte[]> read, Func<Exception, bool> expected)
-    {
-        read(original); // the unmutated file must read
-        var random = new Random(Seed + original.Length);
-        var unexpected = new List<string>();
-        var refused = 0;
-        for (var index = 0; index < CasesPerFile; index++)
-        {
-            var (mutated, how) = Mutate(original, random);
-            try
-            {
-                read(mutated);
-            }
-            catch (Exception error) when (expected(error))
-            {
-                refused++;
-            }
-            catch (Exception error)
-            {
-                var where = string.Join(" < ", (error.StackTrace ?? "").Split('\n').Take(3).Select(frame => frame.Trim()));
-                unexpected.Add($"case {index} ({how}): {error.GetType().Name}: {error.Message} at {where}");
-            }
-        }
-        Assert.True(unexpected.Count == 0, $"{unexpected.Count} of {CasesPerFile} mutations escaped the typed errors:\n{string.Join("\n", unexpected.Take(10))}");
-        Assert.True(refused > CasesPerFile / 10, $"only {refused} of {CasesPerFile} mutations were refused: the mutations do not reach the reader");
-    }
-
-    private static (byte[] Bytes, string How) Mutate(byte[] original, Random random)
-    {
-        switch (random.Next(4))
-        {
-            case 0:
-            {
-                var length = random.Next(original.Length);
-                return (original[..length], $"truncated to {length}");
-            }
-            case 1:
-            {
-                var bytes = (byte[])original.Clone();
-                var position = random.Next(Math.Max(1, bytes.Length - 8));
-                var extreme = random.Next(3) switch { 0 => long.MaxValue, 1 => -1L, _ => int.MaxValue + 1L };
-                BitConverter.GetBytes(extreme).AsSpan(0, Math.Min(8, bytes.Length - position)).CopyTo(bytes.AsSpan(position));
-                return (bytes, $"8 bytes at {position} set to {extreme}");
-            }
-            default:
-            {
-                var bytes = (byte[])original.Clone();
-                var flips = random.Next(1, 9);
-                var positions = new List<int>();
-                for (var i = 0; i < flips; i++)
-                {
-                    var position = random.Next(bytes.Length);
-                    bytes[position] = (byte)random.Next(256);
-                    positions.Add(position);
-                }
-                return (bytes, $"bytes at {string.Join(",", positions)} replaced");
-            }
-        }
-    }
-
-    private static void DisposeTree(object? node)
-    {
-        switch (node)
-        {
-            case Tensor tensor: tensor.Dispose(); break;
-            case PickleDict dictionary:
-                foreach (var value in dictionary.Values) DisposeTree(value);
-                foreach (var value in dictionary.Attributes.Values) DisposeTree(value);
-                break;
-            case IEnumerable<object?> items:
-                foreach (var item in items) DisposeTree(item);
-                break;
-        }
-    }
+    private static string Tail(string text) => text.Length <= 4000 ? text : "…" + text[^4000..];
 }

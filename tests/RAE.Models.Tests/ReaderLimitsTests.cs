@@ -41,6 +41,23 @@ public sealed class ReaderLimitsTests
     }
 
     [Fact]
+    public void ListsSharedThroughTheMemoAreRefusedWhenTheirTreeIsTooLargeToWalk()
+    {
+        // 60 levels of [x, x] are 2^61 nodes to any recursive walk (materializing, disposing, flattening): refused.
+        WithFile(WriteArchive(CraftedFiles.SharedListPickle(60)), path =>
+            AssertLimit(nameof(ReaderLimits.MaxPickleTreeNodes), path, () => PyTorchCheckpoint.Load(path)));
+        // 10 levels are 2^11 - 1 = 2047 lists as a tree: read at a limit of 2047, refused at 11 levels (4095).
+        var limits = new ReaderLimits { MaxPickleTreeNodes = 2047 };
+        WithFile(WriteArchive(CraftedFiles.SharedListPickle(10)), path =>
+        {
+            var root = Assert.IsType<List<object?>>(PyTorchCheckpoint.Load(path, limits: limits));
+            Assert.Equal(2, root.Count);
+        });
+        WithFile(WriteArchive(CraftedFiles.SharedListPickle(11)), path =>
+            AssertLimit(nameof(ReaderLimits.MaxPickleTreeNodes), path, () => PyTorchCheckpoint.Load(path, limits: limits)));
+    }
+
+    [Fact]
     public void ATupleKeyLargerThanTheKeyLimitIsRefused()
     {
         var limits = new ReaderLimits { MaxPickleKeyElements = 100 };

@@ -140,6 +140,41 @@ public sealed class DatasetBuilderTests
         Assert.Contains("IDX magic", Assert.Throws<InvalidDataException>(() => ImageSources.Open(folderWithBadMagic)).Message);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Idx_declared_sizes_cost_nothing_until_the_bytes_arrive(bool gzip)
+    {
+        // Two labels for images declared 2 x 32768 x 32768 (2 GiB) in a file of a few bytes: truncated, not allocated.
+        var folder = TestImages.TemporaryFolder();
+        TestImages.WriteIdx(folder, "train", 2, 2, 2, _ => 0, gzip);
+        var images = Path.Combine(folder, "train-images-idx3-ubyte" + (gzip ? ".gz" : ""));
+        var header = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, 0x803);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4), 2);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(8), 32768);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(12), 32767);
+        WriteIdxBytes(images, [.. header, 1, 2, 3], gzip);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var error = Assert.Throws<InvalidDataException>(() => IdxImageSource.Open(images));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 16 << 20, "the reader allocated from the declared size");
+        Assert.Contains($"declares {2L * 32768 * 32767} bytes of data, the file holds 3", error.Message);
+
+        // Dimensions whose product passes 2^31 (and, multiplied naively, 2^64) are refused by name.
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4), 16);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(8), int.MaxValue);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(12), int.MaxValue);
+        WriteIdxBytes(images, header, gzip);
+        Assert.Contains("declare more than", Assert.Throws<InvalidDataException>(() => IdxImageSource.Open(images)).Message);
+    }
+
+    private static void WriteIdxBytes(string path, byte[] bytes, bool gzip)
+    {
+        using var file = File.Create(path);
+        using Stream stream = gzip ? new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionLevel.Fastest) : file;
+        stream.Write(bytes);
+    }
+
     [Fact]
     public void Real_fashion_mnist_opens_when_installed()
     {
