@@ -13,7 +13,18 @@ public sealed record AllReduceProbe(
     [property: Id(6)] int Repetitions,
     [property: Id(7)] int ChunksInFlight,
     [property: Id(8)] CollectiveTransport Transport = CollectiveTransport.Ring,
-    [property: Id(9)] int RingPieceElements = 0);
+    [property: Id(9)] int RingPieceElements = 0,
+    [property: Id(10)] RingTlsMaterial? RingTls = null);
+
+/// <summary>
+/// Certificates for a ring probe over mutual TLS (a benchmark's throwaway set): this rank's PKCS#12 with its private key,
+/// its password, and the authority (DER) every peer must chain to.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record RingTlsMaterial(
+    [property: Id(0)] byte[] Pkcs12,
+    [property: Id(1)] string Password,
+    [property: Id(2)] byte[] Authority);
 
 /// <summary>
 /// Seconds of each timed all-reduce of one rank (after a barrier, so the ranks start together) and the largest

@@ -10,6 +10,9 @@ public sealed class RankDeviceOptions
 
     /// <summary>How ranks exchange gradients: the TCP ring (default) or the star through the group grain. CUDA ranks use NCCL where it loads.</summary>
     public CollectiveTransport Collective { get; set; } = CollectiveTransport.Ring;
+
+    /// <summary>Mutual TLS for the ring's connections with the silo's cluster certificates; null when the cluster runs without TLS.</summary>
+    public Collectives.Ring.RingTls? RingTls { get; set; }
 }
 
 public static class RaeStorage

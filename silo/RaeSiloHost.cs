@@ -13,6 +13,7 @@ using RAE.GrainInterfaces;
 using RAE.Models.Runtime;
 using RAE.Grains;
 using RAE.Grains.Checkpoints;
+using RAE.Grains.Collectives.Ring;
 using RAE.Grains.Datasets;
 using RAE.Grains.Placement;
 using RAE.Grains.Sampling;
@@ -58,7 +59,12 @@ public static class RaeSiloHost
         {
             ConfigureMembership(silo, options);
             ConfigureRaeSilo(silo, options);
-            if (tls is not null) silo.UseTls(tls.Certificate, tls.ConfigureSilo);
+            if (tls is not null)
+            {
+                silo.UseTls(tls.Certificate, tls.ConfigureSilo);
+                // Gradients travel rank to rank outside Orleans' connections: the ring gets the same certificates.
+                silo.Services.PostConfigure<RankDeviceOptions>(devices => devices.RingTls = new RingTls(tls.Certificate, tls.IsIssuedByAuthority));
+            }
             silo.AddDashboard();
         });
 

@@ -1,7 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using System.Security.Cryptography.X509Certificates;
 using RAE.GrainInterfaces;
+using RAE.Silo.Security;
 
 namespace RAE.Client.Bench;
 
@@ -51,6 +53,7 @@ public static class ClusterBenchmark
             var soloGrains = solo.Services.GetRequiredService<IClusterClient>();
 
             var allReduce = new List<AllReduceMeasurement>();
+            RingTlsMaterial? ringTls = null;
             foreach (var transport in settings.Transports)
             {
                 if (transport == CollectiveTransport.Ring)
@@ -61,6 +64,8 @@ public static class ClusterBenchmark
                         {
                             progress?.Invoke($"ring all-reduce of {settings.AllReduceElements:N0} elements in buckets of {bucket:N0}, pieces of {piece:N0} ...");
                             allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, bucket, 1, piece));
+                            progress?.Invoke("the same over mutual TLS ...");
+                            allReduce.Add(await MeasureAllReduceAsync(pairGrains, settings, transport, bucket, 1, piece, ringTls ??= BenchRingTls(root)));
                         }
                     }
                     continue;
@@ -123,19 +128,28 @@ public static class ClusterBenchmark
         return host;
     }
 
-    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, CollectiveTransport transport, int chunkElements, int chunksInFlight, int pieceElements)
+    /// <summary>A throwaway development authority and silo certificate (as `rae cluster certificates` makes) for the TLS ring probe.</summary>
+    private static RingTlsMaterial BenchRingTls(string root)
+    {
+        var files = DevelopmentCertificates.Create(Path.Combine(root, "ring-tls"));
+        using var authority = X509CertificateLoader.LoadCertificateFromFile(files.AuthorityPath);
+        return new RingTlsMaterial(File.ReadAllBytes(files.SiloCertificatePath), File.ReadAllText(files.PasswordPath), authority.RawData);
+    }
+
+    private static async Task<AllReduceMeasurement> MeasureAllReduceAsync(IClusterClient grains, ClusterBenchmarkSettings settings, CollectiveTransport transport, int chunkElements, int chunksInFlight, int pieceElements,
+        RingTlsMaterial? ringTls = null)
     {
         var silos = (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Keys.OrderBy(s => s.ToParsableString(), StringComparer.Ordinal).ToList();
         var group = "bench-allreduce-" + Guid.NewGuid().ToString("N");
         var results = await Task.WhenAll(silos.Select((silo, rank) =>
             grains.GetGrain<ICollectiveProbeGrain>(SiloBoundKey.Create(silo, ICollectiveProbeGrain.KeySuffix)).MeasureAllReduce(
-                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight, transport, pieceElements))));
+                new AllReduceProbe(group, rank, silos.Count, settings.AllReduceElements, chunkElements, settings.AllReduceWarmup, settings.AllReduceRepetitions, chunksInFlight, transport, pieceElements, ringTls))));
         // A repetition lasts until its slowest rank has the result.
         var seconds = Enumerable.Range(0, settings.AllReduceRepetitions).Select(i => results.Max(r => r.Seconds[i])).ToList();
         var bytes = 4L * settings.AllReduceElements;
         var median = TrainingStatistics.Median(seconds);
         var algorithmMegabytesPerSecond = bytes / 1e6 / median;
-        return new AllReduceMeasurement(transport.ToString(), settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, pieceElements, silos.Count,
+        return new AllReduceMeasurement(ringTls is null ? transport.ToString() : $"{transport}/TLS", settings.AllReduceElements, bytes, chunkElements, 4L * chunkElements, chunksInFlight, pieceElements, silos.Count,
             results.Select(r => r.SiloAddress).ToList(), seconds, median, algorithmMegabytesPerSecond, bytes / 1e6 / seconds.Min(),
             algorithmMegabytesPerSecond * 2 * (silos.Count - 1) / silos.Count, results.Max(r => r.MaxAbsoluteError));
     }

@@ -24,7 +24,8 @@ public sealed class CollectiveProbeGrain(IGrainFactory grainFactory, ILocalSiloD
         using ICollectiveCommunicator communicator = probe.Transport == CollectiveTransport.Orleans
             ? new OrleansCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, probe.ChunkElements, probe.ChunksInFlight)
             : new RingCollectiveCommunicator(grainFactory, probe.GroupKey, probe.Rank, probe.WorldSize, silo.SiloAddress.Endpoint.Address,
-                bucketElements: probe.ChunkElements, pieceElements: probe.RingPieceElements > 0 ? probe.RingPieceElements : RingCollectiveCommunicator.DefaultPieceElements);
+                bucketElements: probe.ChunkElements, pieceElements: probe.RingPieceElements > 0 ? probe.RingPieceElements : RingCollectiveCommunicator.DefaultPieceElements,
+                tls: probe.RingTls is null ? null : RingTls.FromMaterial(probe.RingTls));
 
         // Reduced in place, like a rank's gradient; the vector is refilled before each repetition, outside the timing.
         var reduced = new float[probe.Elements];

@@ -209,7 +209,7 @@ public sealed class RankGrain(
     /// <summary>The silo's transport (NCCL instead on a CUDA device where it loads); a ring listens on the silo's advertised address.</summary>
     private ICollectiveCommunicator Communicator(RankAssignment assignment, string device) =>
         CollectiveCommunicators.Create(deviceOptions.Value.Collective, device, grainFactory, assignment.GroupKey, assignment.Rank, assignment.WorldSize,
-            silo.SiloAddress.Endpoint.Address, logger);
+            silo.SiloAddress.Endpoint.Address, logger, deviceOptions.Value.RingTls);
 
     private RankWorkerContext Context(RankAssignment assignment, string device) =>
         new(assignment.Spec, assignment.Rank, assignment.WorldSize, device, deviceOptions.Value.ThreadsPerRank, assignment.JobId);

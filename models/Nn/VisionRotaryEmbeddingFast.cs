@@ -63,8 +63,21 @@ public sealed class VisionRotaryEmbeddingFast : nn.Module<Tensor, Tensor>
             cosTable = cosTable.repeat_interleave(length / tableLength, dim: 0);
             sinTable = sinTable.repeat_interleave(length / tableLength, dim: 0);
         }
-        return (input * cosTable + RotateHalf(input) * sinTable).MoveToOuterDisposeScope();
+        // x·cos + rotate_half(x)·sin as x·cos + swap_pairs(x)·(±sin): one flip instead of neg, two selects and a stack,
+        // whose backward allocated a zero-filled full-size gradient per select.
+        var signedSin = (sinTable.view(length, Dim, 2) * PairSigns(sinTable)).view(sinTable.shape);
+        return addcmul(input * cosTable, SwapPairs(input), signedSin, 1).MoveToOuterDisposeScope();
     }
+
+    /// <summary>(x₂ₘ, x₂ₘ₊₁) → (x₂ₘ₊₁, x₂ₘ): <see cref="RotateHalf"/> without the sign.</summary>
+    public static Tensor SwapPairs(Tensor input)
+    {
+        var shape = input.shape;
+        return input.reshape([.. shape[..^1], shape[^1] / 2, 2]).flip(-1).reshape(shape);
+    }
+
+    /// <summary>[−1, +1]: the signs rotate_half gives the swapped pair.</summary>
+    private static Tensor PairSigns(Tensor like) => tensor(new float[] { -1, 1 }, dtype: like.dtype, device: like.device);
 
     /// <summary>Adjacent pairs (x₂ₘ, x₂ₘ₊₁) → (−x₂ₘ₊₁, x₂ₘ) (interleaved, GPT-J style).</summary>
     public static Tensor RotateHalf(Tensor input)

@@ -13,12 +13,32 @@ public static class GradientClipping
         if (!(maxNorm > 0) || !double.IsFinite(maxNorm)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, "max_norm must be a finite number > 0");
         using var scope = NewDisposeScope();
         using var guard = no_grad();
-        var gradients = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
+        var gradients = Gradients(parameters);
         if (gradients.Count == 0) return 0.0;
-        var norms = stack(gradients.Select(g => linalg.vector_norm(g, 2)).ToArray());
-        var totalNorm = linalg.vector_norm(norms, 2);
+        var totalNorm = TotalNorm(gradients);
+        ScaleToMaxNorm(gradients, totalNorm, maxNorm);
+        return totalNorm.item<float>();
+    }
+
+    /// <summary>The gradients of <paramref name="parameters"/> that exist.</summary>
+    public static List<Tensor> Gradients(IEnumerable<Parameter> parameters) =>
+        parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
+
+    /// <summary>The total L2 norm as clip_grad_norm_ computes it: the norm of the per-gradient norms (a 0-d tensor).</summary>
+    public static Tensor TotalNorm(IReadOnlyList<Tensor> gradients)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        return linalg.vector_norm(stack(gradients.Select(g => linalg.vector_norm(g, 2)).ToArray()), 2).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The clipping half of <see cref="ClipGradNorm"/> with the total norm already measured (one pass over the gradients fewer).</summary>
+    public static void ScaleToMaxNorm(IReadOnlyList<Tensor> gradients, Tensor totalNorm, double maxNorm)
+    {
+        if (!(maxNorm > 0) || !double.IsFinite(maxNorm)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, "max_norm must be a finite number > 0");
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
         var coefficient = (maxNorm / (totalNorm + 1e-6)).clamp_max(1.0);
         foreach (var gradient in gradients) gradient.mul_(coefficient.to(gradient.dtype, gradient.device));
-        return totalNorm.item<float>();
     }
 }

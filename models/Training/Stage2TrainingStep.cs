@@ -122,13 +122,20 @@ public sealed class Stage2TrainingStep : IDisposable
     public OptimizerUpdate Update(GradientSynchronisation? synchronise = null, double? loss = null)
     {
         synchronise?.Invoke(_trainable);
-        var norm = GlobalNorm();
-        if (!double.IsFinite(norm) || loss is { } value && !double.IsFinite(value))
+        double norm;
+        using (var scope = NewDisposeScope())
         {
-            ZeroGradients();
-            throw new NonFiniteTrainingException(StepCount + 1, loss, norm);
+            // One pass over the gradients measures the norm for the guard, the report and the clipping.
+            var gradients = GradientClipping.Gradients(_trainable);
+            var totalNorm = gradients.Count == 0 ? null : GradientClipping.TotalNorm(gradients);
+            norm = totalNorm is null ? 0 : totalNorm.item<float>();
+            if (!double.IsFinite(norm) || loss is { } value && !double.IsFinite(value))
+            {
+                ZeroGradients();
+                throw new NonFiniteTrainingException(StepCount + 1, loss, norm);
+            }
+            if (ClipGrad is { } maxNorm && totalNorm is not null) GradientClipping.ScaleToMaxNorm(gradients, totalNorm, maxNorm);
         }
-        if (ClipGrad is { } maxNorm) norm = GradientClipping.ClipGradNorm(_trainable, maxNorm);
         var step = StepCount;
         Schedule.Apply(Optimizer, step);
         Optimizer.step();
@@ -136,13 +143,6 @@ public sealed class Stage2TrainingStep : IDisposable
         ZeroGradients();
         StepCount++;
         return new OptimizerUpdate(norm, Schedule.LearningRate(step));
-    }
-
-    private double GlobalNorm()
-    {
-        using var scope = NewDisposeScope();
-        var norms = _trainable.Where(p => p.grad is not null).Select(p => linalg.vector_norm(p.grad!, 2)).ToArray();
-        return norms.Length == 0 ? 0 : linalg.vector_norm(stack(norms), 2).item<float>();
     }
 
     public void Dispose() => Optimizer.Dispose();

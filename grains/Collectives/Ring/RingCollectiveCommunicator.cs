@@ -14,6 +14,7 @@ namespace RAE.Grains.Collectives.Ring;
 /// to its successor and accepts its predecessor. The group grain's abort (the coordinator abandoning the group) closes
 /// the connections at once, and any broken connection or a ring without progress for the group's timeout fails the
 /// operation with a <see cref="CollectiveException"/>: the coordinator treats that as a rank failure and re-forms.
+/// With <see cref="RingTls"/> (the silo runs cluster TLS) both connections are mutual TLS with the cluster certificates.
 /// Operations run one at a time, in the same order on every rank. The ring is not restarted after a failure: the
 /// group is re-formed with a new generation and new communicators.
 /// </summary>
@@ -33,6 +34,7 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
     private static readonly TimeSpan AbortPollInterval = TimeSpan.FromSeconds(30);
 
     private readonly ICollectiveGroupGrain _group;
+    private readonly RingTls? _tls;
     private readonly string _groupKey;
     private readonly Socket? _listener;
     private readonly ILogger _logger;
@@ -42,7 +44,7 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
     private int _busy;
 
     public RingCollectiveCommunicator(IGrainFactory grainFactory, string groupKey, int rank, int worldSize, IPAddress listenAddress,
-        ILogger? logger = null, int bucketElements = DefaultBucketElements, int pieceElements = DefaultPieceElements)
+        ILogger? logger = null, int bucketElements = DefaultBucketElements, int pieceElements = DefaultPieceElements, RingTls? tls = null)
     {
         ArgumentNullException.ThrowIfNull(grainFactory);
         ArgumentNullException.ThrowIfNull(listenAddress);
@@ -52,6 +54,7 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
         if (pieceElements < 1) throw new ArgumentOutOfRangeException(nameof(pieceElements), pieceElements, "Pieces need at least one element.");
         _group = grainFactory.GetGrain<ICollectiveGroupGrain>(groupKey);
         _groupKey = groupKey;
+        _tls = tls;
         _logger = logger ?? NullLogger.Instance;
         Rank = rank;
         WorldSize = worldSize;
@@ -144,16 +147,16 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
         var nextName = $"rank {nextRank} ({next.Host}:{next.Port})";
         var previousName = $"rank {previousRank} ({previous.Host}:{previous.Port})";
         var accept = Task.Factory.StartNew(
-            () => RingHandshake.AcceptPredecessor(_listener!, new RingHello(_groupKey, rendezvous.Token, previousRank, WorldSize), rendezvous.Timeout, previousName),
+            () => RingHandshake.AcceptPredecessor(_listener!, new RingHello(_groupKey, rendezvous.Token, previousRank, WorldSize), rendezvous.Timeout, previousName, _tls),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        Socket? toNext = null;
+        RingConnection? toNext = null;
         try
         {
             toNext = await Task.Factory.StartNew(
-                () => RingHandshake.Connect(next, new RingHello(_groupKey, rendezvous.Token, Rank, WorldSize), rendezvous.Timeout, nextName),
+                () => RingHandshake.Connect(next, new RingHello(_groupKey, rendezvous.Token, Rank, WorldSize), rendezvous.Timeout, nextName, _tls),
                 CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             var fromPrevious = await accept;
-            foreach (var socket in new[] { toNext, fromPrevious })
+            foreach (var socket in new[] { toNext.Socket, fromPrevious.Socket })
                 socket.ReceiveTimeout = socket.SendTimeout = RingHandshake.Milliseconds(rendezvous.Timeout);
             // Nobody else may connect once the ring is formed: a stray peer now finds the port closed.
             _listener!.Dispose();
@@ -164,7 +167,8 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
                 throw new ObjectDisposedException(nameof(RingCollectiveCommunicator), "The communicator was disposed while its ring was forming.");
             }
             WatchForAbort(links);
-            _logger.LogInformation("Ring of group {Group}: rank {Rank}/{World} sends to {Next} and receives from {Previous}", _groupKey, Rank, WorldSize, nextName, previousName);
+            _logger.LogInformation("Ring of group {Group}: rank {Rank}/{World} sends to {Next} and receives from {Previous} ({Security})", _groupKey, Rank, WorldSize,
+                nextName, previousName, _tls is null ? "token-authenticated TCP" : "mutual TLS");
             return links;
         }
         catch

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Text;
 using RAE.GrainInterfaces;
@@ -10,8 +11,24 @@ namespace RAE.Grains.Collectives.Ring;
 /// group's random token from the collective grain, its own rank and the world size.</summary>
 public sealed record RingHello(string Group, byte[] Token, int Rank, int WorldSize);
 
+/// <summary>A ring connection: the socket and the stream that carries its bytes (the socket itself, or TLS over it).</summary>
+public sealed class RingConnection(Socket socket, Stream stream) : IDisposable
+{
+    public Socket Socket { get; } = socket;
+
+    public Stream Stream { get; } = stream;
+
+    /// <summary>Closes the socket first, so a transfer blocked on another thread fails at once, then the stream.</summary>
+    public void Dispose()
+    {
+        Socket.Dispose();
+        Stream.Dispose();
+    }
+}
+
 /// <summary>
-/// The opening exchange of a ring connection. The connecting rank sends "RAERING1", the 16-byte token, its rank, the
+/// The opening exchange of a ring connection. With <see cref="RingTls"/> the mutual TLS handshake comes first and the
+/// exchange runs inside it; a peer whose certificate the authority did not issue is refused there. The connecting rank sends "RAERING1", the 16-byte token, its rank, the
 /// world size and the UTF-8 group key; the listening rank answers one byte (1: accepted) or 0 followed by the reason.
 /// A connection of another job, of a stale generation (whose group key or token differs), or from a rank that is not
 /// the listener's predecessor is refused and closed; the listener keeps waiting for its real predecessor.
@@ -25,45 +42,51 @@ public static class RingHandshake
 
     /// <summary>Connects to <paramref name="endpoint"/>, presents <paramref name="hello"/> and returns the accepted socket;
     /// a refusal or a silent listener is a <see cref="CollectiveException"/> that names the peer and the reason.</summary>
-    public static Socket Connect(RingEndpoint endpoint, RingHello hello, TimeSpan timeout, string peer)
+    public static RingConnection Connect(RingEndpoint endpoint, RingHello hello, TimeSpan timeout, string peer, RingTls? tls = null)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Stream? stream = null;
         try
         {
             socket.ReceiveTimeout = socket.SendTimeout = Milliseconds(timeout);
             var connect = socket.ConnectAsync(endpoint.Host, endpoint.Port);
             if (!connect.Wait(timeout))
                 throw new CollectiveException($"Ring: {peer} at {endpoint.Host}:{endpoint.Port} did not accept a connection within {timeout.TotalSeconds:0.#} s.");
-            var refusal = Offer(socket, hello);
-            if (refusal is null) return socket;
+            stream = tls is null ? new NetworkStream(socket, ownsSocket: true) : tls.AuthenticateAsClient(socket, timeout);
+            var refusal = Offer(stream, hello);
+            if (refusal is null) return new RingConnection(socket, stream);
             throw new CollectiveException($"Ring: {peer} at {endpoint.Host}:{endpoint.Port} refused the connection: {refusal}");
         }
-        catch (Exception error) when (error is SocketException or EndOfStreamException or AggregateException or IOException)
+        catch (Exception error) when (error is SocketException or EndOfStreamException or AggregateException or IOException or AuthenticationException)
         {
+            stream?.Dispose();
             socket.Dispose();
-            throw new CollectiveException($"Ring: could not connect to {peer} at {endpoint.Host}:{endpoint.Port}: {(error as AggregateException)?.InnerException?.Message ?? error.Message}", error);
+            // Under TLS 1.3 a peer that refuses this rank's certificate does so after the client's handshake: the hello then meets a closed connection.
+            var hint = tls is null || error is AuthenticationException ? "" : " (over TLS: the peer closes the connection when it refuses this rank's certificate)";
+            throw new CollectiveException($"Ring: could not connect to {peer} at {endpoint.Host}:{endpoint.Port}: {(error as AggregateException)?.InnerException?.Message ?? error.Message}{hint}", error);
         }
         catch
         {
+            stream?.Dispose();
             socket.Dispose();
             throw;
         }
     }
 
     /// <summary>Presents <paramref name="hello"/> on a connected socket: null when the listener accepted it, else its reason.</summary>
-    public static string? Offer(Socket socket, RingHello hello)
+    public static string? Offer(Stream stream, RingHello hello)
     {
-        Write(socket, hello);
+        Write(stream, hello);
         Span<byte> answer = stackalloc byte[1];
-        SocketIo.ReceiveExactly(socket, answer);
-        return answer[0] == 1 ? null : ReadString(socket, MaxReasonBytes);
+        stream.ReadExactly(answer);
+        return answer[0] == 1 ? null : ReadString(stream, MaxReasonBytes);
     }
 
     /// <summary>
     /// Accepts connections on <paramref name="listener"/> until the one from <paramref name="expected"/>'s rank arrives with
     /// the right group and token; every other one is refused with its reason. Fails after <paramref name="timeout"/>.
     /// </summary>
-    public static Socket AcceptPredecessor(Socket listener, RingHello expected, TimeSpan timeout, string peer)
+    public static RingConnection AcceptPredecessor(Socket listener, RingHello expected, TimeSpan timeout, string peer, RingTls? tls = null)
     {
         var deadline = DateTime.UtcNow + timeout;
         var refusals = new List<string>();
@@ -78,23 +101,27 @@ public static class RingHandshake
             // Polled in slices: Socket.Poll takes at most int.MaxValue microseconds.
             if (!listener.Poll(remaining < PollSlice ? remaining : PollSlice, SelectMode.SelectRead)) continue;
             var candidate = listener.Accept();
+            Stream? stream = null;
             try
             {
                 candidate.NoDelay = true;
-                candidate.ReceiveTimeout = candidate.SendTimeout = Milliseconds(TimeSpan.FromSeconds(Math.Clamp(remaining.TotalSeconds, 0.1, 10)));
-                var reason = Check(Read(candidate), expected);
+                var handshakeTimeout = TimeSpan.FromSeconds(Math.Clamp(remaining.TotalSeconds, 0.1, 10));
+                candidate.ReceiveTimeout = candidate.SendTimeout = Milliseconds(handshakeTimeout);
+                stream = tls is null ? new NetworkStream(candidate, ownsSocket: true) : tls.AuthenticateAsServer(candidate, handshakeTimeout);
+                var reason = Check(Read(stream), expected);
                 if (reason is null)
                 {
-                    candidate.Send([1]);
-                    return candidate;
+                    stream.Write([1]);
+                    return new RingConnection(candidate, stream);
                 }
                 refusals.Add(reason);
-                Refuse(candidate, reason);
+                Refuse(stream, reason);
             }
-            catch (Exception error) when (error is SocketException or EndOfStreamException or InvalidDataException)
+            catch (Exception error) when (error is SocketException or EndOfStreamException or InvalidDataException or IOException or AuthenticationException)
             {
                 refusals.Add(error.Message);
             }
+            stream?.Dispose();
             candidate.Dispose();
         }
     }
@@ -113,7 +140,7 @@ public static class RingHandshake
         return null;
     }
 
-    public static void Write(Socket socket, RingHello hello)
+    public static void Write(Stream stream, RingHello hello)
     {
         var group = Encoding.UTF8.GetBytes(hello.Group);
         if (group.Length > MaxGroupKeyBytes) throw new ArgumentException($"Group key of {group.Length} bytes exceeds {MaxGroupKeyBytes}.", nameof(hello));
@@ -126,13 +153,13 @@ public static class RingHandshake
         BinaryPrimitives.WriteInt32LittleEndian(numbers[4..], hello.WorldSize);
         BinaryPrimitives.WriteInt32LittleEndian(numbers[8..], group.Length);
         group.CopyTo(numbers[12..]);
-        SocketIo.SendAll(socket, message);
+        stream.Write(message);
     }
 
-    private static RingHello Read(Socket socket)
+    private static RingHello Read(Stream stream)
     {
         Span<byte> head = stackalloc byte[Magic.Length + 16 + 12];
-        SocketIo.ReceiveExactly(socket, head);
+        stream.ReadExactly(head);
         if (!head[..Magic.Length].SequenceEqual(Magic)) throw new InvalidDataException("a connection that is not a RAE ring peer was closed");
         var token = head.Slice(Magic.Length, 16).ToArray();
         var numbers = head[(Magic.Length + 16)..];
@@ -141,47 +168,28 @@ public static class RingHandshake
         var groupBytes = BinaryPrimitives.ReadInt32LittleEndian(numbers[8..]);
         if (groupBytes is < 0 or > MaxGroupKeyBytes) throw new InvalidDataException($"a ring hello announced a group key of {groupBytes} bytes");
         var group = new byte[groupBytes];
-        SocketIo.ReceiveExactly(socket, group);
+        stream.ReadExactly(group);
         return new RingHello(Encoding.UTF8.GetString(group), token, rank, world);
     }
 
-    private static void Refuse(Socket socket, string reason)
+    private static void Refuse(Stream stream, string reason)
     {
         var text = Encoding.UTF8.GetBytes(reason);
         var message = new byte[5 + text.Length];
         BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(1), text.Length);
         text.CopyTo(message, 5);
-        SocketIo.SendAll(socket, message);
+        stream.Write(message);
     }
 
-    private static string ReadString(Socket socket, int limit)
+    private static string ReadString(Stream stream, int limit)
     {
         Span<byte> length = stackalloc byte[4];
-        SocketIo.ReceiveExactly(socket, length);
+        stream.ReadExactly(length);
         var count = Math.Clamp(BinaryPrimitives.ReadInt32LittleEndian(length), 0, limit);
         var text = new byte[count];
-        SocketIo.ReceiveExactly(socket, text);
+        stream.ReadExactly(text);
         return Encoding.UTF8.GetString(text);
     }
 
     internal static int Milliseconds(TimeSpan timeout) => (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue);
-}
-
-/// <summary>Blocking whole-buffer socket transfers (the ring runs them on its own threads, never on a grain turn).</summary>
-internal static class SocketIo
-{
-    public static void SendAll(Socket socket, ReadOnlySpan<byte> bytes)
-    {
-        while (bytes.Length > 0) bytes = bytes[socket.Send(bytes)..];
-    }
-
-    public static void ReceiveExactly(Socket socket, Span<byte> bytes)
-    {
-        while (bytes.Length > 0)
-        {
-            var received = socket.Receive(bytes);
-            if (received == 0) throw new EndOfStreamException("the peer closed the connection");
-            bytes = bytes[received..];
-        }
-    }
 }

@@ -13,7 +13,7 @@ namespace RAE.Grains.Collectives.Ring;
 /// Any failure (the peer closed, no progress within the timeout, <see cref="Break"/>) closes both sockets: the
 /// neighbours then fail too, so the whole ring stops and every rank reports a <see cref="CollectiveException"/>.
 /// </summary>
-internal sealed class RingLinks(Socket toNext, string next, Socket fromPrevious, string previous, TimeSpan timeout) : IDisposable
+internal sealed class RingLinks(RingConnection toNext, string next, RingConnection fromPrevious, string previous, TimeSpan timeout) : IDisposable
 {
     private const int HeaderBytes = 16;
     private string? _broken;
@@ -60,11 +60,13 @@ internal sealed class RingLinks(Socket toNext, string next, Socket fromPrevious,
     {
         // Once the ring is broken (by the first failure, an abort or disposal), that is the cause of what follows.
         if (BrokenReason is { } reason) return reason;
-        return error switch
+        // Streams (plain or TLS) report socket failures as IOException around the SocketException.
+        var cause = error is IOException { InnerException: SocketException socketError } ? socketError : error;
+        return cause switch
         {
             SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
                 $"no progress on the ring for {timeout.TotalSeconds:0.#} s (the collective timeout); {(previous == next ? previous : $"{previous} or {next}")} may be hung",
-            EndOfStreamException or SocketException or ObjectDisposedException =>
+            EndOfStreamException or SocketException or ObjectDisposedException or IOException =>
                 $"a ring connection closed ({error.Message}): {(previous == next ? previous : $"{previous} or {next}")} is gone, failed or saw the group aborted",
             _ => error.Message,
         };
@@ -80,8 +82,8 @@ internal sealed class RingLinks(Socket toNext, string next, Socket fromPrevious,
             BinaryPrimitives.WriteInt64LittleEndian(header, operation);
             BinaryPrimitives.WriteInt32LittleEndian(header[8..], index);
             BinaryPrimitives.WriteInt32LittleEndian(header[12..], send.Count);
-            SocketIo.SendAll(toNext, header);
-            SocketIo.SendAll(toNext, MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count)));
+            toNext.Stream.Write(header);
+            toNext.Stream.Write(MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count)));
         }
     }
 
@@ -92,19 +94,19 @@ internal sealed class RingLinks(Socket toNext, string next, Socket fromPrevious,
         for (var index = 0; index < schedule.Receives.Length; index++)
         {
             var receive = schedule.Receives[index];
-            SocketIo.ReceiveExactly(fromPrevious, header);
+            fromPrevious.Stream.ReadExactly(header);
             var (op, message, count) = (BinaryPrimitives.ReadInt64LittleEndian(header), BinaryPrimitives.ReadInt32LittleEndian(header[8..]), BinaryPrimitives.ReadInt32LittleEndian(header[12..]));
             if (op != operation || message != index || count != receive.Count)
                 throw new CollectiveException($"Ring out of step: {previous} sent operation {op} message {message} ({count} values), this rank expected operation {operation} message {index} ({receive.Count} values); do all ranks call the same collectives with the same lengths?");
             var target = data.AsSpan(receive.Offset, receive.Count);
             if (receive.Arrival == RingArrival.Copy)
             {
-                SocketIo.ReceiveExactly(fromPrevious, MemoryMarshal.AsBytes(target));
+                fromPrevious.Stream.ReadExactly(MemoryMarshal.AsBytes(target));
             }
             else
             {
                 var incoming = scratch.AsSpan(0, receive.Count);
-                SocketIo.ReceiveExactly(fromPrevious, MemoryMarshal.AsBytes(incoming));
+                fromPrevious.Stream.ReadExactly(MemoryMarshal.AsBytes(incoming));
                 Add(incoming, target);
                 if (receive.Arrival == RingArrival.AddThenDivide) Divide(target, divisor);
             }

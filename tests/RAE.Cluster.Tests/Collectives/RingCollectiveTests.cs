@@ -159,7 +159,8 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
         socket.Connect(endpoint.Host, endpoint.Port);
         return Task.Run(() =>
         {
-            using (socket) return RingHandshake.Offer(socket, hello);
+            using var stream = new NetworkStream(socket, ownsSocket: true);
+            return RingHandshake.Offer(stream, hello);
         });
     }
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 using RAE.GrainInterfaces;
+using RAE.Grains;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Options;
 using RAE.Client.Cluster;
@@ -24,6 +25,8 @@ public sealed class TlsSiloFixture : IAsyncLifetime
     public DevelopmentCertificateFiles Foreign { get; private set; } = null!;
     public int GatewayPort { get; } = FreePort();
     public const string ClusterId = "tls-test";
+
+    public IServiceProvider Services => _app!.Services;
 
     public async Task InitializeAsync()
     {
@@ -88,6 +91,18 @@ public sealed class MutualTlsTests(TlsSiloFixture silo) : IClassFixture<TlsSiloF
         Assert.NotNull(await client.ListJobsAsync());
         var status = await client.GetClusterStatusAsync();
         Assert.Single(status.Silos);
+    }
+
+    [Fact]
+    public void RankRingsUseTheSilosCertificateAndTrustOnlyItsAuthority()
+    {
+        var ring = silo.Services.GetRequiredService<IOptions<RankDeviceOptions>>().Value.RingTls;
+        Assert.NotNull(ring);
+        using var own = X509CertificateLoader.LoadPkcs12FromFile(silo.Cluster.SiloCertificatePath, File.ReadAllText(silo.Cluster.PasswordPath));
+        using var foreign = X509CertificateLoader.LoadPkcs12FromFile(silo.Foreign.SiloCertificatePath, File.ReadAllText(silo.Foreign.PasswordPath));
+        Assert.Equal(own.Thumbprint, ring.Certificate.Thumbprint);
+        Assert.True(ring.IsTrustedPeer(own));
+        Assert.False(ring.IsTrustedPeer(foreign));
     }
 
     [Fact]
