@@ -49,6 +49,8 @@ public sealed partial class TrainingCoordinatorGrain
             {
                 _queuePosition = grant.QueuePosition;
                 LogQueued(JobId, least, _queuePosition ?? 0, grant.FreeDevices);
+                // The registry learns of a job (one started under its own id too) and its state while it waits.
+                await ReportAsync();
             }
             if (Cancelling) throw new OperationCanceledException($"Job '{JobId}' was cancelled while it waited for devices.");
             DelayDeactivation(TimeSpan.FromMinutes(10));
