@@ -1,5 +1,7 @@
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using RAE.Cluster.Tests.Client;
+using RAE.GrainInterfaces;
 
 namespace RAE.Cluster.Tests.Scheduling;
 
@@ -11,17 +13,22 @@ public sealed class CliQueueTests(CliSiloFixture silo) : IClassFixture<CliSiloFi
 
     private static string Config => Cli.RepositoryFile("configs/tiny/stage2-ddt-tiny.yaml");
 
+    /// <summary>Polled through the silo's own grain factory: a CLI client per poll would cost a connection each time.</summary>
+    private ITrainingCoordinatorGrain Coordinator(string jobId) =>
+        silo.Services.GetRequiredService<IGrainFactory>().GetGrain<ITrainingCoordinatorGrain>(jobId);
+
     [Fact]
     public async Task OnOneDeviceTheSecondJobWaitsVisiblyInTheQueueAndRunsWhenTheFirstIsCancelled()
     {
-        var (firstExit, _, firstError) = await Rae("train", Config, "--workload", "tiny-mlp", "--set", "training.max_steps=1000000", "--set", "training.ckpt_every=1000000", "--job-id", "train-queue-first");
-        Assert.True(firstExit == 0, firstError);
-        await SchedulingTests.WaitUntilAsync(async () => await StateAsync("train-queue-first") == "Running", "the first job runs");
+        // The first job holds the one device until it is cancelled (slow steps, so it leaves the CPU to the rest).
+        var first = Coordinator("train-queue-first");
+        await first.Start(SchedulingTests.Spec(ranks: 1, steps: 1_000_000, TimeSpan.FromMilliseconds(50)));
+        await SchedulingTests.WaitUntilAsync(async () => (await first.GetStatus()).State == JobState.Running, "the first job runs");
         var (secondExit, secondOutput, secondError) = await Rae("train", Config, "--workload", "tiny-mlp", "--set", "training.max_steps=4", "--set", "training.ckpt_every=2", "--job-id", "train-queue-second");
         Assert.True(secondExit == 0, secondError);
         Assert.Contains("submitted train-queue-second", secondOutput);
-        await SchedulingTests.WaitUntilAsync(async () => (await ShowAsync("train-queue-second")).TryGetProperty("queuePosition", out var place) && place.ValueKind == JsonValueKind.Number,
-            "the second job waits in the queue");
+        var second = Coordinator("train-queue-second");
+        await SchedulingTests.WaitUntilAsync(async () => (await second.GetStatus()).QueuePosition == 1, "the second job waits in the queue");
 
         var (statusExit, statusJson, statusError) = await Rae("cluster", "status", "--json");
         Assert.True(statusExit == 0, statusError);
@@ -35,29 +42,16 @@ public sealed class CliQueueTests(CliSiloFixture silo) : IClassFixture<CliSiloFi
         var (_, statusText, _) = await Rae("cluster", "status");
         Assert.Contains("queue: 1 job(s) wait for devices", statusText);
         Assert.Matches(@"1\. train-queue-second: needs 1 rank\(s\)", statusText);
-        var (_, showText, _) = await Rae("jobs", "show", "train-queue-second");
+        var (showExit, showText, showError) = await Rae("jobs", "show", "train-queue-second");
+        Assert.True(showExit == 0, showError);
         Assert.Contains("queued     place 1 in the device queue", showText);
         Assert.Contains("state      Pending", showText);
 
         var (cancelExit, _, cancelError) = await Rae("jobs", "cancel", "train-queue-first");
         Assert.True(cancelExit == 0, cancelError);
-        await SchedulingTests.WaitUntilAsync(async () => await StateAsync("train-queue-second") == "Completed",
-            "the queued job runs once the device is free");
-        Assert.Equal("Cancelled", await StateAsync("train-queue-first"));
+        await SchedulingTests.WaitUntilAsync(async () => (await second.GetStatus()).State == JobState.Completed, "the queued job runs once the device is free");
+        Assert.Equal(JobState.Cancelled, (await first.GetStatus()).State);
         var (_, afterText, _) = await Rae("cluster", "status");
         Assert.Contains("queue: no job waits for devices", afterText);
     }
-
-    /// <summary>The job's status as `rae jobs show --json` prints it; an empty object while the registry does not know the job yet.</summary>
-    private async Task<JsonElement> ShowAsync(string jobId)
-    {
-        var (exitCode, output, error) = await Rae("jobs", "show", jobId, "--json");
-        if (exitCode == 1 && error.Contains($"'{jobId}' is unknown", StringComparison.Ordinal)) output = "{}";
-        else Assert.True(exitCode == 0, error);
-        using var document = JsonDocument.Parse(output);
-        return document.RootElement.Clone();
-    }
-
-    private async Task<string?> StateAsync(string jobId) =>
-        (await ShowAsync(jobId)).TryGetProperty("state", out var state) ? state.GetString() : null;
 }
