@@ -41,6 +41,7 @@ public sealed class DeviceSchedulerGrain(
         var active = await ActiveSlotsAsync();
         var changed = ForgetGoneDevices(active) | ForgetJobsThatStoppedAsking(now);
         var excluded = request.Excluded.ToHashSet(StringComparer.Ordinal);
+        if (!HasEnoughFree(request.JobId, active, excluded, sizes[0])) changed |= await ForgetEndedHoldersAsync(request.JobId);
         var kept = active.Where(slot => LeasedTo(slot) == request.JobId && !excluded.Contains(slot.RankGrainKey)).ToList();
         var free = active.Where(slot => LeasedTo(slot) is null && !excluded.Contains(slot.RankGrainKey)).ToList();
         var place = State.Queue.FindIndex(entry => entry.JobId == request.JobId);
@@ -103,6 +104,41 @@ public sealed class DeviceSchedulerGrain(
 
     public Task<SchedulerSnapshot> Snapshot() =>
         Task.FromResult(new SchedulerSnapshot(State.Leases.Values.OrderBy(lease => lease.Slot.RankGrainKey, StringComparer.Ordinal).ToList(), State.Queue.ToList()));
+
+    private bool HasEnoughFree(string jobId, List<RankSlot> active, HashSet<string> excluded, int least) =>
+        active.Count(slot => (LeasedTo(slot) is null || LeasedTo(slot) == jobId) && !excluded.Contains(slot.RankGrainKey)) >= least;
+
+    /// <summary>
+    /// Before a job is made to wait, the holders of leases are asked whether they still run: a job that ended without
+    /// giving its devices back (its release was lost) must not keep them from the queue for ever.
+    /// </summary>
+    private async Task<bool> ForgetEndedHoldersAsync(string asking)
+    {
+        var holders = State.Leases.Values.Select(lease => lease.JobId).Where(job => job != asking).Distinct(StringComparer.Ordinal).ToList();
+        var ended = new List<string>();
+        foreach (var holder in holders)
+        {
+            try
+            {
+                var status = await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(holder).GetStatus().WaitAsync(SiloAgents.AnswerTimeout);
+                if (status.State is JobState.Completed or JobState.Failed or JobState.Cancelled) ended.Add(holder);
+            }
+            catch (RaeJobException)
+            {
+                ended.Add(holder); // no such job
+            }
+            catch (Exception error) when (error is TimeoutException or OrleansException)
+            {
+                logger.LogDebug(error, "Job {JobId} did not say whether it still runs; its devices stay leased", holder);
+            }
+        }
+        foreach (var job in ended)
+        {
+            foreach (var key in State.Leases.Where(pair => pair.Value.JobId == job).Select(pair => pair.Key).ToList()) State.Leases.Remove(key);
+            logger.LogWarning("Job {JobId} ended without giving its devices back; they are free again", job);
+        }
+        return ended.Count > 0;
+    }
 
     private string? LeasedTo(RankSlot slot) => State.Leases.TryGetValue(slot.RankGrainKey, out var lease) ? lease.JobId : null;
 

@@ -99,6 +99,21 @@ public sealed class SchedulingTests(ClusterFixture fixture)
         await WaitUntilAsync(async () => !(await hung.HeldJobs()).Contains(jobId), "the evicted rank let the job go", stall * 3);
     }
 
+    [Fact]
+    public async Task DevicesLeasedToAJobThatDoesNotRunAreFreedBeforeAnotherJobIsMadeToWait()
+    {
+        var scheduler = fixture.Grains.GetGrain<IDeviceSchedulerGrain>(IDeviceSchedulerGrain.DefaultKey);
+        // A lease whose release was lost: its holder is no job the cluster knows.
+        var leaked = await scheduler.Request(new RankRequest("train-lost-release", [3], []));
+        Assert.Equal(3, leaked.Slots.Count);
+
+        var jobId = await Registry.SubmitTraining(Spec(ranks: 2, steps: 2, TimeSpan.Zero));
+        var status = await fixture.WaitForEndAsync(jobId);
+        Assert.Equal(JobState.Completed, status.State);
+        Assert.Equal(2, status.Ranks.Count);
+        Assert.DoesNotContain((await scheduler.Snapshot()).Leases, lease => lease.JobId == "train-lost-release");
+    }
+
     internal static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
