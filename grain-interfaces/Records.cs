@@ -22,6 +22,9 @@ public sealed record TrainingJobSpec
     [Id(0)] public string Workload { get; init; } = TinyMlpOptions.WorkloadName;
     /// <summary>Data-parallel ranks wanted; the job uses at most this many and re-forms with fewer when silos go.</summary>
     [Id(1)] public int Ranks { get; init; } = 1;
+    /// <summary>The least ranks the job starts with (it waits in the queue until it gets them); null: exactly <see cref="Ranks"/>.
+    /// A job with fewer than <see cref="Ranks"/> grows onto free devices at its checkpoints.</summary>
+    [Id(17)] public int? MinRanks { get; init; }
     /// <summary>Samples per optimizer step over all ranks: ranks x micro-batch x accumulation.</summary>
     [Id(2)] public int GlobalBatchSize { get; init; } = 8;
     [Id(3)] public int GradientAccumulation { get; init; } = 1;
@@ -48,6 +51,12 @@ public sealed record TrainingJobSpec
     [Id(16)] public int MaxAttempts { get; init; } = DefaultMaxAttempts;
 
     public const int DefaultMaxAttempts = 5;
+
+    /// <summary>The least ranks the job starts with: <see cref="MinRanks"/>, else <see cref="Ranks"/>.</summary>
+    public int MinimumRanks => MinRanks ?? Ranks;
+
+    /// <summary>"N", or "MIN..MAX" for a range.</summary>
+    public string DescribeRanks() => MinimumRanks == Ranks ? $"{Ranks}" : $"{MinimumRanks}..{Ranks}";
 }
 
 /// <summary>The "tiny-mlp" stand-in workload: input features, hidden width, data set size, and an extra delay per gradient
@@ -61,6 +70,11 @@ public sealed record TinyMlpOptions
     [Id(1)] public int Hidden { get; init; } = 16;
     [Id(2)] public int DatasetSize { get; init; } = 1024;
     [Id(3)] public TimeSpan StepDelay { get; init; }
+    /// <summary>Stands in for a hung worker: rank <see cref="StallRank"/> (none when negative) blocks its gradient
+    /// computation of step <see cref="StallAtStep"/> for <see cref="StallFor"/>, once per process and job.</summary>
+    [Id(4)] public int StallRank { get; init; } = -1;
+    [Id(5)] public long StallAtStep { get; init; }
+    [Id(6)] public TimeSpan StallFor { get; init; }
 
     /// <summary>The problems of these options, empty when they are valid.</summary>
     public IEnumerable<string> Problems()
@@ -69,6 +83,7 @@ public sealed record TinyMlpOptions
         if (Hidden < 1) yield return $"TinyMlp.Hidden must be positive, got {Hidden}";
         if (DatasetSize < 1) yield return $"TinyMlp.DatasetSize must be positive, got {DatasetSize}";
         if (StepDelay < TimeSpan.Zero) yield return $"TinyMlp.StepDelay must be zero or positive, got {StepDelay}";
+        if (StallFor < TimeSpan.Zero) yield return $"TinyMlp.StallFor must be zero or positive, got {StallFor}";
     }
 }
 
@@ -153,6 +168,8 @@ public sealed record TrainingJobStatus
     [Id(14)] public string? LastError { get; init; }
     /// <summary>True once a cancel was requested (persisted): the job ends Cancelled even if its silo is lost first.</summary>
     [Id(15)] public bool CancelRequested { get; init; }
+    /// <summary>The job's place in the device queue (1 = next) while it waits for its ranks; null when it does not wait.</summary>
+    [Id(16)] public int? QueuePosition { get; init; }
 }
 
 public enum JobKind

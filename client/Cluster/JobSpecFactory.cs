@@ -26,6 +26,17 @@ public static class JobSpecFactory
     public static TrainingJobSpec Training(RaeConfig config, string workload, int ranks, long? latentDatasetSize = null) =>
         TrainingJobSpecs.FromConfig(config, ranks, workload, latentDatasetSize);
 
+    /// <summary>The training spec for a range of ranks: the global batch is the configuration's for MAX ranks and must
+    /// split evenly over MIN (<see cref="Commands.UsageException"/> otherwise); the job starts with MIN and grows up to MAX.</summary>
+    public static TrainingJobSpec Training(RaeConfig config, string workload, RankRange ranks, long? latentDatasetSize = null)
+    {
+        var spec = TrainingJobSpecs.FromConfig(config, ranks.Max, workload, latentDatasetSize);
+        if (ranks.Min == ranks.Max) return spec;
+        if (spec.GlobalBatchSize % (ranks.Min * spec.GradientAccumulation) != 0)
+            throw new Commands.UsageException($"--ranks {ranks}: the global batch {spec.GlobalBatchSize} does not split over {ranks.Min} rank(s) x {spec.GradientAccumulation} accumulation step(s)");
+        return spec with { MinRanks = ranks.Min };
+    }
+
     /// <summary>
     /// The sampling spec. A training job named by <paramref name="source"/> is passed as the spec's source: the sampling
     /// job resolves its committed checkpoint (the step, or the latest) and its workers read the weights from the payload.

@@ -170,7 +170,8 @@ public sealed class RaeClient : IAsyncDisposable
                 stats?.EnvironmentStatistics.FilteredCpuUsagePercentage, stats?.EnvironmentStatistics.FilteredMemoryUsageBytes, stats?.ActivationCount ?? 0));
         }
         var workloads = await Registry.GetWorkloads();
-        return new ClusterStatusReport(silos, jobs.Count(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering), workloads);
+        var scheduled = await Grains.GetGrain<IDeviceSchedulerGrain>(IDeviceSchedulerGrain.DefaultKey).Snapshot();
+        return new ClusterStatusReport(silos, jobs.Count(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering), workloads, scheduled.Queue);
     }
 
     public Task<string> SubmitTrainingAsync(TrainingJobSpec spec) => Registry.SubmitTraining(spec);
@@ -296,4 +297,5 @@ public sealed record SiloStatus(
     IReadOnlyList<string> Devices, int ThreadsPerRank, IReadOnlyList<RankStatus> Ranks,
     float? CpuUsagePercent, long? MemoryUsageBytes, int Activations);
 
-public sealed record ClusterStatusReport(IReadOnlyList<SiloStatus> Silos, int ActiveJobs, IReadOnlyList<WorkloadOffer> Workloads);
+/// <summary>The cluster as `rae cluster status` shows it; <paramref name="Queue"/>: training jobs waiting for devices, next first.</summary>
+public sealed record ClusterStatusReport(IReadOnlyList<SiloStatus> Silos, int ActiveJobs, IReadOnlyList<WorkloadOffer> Workloads, IReadOnlyList<QueuedJob> Queue);

@@ -6,7 +6,7 @@ namespace RAE.Client.Commands;
 
 /// <summary>
 /// `rae cluster status`: every active silo with its devices, ranks (and the job using each), CPU, memory and activations,
-/// then the training and sampling workloads the silos offer and where.
+/// the training jobs that wait for devices (in queue order), then the training and sampling workloads the silos offer and where.
 /// </summary>
 public sealed class ClusterStatusCommand : ClusterCommand
 {
@@ -36,6 +36,13 @@ public sealed class ClusterStatusCommand : ClusterCommand
                 ctx.Output.WriteLine($"{silo.Address,-28} {silo.Status,-8} {string.Join(",", silo.Devices),-16} {busy + "/" + silo.Ranks.Count,-10} {cpu,6} {memory,10} {silo.Activations,11}");
                 foreach (var rank in silo.Ranks.Where(r => r.BusyWithJob is not null))
                     ctx.Output.WriteLine($"  rank {rank.Device}: {rank.BusyWithJob}");
+            }
+            ctx.Output.WriteLine(report.Queue.Count == 0 ? "queue: no job waits for devices" : $"queue: {report.Queue.Count} job(s) wait for devices");
+            foreach (var (queued, index) in report.Queue.Select((queued, index) => (queued, index)))
+            {
+                var ranks = queued.MinRanks == queued.MaxRanks ? $"{queued.MinRanks}" : $"{queued.MinRanks}..{queued.MaxRanks}";
+                ctx.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  {index + 1}. {queued.JobId}: needs {ranks} rank(s), waiting since {queued.Since:u} ({(DateTimeOffset.UtcNow - queued.Since).TotalSeconds:F0} s)"));
             }
             ctx.Output.WriteLine("workloads");
             foreach (var offer in report.Workloads)

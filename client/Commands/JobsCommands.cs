@@ -88,7 +88,9 @@ public sealed class JobsShowCommand : ClusterCommand
         output.WriteLine($"job        {status.JobId} (training, {status.Spec.Workload})");
         output.WriteLine($"state      {status.State}{(status.FailureReason is null ? "" : ": " + status.FailureReason)}");
         output.WriteLine($"progress   {JobWatcher.Bar(status.Step, status.Spec.Steps)} step {status.Step}/{status.Spec.Steps}");
-        output.WriteLine($"batch      global {status.Spec.GlobalBatchSize}, accumulation {status.Spec.GradientAccumulation}, {status.Spec.Ranks} rank(s) wanted");
+        if (status.QueuePosition is { } place)
+            output.WriteLine($"queued     place {place} in the device queue, waiting for {status.Spec.MinimumRanks} free device(s)");
+        output.WriteLine($"batch      global {status.Spec.GlobalBatchSize}, accumulation {status.Spec.GradientAccumulation}, {status.Spec.DescribeRanks()} rank(s) wanted");
         output.WriteLine($"group      generation {status.GroupGeneration}, recoveries {status.Recoveries}{(status.RestoredFromStep is { } restored ? $", restored from step {restored}" : "")}");
         foreach (var (slot, index) in status.Ranks.Select((slot, index) => (slot, index)))
             output.WriteLine($"  rank {index}: {slot.Device} on {slot.SiloAddress}");

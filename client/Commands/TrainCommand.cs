@@ -14,7 +14,11 @@ public sealed class TrainCommand : ClusterCommand
     private readonly Argument<string> _config = new("CONFIG.yaml") { Description = "The training configuration (the reference's YAML schema)" };
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value, for example training.max_steps=50 (repeatable)");
     private readonly Option<string> _jobId = new("--job-id") { HelpName = "ID", Description = "The job's id [default: a new one]" };
-    private readonly Option<int> _ranks = new("--ranks") { HelpName = "N", Description = "Ranks (data-parallel workers) to train on", DefaultValueFactory = _ => 1 };
+    private readonly Option<string> _ranks = new("--ranks")
+    {
+        HelpName = "N|MIN..MAX",
+        Description = "Ranks (data-parallel workers, one device each) to train on; with MIN..MAX the job starts once it gets MIN devices and grows up to MAX as devices free up or silos join [default: 1]",
+    };
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with [default: rae-decoder for a Stage 1 config (stage_1 without stage_2), else dit-dh]" };
     private readonly Option<string> _data = new("--data") { HelpName = "NAME", Description = "Train on the cluster's dataset NAME: for the Stage 1 decoder an image dataset (rae datasets add; sets data.source dataset, data.name, data.num_samples), for DiT^DH a latent dataset (rae encode; sets data.source latents, data.dataset)" };
     private readonly Option<string> _precision = CliOptions.Choice("--precision", "train.py's --precision: sets training.precision (bf16: bf16 matmuls and attention, fp32 master weights)", null, "fp32", "bf16");
@@ -32,10 +36,9 @@ public sealed class TrainCommand : ClusterCommand
     {
         var path = parsed.GetRequiredValue(_config);
         var jobId = parsed.GetValue(_jobId);
-        var ranks = parsed.GetValue(_ranks);
+        var ranks = parsed.GetValue(_ranks) is { } text ? RankRange.Parse(text) : RankRange.Exactly(1);
         var dataset = parsed.GetValue(_data);
         var watch = Watching.Read(parsed);
-        if (ranks < 1) throw new UsageException($"--ranks must be at least 1, got {ranks}");
         if (jobId is not null && (string.IsNullOrWhiteSpace(jobId) || jobId.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || jobId.Contains('|')))
             throw new UsageException($"--job-id '{jobId}' cannot name a job (no empty ids, path separators or '|')");
         var overrides = parsed.GetRequiredValue(_overrides).ToList();
@@ -65,8 +68,8 @@ public sealed class TrainCommand : ClusterCommand
                 }
             }
             var id = jobId is null ? await client.SubmitTrainingAsync(spec) : await client.SubmitTrainingAsync(spec, jobId);
-            if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Steps, spec.Ranks, spec.GlobalBatchSize });
-            else ctx.Output.WriteLine($"submitted {id}: {spec.Workload}, {spec.Steps} steps, global batch {spec.GlobalBatchSize}, {spec.Ranks} rank(s)");
+            if (ctx.Json) ctx.WriteJson(new { jobId = id, kind = "submitted", spec.Workload, spec.Steps, spec.Ranks, minRanks = spec.MinimumRanks, spec.GlobalBatchSize });
+            else ctx.Output.WriteLine($"submitted {id}: {spec.Workload}, {spec.Steps} steps, global batch {spec.GlobalBatchSize}, {spec.DescribeRanks()} rank(s)");
             if (!watch) return Ok;
             return ExitCodeOf(await new JobWatcher(client, ctx).WatchTrainingAsync(id));
         };

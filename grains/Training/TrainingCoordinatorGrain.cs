@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using RAE.GrainInterfaces;
 using RAE.Grains.Jobs;
-using RAE.Grains.Placement;
 using RAE.Grains.Storage;
 using RAE.Grains.Workers;
 
@@ -138,6 +137,7 @@ public sealed partial class TrainingCoordinatorGrain(
             UpdatedAt = State.UpdatedAt,
             Recoveries = State.Recoveries,
             RestoredFromStep = State.RestoredFromStep,
+            QueuePosition = _queuePosition,
         });
     }
 
@@ -185,7 +185,7 @@ public sealed partial class TrainingCoordinatorGrain(
             {
                 try
                 {
-                    if (_group.Count == 0) await FormGroupAsync(spec);
+                    if (_group.Count == 0) await FormGroupAsync(spec, await AcquireSlotsAsync(spec));
                     if (State.Step >= spec.Steps)
                     {
                         // The ranks hold the last step (restored or not yet saved): what is missing is its checkpoint.
@@ -203,7 +203,11 @@ public sealed partial class TrainingCoordinatorGrain(
                     RecordMetrics(metrics);
                     Publish(metrics);
                     var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
-                    if (checkpointDue) await CheckpointAsync(metrics.Loss);
+                    if (checkpointDue)
+                    {
+                        await CheckpointAsync(metrics.Loss);
+                        await GrowAtCheckpointAsync(spec);
+                    }
                     else if (MetricsSegmentDue) await SealMetricsAsync();
                     else ReportProgressNowAndThen();
                     if (State.Step > State.LastFailedStep) unreachableSince = null;
@@ -243,15 +247,12 @@ public sealed partial class TrainingCoordinatorGrain(
         await EndAsync(final);
     }
 
-    private async Task FormGroupAsync(TrainingJobSpec spec)
+    /// <summary>Forms a group on the devices the scheduler granted; <paramref name="growing"/>: a planned re-formation
+    /// onto more devices (not counted as a recovery).</summary>
+    private async Task FormGroupAsync(TrainingJobSpec spec, IReadOnlyList<RankSlot> slots, bool growing = false)
     {
-        var slots = await DiscoverSlotsAsync();
-        var perRankDivisor = spec.GradientAccumulation;
-        var worldSize = Enumerable.Range(1, Math.Min(spec.Ranks, slots.Count)).Reverse()
-            .FirstOrDefault(n => spec.GlobalBatchSize % (n * perRankDivisor) == 0);
-        if (worldSize == 0)
-            throw new RaeJobException($"Job '{JobId}' found no silo that offers a compute device; it needs {spec.Ranks} rank(s).");
-        var chosen = slots.Take(worldSize).ToList();
+        var chosen = slots.ToList();
+        var worldSize = chosen.Count;
         // Every attempt gets a fresh generation (persisted first), so a half-formed group is never reused.
         var generation = ++State.Generation;
         await job.WriteStateAsync();
@@ -277,7 +278,7 @@ public sealed partial class TrainingCoordinatorGrain(
         await TruncateMetricsAsync(State.Step);
 
         var previous = State.Ranks.Where(old => chosen.All(slot => slot.RankGrainKey != old.RankGrainKey)).ToList();
-        if (State.Ranks.Count > 0) State.Recoveries++;
+        if (State.Ranks.Count > 0 && !growing) State.Recoveries++;
         State.Ranks = chosen;
         _group = ranks;
         await PersistAndReportAsync();
@@ -310,16 +311,6 @@ public sealed partial class TrainingCoordinatorGrain(
             : throw new RaeJobException($"Job '{JobId}' has no intact committed checkpoint to restore: {string.Join(" ", problems)}");
     }
 
-    /// <summary>Every device of every active silo that answers, spread over silos first (device i of each silo before device i+1).</summary>
-    private async Task<List<RankSlot>> DiscoverSlotsAsync()
-    {
-        var infos = await SiloAgents.AskEveryActiveSiloAsync(GrainFactory, agent => agent.GetComputeInfo(),
-            (error, silo) => LogSiloSkipped(error, silo.ToString()));
-        return SiloAgents.SpreadOverSilos(infos)
-            .Select(slot => new RankSlot(slot.SiloAddress, slot.Device, SiloBoundKey.Rank(slot.Silo, slot.Device)))
-            .ToList();
-    }
-
     private async Task<StepMetrics> RunStepAsync(long step)
     {
         var clock = Stopwatch.StartNew();
@@ -329,8 +320,9 @@ public sealed partial class TrainingCoordinatorGrain(
         try
         {
             if (Cancelling) cancellation.Cancel();
-            var calls = _group.Select(rank => rank.RunStep(JobId, step, cancellation.Token)).ToList();
-            results = await WhenAllOrAbortAsync(calls);
+            var members = _group;
+            var calls = members.Select(rank => rank.RunStep(JobId, step, cancellation.Token)).ToList();
+            results = await WhenAllOrAbortAsync(members, calls);
         }
         finally
         {
@@ -377,7 +369,7 @@ public sealed partial class TrainingCoordinatorGrain(
     }
 
     /// <summary>Waits for every rank; the first failure aborts the group so the other ranks stop waiting in a collective.</summary>
-    private async Task<RankStepResult[]> WhenAllOrAbortAsync(List<Task<RankStepResult>> calls)
+    private async Task<RankStepResult[]> WhenAllOrAbortAsync(IReadOnlyList<IRankGrain> members, List<Task<RankStepResult>> calls)
     {
         var pending = calls.ToList();
         while (pending.Count > 0)
@@ -391,6 +383,7 @@ public sealed partial class TrainingCoordinatorGrain(
                 // The other ranks leave their collective once the group is aborted; a rank whose silo is gone may
                 // never answer, so it gets the collective timeout and no more.
                 await Task.WhenAny(Task.WhenAll(pending), Task.Delay(RequireSpec().CollectiveTimeout));
+                EvictHungRanks(members, calls);
                 await finished;
             }
         }
@@ -434,6 +427,7 @@ public sealed partial class TrainingCoordinatorGrain(
         _group = [];
         _joinedRanks.Clear();
         await Task.WhenAll(keys.Select(key => LeaveQuietlyAsync(GrainFactory.GetGrain<IRankGrain>(key))));
+        await ReleaseScheduledDevicesAsync();
     }
 
     private async Task LeaveQuietlyAsync(IRankGrain rank)

@@ -16,6 +16,10 @@ public static class TrainingSpecValidator
             problems.Add($"Workload '{spec.Workload}' is unknown (known: {string.Join(", ", workloads)})");
         if (spec.Ranks < 1)
             problems.Add($"Ranks must be at least 1, got {spec.Ranks}");
+        if (spec.MinRanks is { } least && (least < 1 || least > spec.Ranks))
+            problems.Add($"MinRanks must be between 1 and Ranks ({spec.Ranks}), got {least}");
+        else if (spec.MinRanks is { } smallest && spec.GradientAccumulation >= 1 && spec.GlobalBatchSize >= 1 && spec.GlobalBatchSize % (smallest * spec.GradientAccumulation) != 0)
+            problems.Add($"GlobalBatchSize {spec.GlobalBatchSize} is not a multiple of MinRanks x GradientAccumulation = {smallest * spec.GradientAccumulation}");
         if (spec.GradientAccumulation < 1)
             problems.Add($"GradientAccumulation must be at least 1, got {spec.GradientAccumulation}");
         if (spec.GlobalBatchSize < 1)

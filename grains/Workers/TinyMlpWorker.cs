@@ -98,9 +98,22 @@ public sealed class TinyMlpWorker : IRankWorker
         var delay = context.Spec.TinyMlp.StepDelay;
         if (delay > TimeSpan.Zero) cancellationToken.WaitHandle.WaitOne(delay);
         cancellationToken.ThrowIfCancellationRequested();
+        StallOnceIfAsked(context, step);
         using var flat = cat(_parameters.Select(p => p.grad!.flatten()).ToArray()).cpu();
         return new GradientResult(flat.data<float>().ToArray(), lossSum / accumulation, microBatch * accumulation);
     }
+
+    /// <summary>The stand-in for a hung worker (<see cref="TinyMlpOptions.StallRank"/>): once per process and job, so the
+    /// group re-formed without it does not stall again on the rank that takes its place.</summary>
+    private static void StallOnceIfAsked(RankWorkerContext context, long step)
+    {
+        var options = context.Spec.TinyMlp;
+        if (options.StallRank != context.Rank || options.StallAtStep != step || options.StallFor <= TimeSpan.Zero) return;
+        if (!Stalled.TryAdd(context.JobId ?? "", 0)) return;
+        Thread.Sleep(options.StallFor);
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> Stalled = new(StringComparer.Ordinal);
 
     public double ApplyUpdate(long step, float[] averagedGradients)
     {

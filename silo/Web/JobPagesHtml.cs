@@ -121,7 +121,8 @@ public static class JobPagesHtml
         {
             yield return ("Workload", H(training.Spec.Workload));
             yield return ("Step", $"{training.Step} of {training.Spec.Steps}");
-            yield return ("Ranks", $"{training.Ranks.Count} of {training.Spec.Ranks} wanted: {H(string.Join(", ", training.Ranks.Select(r => $"{r.Device}@{r.SiloAddress}")))}");
+            yield return ("Ranks", $"{training.Ranks.Count} of {H(training.Spec.DescribeRanks())} wanted: {H(string.Join(", ", training.Ranks.Select(r => $"{r.Device}@{r.SiloAddress}")))}");
+            if (training.QueuePosition is { } place) yield return ("Queued", $"place {place} in the device queue");
             yield return ("Last loss", Number(training.LastMetrics?.Loss));
             yield return ("Last checkpoint", training.LastCheckpointStep is { } step ? step.ToString(CultureInfo.InvariantCulture) : "none");
             yield return ("Recoveries", training.Recoveries.ToString(CultureInfo.InvariantCulture));

@@ -7,10 +7,19 @@ using RAE.Silo;
 
 namespace RAE.Cluster.Tests;
 
-/// <summary>Three in-process silos with one "cpu" device each, sharing one temporary data folder.</summary>
+/// <summary>Three in-process silos (or as many as asked) with one "cpu" device each, sharing one temporary data folder.</summary>
 public sealed class ClusterFixture : IAsyncLifetime
 {
     public const string DataFolderKey = "RaeTestDataFolder";
+
+    private readonly int _silos;
+
+    public ClusterFixture() : this(silos: 3)
+    {
+    }
+
+    /// <summary>A cluster of <paramref name="silos"/> silos (xunit builds fixtures with the public constructor: three).</summary>
+    internal ClusterFixture(int silos) => _silos = silos;
 
     public string DataFolder { get; } = Path.Combine(Path.GetTempPath(), "rae-cluster-tests-" + Guid.NewGuid().ToString("N")[..8]);
     public TestCluster Cluster { get; private set; } = null!;
@@ -37,7 +46,7 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     private async Task DeployAsync()
     {
-        var builder = new TestClusterBuilder(3);
+        var builder = new TestClusterBuilder((short)_silos);
         builder.Properties[DataFolderKey] = DataFolder;
         builder.AddSiloBuilderConfigurator<RaeTestSiloConfigurator>();
         Cluster = builder.Build();
