@@ -46,6 +46,8 @@ public sealed record TrainingJobSpec
     /// Failed with the last error; counted in the job's persisted state, so process crashes count too.
     /// </summary>
     [Id(16)] public int MaxAttempts { get; init; } = DefaultMaxAttempts;
+    /// <summary>Online evaluation every few steps (config <c>eval</c>); null: none.</summary>
+    [Id(17)] public OnlineEvaluationSpec? OnlineEvaluation { get; init; }
 
     public const int DefaultMaxAttempts = 5;
 }
@@ -153,6 +155,8 @@ public sealed record TrainingJobStatus
     [Id(14)] public string? LastError { get; init; }
     /// <summary>True once a cancel was requested (persisted): the job ends Cancelled even if its silo is lost first.</summary>
     [Id(15)] public bool CancelRequested { get; init; }
+    /// <summary>The online evaluations so far, one per evaluation step, oldest first.</summary>
+    [Id(16)] public IReadOnlyList<OnlineEvaluationRecord> Evaluations { get; init; } = [];
 }
 
 public enum JobKind
