@@ -2,16 +2,26 @@ using System.Text.RegularExpressions;
 
 namespace RAE.Configuration;
 
-/// <summary><c>eval</c>: online evaluation during training (spec §4.9, §7.2, §10).</summary>
+/// <summary>
+/// <c>eval</c>: online evaluation during training (spec §4.9, §7.2, §10). The reference's keys plus ours:
+/// <c>num_samples</c> (images per evaluation), <c>seed</c> (sampling seed; default training.global_seed) and
+/// <c>inception_path</c> (the FID Inception weights; without them Stage 2 reports fd_resnet18). <c>data_path</c> names the
+/// cluster's image dataset the metric compares with (default: the training data's dataset).
+/// </summary>
 public sealed record EvalConfig
 {
-    public static readonly IReadOnlyList<string> KnownMetrics = ["psnr", "ssim", "rfid", "lpips", "fid"];
+    public static readonly IReadOnlyList<string> KnownMetrics = ["psnr", "ssim", "rfid", "lpips", "fid", "fd_resnet18"];
 
     public long EvalInterval { get; init; } = 5000;
     public bool EvalModel { get; init; }
     public string? DataPath { get; init; }
     public string? ReferenceNpzPath { get; init; }
     public IReadOnlyList<string> Metrics { get; init; } = [];
+    public const int DefaultNumSamples = 64;
+
+    public int NumSamples { get; init; } = DefaultNumSamples;
+    public long? Seed { get; init; }
+    public string? InceptionPath { get; init; }
 
     internal static EvalConfig Parse(ConfigSection section)
     {
@@ -22,8 +32,12 @@ public sealed record EvalConfig
             DataPath = section.OptionalString("data_path"),
             ReferenceNpzPath = section.OptionalString("reference_npz_path"),
             Metrics = section.OptionalStringList("metrics") ?? [],
+            NumSamples = section.Int("num_samples", DefaultNumSamples),
+            Seed = section.OptionalLong("seed"),
+            InceptionPath = section.OptionalString("inception_path"),
         };
         section.Require(parsed.EvalInterval > 0, "eval_interval", "must be > 0");
+        section.Require(parsed.NumSamples > 0, "num_samples", "must be > 0");
         foreach (var metric in parsed.Metrics)
             section.Require(KnownMetrics.Contains(metric), "metrics", $"'{metric}' is not one of: {string.Join(", ", KnownMetrics)}");
         section.RejectUnknownKeys();
@@ -35,7 +49,11 @@ public sealed record EvalConfig
         .Add("eval_model", EvalModel)
         .Add("data_path", DataPath)
         .Add("reference_npz_path", ReferenceNpzPath)
-        .Add("metrics", Metrics);
+        .Add("metrics", Metrics)
+        // Our keys only when set, so the reference's eval sections keep their canonical form.
+        .AddIfSet("num_samples", NumSamples == DefaultNumSamples ? null : NumSamples)
+        .AddIfSet("seed", Seed)
+        .AddIfSet("inception_path", InceptionPath);
 }
 
 public enum DataSource

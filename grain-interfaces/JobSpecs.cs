@@ -56,6 +56,49 @@ public static class TrainingJobSpecs
                 ? CheckpointRetentionPolicy.Default
                 : new CheckpointRetentionPolicy { KeepLast = training.KeepLast ?? 0, KeepEvery = training.KeepEvery ?? 0, KeepBest = training.KeepBest ?? 0 },
             Config = JobConfiguration.From(config),
+            OnlineEvaluation = OnlineEvaluationOf(config, workload, data),
+        };
+    }
+
+    /// <summary>
+    /// The job's online evaluation from the <c>eval</c> section; null without one. Stage 2 decodes its samples, so it needs
+    /// <c>stage_1</c>; it reports fid when <c>metrics</c> asks for it and <c>inception_path</c> is given, else fd_resnet18.
+    /// The reference dataset is <c>eval.data_path</c>, else the training data's (an image dataset, or a latent dataset's
+    /// source, looked up when the job evaluates); synthetic latents have none, so they need <c>eval.data_path</c>.
+    /// </summary>
+    public static OnlineEvaluationSpec? OnlineEvaluationOf(RaeConfig config, string workload, DataConfig data)
+    {
+        if (config.Eval is not { } eval) return null;
+        var reference = eval.DataPath ?? (data.Source == DataSource.Dataset ? data.Name : null);
+        if (workload == DecoderWorkload)
+        {
+            var metrics = eval.Metrics.Where(m => m is "psnr" or "ssim").Select(EvaluationMetrics.Parse).ToList();
+            return new OnlineEvaluationSpec
+            {
+                Interval = eval.EvalInterval,
+                Metric = metrics.Count > 0 ? metrics[0] : EvaluationMetric.Psnr,
+                ReconstructionMetrics = metrics.Count > 0 ? metrics : [EvaluationMetric.Psnr, EvaluationMetric.Ssim],
+                Samples = eval.NumSamples,
+                Seed = eval.Seed ?? config.Training?.GlobalSeed ?? 0,
+                ReferenceDataset = reference,
+            };
+        }
+        if (config.Stage1 is null)
+            throw new ConfigException(config.SourceName, "eval", null, "online evaluation samples images, so a Stage 2 job with an 'eval' section needs a 'stage_1' section (its decoder)");
+        if (reference is null && data.Source != DataSource.Latents)
+            throw new ConfigException(config.SourceName, "eval.data_path", null,
+                $"online evaluation compares samples with an image dataset of the cluster; training on {data.Source} names none, so set eval.data_path to one (rae datasets add NAME DIR)");
+        var fid = eval.Metrics.Contains("fid");
+        if (fid && eval.InceptionPath is null)
+            throw new ConfigException(config.SourceName, "eval.inception_path", null, "metric fid needs the pt_inception-2015-12-05 weights; set eval.inception_path or use fd_resnet18");
+        return new OnlineEvaluationSpec
+        {
+            Interval = eval.EvalInterval,
+            Metric = fid ? EvaluationMetric.Fid : EvaluationMetric.FdResNet18,
+            Samples = eval.NumSamples,
+            Seed = eval.Seed ?? config.Training?.GlobalSeed ?? 0,
+            ReferenceDataset = reference,
+            InceptionWeightsPath = fid ? eval.InceptionPath : null,
         };
     }
 

@@ -49,6 +49,8 @@ public sealed record TrainingJobSpec
     /// Failed with the last error; counted in the job's persisted state, so process crashes count too.
     /// </summary>
     [Id(16)] public int MaxAttempts { get; init; } = DefaultMaxAttempts;
+    /// <summary>Online evaluation every few steps (config <c>eval</c>); null: none.</summary>
+    [Id(18)] public OnlineEvaluationSpec? OnlineEvaluation { get; init; }
 
     public const int DefaultMaxAttempts = 5;
 
@@ -170,6 +172,8 @@ public sealed record TrainingJobStatus
     [Id(15)] public bool CancelRequested { get; init; }
     /// <summary>The job's place in the device queue (1 = next) while it waits for its ranks; null when it does not wait.</summary>
     [Id(16)] public int? QueuePosition { get; init; }
+    /// <summary>The online evaluations so far, one per evaluation step, oldest first.</summary>
+    [Id(17)] public IReadOnlyList<OnlineEvaluationRecord> Evaluations { get; init; } = [];
 }
 
 public enum JobKind

@@ -17,6 +17,9 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
     /// <summary>Called with every new step's metrics of a training job (for example to keep a metrics file).</summary>
     public Action<StepMetrics>? OnMetrics { get; init; }
 
+    /// <summary>Called with every new online evaluation of a training job.</summary>
+    public Action<OnlineEvaluationRecord>? OnEvaluation { get; init; }
+
     public async Task<JobState> WatchAsync(string jobId)
     {
         var summary = await client.GetJobAsync(jobId);
@@ -62,10 +65,13 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
     public async Task<JobState> WatchTrainingAsync(string jobId)
     {
         long nextMetricsStep = 0;
+        var evaluationsSeen = 0;
         string? lastLine = null;
         while (true)
         {
             var status = await client.GetTrainingStatusAsync(jobId);
+            var evaluations = status.Evaluations.Skip(evaluationsSeen).ToList();
+            evaluationsSeen = status.Evaluations.Count;
             var metrics = await client.GetMetricsAsync(jobId, nextMetricsStep);
             foreach (var step in metrics) OnMetrics?.Invoke(step);
             if (metrics.Count > 0) nextMetricsStep = metrics[^1].Step + 1;
@@ -73,14 +79,21 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
             if (context.Json)
             {
                 foreach (var step in metrics) context.WriteJson(new { jobId, kind = "step", step.Step, step.Loss, step.GradientNorm, step.LearningRate, step.StepSeconds, step.SamplesPerSecondPerRank, step.Ranks });
+                foreach (var evaluation in evaluations) context.WriteJson(new { jobId, kind = "eval", evaluation.Step, evaluation.Metric, evaluation.Value, evaluation.Images, evaluation.Error });
             }
             else
             {
+                foreach (var evaluation in evaluations)
+                {
+                    if (context.Live) context.Output.WriteLine();
+                    context.Output.WriteLine(EvaluationLine(jobId, evaluation));
+                }
                 var line = TrainingLine(status, last);
                 if (context.Live) Redraw(line);
                 else if (line != lastLine) context.Output.WriteLine(line);
                 lastLine = line;
             }
+            foreach (var evaluation in evaluations) OnEvaluation?.Invoke(evaluation);
             if (IsEnded(status.State))
             {
                 Finish(jobId, status.State, status.FailureReason, status.Step, status.Spec.Steps);
@@ -164,6 +177,11 @@ public sealed class JobWatcher(RaeClient client, CommandContext context)
         if (status.Recoveries > 0) line += $"  recoveries {status.Recoveries}";
         return line;
     }
+
+    /// <summary>One online evaluation as <c>rae jobs watch</c> and <c>rae jobs show</c> print it.</summary>
+    public static string EvaluationLine(string jobId, OnlineEvaluationRecord evaluation) => evaluation.Error is { } error
+        ? $"{jobId} eval step {evaluation.Step}: {evaluation.Metric} failed: {error}"
+        : string.Create(Invariant, $"{jobId} eval step {evaluation.Step}: {evaluation.Metric} {evaluation.Value:G6} ({evaluation.Images} images, {evaluation.Seconds:F1} s)");
 
     public static string Bar(long done, long total)
     {

@@ -119,7 +119,11 @@ public sealed class DemoCommand : ICliCommand
         Directory.CreateDirectory(Path.GetDirectoryName(metricsPath)!);
         await using (var metrics = new StreamWriter(metricsPath))
         {
-            var watcher = new JobWatcher(client, context) { OnMetrics = step => metrics.WriteLine(JsonSerializer.Serialize(step, CommandContext.JsonOptions)) };
+            var watcher = new JobWatcher(client, context)
+            {
+                OnMetrics = step => metrics.WriteLine(JsonSerializer.Serialize(step, CommandContext.JsonOptions)),
+                OnEvaluation = evaluation => metrics.WriteLine(JsonSerializer.Serialize(new { kind = "eval", evaluation }, CommandContext.JsonOptions)),
+            };
             var state = await watcher.WatchTrainingAsync(jobId);
             if (state != JobState.Completed) return ClusterCommand.Failed;
         }

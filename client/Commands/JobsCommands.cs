@@ -97,6 +97,11 @@ public sealed class JobsShowCommand : ClusterCommand
         output.WriteLine($"checkpoint {(status.LastCheckpointStep is { } step ? $"step {step}" : "none yet")}");
         if (status.LastMetrics is { } m)
             output.WriteLine(string.Create(invariant, $"last step  {m.Step}: loss {m.Loss:F5}, grad norm {m.GradientNorm:F4}, lr {m.LearningRate:E3}, {m.StepSeconds:F3} s, {m.SamplesPerSecondPerRank.Sum():F1} img/s"));
+        if (status.Spec.OnlineEvaluation is { } online)
+        {
+            output.WriteLine($"evaluation every {online.Interval} steps, {status.Evaluations.Count} so far");
+            foreach (var evaluation in status.Evaluations) output.WriteLine("  " + JobWatcher.EvaluationLine(status.JobId, evaluation));
+        }
         output.WriteLine($"created    {status.CreatedAt:u}, updated {status.UpdatedAt:u}");
     }
 

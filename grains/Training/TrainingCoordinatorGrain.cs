@@ -32,6 +32,8 @@ public sealed class TrainingJobState
     [Id(15)] public bool CancelRequested { get; set; }
     /// <summary>The group generation of the last run counted as lost: a run lost again before it formed a group is not counted twice.</summary>
     [Id(16)] public int LastLostGeneration { get; set; }
+    /// <summary>Online evaluations, one entry per evaluation step (see the OnlineEvaluation part).</summary>
+    [Id(17)] public List<OnlineEvaluationRecord> Evaluations { get; set; } = [];
     /// <summary>The bounded part of the metrics (the history is in blob segments).</summary>
     [Id(40)] public TrainingMetricsSummary MetricsSummary { get; set; } = new();
     /// <summary>The step the current group generation resumed from: its segments supersede older ones past it.</summary>
@@ -138,6 +140,7 @@ public sealed partial class TrainingCoordinatorGrain(
             Recoveries = State.Recoveries,
             RestoredFromStep = State.RestoredFromStep,
             QueuePosition = _queuePosition,
+            Evaluations = State.Evaluations.ToList(),
         });
     }
 
@@ -185,7 +188,12 @@ public sealed partial class TrainingCoordinatorGrain(
             {
                 try
                 {
-                    if (_group.Count == 0) await FormGroupAsync(spec, await AcquireSlotsAsync(spec));
+                    if (_group.Count == 0)
+                    {
+                        await FormGroupAsync(spec, await AcquireSlotsAsync(spec));
+                        // A run lost during an evaluation continues it (the checkpoint of its step was committed first).
+                        await EvaluateOnlineIfDueAsync(spec);
+                    }
                     if (State.Step >= spec.Steps)
                     {
                         // The ranks hold the last step (restored or not yet saved): what is missing is its checkpoint.
@@ -201,11 +209,15 @@ public sealed partial class TrainingCoordinatorGrain(
                     var metrics = await RunStepAsync(State.Step + 1);
                     State.Step = metrics.Step;
                     RecordMetrics(metrics);
+                    RecordWorkerEvaluations(spec, metrics);
                     Publish(metrics);
-                    var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0);
+                    // Online sampling reads the step's committed checkpoint, so an evaluation step is always checkpointed.
+                    var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0)
+                        || SamplesOnline(spec, State.Step);
                     if (checkpointDue)
                     {
                         await CheckpointAsync(metrics.Loss);
+                        await EvaluateOnlineIfDueAsync(spec);
                         await GrowAtCheckpointAsync(spec);
                     }
                     else if (MetricsSegmentDue) await SealMetricsAsync();
@@ -236,6 +248,8 @@ public sealed partial class TrainingCoordinatorGrain(
                     await Task.Delay(waitingForMembership ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(250 * State.FailedAttempts));
                 }
             }
+            // The last step's evaluation, when a run was lost during it after its checkpoint was committed.
+            if (!Cancelling && State.Step == spec.Steps && State.LastCheckpointStep == spec.Steps) await EvaluateOnlineIfDueAsync(spec);
             final = Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
         }
         catch (Exception error)
@@ -276,6 +290,7 @@ public sealed partial class TrainingCoordinatorGrain(
             State.Step = 0;
         }
         await TruncateMetricsAsync(State.Step);
+        State.Evaluations.RemoveAll(e => e.Step > State.Step);
 
         var previous = State.Ranks.Where(old => chosen.All(slot => slot.RankGrainKey != old.RankGrainKey)).ToList();
         if (State.Ranks.Count > 0 && !growing) State.Recoveries++;

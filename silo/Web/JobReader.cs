@@ -7,8 +7,17 @@ public sealed record JobView(JobSummary Summary, TrainingJobStatus? Training, Sa
 {
     public string JobId => Summary.JobId;
 
+    public EvaluationJobStatus? Evaluation { get; init; }
+
+    public EncodeJobStatus? Encoding { get; init; }
+
     /// <summary>The most detailed status there is, for JSON.</summary>
-    public object Status => (object?)Training ?? (object?)Sampling ?? Summary;
+    public object Status => (object?)Training ?? (object?)Sampling ?? (object?)Evaluation ?? (object?)Encoding ?? Summary;
+
+    /// <summary>The online metric a training job records (its curve's metric); null when it evaluates nothing.</summary>
+    public string? OnlineMetric => Training?.Spec.OnlineEvaluation is { } online
+        ? EvaluationMetrics.NameOf(Training.Spec.Workload == TrainingJobSpecs.DecoderWorkload ? online.ReconstructionMetrics[0] : online.Metric)
+        : null;
 
     /// <summary>The job's canonical configuration; null when it has none of its own (a sampling job using its source checkpoint's).</summary>
     public JobConfiguration? Config => Training?.Spec.Config ?? Sampling?.Spec.Config;
@@ -37,6 +46,8 @@ public sealed class JobReader(IGrainFactory grains)
             {
                 JobKind.Training => new JobView(summary, await grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetStatus(), null),
                 JobKind.Sampling => new JobView(summary, null, await grains.GetGrain<ISamplingJobGrain>(jobId).GetStatus()),
+                JobKind.Evaluation => new JobView(summary, null, null) { Evaluation = await grains.GetGrain<IEvaluationJobGrain>(jobId).GetStatus() },
+                JobKind.Encoding => new JobView(summary, null, null) { Encoding = await grains.GetGrain<IEncodeJobGrain>(jobId).GetStatus() },
                 _ => new JobView(summary, null, null),
             };
         }

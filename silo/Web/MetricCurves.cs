@@ -41,6 +41,29 @@ public static class MetricCurves
     public static byte[] RenderPng(IReadOnlyList<StepMetrics> metrics, MetricCurve curve, string jobId)
     {
         var (steps, values) = Points(metrics, curve);
+        return RenderPng(steps, values, curve.Title, curve.YLabel, jobId);
+    }
+
+    /// <summary>The URL name of the online evaluation curve, drawn next to the step curves of a job that evaluates online.</summary>
+    public const string EvaluationCurveName = "eval";
+
+    /// <summary>The (step, value) points of the online evaluations of <paramref name="metric"/>; failed ones are left out.</summary>
+    public static (double[] Steps, double[] Values) EvaluationPoints(IReadOnlyList<OnlineEvaluationRecord> evaluations, string metric)
+    {
+        var points = evaluations.Where(e => e.Metric == metric && double.IsFinite(e.Value)).OrderBy(e => e.Step).ToList();
+        return (points.Select(e => (double)e.Step).ToArray(), points.Select(e => e.Value).ToArray());
+    }
+
+    /// <summary>A PNG of the online metric over the steps (the first metric recorded, e.g. fd_resnet18 or psnr).</summary>
+    public static byte[] RenderEvaluationPng(IReadOnlyList<OnlineEvaluationRecord> evaluations, string metric, string jobId)
+    {
+        var (steps, values) = EvaluationPoints(evaluations, metric);
+        return RenderPng(steps, values, $"Online evaluation ({metric})", metric, jobId);
+    }
+
+    private static byte[] RenderPng(double[] steps, double[] values, string title, string yLabel, string jobId)
+    {
+        var curve = new { Title = title, YLabel = yLabel };
         using var plot = new ScottPlot.Plot();
         if (steps.Length > 0)
         {

@@ -197,6 +197,9 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
                     throw new InvalidOperationException($"Step {step}: the update arrived in phase {_phase}; the last phase must be the decoder's or the discriminator's.");
             }
             if (Job.Training.SampleEvery > 0 && step % Job.Training.SampleEvery == 0 && Context.Rank == 0) WriteReconstructionGrid(step);
+            if (Context.Spec.OnlineEvaluation is { } online && online.IsDue(step) && Context.Rank == 0)
+                foreach (var (key, value) in OnlineReconstructionScores.Score(Data, online, _device, images => Reconstruct(images, ema: true)))
+                    _details[key] = value;
             return _learningRate;
         }
         finally
