@@ -72,7 +72,7 @@ internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore 
         var sampling = await RunSamplingAsync(0);
         Assert.True(sampling.Status.State == JobState.Completed, "undisturbed sampling: " + Describe(sampling.Status));
         _referenceUnits = await UnitBytesAsync(sampling.Status);
-        _referenceSamplingOutput = sampling.Status.OutputLocation is { } output ? (await blobs.GetAsync(output)).Data : null;
+        _referenceSamplingOutput = await DecodedOutputAsync(sampling.Status);
         log.WriteLine($"references: training {_referenceTraining.JobId} ({TrainingSteps} steps), sampling {sampling.JobId} ({_referenceUnits.Count} units), "
             + $"{_referenceLatents.Count} latent shards of dataset {_dataset}");
     }
@@ -198,8 +198,12 @@ internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore 
         for (var u = 0; u < units.Count; u++)
             Assert.True(units[u].AsSpan().SequenceEqual(_referenceUnits[u]), $"{context}: unit {u} differs from the undisturbed run's");
         if (_referenceSamplingOutput is not null)
-            Assert.True((await blobs.GetAsync(outcome.Status.OutputLocation!)).Data.AsSpan().SequenceEqual(_referenceSamplingOutput), $"{context}: the output differs");
+            Assert.True((await DecodedOutputAsync(outcome.Status))!.AsSpan().SequenceEqual(_referenceSamplingOutput), $"{context}: the .npz differs");
     }
+
+    /// <summary>The FID .npz of a job that decodes its samples; null when the output is the units folder itself.</summary>
+    private async Task<byte[]?> DecodedOutputAsync(SamplingJobStatus status) =>
+        status.OutputLocation is { } output && output != status.UnitsLocation ? (await blobs.GetAsync(output)).Data : null;
 
     private async Task<List<byte[]>> UnitBytesAsync(SamplingJobStatus status)
     {
