@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The chaos suite (tests/RAE.Cluster.Tests/Chaos), run apart from the main tests: 4 silo processes under Azure Table
+# The chaos suite (tests/RAE.Cluster.Tests/Chaos), run apart from the main tests: 3 silo processes under Azure Table
 # membership on an Azurite of its own (free ports, so freezing it never touches the shared one), a fixed seed, and
 # ROUNDS rounds of kill -9 / graceful stop of a random silo / Azurite frozen for a few seconds, while training, encode
 # and sampling jobs run; then every job must have completed with the bits of an undisturbed run. The counts (kills,

@@ -224,7 +224,10 @@ internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore 
             catch (Exception error) when (attempt < 10 && error is not (OutOfMemoryException or Xunit.Sdk.XunitException))
             {
                 counters.ClientRetry();
-                log.WriteLine($"submission attempt {attempt} failed ({error.GetType().Name}: {error.Message}); retrying");
+                // Unavailable silos and timeouts are what chaos causes; anything else is shown whole, with its stack.
+                var detail = error is Orleans.Runtime.SiloUnavailableException or TimeoutException or Orleans.Runtime.OrleansMessageRejectionException
+                    ? $"{error.GetType().Name}: {error.Message}" : error.ToString();
+                log.WriteLine($"submission attempt {attempt} failed ({detail}); retrying");
                 await Task.Delay(TimeSpan.FromSeconds(2));
             }
         }

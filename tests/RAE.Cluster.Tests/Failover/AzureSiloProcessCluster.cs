@@ -97,7 +97,8 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
 
     private Task StartSiloAsync(int index) => StartSiloAsync($"silo-{index}");
 
-    private async Task<SiloProcess> StartSiloAsync(string name)
+    /// <summary>Starts a silo process named <paramref name="name"/> (fresh ports) and adds it to <see cref="Silos"/>.</summary>
+    public async Task<SiloProcess> StartSiloAsync(string name)
     {
         var settings = new Dictionary<string, string>(_membership)
         {
