@@ -99,9 +99,25 @@ public sealed class ChaosSuiteTests(ITestOutputHelper log)
         log.WriteLine(summary);
         Console.WriteLine(summary);
 
-        foreach (var outcome in training) await workload.VerifyAsync(outcome);
-        foreach (var outcome in encode) await workload.VerifyAsync(outcome);
-        foreach (var outcome in sampling) await workload.VerifyAsync(outcome);
+        // Every job is checked, so that one run names every broken invariant rather than the first.
+        var violations = new List<string>();
+        async Task CheckAsync(Func<Task> verify)
+        {
+            try
+            {
+                await verify();
+            }
+            catch (Xunit.Sdk.XunitException violation)
+            {
+                violations.Add(violation.Message);
+            }
+        }
+        foreach (var outcome in training) await CheckAsync(() => workload.VerifyAsync(outcome));
+        foreach (var outcome in encode) await CheckAsync(() => workload.VerifyAsync(outcome));
+        foreach (var outcome in sampling) await CheckAsync(() => workload.VerifyAsync(outcome));
+        Assert.True(violations.Count == 0,
+            $"{violations.Count} broken invariant(s) over {training.Count + encode.Count + sampling.Count} jobs:{Environment.NewLine}"
+            + string.Join(Environment.NewLine, violations) + Environment.NewLine + summary);
         Assert.True(counters.Kills + counters.GracefulStops + counters.StoragePauses == rounds, summary);
         // The chaos reached the jobs: at least one of them had to re-form, resume or restore.
         Assert.True(training.Sum(t => t.Status.Recoveries) + encode.Sum(e => e.Status.Resumptions) + sampling.Sum(s => s.Status.Resumptions) > 0,
