@@ -151,6 +151,27 @@ public sealed class SiloProcess : IAsyncDisposable
         await _process.WaitForExitAsync(CancellationToken.None);
     }
 
+    /// <summary>
+    /// Asks the silo to stop (closes its standard input, which `bench silo` takes as the signal to shut down cleanly) and
+    /// waits up to <paramref name="grace"/>; kills it after that. True when it stopped by itself.
+    /// </summary>
+    public async Task<bool> StopAsync(TimeSpan grace)
+    {
+        if (HasExited) return true;
+        _process.StandardInput.Close();
+        using var deadline = new CancellationTokenSource(grace);
+        try
+        {
+            await _process.WaitForExitAsync(deadline.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            await KillAsync();
+            return false;
+        }
+    }
+
     public string RecentOutput()
     {
         lock (_output) return string.Join(Environment.NewLine, _output);

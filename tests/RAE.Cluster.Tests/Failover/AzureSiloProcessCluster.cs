@@ -15,14 +15,18 @@ namespace RAE.Cluster.Tests.Failover;
 /// </summary>
 internal sealed class AzureSiloProcessCluster : IAsyncDisposable
 {
-    private static readonly TimeSpan SiloStartTimeout = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan DefaultSiloStartTimeout = TimeSpan.FromSeconds(90);
 
     private readonly string _connectionString;
     private readonly List<SiloProcess> _silos = [];
+    private readonly IReadOnlyDictionary<string, string> _membership;
+    private readonly TimeSpan _siloStartTimeout;
 
-    private AzureSiloProcessCluster(string connectionString)
+    private AzureSiloProcessCluster(string connectionString, IReadOnlyDictionary<string, string> membership, TimeSpan siloStartTimeout)
     {
         _connectionString = connectionString;
+        _membership = membership;
+        _siloStartTimeout = siloStartTimeout;
         var run = Guid.NewGuid().ToString("N")[..10];
         ClusterId = $"rae-failover-{run}";
         MembershipTable = $"raefailover{run}";
@@ -57,9 +61,17 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
     };
 
     /// <summary>Starts silo 0, then the others together, waits until the membership lists all of them, and connects a client.</summary>
-    public static async Task<AzureSiloProcessCluster> StartAsync(AzuriteFixture azurite, int siloCount)
+    public static Task<AzureSiloProcessCluster> StartAsync(AzuriteFixture azurite, int siloCount) =>
+        StartAsync(azurite.ClusterConnectionString, siloCount, FastFailureDetection, DefaultSiloStartTimeout);
+
+    /// <summary>
+    /// As above on any Azurite (blob and table endpoints in <paramref name="clusterConnectionString"/>), with the given
+    /// membership settings (<c>Rae:Silo:Membership:*</c>) and the time a silo process may take to start.
+    /// </summary>
+    public static async Task<AzureSiloProcessCluster> StartAsync(
+        string clusterConnectionString, int siloCount, IReadOnlyDictionary<string, string> membership, TimeSpan siloStartTimeout)
     {
-        var cluster = new AzureSiloProcessCluster(azurite.ClusterConnectionString);
+        var cluster = new AzureSiloProcessCluster(clusterConnectionString, membership, siloStartTimeout);
         try
         {
             Directory.CreateDirectory(cluster.DataFolder);
@@ -83,9 +95,12 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
         }
     }
 
-    private async Task StartSiloAsync(int index)
+    private Task StartSiloAsync(int index) => StartSiloAsync($"silo-{index}");
+
+    /// <summary>Starts a silo process named <paramref name="name"/> (fresh ports) and adds it to <see cref="Silos"/>.</summary>
+    public async Task<SiloProcess> StartSiloAsync(string name)
     {
-        var settings = new Dictionary<string, string>(FastFailureDetection)
+        var settings = new Dictionary<string, string>(_membership)
         {
             ["Rae:Silo:ClusterMode"] = "Azure",
             ["Rae:Silo:StorageConnectionString"] = _connectionString,
@@ -94,14 +109,26 @@ internal sealed class AzureSiloProcessCluster : IAsyncDisposable
             // These tests are about failover, on loopback; mutual TLS (on by default in Azure mode) has its own tests.
             ["Rae:Silo:Tls:Enabled"] = "false",
         };
-        var silo = await SiloProcess.StartAsync(
-            $"silo-{index}", ClusterId, DataFolder, SiloEndpoints.Allocate(), threadsPerRank: 1, settings, SiloStartTimeout);
+        var silo = await SiloProcess.StartAsync(name, ClusterId, DataFolder, SiloEndpoints.Allocate(), threadsPerRank: 1, settings, _siloStartTimeout);
         lock (_silos)
         {
             _silos.Add(silo);
             // Keep start order for silo 0; the others started together and their order does not matter.
             _silos.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         }
+        return silo;
+    }
+
+    /// <summary>
+    /// Starts a new process (fresh ports, so a new silo address) in place of <paramref name="stopped"/>, which must have
+    /// exited (killed, stopped, or gone on its own); it keeps the name.
+    /// </summary>
+    public async Task<SiloProcess> RestartAsync(SiloProcess stopped)
+    {
+        if (!stopped.HasExited) throw new InvalidOperationException($"Silo {stopped.Name} still runs; stop it before restarting it.");
+        lock (_silos) _silos.Remove(stopped);
+        await stopped.DisposeAsync();
+        return await StartSiloAsync(stopped.Name);
     }
 
     /// <summary>The silo process listening on the port of <paramref name="address"/> (a parsable silo address or endpoint).</summary>
