@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using RAE.GrainInterfaces;
 using RAE.Grains.Placement;
 using RAE.Grains.Storage;
@@ -27,7 +28,7 @@ public static class EncodeTelemetry
 /// grain turns only read and write blobs.
 /// </summary>
 [SiloBoundPlacement]
-public sealed class ShardEncoderGrain(IBlobStore blobs, ILogger<ShardEncoderGrain> logger) : Grain, IShardEncoderGrain
+public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptions> devices, ILogger<ShardEncoderGrain> logger) : Grain, IShardEncoderGrain
 {
     private DedicatedWorkerThread? _thread;
     private LoadedEncoder? _loaded;
@@ -43,7 +44,7 @@ public sealed class ShardEncoderGrain(IBlobStore blobs, ILogger<ShardEncoderGrai
         }
     }
 
-    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-encoder-{Device}");
+    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-encoder-{Device}", devices.Value.ThreadsPerRank);
 
     public async Task<EncodedShardResult> EncodeShard(EncodeShardRequest request)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using RAE.GrainInterfaces;
 using RAE.Grains.Placement;
 using RAE.Grains.Storage;
@@ -26,7 +27,8 @@ public static class EvaluationTelemetry
 /// extractors; grain turns only move blobs. Input <c>.npz</c> files are fetched once per activation into scratch files.
 /// </summary>
 [SiloBoundPlacement]
-public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, ILogger<EvaluationWorkerGrain> logger) : Grain, IEvaluationWorkerGrain
+public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<RankDeviceOptions> devices,
+    ILogger<EvaluationWorkerGrain> logger) : Grain, IEvaluationWorkerGrain
 {
     public const string KeyPrefix = "evaluator:";
 
@@ -38,7 +40,7 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, ILogger<Eval
     private ResNet18Features? _resnet;
     private (string Path, FidInceptionV3 Model)? _inception;
 
-    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-evaluator-{SiloBoundKey.Parse(this.GetPrimaryKeyString()).Suffix}");
+    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-evaluator-{SiloBoundKey.Parse(this.GetPrimaryKeyString()).Suffix}", devices.Value.ThreadsPerRank);
 
     public static string KeyOf(SiloAddress silo, string device) => SiloBoundKey.Create(silo, KeyPrefix + device);
 

@@ -32,7 +32,8 @@ public static class SamplingTelemetry
 /// time) and configuration, not by job, so units and jobs that sample the same checkpoint on this device load it once.
 /// </summary>
 [SiloBoundPlacement]
-public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStore checkpoints, SiloDataRoots dataRoots, ILogger<SamplingWorkerGrain> logger)
+public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStore checkpoints, SiloDataRoots dataRoots,
+    IOptions<RankDeviceOptions> devices, ILogger<SamplingWorkerGrain> logger)
     : Grain, ISamplingWorkerGrain
 {
     /// <summary>The unix epoch as a DOS date is out of range; 1980-01-01 is the first valid zip timestamp.</summary>
@@ -52,7 +53,7 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         }
     }
 
-    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-sampler-{Device}");
+    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-sampler-{Device}", devices.Value.ThreadsPerRank);
 
     public async Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request)
     {

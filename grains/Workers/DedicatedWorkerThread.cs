@@ -6,13 +6,19 @@ namespace RAE.Grains.Workers;
 /// One long-running thread outside the Orleans scheduler that runs a rank's heavy tensor work in submission order.
 /// Grains await the returned tasks; their continuations come back to the grain's own scheduler.
 /// </summary>
+/// <param name="name">The thread's name.</param>
+/// <param name="intraOpThreads">libtorch intra-op threads set on the thread before any work (0: leave as is). Every
+/// worker of a silo must ask for the same count: OpenMP keeps it per thread but MKL's is process-wide, and a kernel's
+/// arithmetic (so a sampled unit's bytes) may depend on it.</param>
 public sealed class DedicatedWorkerThread : IDisposable
 {
     private readonly BlockingCollection<Action> _queue = new();
     private readonly Thread _thread;
+    private readonly int _intraOpThreads;
 
-    public DedicatedWorkerThread(string name)
+    public DedicatedWorkerThread(string name, int intraOpThreads = 0)
     {
+        _intraOpThreads = intraOpThreads;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.Start();
     }
@@ -49,6 +55,7 @@ public sealed class DedicatedWorkerThread : IDisposable
 
     private void Run()
     {
+        if (_intraOpThreads > 0) TorchSharp.torch.set_num_threads(_intraOpThreads);
         foreach (var work in _queue.GetConsumingEnumerable()) work();
     }
 
