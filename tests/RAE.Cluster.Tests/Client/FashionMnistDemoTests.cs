@@ -35,7 +35,7 @@ public sealed class FashionMnistDemoTests : IDisposable
 
         using var report = JsonDocument.Parse(output);
         var root = report.RootElement;
-        var stages = root.GetProperty("stages").EnumerateArray().Select(stage => stage.GetProperty("name").GetString()).ToArray();
+        var stages = root.GetProperty("stages").EnumerateArray().Select(stage => stage.GetProperty("name").GetString() ?? "").ToArray();
         Assert.Equal(["datasets", "encode", "stage1", "stage2", "sample", "sample-untrained", "eval"], stages);
         Assert.All(root.GetProperty("stages").EnumerateArray(), stage => Assert.True(stage.GetProperty("seconds").GetDouble() >= 0));
         var trained = root.GetProperty("fdResnet18").GetProperty("trained").GetDouble();
