@@ -59,6 +59,8 @@ public sealed class DemoCommand : ICliCommand
         var json = parsed.GetValue(_json);
         var context = new CommandContext(output, error, json, !json && ClusterCommand.IsTerminal(output), cancellationToken);
         var log = json ? TextWriter.Null : output;
+        var samples = parsed.GetValue(_samples);
+        if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
         var idxFolder = parsed.GetValue(_fashionMnist);
         if (idxFolder is not null && FashionMnistFiles.Missing(idxFolder) is { Count: > 0 } missing)
             throw new UsageException(FashionMnistFiles.MissingMessage(Path.GetFullPath(idxFolder), missing));
@@ -79,11 +81,9 @@ public sealed class DemoCommand : ICliCommand
                 (client, blobs) => FashionMnistDemoOutput.RunAsync(new FashionMnistDemo(client, blobs, settings, QuietJobs(context, log), log), context, log));
         }
 
-        var samples = parsed.GetValue(_samples);
         var configPath = parsed.GetValue(_config) ?? FindRepositoryFile(DefaultConfig);
         var overrides = parsed.GetRequiredValue(_overrides);
         var workload = parsed.GetRequiredValue(_workload);
-        if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
 
         RaeConfig config;
         DemoDecoderInfo? decoder;
