@@ -2,9 +2,9 @@ using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using RAE.Client.Cluster;
+using RAE.Client.Demo;
 using RAE.GrainInterfaces;
 using RAE.Configuration;
 using RAE.Grains.Storage;
@@ -13,14 +13,17 @@ using RAE.Silo;
 namespace RAE.Client.Commands;
 
 /// <summary>
-/// `rae demo`: the main job. Starts an in-process silo on the embedded defaults (localhost clustering, file storage under
-/// --data), trains the tiny Stage 2 DiT^DH of configs/demo/stage2-demo.yaml, samples from its last checkpoint, decodes the
-/// samples with the config's Stage 1 decoder (<see cref="DemoDecoder"/>: seeded weights unless the config names its own)
-/// and prints where the checkpoints, the metrics, the PNGs and the `.npz` are.
+/// `rae demo`: the main job, on an in-process silo with the embedded defaults (localhost clustering, file storage under
+/// --data). With Fashion-MNIST's IDX files present it runs every stage on them (<see cref="FashionMnistDemo"/>). Otherwise
+/// (or with --synthetic) it trains the tiny Stage 2 DiT^DH of configs/demo/stage2-demo.yaml on synthetic latents, samples
+/// from its last checkpoint, decodes the samples with the config's Stage 1 decoder (<see cref="DemoDecoder"/>: seeded
+/// weights unless the config names its own) and prints where the checkpoints, the metrics, the PNGs and the `.npz` are.
 /// </summary>
 public sealed class DemoCommand : ICliCommand
 {
     public const string DefaultConfig = "configs/demo/stage2-demo.yaml";
+    public const string Stage1Config = "configs/demo/stage1-fashion-mnist.yaml";
+    public const string Stage2Config = "configs/demo/stage2-fashion-mnist.yaml";
 
     private readonly Option<string> _config = new("--config") { HelpName = "FILE", Description = $"The demo's configuration [default: {DefaultConfig} above the working directory]" };
     private readonly Option<string[]> _overrides = CliOptions.Repeatable("--set", "KEY=VALUE", "Override a config value (repeatable)");
@@ -29,10 +32,21 @@ public sealed class DemoCommand : ICliCommand
     private readonly Option<string> _workload = new("--workload") { HelpName = "NAME", Description = "Rank worker to train with", DefaultValueFactory = _ => JobSpecFactory.DefaultWorkload };
     private readonly Option<bool> _json = CliOptions.Json();
 
+    private readonly Option<string?> _fashionMnist = new("--fashion-mnist") { HelpName = "DIR", Description = $"Folder of the Fashion-MNIST IDX files [default: {FashionMnistFiles.DebianFolder} when present, else the synthetic demo]" };
+    private readonly Option<bool> _synthetic = new("--synthetic") { Description = "Run the synthetic-latent demo (random decoder) even when Fashion-MNIST is present" };
+    private readonly Option<int> _trainPerClass = new("--train-per-class") { HelpName = "N", Description = "Fashion-MNIST: train images per class (a class-balanced subset)", DefaultValueFactory = _ => 300 };
+    private readonly Option<int> _testPerClass = new("--test-per-class") { HelpName = "N", Description = "Fashion-MNIST: test images per class, the fd_resnet18 reference", DefaultValueFactory = _ => 100 };
+    private readonly Option<int> _samplesPerClass = new("--samples-per-class") { HelpName = "N", Description = "Fashion-MNIST: samples drawn per class", DefaultValueFactory = _ => 10 };
+    private readonly Option<string> _stage1Config = new("--stage1-config") { HelpName = "FILE", Description = $"Fashion-MNIST: Stage 1 configuration [default: {Stage1Config}]" };
+    private readonly Option<string> _stage2Config = new("--stage2-config") { HelpName = "FILE", Description = $"Fashion-MNIST: Stage 2 configuration [default: {Stage2Config}]" };
+    private readonly Option<string[]> _stage1Overrides = CliOptions.Repeatable("--set-stage1", "KEY=VALUE", "Fashion-MNIST: override a Stage 1 config value (repeatable)");
+    private readonly Option<string[]> _stage2Overrides = CliOptions.Repeatable("--set-stage2", "KEY=VALUE", "Fashion-MNIST: override a Stage 2 config value (repeatable)");
+
     public DemoCommand() =>
-        Command = new Command("demo", "Train, sample and decode (PNGs + FID .npz) end to end on an in-process silo")
+        Command = new Command("demo", "End to end on an in-process silo: Fashion-MNIST when present (datasets, encode, Stage 1, Stage 2, sampling, fd_resnet18), else synthetic latents")
         {
-            _config, _overrides, _data, _samples, _workload, _json,
+            _config, _overrides, _data, _samples, _workload, _json, _fashionMnist, _synthetic, _trainPerClass, _testPerClass, _samplesPerClass,
+            _stage1Config, _stage2Config, _stage1Overrides, _stage2Overrides,
         };
 
     public string Name => "demo";
@@ -41,13 +55,35 @@ public sealed class DemoCommand : ICliCommand
 
     public async Task<int> RunAsync(ParseResult parsed, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
-        var samples = parsed.GetValue(_samples);
-        var configPath = parsed.GetValue(_config) ?? FindDefaultConfig();
-        var overrides = parsed.GetRequiredValue(_overrides);
         var dataFolder = Path.GetFullPath(parsed.GetRequiredValue(_data));
-        var workload = parsed.GetRequiredValue(_workload);
         var json = parsed.GetValue(_json);
+        var context = new CommandContext(output, error, json, !json && ClusterCommand.IsTerminal(output), cancellationToken);
+        var log = json ? TextWriter.Null : output;
+        var samples = parsed.GetValue(_samples);
         if (samples < 1) throw new UsageException($"--num-samples must be at least 1, got {samples}");
+        var idxFolder = parsed.GetValue(_fashionMnist);
+        if (idxFolder is not null && FashionMnistFiles.Missing(idxFolder) is { Count: > 0 } missing)
+            throw new UsageException(FashionMnistFiles.MissingMessage(Path.GetFullPath(idxFolder), missing));
+        idxFolder ??= FashionMnistFiles.DebianFolder;
+        if (!parsed.GetValue(_synthetic) && FashionMnistFiles.IsPresent(idxFolder))
+        {
+            FashionMnistDemoSettings settings;
+            try
+            {
+                settings = PrepareFashionMnist(parsed, Path.GetFullPath(idxFolder), dataFolder);
+            }
+            catch (Exception problem) when (problem is ConfigException or IOException)
+            {
+                error.WriteLine($"rae demo: {problem.Message}");
+                return ClusterCommand.Usage;
+            }
+            return await WithSiloAsync(dataFolder, FashionMnistRoots(settings, dataFolder), context, log,
+                (client, blobs) => FashionMnistDemoOutput.RunAsync(new FashionMnistDemo(client, blobs, settings, QuietJobs(context, log), log), context, log));
+        }
+
+        var configPath = parsed.GetValue(_config) ?? FindRepositoryFile(DefaultConfig);
+        var overrides = parsed.GetRequiredValue(_overrides);
+        var workload = parsed.GetRequiredValue(_workload);
 
         RaeConfig config;
         DemoDecoderInfo? decoder;
@@ -61,9 +97,50 @@ public sealed class DemoCommand : ICliCommand
             error.WriteLine($"rae demo: {problem.Message}");
             return ClusterCommand.Usage;
         }
-        var context = new CommandContext(output, error, json, !json && ClusterCommand.IsTerminal(output), cancellationToken);
-        var log = json ? TextWriter.Null : output;
+        if (!parsed.GetValue(_synthetic))
+            log.WriteLine($"note: Fashion-MNIST is not in {idxFolder}, so this is the synthetic demo (random latents, untrained decoder); on Debian, apt-get install {FashionMnistFiles.DebianPackage} gives the real one");
+        WriteDecoderLine(log, decoder);
+        return await WithSiloAsync(dataFolder, DataRootsOf(config, dataFolder), context, log,
+            (client, blobs) => RunJobsAsync(client, blobs, config, decoder, workload, samples, dataFolder, context, log));
+    }
 
+    /// <summary>The watchers of the Fashion-MNIST stages print plain progress lines to the log, never JSON (--json prints one object at the end).</summary>
+    private static CommandContext QuietJobs(CommandContext context, TextWriter log) =>
+        context with { Output = log, Json = false, Live = context.Live };
+
+    private FashionMnistDemoSettings PrepareFashionMnist(ParseResult parsed, string idxFolder, string dataFolder)
+    {
+        foreach (var (option, value) in new[] { (_trainPerClass, parsed.GetValue(_trainPerClass)), (_testPerClass, parsed.GetValue(_testPerClass)), (_samplesPerClass, parsed.GetValue(_samplesPerClass)) })
+            if (value < 1) throw new UsageException($"{option.Name} must be at least 1, got {value}");
+        var stage1Path = parsed.GetValue(_stage1Config) ?? FindRepositoryFile(Stage1Config);
+        var stage2Path = parsed.GetValue(_stage2Config) ?? FindRepositoryFile(Stage2Config);
+        var runId = $"demo-{DateTime.UtcNow:yyyyMMdd-HHmmss}";
+        return new FashionMnistDemoSettings
+        {
+            IdxFolder = idxFolder,
+            TrainPerClass = parsed.GetValue(_trainPerClass),
+            TestPerClass = parsed.GetValue(_testPerClass),
+            SamplesPerClass = parsed.GetValue(_samplesPerClass),
+            Stage1 = WithAbsoluteDecoderConfig(JobSpecFactory.LoadConfig(stage1Path, parsed.GetRequiredValue(_stage1Overrides)), stage1Path),
+            Stage2 = WithAbsoluteDecoderConfig(JobSpecFactory.LoadConfig(stage2Path, parsed.GetRequiredValue(_stage2Overrides)), stage2Path),
+            OutputFolder = Path.Combine(dataFolder, "runs", runId),
+            RunId = runId,
+        };
+    }
+
+    private static RaeConfig WithAbsoluteDecoderConfig(RaeConfig config, string configPath)
+    {
+        var path = DemoDecoder.ResolveDecoderConfig(config, configPath, config.Stage1?.Params.DecoderConfigPath);
+        return config.WithOverrides([$"stage_1.params.decoder_config_path={JsonSerializer.Serialize(path)}"]);
+    }
+
+    private static IReadOnlyList<string> FashionMnistRoots(FashionMnistDemoSettings settings, string dataFolder) =>
+        new[] { Path.GetFullPath(dataFolder), Path.GetDirectoryName(settings.Stage1.Stage1!.Params.DecoderConfigPath!)!, Path.GetDirectoryName(settings.Stage2.Stage1!.Params.DecoderConfigPath!)! }
+            .Distinct(StringComparer.Ordinal).ToList();
+
+    /// <summary>Starts the in-process silo (localhost clustering, file storage under the data folder), runs, and stops it.</summary>
+    private static async Task<int> WithSiloAsync(string dataFolder, IReadOnlyList<string> roots, CommandContext context, TextWriter log, Func<RaeClient, IBlobStore, Task<int>> run)
+    {
         var (siloPort, gatewayPort, webPort) = (FreePort(), FreePort(), FreePort());
         var settings = new Dictionary<string, string?>
         {
@@ -76,20 +153,17 @@ public sealed class DemoCommand : ICliCommand
             ["Logging:LogLevel:Microsoft.Hosting.Lifetime"] = "Warning",
         };
         // The in-process silo reads the files this run's configuration names, and nothing outside them and the data folder.
-        var roots = DataRootsOf(config, dataFolder);
         for (var i = 0; i < roots.Count; i++) settings[$"Rae:Silo:DataRoots:{i}"] = roots[i];
         var app = RaeSiloHost.Build([], settings);
         log.WriteLine($"silo: embedded, data {dataFolder}, gateway 127.0.0.1:{gatewayPort}, dashboard http://127.0.0.1:{webPort}/dashboard/, job pages http://127.0.0.1:{webPort}/jobs");
-        WriteDecoderLine(log, decoder);
-        await app.StartAsync(cancellationToken);
+        await app.StartAsync(context.CancellationToken);
         try
         {
-            var client = new RaeClient(app.Services.GetRequiredService<IGrainFactory>());
-            return await RunJobsAsync(client, app.Services.GetRequiredService<IBlobStore>(), config, decoder, workload, samples, dataFolder, context, log);
+            return await run(new RaeClient(app.Services.GetRequiredService<IGrainFactory>()), app.Services.GetRequiredService<IBlobStore>());
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
-            error.WriteLine("rae demo: interrupted; the in-process silo stops with its jobs (they resume on the next start with this --data folder)");
+            context.Error.WriteLine("rae demo: interrupted; the in-process silo stops with its jobs (they resume on the next start with this --data folder)");
             return ClusterCommand.Interrupted;
         }
         finally
@@ -189,18 +263,18 @@ public sealed class DemoCommand : ICliCommand
             : $"decoder: {decoder.WeightsPath} (Stage 1, {size}x{size} px, from stage_1.params.pretrained_decoder_path)");
     }
 
-    /// <summary>configs/demo/stage2-demo.yaml from the working directory or any folder above it or above the program.</summary>
-    private static string FindDefaultConfig()
+    /// <summary>A file of the repository (e.g. configs/demo/stage2-demo.yaml) from the working directory or any folder above it or above the program.</summary>
+    private static string FindRepositoryFile(string relativePath)
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
         {
             for (var folder = new DirectoryInfo(start); folder is not null; folder = folder.Parent)
             {
-                var candidate = Path.Combine(folder.FullName, DefaultConfig);
+                var candidate = Path.Combine(folder.FullName, relativePath);
                 if (File.Exists(candidate)) return candidate;
             }
         }
-        throw new UsageException($"cannot find {DefaultConfig} above the working directory; pass --config FILE");
+        throw new UsageException($"cannot find {relativePath} above the working directory; pass its file with the matching --config option");
     }
 
     /// <summary>The data folder and the folders of the Stage 1 files the (prepared, absolute-path) configuration names.</summary>

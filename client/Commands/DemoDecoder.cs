@@ -75,7 +75,7 @@ public static class DemoDecoder
     }
 
     /// <summary>decoder_config_path names a config.json or, as in the reference configs, a folder holding one.</summary>
-    private static string ResolveDecoderConfig(RaeConfig config, string configPath, string? decoderConfigPath)
+    internal static string ResolveDecoderConfig(RaeConfig config, string configPath, string? decoderConfigPath)
     {
         const string key = "stage_1.params.decoder_config_path";
         if (decoderConfigPath is null)

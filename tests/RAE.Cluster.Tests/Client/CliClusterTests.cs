@@ -172,7 +172,7 @@ public sealed class DemoCommandTests
         var data = Path.Combine(Path.GetTempPath(), "rae-demo-test-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
-            var (exitCode, output, error) = await Cli.RunAsync("demo", "--workload", "no-such-workload", "--data", data);
+            var (exitCode, output, error) = await Cli.RunAsync("demo", "--synthetic", "--workload", "no-such-workload", "--data", data);
             Assert.Equal(1, exitCode);
             Assert.Contains("no rank worker for workload 'no-such-workload'", error);
             Assert.Contains("dashboard http://127.0.0.1:", output);
@@ -190,7 +190,7 @@ public sealed class DemoCommandTests
         try
         {
             // The demo config, shrunk: 2 steps of batch 4 (a checkpoint at step 2), 2 Euler steps, 6 samples in 2 units.
-            var (exitCode, output, error) = await Cli.RunAsync("demo", "--data", data, "--num-samples", "6",
+            var (exitCode, output, error) = await Cli.RunAsync("demo", "--synthetic", "--data", data, "--num-samples", "6",
                 "--set", "data.num_samples=8", "--set", "training.global_batch_size=4", "--set", "training.max_steps=2",
                 "--set", "sampler.params.num_steps=2");
             Assert.True(exitCode == 0, $"exit {exitCode}: {error}\n{output}");
