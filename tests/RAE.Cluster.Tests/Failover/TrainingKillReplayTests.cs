@@ -20,10 +20,9 @@ namespace RAE.Cluster.Tests.Failover;
 /// coordinator is SIGKILLed after the step-3 checkpoint. Both jobs re-form on the survivor with 1 rank, restore the last
 /// checkpoint and complete, every step once. The uninterrupted reference is the same rank history replayed in this
 /// process with the rank workers alone (2 ranks up to the restored step, then 1 rank from that checkpoint), both on CPU
-/// with one intra-op thread per rank (a 2-rank mean, a + b then / 2, does not depend on the order). The test reports
-/// whether loss curve and final checkpoint (decoder, EMA, discriminator, both optimizers, data position) equal the
-/// replay's bit for bit, and asserts step 1 exactly and every later step to 1e-4 relative (see the measured note below);
-/// the held-out reconstruction L1 of the job's own final EMA decoder must fall well below the untrained decoder's.
+/// with one intra-op thread per rank (a 2-rank mean, a + b then / 2, does not depend on the order): the loss curve and
+/// the final checkpoint (decoder, EMA, discriminator, both optimizers, data position) must equal the replay's bit for
+/// bit, and the held-out reconstruction L1 of the job's own final EMA decoder must fall well below the untrained one's.
 /// </summary>
 [Collection(AzuriteCollection.Name)]
 public sealed class TrainingKillReplayTests(AzuriteFixture azurite, ITestOutputHelper log)
@@ -108,20 +107,20 @@ public sealed class TrainingKillReplayTests(AzuriteFixture azurite, ITestOutputH
         var stage1Replay = ReplayStage1(stage1, store, stage1Curve, stage1Checkpoint);
         log.WriteLine($"replayed in process in {replayClock.Elapsed.TotalSeconds:0.0} s; whole test {clock.Elapsed.TotalSeconds:0.0} s");
 
-        // Measured on 7 Dec: the Stage 1 loss curve equals the replay's at step 1 and differs from step 2 on by about 1e-8
-        // relative: the cluster's silo processes and this test process do not compute bit for bit alike (cause not found;
-        // the rank workers alone are bit-exact across a save and restore in one process, DecoderRankWorkerTests), and
-        // AdamW then amplifies that float noise as it does across rank counts (DecoderParityAndPrecisionTests).
+        // Replay and cluster compute alike only when both processes took MKL's same kernels (TestRuntime applies the
+        // silo's MKL fast path here too); before that, the Stage 1 curve differed from step 2 on by about 1e-8.
         foreach (var replay in new[] { stage2Replay, stage1Replay })
         {
-            Assert.Equal(replay.Expected[0], replay.Actual[0]);
-            Assert.True(replay.WorstLossDifference < 1e-4, $"{replay.Name}: the loss curve differs from the replay's by {replay.WorstLossDifference:E2} relative");
+            Assert.True(replay.Expected.SequenceEqual(replay.Actual),
+                $"{replay.Name}: the loss curve differs from the uninterrupted replay's by up to {replay.WorstLossDifference:E2} relative");
+            Assert.True(replay.SameCheckpoint, $"{replay.Name}: the final checkpoint differs from the uninterrupted replay's");
         }
         Assert.True(stage1Replay.HeldOutAfter < 0.9 * stage1Replay.HeldOutBefore,
             $"held-out L1 of the job's EMA decoder fell only from {stage1Replay.HeldOutBefore:F4} to {stage1Replay.HeldOutAfter:F4}");
     }
 
-    private sealed record Replay(string Name, IReadOnlyList<double> Expected, IReadOnlyList<double> Actual, double HeldOutBefore = 0, double HeldOutAfter = 0)
+    private sealed record Replay(string Name, IReadOnlyList<double> Expected, IReadOnlyList<double> Actual, bool SameCheckpoint,
+        double HeldOutBefore = 0, double HeldOutAfter = 0)
     {
         public double WorstLossDifference => Expected.Zip(Actual, (e, a) => Math.Abs(e - a) / Math.Abs(e)).Max();
     }
@@ -129,7 +128,7 @@ public sealed class TrainingKillReplayTests(AzuriteFixture azurite, ITestOutputH
     private Replay Report(string name, long lastTwoRankStep, List<double> expected, IReadOnlyList<StepMetrics> curve, bool sameCheckpoint,
         float parameterDifference, double heldOutBefore = 0, double heldOutAfter = 0)
     {
-        var replay = new Replay(name, expected, curve.Select(m => m.Loss).ToList(), heldOutBefore, heldOutAfter);
+        var replay = new Replay(name, expected, curve.Select(m => m.Loss).ToList(), sameCheckpoint, heldOutBefore, heldOutAfter);
         var firstDifferent = expected.Zip(replay.Actual).Select((pair, index) => (pair, index)).FirstOrDefault(x => x.pair.First != x.pair.Second).index + 1;
         log.WriteLine($"{name}: 2 ranks for steps 1..{lastTwoRankStep}, 1 rank after; loss step 1 {expected[0]:F5}, last {expected[^1]:F5}; "
             + $"loss curve {(expected.SequenceEqual(replay.Actual) ? "bit for bit equal to the replay's" : $"differs from the replay's from step {firstDifferent} on, by at most {replay.WorstLossDifference:E2} relative")}; "
