@@ -115,7 +115,8 @@ public sealed class TrainingKillReplayTests(AzuriteFixture azurite, ITestOutputH
                 $"{replay.Name}: the loss curve differs from the uninterrupted replay's by up to {replay.WorstLossDifference:E2} relative");
             Assert.True(replay.SameCheckpoint, $"{replay.Name}: the final checkpoint differs from the uninterrupted replay's");
         }
-        Assert.True(stage1Replay.HeldOutAfter < 0.9 * stage1Replay.HeldOutBefore,
+        // Measured: 0.2856 untrained, 0.2164 after 30 steps (the training images' L1: 0.292 at step 1, 0.139 at step 30).
+        Assert.True(stage1Replay.HeldOutAfter < 0.85 * stage1Replay.HeldOutBefore,
             $"held-out L1 of the job's EMA decoder fell only from {stage1Replay.HeldOutBefore:F4} to {stage1Replay.HeldOutAfter:F4}");
     }
 
