@@ -14,6 +14,9 @@ public sealed class SiloTrainingMetrics
     public const string LossInstrument = "rae-training-loss";
     public const string SamplesPerSecondInstrument = "rae-training-samples-per-second";
     public const string StepInstrument = "rae-training-step";
+    /// <summary>The named values a workload reports per step beyond the loss (Stage 1: losses, λ, discriminator accuracy and
+    /// logits), tagged with the job and the value's name.</summary>
+    public const string DetailInstrument = "rae-training-detail";
 
     private readonly ConcurrentDictionary<string, StepMetrics> _latest = new(StringComparer.Ordinal);
 
@@ -22,9 +25,14 @@ public sealed class SiloTrainingMetrics
         instruments.Meter.CreateObservableGauge(LossInstrument, () => Observe(m => m.Loss));
         instruments.Meter.CreateObservableGauge(SamplesPerSecondInstrument, () => Observe(m => m.SamplesPerSecondPerRank.Sum()), unit: "{sample}/s");
         instruments.Meter.CreateObservableGauge(StepInstrument, () => Observe(m => m.Step));
+        instruments.Meter.CreateObservableGauge(DetailInstrument, ObserveDetails);
     }
 
     public void Record(string jobId, StepMetrics metrics) => _latest[jobId] = metrics;
+
+    private IEnumerable<Measurement<double>> ObserveDetails() =>
+        _latest.SelectMany(entry => (entry.Value.Details ?? new Dictionary<string, double>()).Select(detail => new Measurement<double>(detail.Value,
+            new KeyValuePair<string, object?>("job", entry.Key), new KeyValuePair<string, object?>("value", detail.Key))));
 
     private IEnumerable<Measurement<double>> Observe(Func<StepMetrics, double> value) =>
         _latest.Select(entry => new Measurement<double>(value(entry.Value), new KeyValuePair<string, object?>("job", entry.Key)));

@@ -53,11 +53,13 @@ public sealed class GeneralDecoder : nn.Module<Tensor, Tensor>
         if (tokens.dim() != 3 || tokens.shape[2] != Config.HiddenSize)
             throw new ArgumentException($"GeneralDecoder expects tokens [B,N,{Config.HiddenSize}], got [{string.Join(",", tokens.shape)}]");
         using var scope = NewDisposeScope();
-        var hidden = ResizeTokenGrid(decoder_embed.forward(tokens));
+        // Under a bf16 autocast scope the Linear layers compute in bf16; the residual stream, the norms and the
+        // returned logits stay fp32, as under torch.autocast (a bf16 matmul output added to fp32 promotes to fp32).
+        var hidden = ResizeTokenGrid(Autocast.Linear(decoder_embed, tokens).to(tokens.dtype));
         var cls = trainable_cls_token.expand(hidden.shape[0], -1, -1);
         hidden = cat([cls, hidden], 1) + decoder_pos_embed;
         foreach (var layer in decoder_layers) hidden = layer.forward(hidden);
-        var logits = decoder_pred.forward(decoder_norm.forward(hidden));
+        var logits = Autocast.Linear(decoder_pred, decoder_norm.forward(hidden)).to(tokens.dtype);
         return logits[.., 1..].contiguous().MoveToOuterDisposeScope();
     }
 

@@ -1,3 +1,4 @@
+using RAE.Models.Nn;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -19,7 +20,10 @@ internal static class MultiHeadAttention
     }
 }
 
-/// <summary>transformers <c>ViTSelfAttention</c> (also used by ViT-MAE and DINOv2): query, key, value.</summary>
+/// <summary>
+/// transformers <c>ViTSelfAttention</c> (also used by ViT-MAE and DINOv2): query, key, value. Inside a bf16
+/// <see cref="Autocast"/> scope (the Stage 1 decoder's training forward) the projections and the attention run in bf16.
+/// </summary>
 public sealed class HfSelfAttention : nn.Module<Tensor, Tensor>
 {
     private readonly Linear query;
@@ -39,9 +43,9 @@ public sealed class HfSelfAttention : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor hidden)
     {
-        using var q = query.forward(hidden);
-        using var k = key.forward(hidden);
-        using var v = value.forward(hidden);
+        using var q = Autocast.Linear(query, hidden);
+        using var k = Autocast.Linear(key, hidden);
+        using var v = Autocast.Linear(value, hidden);
         return MultiHeadAttention.Compute(q, k, v, _heads);
     }
 }
@@ -57,7 +61,7 @@ public sealed class HfDense : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor input) => dense.forward(input);
+    public override Tensor forward(Tensor input) => Autocast.Linear(dense, input);
 }
 
 /// <summary>transformers <c>ViTAttention</c>: <c>attention</c> (Q/K/V) followed by <c>output.dense</c>.</summary>

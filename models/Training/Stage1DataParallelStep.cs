@@ -1,3 +1,5 @@
+using RAE.Configuration;
+using RAE.Models.Nn;
 using RAE.Models.Stage1;
 using RAE.Models.Stage1.Losses;
 using TorchSharp.Modules;
@@ -74,8 +76,9 @@ public sealed class Stage1DataParallelStep : IDisposable
 
     public Stage1DataParallelStep(RepresentationAutoencoder rae, Stage1LossSchedule losses, Stage1OptimizerSettings generator, DiffAug augment,
         IPerceptualLoss? perceptual, Stage1Discriminator? discriminator, Stage1OptimizerSettings? discriminatorOptimizer,
-        nn.Module? emaDecoder, double emaDecay, double clipGrad)
+        nn.Module? emaDecoder, double emaDecay, double clipGrad, ComputePrecision precision = ComputePrecision.Float32)
     {
+        Precision = precision;
         _rae = rae ?? throw new ArgumentNullException(nameof(rae));
         Losses = losses ?? throw new ArgumentNullException(nameof(losses));
         _generatorSettings = generator ?? throw new ArgumentNullException(nameof(generator));
@@ -100,6 +103,10 @@ public sealed class Stage1DataParallelStep : IDisposable
                 discriminatorOptimizer.Beta1, discriminatorOptimizer.Beta2, discriminatorOptimizer.WeightDecay);
         }
     }
+
+    /// <summary>training.precision: bf16 runs the decoder's forward (and so its backward) on bf16 matmuls and attention
+    /// (<see cref="Autocast"/>); weights, gradients, losses, the discriminator and the optimizers stay fp32.</summary>
+    public ComputePrecision Precision { get; }
 
     public Stage1LossSchedule Losses { get; }
     public AdamW GeneratorOptimizer { get; }
@@ -132,7 +139,7 @@ public sealed class Stage1DataParallelStep : IDisposable
         _rae.train();
         _discriminator?.Module.eval();
         ClearGradients(_decoderParameters);
-        var recon = _rae.Decode(latent);
+        var recon = DecodeInPrecision(latent);
         var recLoss = (recon - images).abs().mean();
         var lpipsLoss = useLpips ? _perceptual!.Loss(images * 2.0 - 1.0, recon * 2.0 - 1.0) : zeros([], dtype: recLoss.dtype, device: recLoss.device);
         var reconTotal = recLoss + Losses.Loss.PerceptualWeight * lpipsLoss;
@@ -212,6 +219,12 @@ public sealed class Stage1DataParallelStep : IDisposable
         return new OptimizerUpdate(norm, _generatorSettings.Schedule.LearningRate(step));
     }
 
+    private Tensor DecodeInPrecision(Tensor latent)
+    {
+        using var autocast = Autocast.Enter(Precision);
+        return _rae.Decode(latent);
+    }
+
     /// <summary>The discriminator's fakes: eval-mode reconstructions of the clean latents, quantised to 8-bit levels in [−1,1].</summary>
     public Tensor Fakes(Tensor cleanLatent)
     {
@@ -220,7 +233,7 @@ public sealed class Stage1DataParallelStep : IDisposable
         _rae.eval();
         try
         {
-            return GanLosses.QuantizeTo8BitLevels(_rae.Decode(cleanLatent) * 2.0 - 1.0).MoveToOuterDisposeScope();
+            return GanLosses.QuantizeTo8BitLevels(DecodeInPrecision(cleanLatent) * 2.0 - 1.0).MoveToOuterDisposeScope();
         }
         finally
         {

@@ -65,7 +65,7 @@ public static class JobPagesHtml
         html.Append("<h2>Curves</h2>\n");
         if (hasMetrics)
         {
-            foreach (var curve in MetricCurves.All)
+            foreach (var curve in MetricCurves.For(job.Training?.Spec.Workload))
                 html.Append(CultureInfo.InvariantCulture, $"<img class=\"curve\" id=\"curve-{H(curve.Name)}\" src=\"{url}/curves/{H(curve.Name)}.png\" alt=\"{H(curve.Title)}\" width=\"{MetricCurves.Width}\" height=\"{MetricCurves.Height}\">\n");
             if (job.OnlineMetric is { } metric)
                 html.Append(CultureInfo.InvariantCulture, $"<img class=\"curve\" id=\"curve-{MetricCurves.EvaluationCurveName}\" src=\"{url}/curves/{MetricCurves.EvaluationCurveName}.png\" alt=\"{H("Online evaluation: " + metric)}\" width=\"{MetricCurves.Width}\" height=\"{MetricCurves.Height}\">\n");

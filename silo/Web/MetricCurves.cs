@@ -2,8 +2,11 @@ using RAE.GrainInterfaces;
 
 namespace RAE.Silo.Web;
 
-/// <summary>One curve a job page draws: its URL name, title, axis label and the value it takes from a step's metrics.</summary>
-public sealed record MetricCurve(string Name, string Title, string YLabel, Func<StepMetrics, double> Value);
+/// <summary>
+/// One curve a job page draws: its URL name, title, axis label and the value it takes from a step's metrics; a curve
+/// with a <paramref name="Workload"/> is drawn only for that workload's jobs.
+/// </summary>
+public sealed record MetricCurve(string Name, string Title, string YLabel, Func<StepMetrics, double> Value, string? Workload = null);
 
 /// <summary>
 /// The curves of a training job's step metrics, rendered server-side with ScottPlot as PNG (no script, no CDN). Long
@@ -23,7 +26,24 @@ public static class MetricCurves
         new("lr", "Learning rate", "learning rate", m => m.LearningRate),
         new("throughput", "Throughput", "samples / s", m => m.SamplesPerSecondPerRank.Sum()),
         new("step-time", "Step time", "seconds", m => m.StepSeconds),
+        Stage1("rec_loss", "Reconstruction L1", "L1"),
+        Stage1("lpips_loss", "Perceptual loss", "loss"),
+        Stage1("gan_loss", "Generator GAN loss", "loss"),
+        Stage1("total_loss", "Generator total loss", "loss"),
+        Stage1("lambda", "Adaptive weight λ", "λ"),
+        Stage1("disc_loss", "Discriminator loss", "loss"),
+        Stage1("disc_acc", "Discriminator accuracy", "accuracy"),
+        Stage1("logits_real", "Discriminator logits on real images", "mean logit"),
+        Stage1("logits_fake", "Discriminator logits on reconstructions", "mean logit"),
     ];
+
+    /// <summary>The curves a job of <paramref name="workload"/> has: the common ones and that workload's own.</summary>
+    public static IEnumerable<MetricCurve> For(string? workload) => All.Where(curve => curve.Workload is null || curve.Workload == workload);
+
+    /// <summary>A Stage 1 value the decoder worker reports in a step's details (absent on steps without it: not drawn).</summary>
+    private static MetricCurve Stage1(string key, string title, string yLabel) =>
+        new(key.Replace('_', '-'), title, yLabel, m => m.Details is { } details && details.TryGetValue(key, out var value) ? value : double.NaN,
+            TrainingJobSpecs.DecoderWorkload);
 
     public static MetricCurve? Find(string name) => All.FirstOrDefault(curve => curve.Name.Equals(name, StringComparison.Ordinal));
 

@@ -115,7 +115,7 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
         var stage1Discriminator = _discriminator is { } d ? new Stage1Discriminator(d.Module, d.Classify) : null;
         _trainer = new Stage1DataParallelStep(_rae, losses, job.GeneratorSettings(spec.GlobalBatchSize), augment, _perceptual, stage1Discriminator,
             stage1Discriminator is null ? null : job.DiscriminatorSettings(spec.GlobalBatchSize), _emaRae.Decoder, job.Training.EmaDecay,
-            job.Training.ClipGrad ?? 0);
+            job.Training.ClipGrad ?? 0, job.Training.Precision);
         ParameterCount = checked((int)(_trainer.DecoderParameters.Sum(p => p.numel()) + _trainer.DiscriminatorParameters.Sum(p => p.numel())));
         _data = new DatasetImageStream(store, job.DatasetName, job.ImageSize, spec.Seed, spec.GlobalBatchSize, job.Data.NumSamples);
         LastGradientNorm = 0;

@@ -44,6 +44,31 @@ public sealed class DecoderClusterTrainingTests(ClusterFixture fixture, ITestOut
             Assert.InRange(details["disc_acc"], 0, 1);
         }
 
+        // The last step's Stage 1 values are published on the Orleans meter, where the dashboard's silo counters read them.
+        var published = new List<(string? Job, string? Name, double Value)>();
+        using (var listener = new System.Diagnostics.Metrics.MeterListener())
+        {
+            listener.InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "Microsoft.Orleans" && instrument.Name == RAE.Grains.Training.SiloTrainingMetrics.DetailInstrument)
+                    l.EnableMeasurementEvents(instrument);
+            };
+            listener.SetMeasurementEventCallback<double>((_, value, tags, _) =>
+            {
+                string? job = null, name = null;
+                foreach (var tag in tags)
+                {
+                    if (tag.Key == "job") job = tag.Value as string;
+                    if (tag.Key == "value") name = tag.Value as string;
+                }
+                published.Add((job, name, value));
+            });
+            listener.Start();
+            listener.RecordObservableInstruments();
+        }
+        foreach (var key in new[] { "rec_loss", "lambda", "disc_acc", "logits_real", "logits_fake" })
+            Assert.Contains((jobId, key, metrics[^1].Details![key]), published);
+
         // The same job in-process (the test's own driver of the phases) reports the same first step.
         var localRoot = NewBlobRoot();
         var local = CreateWorkers(Spec(ranks: 2, steps: Steps), StoreWithDataset(localRoot));
