@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the solution: installs and starts Azurite (the Azure Storage emulator the cluster tests use),
-# runs `dotnet test`, stops Azurite, and prints one closing line "tests: N passed, N failed, N skipped".
+# Runs every test of the solution in two steps: (1) installs and starts Azurite (the Azure Storage emulator the cluster
+# tests use), runs `dotnet test` on everything but the chaos suite, stops Azurite, and prints "tests: N passed, N failed,
+# N skipped"; (2) the chaos suite (infra/chaos.sh: silo processes killed, stopped and starved of storage on an Azurite of
+# its own), which reuses step 1's build. Arguments go to step 1's `dotnet test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +36,8 @@ if [ "$passed" -eq 0 ]; then
   echo "test.sh: no test ran" >&2
   exit 1
 fi
+
+# Step 2 (after step 1's Azurite is stopped: the suite runs its own).
+bash infra/azurite.sh stop || true
+trap - EXIT
+bash infra/chaos.sh
