@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
+using Orleans.Storage;
 using RAE.GrainInterfaces;
 using RAE.Grains.Datasets;
 using RAE.Grains.Jobs;
@@ -139,6 +140,13 @@ public sealed partial class EncodeJobGrain(
             await FinishAsync(JobState.Completed, null);
             LogCompleted(JobId, plan.Spec.LatentName, State.ShardsDone.Count);
         }
+        catch (InconsistentStateException error) when (!_deactivating)
+        {
+            // Another activation of this job wrote its state (this one was presumed lost with its silo): this activation
+            // stops without writing; the job goes on from what the storage holds.
+            LogLostOwnership(error, JobId);
+            DeactivateOnIdle();
+        }
         catch (Exception error) when (!_deactivating)
         {
             LogFailed(error, JobId);
@@ -183,7 +191,7 @@ public sealed partial class EncodeJobGrain(
                 idle.Enqueue(owner);
                 await ReportAsync();
             }
-            catch (Exception error) when (error is not RaeJobException)
+            catch (Exception error) when (error is not RaeJobException and not InconsistentStateException)
             {
                 var tries = attempts[finishedIndex] = attempts.GetValueOrDefault(finishedIndex) + 1;
                 LogShardFailed(error, JobId, dataset.Shards[finishedIndex].File, tries);
@@ -294,6 +302,9 @@ public sealed partial class EncodeJobGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Encode job {JobId} completed: latent dataset {Name}, {Shards} shards")]
     private partial void LogCompleted(string jobId, string name, int shards);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Encode job {JobId}: another activation wrote the job's state; this one stops and the job resumes from storage")]
+    private partial void LogLostOwnership(Exception error, string jobId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Encode job {JobId} failed")]
     private partial void LogFailed(Exception error, string jobId);

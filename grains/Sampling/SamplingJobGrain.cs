@@ -72,9 +72,14 @@ public sealed partial class SamplingJobGrain(
 
     public async Task Start(SamplingJobSpec spec)
     {
-        if (State.Spec is not null)
-            throw new RaeJobException($"Sampling job '{JobId}' was already started; submit a new job instead.");
         ArgumentNullException.ThrowIfNull(spec);
+        if (State.Spec is not null)
+        {
+            // A client whose first Start lost its answer (a timeout, a silo lost) submits the same job again: that is the
+            // job already started, not a conflict.
+            if (IsSameSubmission(spec, State.Spec)) return;
+            throw new RaeJobException($"Sampling job '{JobId}' was already started; submit a new job instead.");
+        }
         var source = await ResolveSourceAsync(spec);
         // The resolved step is part of the spec from now on, so status and resumption name the weights actually sampled.
         if (source is not null) spec = spec with { SourceCheckpointStep = source.Checkpoint.Step };
@@ -88,6 +93,14 @@ public sealed partial class SamplingJobGrain(
         await ReportAsync(plan);
         EnsureLoop();
     }
+
+    /// <summary>The submitted spec equals the started one once Start's own additions (resolved step, class count) are applied.</summary>
+    private static bool IsSameSubmission(SamplingJobSpec submitted, SamplingJobSpec started) =>
+        submitted with
+        {
+            SourceCheckpointStep = submitted.SourceCheckpointStep ?? started.SourceCheckpointStep,
+            Classes = submitted.Classes == 0 ? started.Classes : submitted.Classes,
+        } == started;
 
     public async Task Resume()
     {

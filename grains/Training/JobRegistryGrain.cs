@@ -48,8 +48,14 @@ public sealed class JobRegistryGrain(
         if (spec is null) throw new RaeJobException("A sampling job needs a spec; none was given.");
         if (string.IsNullOrWhiteSpace(jobId) || jobId.Any(c => char.IsWhiteSpace(c) || c is '/' or '\\' or '|') || jobId.Contains("..", StringComparison.Ordinal))
             throw new RaeJobException($"Job id '{jobId}' is not usable: it must be non-empty, without spaces, '/', '\\', '|' or '..'.");
-        if (registry.State.Jobs.ContainsKey(jobId))
-            throw new RaeJobException($"Job '{jobId}' already exists; submit the sampling job under another id.");
+        if (registry.State.Jobs.TryGetValue(jobId, out var existing))
+        {
+            if (existing.Kind != JobKind.Sampling)
+                throw new RaeJobException($"Job '{jobId}' already exists; submit the sampling job under another id.");
+            // A retried submission (its first answer was lost): the job's grain accepts the same spec and refuses another.
+            await GrainFactory.GetGrain<ISamplingJobGrain>(jobId).Start(spec);
+            return jobId;
+        }
         if (!SamplingWorkloads.Contains(spec.Workload, StringComparer.Ordinal))
             throw new RaeJobException($"Invalid sampling job: Workload '{spec.Workload}' is unknown (known sampling workloads: {string.Join(", ", SamplingWorkloads)}; training workloads such as {string.Join(", ", workerFactories.Select(f => f.Workload))} are sampled through '{SamplingPlan.Workload}').");
         // The job's grain does the full validation (configuration, weights files, source checkpoint) before it persists anything.
