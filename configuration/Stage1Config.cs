@@ -44,7 +44,7 @@ public sealed record RaeParams
     /// <summary>Our offline encoder (ONNX ResNet18 featurizer), not in the reference.</summary>
     public const string ResNet18 = "ResNet18";
 
-    /// <summary>Encoder class → the stride of its token grid (ViT patch size, or the ResNet's total stride).</summary>
+    /// <summary>Encoder class → the stride of its token grid (ViT patch size, or the ResNet's default layer4 stride; see <see cref="EncoderPatchSize"/>).</summary>
     public static readonly IReadOnlyDictionary<string, int> EncoderPatchSizes = new Dictionary<string, int>(StringComparer.Ordinal)
     {
         [Dinov2] = 14, [SigLip2] = 16, [Mae] = 16, [ResNet18] = 32,
@@ -79,7 +79,7 @@ public sealed record RaeParams
             NormalizationStatPath = section.OptionalString("normalization_stat_path"),
             Eps = section.Double("eps", 1e-5),
         };
-        var patch = EncoderPatchSizes[encoder];
+        var patch = parsed.EncoderPatchSize;
         section.Require(parsed.EncoderInputSize > 0 && parsed.EncoderInputSize % patch == 0, "encoder_input_size",
             $"{parsed.EncoderInputSize} must be a positive multiple of the {encoder} patch size {patch}");
         section.Require(parsed.DecoderPatchSize > 0, "decoder_patch_size", "must be positive");
@@ -89,8 +89,11 @@ public sealed record RaeParams
         return parsed;
     }
 
+    /// <summary>Stride of the encoder's token grid: the ViT patch size, or the chosen ResNet18 stage's total stride.</summary>
+    public int EncoderPatchSize => EncoderCls == ResNet18 ? EncoderParams.ResNetStageStride : EncoderPatchSizes[EncoderCls];
+
     /// <summary>Side of the encoder's token grid, for example 16 for DINOv2 at 224 px.</summary>
-    public int TokenGridSize => EncoderInputSize / EncoderPatchSizes[EncoderCls];
+    public int TokenGridSize => EncoderInputSize / EncoderPatchSize;
 
     internal YamlMapBuilder ToYaml() => new YamlMapBuilder()
         .Add("encoder_cls", EncoderCls)
@@ -109,15 +112,27 @@ public sealed record RaeParams
 /// <summary>
 /// <c>encoder_params</c>: which keys are allowed depends on the encoder class — Dinov2withNorm: dinov2_path, normalize;
 /// SigLIP2wNorm: model_name, num_tokens; MAEwNorm: model_name; ResNet18 (ours): model_path (ONNX file; null = the packaged
-/// featurizer), normalize.
+/// featurizer), normalize, stage (the residual stage whose feature map is the latent grid: layer1..layer4 or 1..4, default layer4).
 /// </summary>
 public sealed record EncoderParams
 {
+    public const int DefaultResNetStage = 4;
+
+    /// <summary>ResNet18 stage → (stride of its feature map, its channels), torchvision's layer1..layer4.</summary>
+    public static readonly IReadOnlyList<(int Stride, int Channels)> ResNetStages = [(4, 64), (8, 128), (16, 256), (32, 512)];
+
     public string? Dinov2Path { get; init; }
     public string? ModelName { get; init; }
     public string? ModelPath { get; init; }
     public bool Normalize { get; init; } = true;
     public int NumTokens { get; init; } = 256;
+
+    /// <summary>ResNet18's residual stage (1..4) whose feature map is the latent grid.</summary>
+    public int ResNetStage { get; init; } = DefaultResNetStage;
+
+    public int ResNetStageStride => ResNetStages[ResNetStage - 1].Stride;
+
+    public int ResNetStageChannels => ResNetStages[ResNetStage - 1].Channels;
 
     internal static EncoderParams Parse(ConfigSection section, string encoder)
     {
@@ -126,7 +141,10 @@ public sealed record EncoderParams
             RaeParams.Dinov2 => new EncoderParams { Dinov2Path = section.OptionalString("dinov2_path"), Normalize = section.Bool("normalize", true) },
             RaeParams.SigLip2 => new EncoderParams { ModelName = section.OptionalString("model_name"), NumTokens = section.Int("num_tokens", 256) },
             RaeParams.Mae => new EncoderParams { ModelName = section.OptionalString("model_name") },
-            _ => new EncoderParams { ModelPath = section.OptionalString("model_path"), Normalize = section.Bool("normalize", true) },
+            _ => new EncoderParams
+            {
+                ModelPath = section.OptionalString("model_path"), Normalize = section.Bool("normalize", true), ResNetStage = ParseResNetStage(section),
+            },
         };
         section.Require(parsed.NumTokens > 0, "num_tokens", "must be positive");
         section.RejectUnknownKeys();
@@ -138,6 +156,19 @@ public sealed record EncoderParams
         RaeParams.Dinov2 => new YamlMapBuilder().Add("dinov2_path", Dinov2Path).Add("normalize", Normalize),
         RaeParams.SigLip2 => new YamlMapBuilder().Add("model_name", ModelName).Add("num_tokens", NumTokens),
         RaeParams.Mae => new YamlMapBuilder().Add("model_name", ModelName),
-        _ => new YamlMapBuilder().Add("model_path", ModelPath).Add("normalize", Normalize),
+        _ => ResNetStage == DefaultResNetStage
+            ? new YamlMapBuilder().Add("model_path", ModelPath).Add("normalize", Normalize)
+            : new YamlMapBuilder().Add("model_path", ModelPath).Add("normalize", Normalize).Add("stage", $"layer{ResNetStage}"),
     };
+
+    private static int ParseResNetStage(ConfigSection section)
+    {
+        var text = section.OptionalString("stage");
+        if (text is null) return DefaultResNetStage;
+        var digits = text.StartsWith("layer", StringComparison.OrdinalIgnoreCase) ? text["layer".Length..] : text;
+        var valid = int.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var stage)
+            && stage >= 1 && stage <= ResNetStages.Count;
+        section.Require(valid, "stage", $"'{text}' is not a ResNet18 stage (layer1, layer2, layer3, layer4 or 1..4)");
+        return stage;
+    }
 }

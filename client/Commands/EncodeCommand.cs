@@ -67,7 +67,9 @@ public sealed class EncodeCommand : ClusterCommand
     /// <summary>DATASET-ENCODER-SIZE in lower case, cut to the longest allowed name.</summary>
     public static string DefaultName(string dataset, RaeParams encoder)
     {
-        var name = $"{dataset}-{encoder.EncoderCls.ToLowerInvariant()}-{encoder.EncoderInputSize}";
+        var stage = encoder.EncoderCls == RaeParams.ResNet18 && encoder.EncoderParams.ResNetStage != EncoderParams.DefaultResNetStage
+            ? $"-layer{encoder.EncoderParams.ResNetStage}" : "";
+        var name = $"{dataset}-{encoder.EncoderCls.ToLowerInvariant()}{stage}-{encoder.EncoderInputSize}";
         return name.Length <= DatasetNames.MaxLength ? name : name[..DatasetNames.MaxLength];
     }
 }

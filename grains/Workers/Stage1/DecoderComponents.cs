@@ -21,9 +21,7 @@ public static class DecoderComponents
         {
             if (rae.EncoderParams.ModelPath is { } onnx && !File.Exists(onnx))
                 throw new FileNotFoundException($"stage_1.params.encoder_params.model_path: the ResNet18 ONNX model {onnx} does not exist", onnx);
-            var resnet = ResNet18Encoder.Load(new ResNet18EncoderOptions(rae.EncoderParams.ModelPath, Stage: ResNetStage.Layer4), device);
-            resnet.eval();
-            return resnet;
+            return FrozenEncoders.ResNet18(rae, device);
         }
         var (key, folder) = rae.EncoderCls switch
         {

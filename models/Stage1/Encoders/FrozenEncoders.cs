@@ -6,7 +6,7 @@ namespace RAE.Models.Stage1.Encoders;
 
 /// <summary>
 /// The frozen representation encoder a <c>stage_1</c> section names: <c>ResNet18</c> (the packaged ML.NET featurizer,
-/// offline, its stride-32 layer4 map as the latent grid, or <c>encoder_params.model_path</c>), or a Hugging Face folder for
+/// offline, the feature map of <c>encoder_params.stage</c> (layer4 by default) as the latent grid, or <c>encoder_params.model_path</c>), or a Hugging Face folder for
 /// <c>Dinov2withNorm</c> (<c>dinov2_path</c>), <c>SigLIP2wNorm</c> and <c>MAEwNorm</c> (<c>model_name</c>). The caller owns
 /// the result and disposes it (<see cref="IDisposable"/>).
 /// </summary>
@@ -19,20 +19,31 @@ public static class FrozenEncoders
     {
         ArgumentNullException.ThrowIfNull(parameters);
         if (parameters.EncoderCls == RaeParams.ResNet18)
-        {
-            var resnet = ResNet18Encoder.Load(new ResNet18EncoderOptions(parameters.EncoderParams.ModelPath, Stage: ResNetStage.Layer4), device);
-            if (resnet.PatchSize != RaeParams.EncoderPatchSizes[RaeParams.ResNet18])
-            {
-                resnet.Dispose();
-                throw new InvalidDataException($"the ResNet18 model's layer4 has stride {resnet.PatchSize}; the configuration expects {RaeParams.EncoderPatchSizes[RaeParams.ResNet18]}");
-            }
-            return parameters.EncoderParams.Normalize ? new TokenNormalizedEncoder(resnet, TokenNormEps) : resnet;
-        }
+            return ResNet18(parameters, device);
         var folder = (parameters.EncoderCls == RaeParams.Dinov2 ? parameters.EncoderParams.Dinov2Path : parameters.EncoderParams.ModelName)
             ?? throw new ArgumentException($"stage_1.params.encoder_params names no model folder for {parameters.EncoderCls} (dinov2_path or model_name)");
         if (!Directory.Exists(folder))
             throw new DirectoryNotFoundException($"the {parameters.EncoderCls} encoder needs a Hugging Face model folder on this machine; '{folder}' is not one (stage_1.params.encoder_params)");
         return Stage1Encoders.FromPretrained(parameters.EncoderCls, folder, device);
+    }
+
+    /// <summary>
+    /// The ResNet18 encoder at <c>encoder_params.stage</c>, in eval mode, its tokens standardised when <c>normalize</c> is set
+    /// (the same latent space for the encode job, Stage 1 training and sampling).
+    /// </summary>
+    public static IRepresentationEncoder ResNet18(RaeParams parameters, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        var stage = (ResNetStage)parameters.EncoderParams.ResNetStage;
+        var resnet = ResNet18Encoder.Load(new ResNet18EncoderOptions(parameters.EncoderParams.ModelPath, Stage: stage), device);
+        if (resnet.PatchSize != parameters.EncoderPatchSize || resnet.HiddenSize != parameters.EncoderParams.ResNetStageChannels)
+        {
+            resnet.Dispose();
+            throw new InvalidDataException($"the ResNet18 model's {stage} has stride {resnet.PatchSize} and {resnet.HiddenSize} channels; " +
+                $"the configuration expects {parameters.EncoderPatchSize} and {parameters.EncoderParams.ResNetStageChannels}");
+        }
+        resnet.eval();
+        return parameters.EncoderParams.Normalize ? new TokenNormalizedEncoder(resnet, TokenNormEps) : resnet;
     }
 }
 
