@@ -78,7 +78,7 @@ public sealed partial class SamplingJobGrain(
             // A client whose first Start lost its answer (a timeout, a silo lost) submits the same job again: that is the
             // job already started, not a conflict.
             if (IsSameSubmission(spec, State.Spec)) return;
-            throw new RaeJobException($"Sampling job '{JobId}' was already started; submit a new job instead.");
+            throw new RaeJobException($"Job '{JobId}' already exists with another spec; submit the sampling job under another id.");
         }
         var source = await ResolveSourceAsync(spec);
         // The resolved step is part of the spec from now on, so status and resumption name the weights actually sampled.

@@ -21,13 +21,16 @@ public sealed class BenchClusterCommandTests
         var root = report.RootElement;
 
         var rows = root.GetProperty("AllReduce").EnumerateArray().ToList();
-        Assert.Equal(["Ring", "Orleans"], rows.Select(r => r.GetProperty("Transport").GetString()));
+        Assert.Equal(["Ring", "Ring/TLS", "Orleans"], rows.Select(r => r.GetProperty("Transport").GetString()));
         var ring = rows[0];
         Assert.Equal(40000, ring.GetProperty("ChunkElements").GetInt32()); // the ring's bucket
         Assert.Equal(0, ring.GetProperty("MaxAbsoluteError").GetDouble());
         Assert.Equal(2, ring.GetProperty("Silos").EnumerateArray().Select(s => s.GetString()).Distinct().Count());
         Assert.Equal(PositiveFinite(ring, "MegabytesPerSecond"), PositiveFinite(ring, "BusMegabytesPerSecond"), 1e-9); // 2(n-1)/n = 1 for two ranks
-        var allReduce = rows[1];
+        var tlsRing = rows[1]; // the same ring with the cluster's mutual TLS on its connections
+        Assert.Equal(0, tlsRing.GetProperty("MaxAbsoluteError").GetDouble());
+        PositiveFinite(tlsRing, "MegabytesPerSecond");
+        var allReduce = rows[2];
         Assert.Equal(100000, allReduce.GetProperty("Elements").GetInt32());
         Assert.Equal(400000, allReduce.GetProperty("BytesPerRank").GetInt64());
         Assert.Equal(30000, allReduce.GetProperty("ChunkElements").GetInt32());

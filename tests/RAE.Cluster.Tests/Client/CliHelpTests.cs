@@ -86,7 +86,7 @@ public sealed partial class CliHelpTests
 
         var (_, train, _) = await Cli.RunAsync("train", "--help");
         Assert.Contains("<CONFIG.yaml>", train);
-        Assert.Matches(@"--ranks <N>\s+Ranks \(data-parallel workers\) to train on \[default: 1\]", train);
+        Assert.Matches(@"--ranks <N\|MIN\.\.MAX>\s+Ranks \(data-parallel workers, one device each\) to train on; with MIN\.\.MAX", train);
 
         // Both commands take the pair; the help marks each command's own default.
         Assert.Matches(@"--watch\s+Follow the job to its end \(exit 1 when it fails\) \[default\]", sample);

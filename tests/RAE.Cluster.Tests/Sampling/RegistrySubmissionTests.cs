@@ -28,8 +28,10 @@ public sealed class RegistrySubmissionTests(ClusterFixture fixture)
         var chosen = "sample-chosen-" + Guid.NewGuid().ToString("N")[..8];
         Assert.Equal(chosen, await Registry.SubmitSamplingAs(chosen, _files.Spec(samples: 2, unitSize: 2, decode: false)));
         Assert.Equal(JobKind.Sampling, (await Registry.Get(chosen)).Kind);
-        var taken = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitSamplingAs(chosen, _files.Spec(samples: 2, unitSize: 2, decode: false)));
-        Assert.Contains($"Job '{chosen}' already exists", taken.Message);
+        // The same submission again (a client retrying after a lost answer) is the job already started; another spec is refused.
+        Assert.Equal(chosen, await Registry.SubmitSamplingAs(chosen, _files.Spec(samples: 2, unitSize: 2, decode: false)));
+        var taken = await Assert.ThrowsAsync<RaeJobException>(() => Registry.SubmitSamplingAs(chosen, _files.Spec(samples: 4, unitSize: 2, decode: false)));
+        Assert.Contains($"Job '{chosen}' already exists with another spec", taken.Message);
         await SamplingTestFiles.WaitForEndAsync(fixture, chosen);
     }
 

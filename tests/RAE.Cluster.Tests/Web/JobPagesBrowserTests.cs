@@ -27,7 +27,8 @@ public sealed class JobPagesBrowserTests(CliSiloFixture silo) : IClassFixture<Cl
         var grains = silo.Services.GetRequiredService<IGrainFactory>();
         var registry = grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
         var config = RaeConfig.Parse(DiTTestJobs.TinyConfig, JobPagesRenderingTests.HostileSource);
-        var trainingId = await registry.SubmitTraining(TrainingJobSpecs.FromConfig(config, ranks: 1) with { Steps = 3, CheckpointInterval = 2 });
+        var trainingSpec = TrainingJobSpecs.FromConfig(config, ranks: 1) with { Steps = 3, CheckpointInterval = 2 };
+        var trainingId = await registry.SubmitTraining(trainingSpec);
         var samplingId = await registry.SubmitSampling(SamplingTestFiles.Instance.Spec(samples: 4, unitSize: 2));
         await WaitUntilEndedAsync(registry, trainingId);
         await WaitUntilEndedAsync(registry, samplingId);
@@ -63,7 +64,7 @@ public sealed class JobPagesBrowserTests(CliSiloFixture silo) : IClassFixture<Cl
         Assert.Equal(200, training!.Status);
         Assert.Equal("Completed", await page.InnerTextAsync("#state"));
         var curves = await HeadlessChromium.ImagesAsync(page);
-        Assert.Equal(MetricCurves.All.Select(c => "curve-" + c.Name), curves.Select(i => i.Id));
+        Assert.Equal(MetricCurves.For(trainingSpec.Workload).Select(c => "curve-" + c.Name), curves.Select(i => i.Id));
         Assert.All(curves, image => Assert.True(image.Complete && image.NaturalWidth == MetricCurves.Width, $"{image.Id} did not render: {image}"));
         Assert.Equal(checkpointSteps.Count, await page.Locator("#checkpoints tr").CountAsync() - 1);
         // The configuration's hostile source name is shown as text; nothing it holds became a script.
