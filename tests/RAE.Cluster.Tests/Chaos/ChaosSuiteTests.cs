@@ -115,6 +115,12 @@ public sealed class ChaosSuiteTests(ITestOutputHelper log)
         foreach (var outcome in training) await CheckAsync(() => workload.VerifyAsync(outcome));
         foreach (var outcome in encode) await CheckAsync(() => workload.VerifyAsync(outcome));
         foreach (var outcome in sampling) await CheckAsync(() => workload.VerifyAsync(outcome));
+        // The violations also go last in the output: a CI log that keeps only its tail still names them.
+        foreach (var violation in violations)
+        {
+            log.WriteLine("violation: " + violation);
+            Console.WriteLine("violation: " + violation);
+        }
         Assert.True(violations.Count == 0,
             $"{violations.Count} broken invariant(s) over {training.Count + encode.Count + sampling.Count} jobs:{Environment.NewLine}"
             + string.Join(Environment.NewLine, violations) + Environment.NewLine + summary);
