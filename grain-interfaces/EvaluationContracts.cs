@@ -186,9 +186,11 @@ public interface IEvaluationWorkerGrain : IGrainWithStringKey
     [ResponseTimeout("00:30:00")]
     Task<ResolvedEvaluationInput> ResolveNpz(EvaluationInput input, string location);
 
-    /// <summary>Computes one unit (features, or per-image PSNR/SSIM) on the dedicated worker thread and writes it to <see cref="EvaluationUnitRequest.OutputLocation"/>.</summary>
+    /// <summary>Computes one unit (features, or per-image PSNR/SSIM) on the dedicated worker thread and writes it to
+    /// <see cref="EvaluationUnitRequest.OutputLocation"/>. A cancelled <paramref name="cancellationToken"/> stops the unit
+    /// between batches; a cancelled unit writes nothing.</summary>
     [ResponseTimeout("01:00:00")]
-    Task<string> RunUnit(EvaluationUnitRequest request);
+    Task<string> RunUnit(EvaluationUnitRequest request, CancellationToken cancellationToken = default);
 
     /// <summary>Merges the finished units in order into the score (statistics and distance on the worker thread).</summary>
     [ResponseTimeout("01:00:00")]

@@ -114,9 +114,10 @@ public sealed record LatentStatisticsRequest(
 public interface IShardEncoderGrain : IGrainWithStringKey
 {
     /// <summary>Reads and verifies the image shard, encodes it, writes its moments and then its latent shard, checks the
-    /// stored latent shard against what was encoded, and returns it.</summary>
+    /// stored latent shard against what was encoded, and returns it. A cancelled <paramref name="cancellationToken"/> stops
+    /// the shard between encoder batches; a cancelled shard writes nothing.</summary>
     [ResponseTimeout("01:00:00")]
-    Task<EncodedShardResult> EncodeShard(EncodeShardRequest request);
+    Task<EncodedShardResult> EncodeShard(EncodeShardRequest request, CancellationToken cancellationToken = default);
 
     /// <summary>Writes <c>stat.pt</c> and <c>stat.safetensors</c> from the shards' moments (exact) or latents (momentum);
     /// returns how many latents they cover.</summary>

@@ -38,9 +38,10 @@ public sealed record SamplingUnitResult(
 public interface ISamplingWorkerGrain : IGrainWithStringKey
 {
     /// <summary>Generates the unit's samples (and decodes them when the configuration has a Stage-1 decoder), writes the
-    /// unit's result and its PNGs to blob storage, and returns where the unit went.</summary>
+    /// unit's result and its PNGs to blob storage, and returns where the unit went. A cancelled
+    /// <paramref name="cancellationToken"/> stops the unit between sampler steps; a cancelled unit writes nothing.</summary>
     [ResponseTimeout("01:00:00")]
-    Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request);
+    Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Packs the images of the job's units 0 .. <paramref name="unitCount"/> - 1, in order, into one FID <c>.npz</c>

@@ -41,32 +41,15 @@ public sealed class EncodeJobState : IUnitJobState
 public sealed partial class EncodeJobGrain(
     [PersistentState("encode", RaeStorage.GrainStateProvider)] IPersistentState<EncodeJobState> job,
     IBlobStore blobs,
-    ILogger<EncodeJobGrain> logger) : Grain, IEncodeJobGrain
+    ILogger<EncodeJobGrain> logger) : UnitJobGrain<EncodeJobState>(job), IEncodeJobGrain
 {
     /// <summary>A shard that fails this many times in a row fails the job.</summary>
     public const int MaxShardAttempts = 3;
 
-    private JobLoop? _loop;
-    private JobRegistryReporter? _reporter;
     private EncodePlan? _plan;
-    private bool _deactivating;
     private double _imagesPerSecond;
 
-    private string JobId => this.GetPrimaryKeyString();
-    private EncodeJobState State => job.State;
-    private JobLoop Loop => _loop ??= new JobLoop(RunLoopAsync);
-
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
-    {
-        if (UnitJobLifecycle.Activate(this, State)) Loop.EnsureRunning(clearCancel: true);
-        return Task.CompletedTask;
-    }
-
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
-    {
-        _deactivating = true;
-        return UnitJobLifecycle.StopForDeactivationAsync(_loop, cancellationToken);
-    }
+    protected override ILogger Logger => logger;
 
     public async Task Start(EncodeJobSpec spec)
     {
@@ -75,20 +58,20 @@ public sealed partial class EncodeJobGrain(
         var (dataset, manifestSha256) = await ReadDatasetAsync(spec.Dataset);
         await EnsureLatentNameFreeAsync(spec.LatentName);
         var now = DateTimeOffset.UtcNow;
-        job.State = new EncodeJobState
+        Job.State = new EncodeJobState
         {
             Spec = spec, State = JobState.Pending, Dataset = dataset, DatasetManifestSha256 = manifestSha256, CreatedAt = now, UpdatedAt = now,
         };
-        await job.WriteStateAsync();
+        await Job.WriteStateAsync();
         _plan = plan;
         await ReportAsync();
-        Loop.EnsureRunning(clearCancel: true);
+        EnsureLoop();
     }
 
     public async Task Resume()
     {
         RequireSpec();
-        if (await UnitJobLifecycle.ReopenAsync(State, Loop, job.WriteStateAsync)) Loop.EnsureRunning(clearCancel: true);
+        await ResumeJobAsync();
     }
 
     public Task<EncodeJobStatus> GetStatus()
@@ -117,20 +100,20 @@ public sealed partial class EncodeJobGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        await UnitJobLifecycle.CancelAsync(State, Loop, FinishAsync);
+        await CancelJobAsync();
     }
 
-    private async Task RunLoopAsync()
+    protected override async Task RunLoopAsync()
     {
         try
         {
             var plan = _plan ??= EncodePlan.Create(JobId, RequireSpec());
             State.State = JobState.Running;
             State.UpdatedAt = DateTimeOffset.UtcNow;
-            await job.WriteStateAsync();
+            await Job.WriteStateAsync();
             await ReportAsync();
             await RunShardsAsync(plan);
-            if (_deactivating) return;
+            if (Deactivating) return;
             if (Loop.CancelRequested)
             {
                 await FinishAsync(JobState.Cancelled, null);
@@ -140,14 +123,14 @@ public sealed partial class EncodeJobGrain(
             await FinishAsync(JobState.Completed, null);
             LogCompleted(JobId, plan.Spec.LatentName, State.ShardsDone.Count);
         }
-        catch (InconsistentStateException error) when (!_deactivating)
+        catch (InconsistentStateException error) when (!Deactivating)
         {
             // Another activation of this job wrote its state (this one was presumed lost with its silo): this activation
             // stops without writing; the job goes on from what the storage holds.
             LogLostOwnership(error, JobId);
             DeactivateOnIdle();
         }
-        catch (Exception error) when (!_deactivating)
+        catch (Exception error) when (!Deactivating)
         {
             LogFailed(error, JobId);
             await FinishAsync(JobState.Failed, error is RaeJobException ? error.Message : $"{error.GetType().Name}: {error.Message}");
@@ -169,7 +152,8 @@ public sealed partial class EncodeJobGrain(
             {
                 var index = pending.Dequeue();
                 var worker = idle.Dequeue();
-                inFlight[worker.EncodeShard(new EncodeShardRequest(JobId, index, dataset.Shards[index], dataset.Classes.Count, plan.Spec))] = (worker, index);
+                var request = new EncodeShardRequest(JobId, index, dataset.Shards[index], dataset.Classes.Count, plan.Spec);
+                inFlight[worker.EncodeShard(request, UnitCancellation)] = (worker, index);
             }
             if (inFlight.Count == 0)
             {
@@ -185,11 +169,15 @@ public sealed partial class EncodeJobGrain(
                 var result = await finished;
                 State.ShardsDone[finishedIndex] = result;
                 State.UpdatedAt = DateTimeOffset.UtcNow;
-                await job.WriteStateAsync();
+                await Job.WriteStateAsync();
                 imagesThisRun += dataset.Shards[finishedIndex].Images;
                 _imagesPerSecond = imagesThisRun / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
                 idle.Enqueue(owner);
                 await ReportAsync();
+            }
+            catch (Exception error) when (IsCancelledUnit(error))
+            {
+                // The job's cancel stopped the shard on its encoder: nothing of it was written, and nothing is retried.
             }
             catch (Exception error) when (error is not RaeJobException and not InconsistentStateException)
             {
@@ -273,17 +261,17 @@ public sealed partial class EncodeJobGrain(
         return workers.Count > 0 ? workers : throw new RaeJobException($"Encode job '{JobId}': no silo offers a device to encode on.");
     }
 
-    private async Task FinishAsync(JobState state, string? reason)
+    protected override async Task FinishAsync(JobState state, string? reason)
     {
         State.State = state;
         State.FailureReason = reason;
         State.UpdatedAt = DateTimeOffset.UtcNow;
-        await job.WriteStateAsync();
+        await Job.WriteStateAsync();
         await ReportAsync();
     }
 
     private Task ReportAsync() =>
-        (_reporter ??= new JobRegistryReporter(GrainFactory, logger)).ReportAsync(new JobSummary(JobId, JobKind.Encoding,
+        Reporter.ReportAsync(new JobSummary(JobId, JobKind.Encoding,
             State.State, State.ShardsDone.Count, State.Dataset?.Shards.Count ?? 0, State.CreatedAt, State.UpdatedAt, State.FailureReason));
 
     private EncodeJobSpec RequireSpec() => State.Spec ?? throw new RaeJobException($"Encode job '{JobId}' is unknown (it was never started).");

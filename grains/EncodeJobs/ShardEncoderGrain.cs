@@ -28,31 +28,20 @@ public static class EncodeTelemetry
 /// grain turns only read and write blobs.
 /// </summary>
 [SiloBoundPlacement]
-public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptions> devices, ILogger<ShardEncoderGrain> logger) : Grain, IShardEncoderGrain
+public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptions> devices, ILogger<ShardEncoderGrain> logger)
+    : DeviceWorkerGrain("encoder", devices), IShardEncoderGrain
 {
-    private DedicatedWorkerThread? _thread;
     private LoadedEncoder? _loaded;
     private (EncodeJobSpec Spec, EncodePlan Plan)? _plan;
 
-    private string Device
-    {
-        get
-        {
-            var (_, suffix) = SiloBoundKey.Parse(this.GetPrimaryKeyString());
-            return suffix.StartsWith("encoder:", StringComparison.Ordinal) ? suffix["encoder:".Length..]
-                : throw new RaeJobException($"Grain key '{this.GetPrimaryKeyString()}' is not a shard encoder key (it has no 'encoder:<device>' suffix).");
-        }
-    }
-
-    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-encoder-{Device}", devices.Value.ThreadsPerRank);
-
-    public async Task<EncodedShardResult> EncodeShard(EncodeShardRequest request)
+    public async Task<EncodedShardResult> EncodeShard(EncodeShardRequest request, CancellationToken cancellationToken = default)
     {
         var plan = PlanOf(request.JobId, request.Spec);
         var clock = Stopwatch.StartNew();
         var shard = request.Shard;
         var source = await Guarded(() => blobs.GetAsync(plan.ImageShardPath(shard.File)), $"reading image shard {shard.File} of dataset '{plan.Spec.Dataset}'");
         var encoder = await EncoderAsync(plan);
+        cancellationToken.ThrowIfCancellationRequested();
         var encoded = await Thread.InvokeAsync(() =>
         {
             var actual = DatasetManifest.Sha256Hex(source.Data);
@@ -61,9 +50,11 @@ public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptio
             var images = ImageShard.Read(source.Data, $"dataset '{plan.Spec.Dataset}' shard {shard.File}");
             if (images.Count != shard.Images)
                 throw new RaeJobException($"dataset '{plan.Spec.Dataset}' shard {shard.File} holds {images.Count} images, the manifest says {shard.Images}");
-            using var result = encoder.Encode(images, request.ClassCount);
+            using var result = encoder.Encode(images, request.ClassCount, cancellationToken);
             return (result.Bytes, Moments: result.Moments.ToBytes(), result.Count, result.CountsPerClass, result.Skipped, Shape: encoder.LatentShape);
-        });
+        }, cancellationToken);
+        // The last point to stop: past it the moments and the latent shard are written whole.
+        cancellationToken.ThrowIfCancellationRequested();
         var sha256 = DatasetManifest.Sha256Hex(encoded.Bytes);
         var what = $"writing latent shard {plan.LatentShardFile(shard.File)} of '{plan.Spec.LatentName}'";
         // The moments go first: a latent shard in storage always has its moments beside it.
@@ -136,16 +127,11 @@ public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptio
         }
     }
 
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    protected override Action? TakeHeldResources()
     {
-        if (_thread is { } thread)
-        {
-            if (_loaded is { } loaded) thread.InvokeAsync(loaded.Dispose);
-            _loaded = null;
-            _thread = null;
-            thread.Dispose();
-        }
-        return Task.CompletedTask;
+        var loaded = _loaded;
+        _loaded = null;
+        return loaded is null ? null : loaded.Dispose;
     }
 
     private EncodePlan PlanOf(string jobId, EncodeJobSpec spec)

@@ -42,30 +42,12 @@ public sealed partial class EvaluationJobGrain(
     [PersistentState("evaluation", RaeStorage.GrainStateProvider)] IPersistentState<EvaluationJobState> job,
     IBlobStore blobs,
     ILocalSiloDetails silo,
-    ILogger<EvaluationJobGrain> logger) : Grain, IEvaluationJobGrain
+    ILogger<EvaluationJobGrain> logger) : UnitJobGrain<EvaluationJobState>(job), IEvaluationJobGrain
 {
     /// <summary>A unit that fails this many times fails the job.</summary>
     public const int MaxUnitAttempts = 3;
 
-    private JobLoop? _loop;
-    private JobRegistryReporter? _reporter;
-    private bool _deactivating;
-
-    private string JobId => this.GetPrimaryKeyString();
-    private EvaluationJobState State => job.State;
-    private JobLoop Loop => _loop ??= new JobLoop(RunLoopAsync);
-
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
-    {
-        if (UnitJobLifecycle.Activate(this, State)) Loop.EnsureRunning(clearCancel: true);
-        return Task.CompletedTask;
-    }
-
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
-    {
-        _deactivating = true;
-        return UnitJobLifecycle.StopForDeactivationAsync(_loop, cancellationToken);
-    }
+    protected override ILogger Logger => logger;
 
     public async Task Start(EvaluationJobSpec spec)
     {
@@ -73,20 +55,20 @@ public sealed partial class EvaluationJobGrain(
         ArgumentNullException.ThrowIfNull(spec);
         var plan = await EvaluationPlanner.PlanAsync(JobId, spec, GrainFactory, blobs, DiscoverWorkersAsync);
         var now = DateTimeOffset.UtcNow;
-        job.State = new EvaluationJobState
+        Job.State = new EvaluationJobState
         {
             Spec = spec, State = JobState.Pending, Samples = plan.Samples, Reference = plan.Reference, Units = plan.Units.ToList(),
             StatisticsLocation = plan.StatisticsLocation, ImageSize = plan.ImageSize, CreatedAt = now, UpdatedAt = now,
         };
-        await job.WriteStateAsync();
+        await Job.WriteStateAsync();
         await ReportAsync();
-        Loop.EnsureRunning(clearCancel: true);
+        EnsureLoop();
     }
 
     public async Task Resume()
     {
         RequireSpec();
-        if (await UnitJobLifecycle.ReopenAsync(State, Loop, job.WriteStateAsync)) Loop.EnsureRunning(clearCancel: true);
+        await ResumeJobAsync();
     }
 
     public Task<EvaluationJobStatus> GetStatus() => Task.FromResult(new EvaluationJobStatus
@@ -110,19 +92,19 @@ public sealed partial class EvaluationJobGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        await UnitJobLifecycle.CancelAsync(State, Loop, FinishAsync);
+        await CancelJobAsync();
     }
 
-    private async Task RunLoopAsync()
+    protected override async Task RunLoopAsync()
     {
         try
         {
             State.State = JobState.Running;
             State.UpdatedAt = DateTimeOffset.UtcNow;
-            await job.WriteStateAsync();
+            await Job.WriteStateAsync();
             await ReportAsync();
             await RunUnitsAsync();
-            if (_deactivating) return;
+            if (Deactivating) return;
             if (Loop.CancelRequested)
             {
                 await FinishAsync(JobState.Cancelled, null);
@@ -132,7 +114,7 @@ public sealed partial class EvaluationJobGrain(
             await FinishAsync(JobState.Completed, null);
             LogCompleted(JobId, State.Result.Metric, State.Result.Value);
         }
-        catch (Exception error) when (!_deactivating)
+        catch (Exception error) when (!Deactivating)
         {
             LogFailed(error, JobId);
             await FinishAsync(JobState.Failed, error is RaeJobException ? error.Message : $"{error.GetType().Name}: {error.Message}");
@@ -158,7 +140,7 @@ public sealed partial class EvaluationJobGrain(
             {
                 var unit = pending.Dequeue();
                 var worker = idle.Dequeue();
-                inFlight[worker.RunUnit(RequestFor(unit))] = (worker, unit);
+                inFlight[worker.RunUnit(RequestFor(unit), UnitCancellation)] = (worker, unit);
             }
             if (inFlight.Count == 0)
             {
@@ -174,9 +156,13 @@ public sealed partial class EvaluationJobGrain(
             {
                 State.UnitsDone[finishedUnit] = await finished;
                 State.UpdatedAt = DateTimeOffset.UtcNow;
-                await job.WriteStateAsync();
+                await Job.WriteStateAsync();
                 idle.Enqueue(owner);
                 await ReportAsync();
+            }
+            catch (Exception error) when (IsCancelledUnit(error))
+            {
+                // The job's cancel stopped the unit on its worker: nothing of it was written, and nothing is retried.
             }
             catch (Exception error) when (error is not RaeJobException)
             {
@@ -228,17 +214,17 @@ public sealed partial class EvaluationJobGrain(
         return workers.Count > 0 ? workers : throw new RaeJobException($"Evaluation job '{JobId}': no silo offers a device to evaluate on.");
     }
 
-    private async Task FinishAsync(JobState state, string? reason)
+    protected override async Task FinishAsync(JobState state, string? reason)
     {
         State.State = state;
         State.FailureReason = reason;
         State.UpdatedAt = DateTimeOffset.UtcNow;
-        await job.WriteStateAsync();
+        await Job.WriteStateAsync();
         await ReportAsync();
     }
 
     private Task ReportAsync() =>
-        (_reporter ??= new JobRegistryReporter(GrainFactory, logger)).ReportAsync(new JobSummary(JobId, JobKind.Evaluation,
+        Reporter.ReportAsync(new JobSummary(JobId, JobKind.Evaluation,
             State.State, State.UnitsDone.Count, State.Units.Count, State.CreatedAt, State.UpdatedAt, State.FailureReason));
 
     private EvaluationJobSpec RequireSpec() => State.Spec

@@ -28,19 +28,17 @@ public static class EvaluationTelemetry
 /// </summary>
 [SiloBoundPlacement]
 public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<RankDeviceOptions> devices,
-    ILogger<EvaluationWorkerGrain> logger) : Grain, IEvaluationWorkerGrain
+    ILogger<EvaluationWorkerGrain> logger) : DeviceWorkerGrain(Role, devices), IEvaluationWorkerGrain
 {
-    public const string KeyPrefix = "evaluator:";
+    private const string Role = "evaluator";
+    public const string KeyPrefix = Role + ":";
 
     private readonly Dictionary<string, string> _npzFiles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DatasetManifest> _manifests = new(StringComparer.Ordinal);
     /// <summary>The shards read last (units rarely line up with shards, so neighbouring units share one).</summary>
     private readonly Dictionary<string, byte[]> _recentShards = new(StringComparer.Ordinal);
-    private DedicatedWorkerThread? _thread;
     private ResNet18Features? _resnet;
     private (string Path, FidInceptionV3 Model)? _inception;
-
-    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-evaluator-{SiloBoundKey.Parse(this.GetPrimaryKeyString()).Suffix}", devices.Value.ThreadsPerRank);
 
     public static string KeyOf(SiloAddress silo, string device) => SiloBoundKey.Create(silo, KeyPrefix + device);
 
@@ -52,7 +50,7 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
         return new ResolvedEvaluationInput(input, location, images, height, width, statistics, sha256);
     }
 
-    public async Task<string> RunUnit(EvaluationUnitRequest request)
+    public async Task<string> RunUnit(EvaluationUnitRequest request, CancellationToken cancellationToken = default)
     {
         var spec = request.Spec;
         byte[] result;
@@ -62,21 +60,33 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
             using var samples = await ImagesAsync(request.Samples, request);
             result = await Thread.InvokeAsync(() =>
             {
-                var scores = ReconstructionMetrics.Evaluate(reference, samples, spec.BatchSize);
-                using var psnr = tensor(scores.PsnrPerImage);
-                using var ssim = tensor(scores.SsimPerImage);
+                var (psnrPerImage, ssimPerImage) = (new List<float>(), new List<float>());
+                ForEachBatch(reference.shape[0], spec.BatchSize, cancellationToken, (start, length) =>
+                {
+                    var scores = ReconstructionMetrics.Evaluate(reference.narrow(0, start, length), samples.narrow(0, start, length), spec.BatchSize);
+                    psnrPerImage.AddRange(scores.PsnrPerImage);
+                    ssimPerImage.AddRange(scores.SsimPerImage);
+                });
+                using var psnr = tensor(psnrPerImage.ToArray());
+                using var ssim = tensor(ssimPerImage.ToArray());
                 return EvaluationFiles.Serialize([new(EvaluationFiles.PsnrKey, psnr), new(EvaluationFiles.SsimKey, ssim)], request);
-            });
+            }, cancellationToken);
         }
         else
         {
             using var images = await ImagesAsync(request.Side == EvaluationSide.Samples ? request.Samples : request.Reference, request);
             result = await Thread.InvokeAsync(() =>
             {
-                using var features = Features(spec, images);
+                using var scope = NewDisposeScope();
+                var batches = new List<Tensor>();
+                ForEachBatch(images.shape[0], spec.BatchSize, cancellationToken,
+                    (start, length) => batches.Add(Features(spec, images.narrow(0, start, length))));
+                var features = cat(batches, 0);
                 return EvaluationFiles.Serialize([new(EvaluationFiles.FeaturesKey, features)], request);
-            });
+            }, cancellationToken);
         }
+        // The last point to stop: past it the unit's file is written whole.
+        cancellationToken.ThrowIfCancellationRequested();
         EvaluationTelemetry.UnitExecutions.Add(1, new("job", request.JobId), new("unit", request.Unit), new("side", request.Side.ToString()));
         await blobs.PutBytesAsync(request.OutputLocation, result);
         if (spec.UnitDelay > TimeSpan.Zero) await Task.Delay(spec.UnitDelay);
@@ -128,22 +138,29 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
         return new EvaluationResult(name, distance, request.Samples.Images, request.Reference.Images, statistics.Location, statistics.Reused);
     }
 
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    protected override Action? TakeHeldResources()
     {
         foreach (var file in _npzFiles.Values) File.Delete(file);
         _npzFiles.Clear();
-        if (_thread is { } thread)
+        var (resnet, inception) = (_resnet, _inception);
+        (_resnet, _inception) = (null, null);
+        return () =>
         {
-            var (resnet, inception) = (_resnet, _inception);
-            thread.InvokeAsync(() =>
-            {
-                resnet?.Dispose();
-                inception?.Model.Dispose();
-            });
-            (_resnet, _inception, _thread) = (null, null, null);
-            thread.Dispose();
+            resnet?.Dispose();
+            inception?.Model.Dispose();
+        };
+    }
+
+    /// <summary>Runs on the worker thread: <paramref name="work"/> over [start, start + length) batches of
+    /// <paramref name="batchSize"/> (the extractors' own batches, so the numbers do not change), checking for a cancel before each.</summary>
+    private static void ForEachBatch(long count, int batchSize, CancellationToken cancellationToken, Action<long, long> work)
+    {
+        if (batchSize <= 0) throw new RaeJobException($"the evaluation batch size must be positive, got {batchSize}");
+        for (long start = 0; start < count; start += batchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            work(start, Math.Min(batchSize, count - start));
         }
-        return Task.CompletedTask;
     }
 
     /// <summary>Runs on the worker thread: the unit's features [n, D] float32 with the metric's extractor.</summary>

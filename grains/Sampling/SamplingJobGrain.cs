@@ -40,35 +40,17 @@ public sealed partial class SamplingJobGrain(
     [PersistentState("sampling", RaeStorage.GrainStateProvider)] IPersistentState<SamplingJobState> job,
     ICheckpointPayloadStore checkpoints,
     SiloDataRoots dataRoots,
-    ILogger<SamplingJobGrain> logger) : Grain, ISamplingJobGrain
+    ILogger<SamplingJobGrain> logger) : UnitJobGrain<SamplingJobState>(job), ISamplingJobGrain
 {
     /// <summary>A unit that fails this many times in a row fails the job.</summary>
     public const int MaxUnitAttempts = 3;
 
-    private JobLoop? _loop;
-    private JobRegistryReporter? _reporter;
     /// <summary>The plan of this activation: the configuration is parsed and the files are checked once, not on every poll.</summary>
     private SamplingPlan? _plan;
     private RaeJobException? _planError;
-    private bool _deactivating;
     private double _samplesPerSecond;
 
-    private string JobId => this.GetPrimaryKeyString();
-    private SamplingJobState State => job.State;
-    private JobLoop Loop => _loop ??= new JobLoop(RunLoopAsync);
-
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
-    {
-        if (UnitJobLifecycle.Activate(this, State)) EnsureLoop();
-        return Task.CompletedTask;
-    }
-
-    /// <summary>Stops handing out units and records the ones in flight; the state stays running, so the next activation continues.</summary>
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
-    {
-        _deactivating = true;
-        return UnitJobLifecycle.StopForDeactivationAsync(_loop, cancellationToken);
-    }
+    protected override ILogger Logger => logger;
 
     public async Task Start(SamplingJobSpec spec)
     {
@@ -87,8 +69,8 @@ public sealed partial class SamplingJobGrain(
         if (spec.Classes == 0) spec = spec with { Classes = config.Misc.NumClasses };
         var plan = SamplingPlan.Create(JobId, spec, source, config, dataRoots);
         var now = DateTimeOffset.UtcNow;
-        job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
-        await job.WriteStateAsync();
+        Job.State = new SamplingJobState { Spec = spec, Source = source, State = JobState.Pending, CreatedAt = now, UpdatedAt = now };
+        await Job.WriteStateAsync();
         (_plan, _planError) = (plan, null);
         await ReportAsync(plan);
         EnsureLoop();
@@ -105,7 +87,7 @@ public sealed partial class SamplingJobGrain(
     public async Task Resume()
     {
         RequireSpec();
-        if (await UnitJobLifecycle.ReopenAsync(State, Loop, job.WriteStateAsync)) EnsureLoop();
+        await ResumeJobAsync();
     }
 
     public Task<SamplingJobStatus> GetStatus()
@@ -134,12 +116,10 @@ public sealed partial class SamplingJobGrain(
     public async Task Cancel()
     {
         RequireSpec();
-        await UnitJobLifecycle.CancelAsync(State, Loop, FinishAsync);
+        await CancelJobAsync();
     }
 
-    private void EnsureLoop() => Loop.EnsureRunning(clearCancel: true);
-
-    private async Task RunLoopAsync()
+    protected override async Task RunLoopAsync()
     {
         // A resumed job looks again: the files it names may be there now.
         if (_plan is null) _planError = null;
@@ -152,10 +132,10 @@ public sealed partial class SamplingJobGrain(
         {
             State.State = JobState.Running;
             State.UpdatedAt = DateTimeOffset.UtcNow;
-            await job.WriteStateAsync();
+            await Job.WriteStateAsync();
             await ReportAsync(plan);
             await RunUnitsAsync(plan);
-            if (_deactivating) return;
+            if (Deactivating) return;
             if (Loop.CancelRequested)
             {
                 await FinishAsync(JobState.Cancelled, null);
@@ -170,7 +150,7 @@ public sealed partial class SamplingJobGrain(
             await FinishAsync(JobState.Completed, null);
             LogCompleted(JobId, plan.Spec.Samples, State.NpzLocation ?? plan.OutputPrefix);
         }
-        catch (Exception error) when (!_deactivating)
+        catch (Exception error) when (!Deactivating)
         {
             LogFailed(error, JobId);
             await FinishAsync(JobState.Failed, error is RaeJobException ? error.Message : $"{error.GetType().Name}: {error.Message}");
@@ -196,7 +176,7 @@ public sealed partial class SamplingJobGrain(
                 var (first, count) = plan.UnitRange(unit);
                 var request = new SamplingUnitRequest(JobId, unit, first, labels[first..(first + count)],
                     SamplingLabels.UnitSeed(spec.Seed, unit), spec, plan.OutputPrefix, State.Source);
-                inFlight[worker.RunUnit(request)] = (worker, unit);
+                inFlight[worker.RunUnit(request, UnitCancellation)] = (worker, unit);
             }
             if (inFlight.Count == 0)
             {
@@ -213,11 +193,15 @@ public sealed partial class SamplingJobGrain(
                 var result = await finished;
                 State.UnitsDone[result.Unit] = result.UnitLocation;
                 State.UpdatedAt = DateTimeOffset.UtcNow;
-                await job.WriteStateAsync();
+                await Job.WriteStateAsync();
                 samplesThisRun += result.Samples;
                 _samplesPerSecond = samplesThisRun / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
                 idle.Enqueue(owner);
                 await ReportAsync(plan);
+            }
+            catch (Exception error) when (IsCancelledUnit(error))
+            {
+                // The job's cancel stopped the unit on its worker: nothing of it was written, and nothing is retried.
             }
             catch (Exception error) when (error is not RaeJobException)
             {
@@ -243,12 +227,12 @@ public sealed partial class SamplingJobGrain(
             : throw new RaeJobException($"Sampling job '{JobId}': no silo offers a device to sample on.");
     }
 
-    private async Task FinishAsync(JobState state, string? reason)
+    protected override async Task FinishAsync(JobState state, string? reason)
     {
         State.State = state;
         State.FailureReason = reason;
         State.UpdatedAt = DateTimeOffset.UtcNow;
-        await job.WriteStateAsync();
+        await Job.WriteStateAsync();
         if (State.Spec?.SourceTrainingJobId is { } sourceJob && !string.IsNullOrWhiteSpace(sourceJob))
         {
             try
@@ -264,7 +248,7 @@ public sealed partial class SamplingJobGrain(
     }
 
     private Task ReportAsync(SamplingPlan? plan) =>
-        (_reporter ??= new JobRegistryReporter(GrainFactory, logger)).ReportAsync(new JobSummary(JobId, JobKind.Sampling,
+        Reporter.ReportAsync(new JobSummary(JobId, JobKind.Sampling,
             State.State, State.UnitsDone.Count, plan?.UnitCount ?? 0, State.CreatedAt, State.UpdatedAt, State.FailureReason));
 
     /// <summary>The activation's plan, built on first use; null (and <see cref="_planError"/> set) when the job cannot be planned.</summary>

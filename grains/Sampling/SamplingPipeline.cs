@@ -77,7 +77,8 @@ public sealed class SamplingPipeline : IDisposable
 
     public bool Decodes => _decoder is not null;
 
-    public SamplingUnitOutput Run(IReadOnlyList<int> labels, long seed)
+    /// <summary>Samples one unit; a cancelled <paramref name="cancellationToken"/> stops it before the next model evaluation (sampler step).</summary>
+    public SamplingUnitOutput Run(IReadOnlyList<int> labels, long seed, CancellationToken cancellationToken = default)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -87,8 +88,13 @@ public sealed class SamplingPipeline : IDisposable
         var y = tensor(labels.Select(label => (long)label).ToArray(), dtype: ScalarType.Int64);
         var z = randn([n, latent[0], latent[1], latent[2]], generator: generator).to(_device);
         var (zz, yy) = GuidedSampling.DoubleBatch(z, y.to(_device), _model.NullClass);
-        var model = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, _config.Guidance,
+        var guided = GuidedSampling.CreateModelFunction(new DiTwDDTHeadGuidedModel(_model), yy, _config.Guidance,
             _guide is null ? null : (gx, gt, gy) => _guide.forward(gx, gt, gy));
+        ModelFunction model = (x, t) =>
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return guided(x, t);
+        };
         var sampler = _config.Sampler;
         // Both samplers return the whole trajectory [T, 2n, ...]; sample_ddp.py keeps the last state. sampler.precision
         // bf16 runs the model's matmuls and attention in bf16, each weight cast once for the whole unit; decoding stays fp32.

@@ -20,6 +20,8 @@ public static class SamplingTelemetry
     public const string MeterName = "RAE.Sampling";
     private static readonly Meter Meter = new(MeterName);
     public static readonly Counter<long> UnitExecutions = Meter.CreateCounter<long>("rae.sampling.unit_executions", unit: "{unit}");
+    /// <summary>Counts every unit whose sampling began on a worker's thread (tags: job, unit); a cancelled unit starts but never executes whole.</summary>
+    public static readonly Counter<long> UnitStarts = Meter.CreateCounter<long>("rae.sampling.unit_starts", unit: "{unit}");
     public static readonly Counter<long> Samples = Meter.CreateCounter<long>("rae.sampling.samples", unit: "{sample}");
     /// <summary>Counts every model a sampling worker built (tags: job, silo-bound worker key, weights: checksum or file).</summary>
     public static readonly Counter<long> WeightLoads = Meter.CreateCounter<long>("rae.sampling.weight_loads", unit: "{load}");
@@ -34,38 +36,29 @@ public static class SamplingTelemetry
 [SiloBoundPlacement]
 public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStore checkpoints, SiloDataRoots dataRoots,
     IOptions<RankDeviceOptions> devices, ILogger<SamplingWorkerGrain> logger)
-    : Grain, ISamplingWorkerGrain
+    : DeviceWorkerGrain("sampler", devices), ISamplingWorkerGrain
 {
     /// <summary>The unix epoch as a DOS date is out of range; 1980-01-01 is the first valid zip timestamp.</summary>
     private static readonly DateTime FixedNpzTimestamp = new(1980, 1, 1, 0, 0, 0, DateTimeKind.Unspecified);
 
-    private DedicatedWorkerThread? _thread;
     private LoadedPipeline? _loaded;
     private (string JobId, SamplingJobSpec Spec, SamplingSourcePin? Source, SamplingPlan Plan)? _plan;
 
-    private string Device
-    {
-        get
-        {
-            var (_, suffix) = SiloBoundKey.Parse(this.GetPrimaryKeyString());
-            return suffix.StartsWith("sampler:", StringComparison.Ordinal) ? suffix["sampler:".Length..]
-                : throw new RaeJobException($"Grain key '{this.GetPrimaryKeyString()}' is not a sampler key (it has no 'sampler:<device>' suffix).");
-        }
-    }
-
-    private DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-sampler-{Device}", devices.Value.ThreadsPerRank);
-
-    public async Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request)
+    public async Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request, CancellationToken cancellationToken = default)
     {
         var plan = PlanOf(request);
         var clock = Stopwatch.StartNew();
         var pipeline = await PipelineAsync(request.JobId, plan);
+        cancellationToken.ThrowIfCancellationRequested();
+        SamplingTelemetry.UnitStarts.Add(1, new("job", request.JobId), new("unit", request.Unit));
         var (unitBytes, pngs) = await Thread.InvokeAsync(() =>
         {
-            using var output = pipeline.Run(request.Labels, request.Seed);
+            using var output = pipeline.Run(request.Labels, request.Seed, cancellationToken);
             var pngBytes = plan.WritePngs && output.Images is not null ? SamplingUnitFiles.EncodePngs(output.Images) : [];
             return (SamplingUnitFiles.Serialize(output, request.Unit, request.FirstIndex, request.Seed), pngBytes);
-        });
+        }, cancellationToken);
+        // The last point to stop: past it the unit's files are written whole.
+        cancellationToken.ThrowIfCancellationRequested();
         var seconds = clock.Elapsed.TotalSeconds;
         SamplingTelemetry.UnitExecutions.Add(1, new("job", request.JobId), new("unit", request.Unit));
         SamplingTelemetry.Samples.Add(request.Labels.Count, new KeyValuePair<string, object?>("job", request.JobId));
@@ -137,16 +130,11 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
         }
     }
 
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    protected override Action? TakeHeldResources()
     {
-        if (_thread is { } thread)
-        {
-            if (_loaded is { } loaded) thread.InvokeAsync(loaded.Pipeline.Dispose);
-            _loaded = null;
-            _thread = null;
-            thread.Dispose();
-        }
-        return Task.CompletedTask;
+        var loaded = _loaded;
+        _loaded = null;
+        return loaded is null ? null : loaded.Pipeline.Dispose;
     }
 
     /// <summary>

@@ -67,12 +67,13 @@ public sealed class ShardEncoder
     /// <summary><c>[C, h, w]</c> of one latent.</summary>
     public long[] LatentShape { get; }
 
-    /// <summary>Encodes every image of the shard that decodes; labels must lie in [0, <paramref name="classCount"/>).</summary>
-    public EncodedShard Encode(IReadOnlyList<ShardImage> images, int classCount)
+    /// <summary>Encodes every image of the shard that decodes; labels must lie in [0, <paramref name="classCount"/>). A
+    /// cancelled <paramref name="cancellationToken"/> stops it before the next encoder batch.</summary>
+    public EncodedShard Encode(IReadOnlyList<ShardImage> images, int classCount, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(images);
         if (classCount <= 0) throw new ArgumentOutOfRangeException(nameof(classCount), $"a dataset needs at least one class, got {classCount}");
-        var (latents, flipped, labels, counts, skipped) = EncodeTensors(images, classCount);
+        var (latents, flipped, labels, counts, skipped) = EncodeTensors(images, classCount, cancellationToken);
         // Outside any dispose scope: the moments outlive this call and belong to the caller.
         var moments = LatentMoments.Empty(LatentShape);
         try
@@ -96,7 +97,8 @@ public sealed class ShardEncoder
         }
     }
 
-    private (Tensor Latents, Tensor? Flipped, long[] Labels, int[] Counts, List<SkippedImage> Skipped) EncodeTensors(IReadOnlyList<ShardImage> images, int classCount)
+    private (Tensor Latents, Tensor? Flipped, long[] Labels, int[] Counts, List<SkippedImage> Skipped) EncodeTensors(IReadOnlyList<ShardImage> images,
+        int classCount, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         var skipped = new List<SkippedImage>();
@@ -128,14 +130,14 @@ public sealed class ShardEncoder
         else
         {
             var batch = stack(pixels);
-            latents = EncodeImages(batch).to(dtype);
-            if (Options.Flip) flipped = EncodeImages(ShardImageBatch.Flipped(batch)).to(dtype);
+            latents = EncodeImages(batch, cancellationToken).to(dtype);
+            if (Options.Flip) flipped = EncodeImages(ShardImageBatch.Flipped(batch), cancellationToken).to(dtype);
         }
         return (latents.MoveToOuterDisposeScope(), flipped?.MoveToOuterDisposeScope(), labels.ToArray(), counts, skipped);
     }
 
     /// <summary>Images <c>[n, 3, S, S]</c> in [0, 1] → float32 latents <c>[n, C, h, w]</c> on the CPU, in batches of <see cref="ShardEncoderOptions.BatchSize"/>.</summary>
-    public Tensor EncodeImages(Tensor images)
+    public Tensor EncodeImages(Tensor images, CancellationToken cancellationToken = default)
     {
         if (images.dim() != 4 || images.shape[1] != 3 || images.shape[2] != Options.ImageSize || images.shape[3] != Options.ImageSize)
             throw new ArgumentException($"images must be [n, 3, {Options.ImageSize}, {Options.ImageSize}], got [{string.Join(", ", images.shape)}]");
@@ -146,6 +148,7 @@ public sealed class ShardEncoder
         var parts = new List<Tensor>();
         for (long start = 0; start < images.shape[0]; start += Options.BatchSize)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var length = Math.Min(Options.BatchSize, images.shape[0] - start);
             var normalised = images.narrow(0, start, length).to(ScalarType.Float32, _device).sub(mean).div_(std);
             var tokens = _encoder.Encode(normalised);
