@@ -19,6 +19,8 @@ public static class EncodeTelemetry
     public const string MeterName = "RAE.Encode";
     private static readonly Meter Meter = new(MeterName);
     public static readonly Counter<long> ShardExecutions = Meter.CreateCounter<long>("rae.encode.shard_executions", unit: "{shard}");
+    /// <summary>Counts every shard whose encoding began on a worker's thread (tags: job, shard); a cancelled shard starts but never executes whole.</summary>
+    public static readonly Counter<long> ShardStarts = Meter.CreateCounter<long>("rae.encode.shard_starts", unit: "{shard}");
     public static readonly Counter<long> Images = Meter.CreateCounter<long>("rae.encode.images", unit: "{image}");
 }
 
@@ -42,6 +44,7 @@ public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptio
         var source = await Guarded(() => blobs.GetAsync(plan.ImageShardPath(shard.File)), $"reading image shard {shard.File} of dataset '{plan.Spec.Dataset}'");
         var encoder = await EncoderAsync(plan);
         cancellationToken.ThrowIfCancellationRequested();
+        EncodeTelemetry.ShardStarts.Add(1, new("job", request.JobId), new("shard", shard.File));
         var encoded = await Thread.InvokeAsync(() =>
         {
             var actual = DatasetManifest.Sha256Hex(source.Data);

@@ -45,7 +45,19 @@ public sealed class RankGrain(
 
         if (_replicas.TryGetValue(assignment.JobId, out var previous))
         {
-            // A re-formed group keeps the worker thread but rebuilds the replica for the new rank and world size.
+            // A re-formed group keeps the worker thread but rebuilds the replica for the new rank and world size, once the
+            // thread is free: one still stuck in an earlier step gets the collective timeout, then the replica is dropped.
+            try
+            {
+                await previous.Thread.InvokeAsync(static () => { }).WaitAsync(assignment.Spec.CollectiveTimeout);
+            }
+            catch (TimeoutException)
+            {
+                _replicas.Remove(assignment.JobId);
+                previous.Dispose();
+                throw new TimeoutException($"Rank '{this.GetPrimaryKeyString()}' cannot join generation {assignment.Generation} of job '{assignment.JobId}': " +
+                    $"its device worker is still busy with an earlier step after the collective timeout ({assignment.Spec.CollectiveTimeout.TotalSeconds:0.###} s); its replica is dropped.");
+            }
             previous.Assignment = assignment;
             previous.Communicator.Dispose();
             previous.Communicator = Communicator(assignment, device);

@@ -88,6 +88,29 @@ public sealed partial class TrainingCoordinatorGrain
         }
     }
 
+    /// <summary>
+    /// Joins one rank to the group being formed. A rank grain takes one call at a time, so one whose device worker still
+    /// hangs in an earlier step would hold the join for the whole response timeout (30 minutes): a free rank answers the
+    /// probe at once, a held one gets the job's collective timeout, is evicted (the next group forms without it) and fails
+    /// the attempt with a message that says so. The join itself (building a replica may take long) keeps its own timeout.
+    /// </summary>
+    private async Task JoinWithinCollectiveTimeoutAsync(IRankGrain rank, RankAssignment assignment)
+    {
+        var timeout = assignment.Spec.CollectiveTimeout;
+        try
+        {
+            await rank.HeldJobs().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            var key = rank.GetPrimaryKeyString();
+            if (_evicted.Add(key)) LogRankEvicted(JobId, key, timeout.TotalSeconds);
+            throw new TimeoutException($"Job '{JobId}': rank {key} cannot join group generation {assignment.Generation}: it did not answer within the " +
+                $"collective timeout ({timeout.TotalSeconds:0.###} s) because its device worker is still busy (an earlier step may hang); it is evicted and the group re-forms without it.");
+        }
+        await rank.Join(assignment);
+    }
+
     /// <summary>Ranks whose step call had not answered when the group was abandoned and the collective timeout passed:
     /// their workers hang, so the next group is formed without them.</summary>
     private void EvictHungRanks(IReadOnlyList<IRankGrain> members, IReadOnlyList<Task<RankStepResult>> calls)
@@ -106,6 +129,6 @@ public sealed partial class TrainingCoordinatorGrain
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} grows from {From} to {To} rank(s) at its checkpoint of step {Step}")]
     private partial void LogGrowing(string jobId, int from, int to, long step);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: rank {RankKey} did not answer its step within the collective timeout ({Seconds} s) and is evicted; the group re-forms without it")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: rank {RankKey} did not answer within the collective timeout ({Seconds} s) and is evicted; the group re-forms without it")]
     private partial void LogRankEvicted(string jobId, string rankKey, double seconds);
 }

@@ -274,7 +274,7 @@ public sealed partial class TrainingCoordinatorGrain(
         await GrainFactory.GetGrain<ICollectiveGroupGrain>(groupKey).Configure(worldSize, spec.CollectiveTimeout);
         var ranks = chosen.Select(slot => GrainFactory.GetGrain<IRankGrain>(slot.RankGrainKey)).ToList();
         _joinedRanks.UnionWith(chosen.Select(slot => slot.RankGrainKey));
-        await Task.WhenAll(ranks.Select((rank, index) => rank.Join(new RankAssignment(JobId, generation, index, worldSize, groupKey, spec))));
+        await Task.WhenAll(ranks.Select((rank, index) => JoinWithinCollectiveTimeoutAsync(rank, new RankAssignment(JobId, generation, index, worldSize, groupKey, spec))));
 
         var latest = await RestoreNewestIntactAsync(ranks);
         if (latest is not null)

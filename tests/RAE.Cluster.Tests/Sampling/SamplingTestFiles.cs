@@ -118,8 +118,9 @@ public sealed class SamplingTestFiles
             """;
     }
 
-    public SamplingJobSpec Spec(int samples, int unitSize, long seed = 7, string labels = "equal", bool decode = true, bool autoguidance = false) =>
-        SamplingJobSpecs.FromConfig(RaeConfig.Parse(ConfigYaml(decode, autoguidance: autoguidance), "sampling test config")) with
+    public SamplingJobSpec Spec(int samples, int unitSize, long seed = 7, string labels = "equal", bool decode = true, bool autoguidance = false,
+        int steps = 4) =>
+        SamplingJobSpecs.FromConfig(RaeConfig.Parse(ConfigYaml(decode, steps, autoguidance), "sampling test config")) with
         {
             Samples = samples,
             UnitSize = unitSize,
