@@ -180,17 +180,15 @@ public interface IEvaluationJobGrain : IGrainWithStringKey
 }
 
 /// <summary>The evaluation worker of one device of one silo (key: <see cref="SiloBoundKey"/> with suffix <c>evaluator:DEVICE</c>).</summary>
-public interface IEvaluationWorkerGrain : IGrainWithStringKey
+public interface IEvaluationWorkerGrain : IUnitWorkerGrain
 {
     /// <summary>What the <c>.npz</c> blob at <paramref name="location"/> holds: images (count and size) or FID statistics.</summary>
     [ResponseTimeout("00:30:00")]
     Task<ResolvedEvaluationInput> ResolveNpz(EvaluationInput input, string location);
 
-    /// <summary>Computes one unit (features, or per-image PSNR/SSIM) on the dedicated worker thread and writes it to
-    /// <see cref="EvaluationUnitRequest.OutputLocation"/>. A cancelled <paramref name="cancellationToken"/> stops the unit
-    /// between batches; a cancelled unit writes nothing.</summary>
+    /// <summary>Computes one unit (features, or per-image PSNR/SSIM) on the dedicated worker thread and writes it to <see cref="EvaluationUnitRequest.OutputLocation"/>.</summary>
     [ResponseTimeout("01:00:00")]
-    Task<string> RunUnit(EvaluationUnitRequest request, CancellationToken cancellationToken = default);
+    Task<string> RunUnit(EvaluationUnitRequest request);
 
     /// <summary>Merges the finished units in order into the score (statistics and distance on the worker thread).</summary>
     [ResponseTimeout("01:00:00")]

@@ -111,13 +111,12 @@ public sealed record LatentStatisticsRequest(
 /// The shard encoder of one device of one silo (key: <see cref="SiloBoundKey.Encoder"/>), placed on that silo. The frozen
 /// encoder lives on a dedicated worker thread; grain turns only move blobs.
 /// </summary>
-public interface IShardEncoderGrain : IGrainWithStringKey
+public interface IShardEncoderGrain : IUnitWorkerGrain
 {
     /// <summary>Reads and verifies the image shard, encodes it, writes its moments and then its latent shard, checks the
-    /// stored latent shard against what was encoded, and returns it. A cancelled <paramref name="cancellationToken"/> stops
-    /// the shard between encoder batches; a cancelled shard writes nothing.</summary>
+    /// stored latent shard against what was encoded, and returns it.</summary>
     [ResponseTimeout("01:00:00")]
-    Task<EncodedShardResult> EncodeShard(EncodeShardRequest request, CancellationToken cancellationToken = default);
+    Task<EncodedShardResult> EncodeShard(EncodeShardRequest request);
 
     /// <summary>Writes <c>stat.pt</c> and <c>stat.safetensors</c> from the shards' moments (exact) or latents (momentum);
     /// returns how many latents they cover.</summary>

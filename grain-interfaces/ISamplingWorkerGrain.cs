@@ -35,13 +35,12 @@ public sealed record SamplingUnitResult(
 /// The sampling worker of one device of one silo (key: <see cref="SiloBoundKey.Sampler"/>), placed on that silo. It holds
 /// the loaded model on a dedicated worker thread; grain turns only move requests and blobs.
 /// </summary>
-public interface ISamplingWorkerGrain : IGrainWithStringKey
+public interface ISamplingWorkerGrain : IUnitWorkerGrain
 {
     /// <summary>Generates the unit's samples (and decodes them when the configuration has a Stage-1 decoder), writes the
-    /// unit's result and its PNGs to blob storage, and returns where the unit went. A cancelled
-    /// <paramref name="cancellationToken"/> stops the unit between sampler steps; a cancelled unit writes nothing.</summary>
+    /// unit's result and its PNGs to blob storage, and returns where the unit went.</summary>
     [ResponseTimeout("01:00:00")]
-    Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request, CancellationToken cancellationToken = default);
+    Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request);
 
     /// <summary>
     /// Packs the images of the job's units 0 .. <paramref name="unitCount"/> - 1, in order, into one FID <c>.npz</c>

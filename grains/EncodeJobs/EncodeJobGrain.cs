@@ -153,7 +153,7 @@ public sealed partial class EncodeJobGrain(
                 var index = pending.Dequeue();
                 var worker = idle.Dequeue();
                 var request = new EncodeShardRequest(JobId, index, dataset.Shards[index], dataset.Classes.Count, plan.Spec);
-                inFlight[worker.EncodeShard(request, UnitCancellation)] = (worker, index);
+                inFlight[CancellableUnit(worker, worker.EncodeShard(request))] = (worker, index);
             }
             if (inFlight.Count == 0)
             {

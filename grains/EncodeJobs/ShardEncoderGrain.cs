@@ -36,7 +36,10 @@ public sealed class ShardEncoderGrain(IBlobStore blobs, IOptions<RankDeviceOptio
     private LoadedEncoder? _loaded;
     private (EncodeJobSpec Spec, EncodePlan Plan)? _plan;
 
-    public async Task<EncodedShardResult> EncodeShard(EncodeShardRequest request, CancellationToken cancellationToken = default)
+    public Task<EncodedShardResult> EncodeShard(EncodeShardRequest request) =>
+        RunCancellableUnitAsync(request.JobId, cancellationToken => EncodeShardAsync(request, cancellationToken));
+
+    private async Task<EncodedShardResult> EncodeShardAsync(EncodeShardRequest request, CancellationToken cancellationToken)
     {
         var plan = PlanOf(request.JobId, request.Spec);
         var clock = Stopwatch.StartNew();

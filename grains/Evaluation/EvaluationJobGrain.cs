@@ -140,7 +140,7 @@ public sealed partial class EvaluationJobGrain(
             {
                 var unit = pending.Dequeue();
                 var worker = idle.Dequeue();
-                inFlight[worker.RunUnit(RequestFor(unit), UnitCancellation)] = (worker, unit);
+                inFlight[CancellableUnit(worker, worker.RunUnit(RequestFor(unit)))] = (worker, unit);
             }
             if (inFlight.Count == 0)
             {

@@ -50,7 +50,10 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
         return new ResolvedEvaluationInput(input, location, images, height, width, statistics, sha256);
     }
 
-    public async Task<string> RunUnit(EvaluationUnitRequest request, CancellationToken cancellationToken = default)
+    public Task<string> RunUnit(EvaluationUnitRequest request) =>
+        RunCancellableUnitAsync(request.JobId, cancellationToken => RunUnitAsync(request, cancellationToken));
+
+    private async Task<string> RunUnitAsync(EvaluationUnitRequest request, CancellationToken cancellationToken)
     {
         var spec = request.Spec;
         byte[] result;
@@ -63,7 +66,9 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
                 var (psnrPerImage, ssimPerImage) = (new List<float>(), new List<float>());
                 ForEachBatch(reference.shape[0], spec.BatchSize, cancellationToken, (start, length) =>
                 {
-                    var scores = ReconstructionMetrics.Evaluate(reference.narrow(0, start, length), samples.narrow(0, start, length), spec.BatchSize);
+                    using var referencePart = reference.narrow(0, start, length);
+                    using var samplesPart = samples.narrow(0, start, length);
+                    var scores = ReconstructionMetrics.Evaluate(referencePart, samplesPart, spec.BatchSize);
                     psnrPerImage.AddRange(scores.PsnrPerImage);
                     ssimPerImage.AddRange(scores.SsimPerImage);
                 });
@@ -77,12 +82,22 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
             using var images = await ImagesAsync(request.Side == EvaluationSide.Samples ? request.Samples : request.Reference, request);
             result = await Thread.InvokeAsync(() =>
             {
-                using var scope = NewDisposeScope();
+                // No dispose scope here: an extractor loaded on first use must outlive the unit.
                 var batches = new List<Tensor>();
-                ForEachBatch(images.shape[0], spec.BatchSize, cancellationToken,
-                    (start, length) => batches.Add(Features(spec, images.narrow(0, start, length))));
-                var features = cat(batches, 0);
-                return EvaluationFiles.Serialize([new(EvaluationFiles.FeaturesKey, features)], request);
+                try
+                {
+                    ForEachBatch(images.shape[0], spec.BatchSize, cancellationToken, (start, length) =>
+                    {
+                        using var part = images.narrow(0, start, length);
+                        batches.Add(Features(spec, part));
+                    });
+                    using var features = cat(batches, 0);
+                    return EvaluationFiles.Serialize([new(EvaluationFiles.FeaturesKey, features)], request);
+                }
+                finally
+                {
+                    foreach (var batch in batches) batch.Dispose();
+                }
             }, cancellationToken);
         }
         // The last point to stop: past it the unit's file is written whole.

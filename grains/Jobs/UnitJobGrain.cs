@@ -25,7 +25,7 @@ public interface IUnitJobState
 /// The life cycle the unit job grains (encode, sampling, evaluation) share around their <see cref="JobLoop"/>: keep the
 /// activation alive and continue an unfinished job on activation, stop handing out units on deactivation, reopen a
 /// cancelled or failed job on resume, and cancel, which also cancels the units running on the workers
-/// (<see cref="UnitCancellation"/>). The grains keep what differs: planning, dispatch and the units' own state. The
+/// (<see cref="CancellableUnit{T}"/>). The grains keep what differs: planning, dispatch and the units' own state. The
 /// persisted state keeps the name and layout the derived grain gives it.
 /// </summary>
 public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
@@ -51,11 +51,6 @@ public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
     /// <summary>Set once the activation is going away: the loop then stops without finishing the job.</summary>
     protected bool Deactivating { get; private set; }
 
-    /// <summary>
-    /// Passed with every unit to its worker: cancelled when the job is cancelled, so a unit already running stops at its
-    /// next check and writes nothing. Deactivation does not cancel it: units in flight then finish and are recorded.
-    /// </summary>
-    protected CancellationToken UnitCancellation => _unitCancellation.Token;
 
     protected abstract ILogger Logger { get; }
 
@@ -136,6 +131,31 @@ public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
         _unitCancellation.Cancel();
         await Loop.Completion;
         if (State.State is JobState.Pending or JobState.Running) await FinishAsync(JobState.Cancelled, null);
+    }
+
+    /// <summary>
+    /// The unit <paramref name="call"/> just sent to <paramref name="worker"/>; while it runs, the job's cancel reaches it
+    /// (<see cref="IUnitWorkerGrain.CancelUnits"/>), so it stops at its next check and writes nothing. Deactivation does not
+    /// cancel it: units in flight then finish and are recorded. The worker answers for itself: a unit that ended before the
+    /// cancel arrived is returned whole (and recorded), never dropped.
+    /// </summary>
+    protected async Task<T> CancellableUnit<T>(IUnitWorkerGrain worker, Task<T> call)
+    {
+        using var registration = _unitCancellation.Token.Register(() => _ = CancelOnWorkerAsync(worker));
+        return await call;
+    }
+
+    private async Task CancelOnWorkerAsync(IUnitWorkerGrain worker)
+    {
+        try
+        {
+            await worker.CancelUnits(JobId);
+        }
+        catch (Exception error)
+        {
+            // The unit then runs to its end (its worker may be gone with its silo); the job still ends Cancelled.
+            Logger.LogWarning(error, "Job {JobId}: could not cancel its unit on worker {Worker}", JobId, worker.GetPrimaryKeyString());
+        }
     }
 
     /// <summary>Whether a unit's failure is only the job's own cancel reaching it (not an attempt to count).</summary>

@@ -176,7 +176,7 @@ public sealed partial class SamplingJobGrain(
                 var (first, count) = plan.UnitRange(unit);
                 var request = new SamplingUnitRequest(JobId, unit, first, labels[first..(first + count)],
                     SamplingLabels.UnitSeed(spec.Seed, unit), spec, plan.OutputPrefix, State.Source);
-                inFlight[worker.RunUnit(request, UnitCancellation)] = (worker, unit);
+                inFlight[CancellableUnit(worker, worker.RunUnit(request))] = (worker, unit);
             }
             if (inFlight.Count == 0)
             {

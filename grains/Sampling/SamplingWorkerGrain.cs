@@ -44,7 +44,10 @@ public sealed class SamplingWorkerGrain(IBlobStore blobs, ICheckpointPayloadStor
     private LoadedPipeline? _loaded;
     private (string JobId, SamplingJobSpec Spec, SamplingSourcePin? Source, SamplingPlan Plan)? _plan;
 
-    public async Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request, CancellationToken cancellationToken = default)
+    public Task<SamplingUnitResult> RunUnit(SamplingUnitRequest request) =>
+        RunCancellableUnitAsync(request.JobId, cancellationToken => RunUnitAsync(request, cancellationToken));
+
+    private async Task<SamplingUnitResult> RunUnitAsync(SamplingUnitRequest request, CancellationToken cancellationToken)
     {
         var plan = PlanOf(request);
         var clock = Stopwatch.StartNew();

@@ -7,13 +7,16 @@ namespace RAE.Grains.Workers;
 /// <summary>
 /// What the unit workers of one device of one silo (sampling, shard encoding, evaluation) share: the device named by the
 /// grain key's suffix (<c>&lt;role&gt;:&lt;device&gt;</c>), and the dedicated worker thread, created on first use with the
-/// silo's <see cref="RankDeviceOptions.ThreadsPerRank"/>, that does every tensor operation of the activation. Deactivation
-/// frees what the thread holds on the thread itself and stops it without blocking the grain turn.
+/// silo's <see cref="RankDeviceOptions.ThreadsPerRank"/>, that does every tensor operation of the activation; the units
+/// it runs, which a job's cancel reaches through <see cref="CancelUnits"/>. Deactivation frees what the thread holds on the
+/// thread itself and stops it without blocking the grain turn.
 /// </summary>
 /// <param name="role">The key suffix's role (<c>sampler</c>, <c>encoder</c>, <c>evaluator</c>); it also names the thread.</param>
 public abstract class DeviceWorkerGrain(string role, IOptions<RankDeviceOptions> devices) : Grain
 {
     private DedicatedWorkerThread? _thread;
+    /// <summary>The cancellation of each unit running now, by job (touched on grain turns only).</summary>
+    private readonly Dictionary<string, List<CancellationTokenSource>> _runningUnits = new(StringComparer.Ordinal);
 
     /// <summary>The device of this worker, from its key.</summary>
     protected string Device
@@ -29,6 +32,31 @@ public abstract class DeviceWorkerGrain(string role, IOptions<RankDeviceOptions>
     }
 
     protected DedicatedWorkerThread Thread => _thread ??= new DedicatedWorkerThread($"rae-{role}-{Device}", devices.Value.ThreadsPerRank);
+
+    /// <summary>Cancels the job's running units (an interleaving call: it is answered while a unit runs).</summary>
+    public Task CancelUnits(string jobId)
+    {
+        if (_runningUnits.TryGetValue(jobId, out var running))
+            foreach (var unit in running) unit.Cancel();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Runs one unit of <paramref name="jobId"/> with a token that <see cref="CancelUnits"/> cancels.</summary>
+    protected async Task<T> RunCancellableUnitAsync<T>(string jobId, Func<CancellationToken, Task<T>> unit)
+    {
+        using var cancellation = new CancellationTokenSource();
+        if (!_runningUnits.TryGetValue(jobId, out var running)) _runningUnits[jobId] = running = [];
+        running.Add(cancellation);
+        try
+        {
+            return await unit(cancellation.Token);
+        }
+        finally
+        {
+            running.Remove(cancellation);
+            if (running.Count == 0) _runningUnits.Remove(jobId);
+        }
+    }
 
     /// <summary>
     /// Takes what the worker thread holds (loaded models) from the activation and returns the work that frees it; that work
