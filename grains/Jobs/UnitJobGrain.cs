@@ -35,6 +35,7 @@ public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
 
     private JobLoop? _loop;
     private JobRegistryReporter? _reporter;
+    /// <summary>Cancelled by the job's cancel; each unit in flight has registered the call that stops it on its worker.</summary>
     private CancellationTokenSource _unitCancellation = new();
 
     protected string JobId => this.GetPrimaryKeyString();
@@ -50,7 +51,6 @@ public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
 
     /// <summary>Set once the activation is going away: the loop then stops without finishing the job.</summary>
     protected bool Deactivating { get; private set; }
-
 
     protected abstract ILogger Logger { get; }
 
