@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Storage;
+using Xunit.Abstractions;
 using Orleans.TestingHost;
 using RAE.GrainInterfaces;
 using RAE.Grains;
@@ -12,7 +13,7 @@ namespace RAE.Cluster.Tests.Registry;
 /// ids and active-jobs buckets. Jobs here are reported directly (no job grain runs), so hundreds cost seconds.
 /// </summary>
 [Collection(ClusterCollection.Name)]
-public sealed class PartitionedRegistryTests(ClusterFixture fixture)
+public sealed class PartitionedRegistryTests(ClusterFixture fixture, ITestOutputHelper output)
 {
     private const int Jobs = 300;
 
@@ -39,6 +40,8 @@ public sealed class PartitionedRegistryTests(ClusterFixture fixture)
         }
 
         var files = LargestCatalogStateFiles();
+        foreach (var group in files.GroupBy(f => f.Directory!.Name))
+            output.WriteLine($"{group.Key}: {group.Count()} state file(s), largest {group.Max(f => f.Length)} bytes after {Jobs} jobs");
         var partitionBound = IJobIndexPartitionGrain.Capacity * (prefix.Length + 3 + 64) + 512;
         foreach (var file in files)
         {
