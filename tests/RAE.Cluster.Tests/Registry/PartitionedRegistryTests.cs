@@ -4,6 +4,7 @@ using Xunit.Abstractions;
 using Orleans.TestingHost;
 using RAE.GrainInterfaces;
 using RAE.Grains;
+using RAE.Grains.Jobs;
 using RAE.Grains.Training;
 
 namespace RAE.Cluster.Tests.Registry;
@@ -100,6 +101,22 @@ public sealed class PartitionedRegistryTests(ClusterFixture fixture, ITestOutput
         Assert.Contains($"Job '{unknown}' is unknown", (await Assert.ThrowsAsync<RaeJobException>(() => Registry.Cancel(unknown))).Message);
         Assert.Contains($"Job '{unknown}' is unknown", (await Assert.ThrowsAsync<RaeJobException>(() => Registry.List(unknown, 10))).Message);
         Assert.Contains("1 to 1000 jobs; 0 was asked for", (await Assert.ThrowsAsync<RaeJobException>(() => Registry.List(null, 0))).Message);
+    }
+
+    [Fact]
+    public async Task AResumePassClearsAFinishedJobLeftInItsBucketByACrash()
+    {
+        var jobId = "stale-" + Guid.NewGuid().ToString("N")[..8];
+        var created = DateTimeOffset.UtcNow;
+        await Registry.Report(new JobSummary(jobId, JobKind.Evaluation, JobState.Completed, 4, 4, created, created, null));
+        // As if the silo died after the entry was written as ended but before the job left its bucket.
+        var bucket = fixture.Grains.GetGrain<IActiveJobsGrain>(JobEntryGrain.BucketOf(jobId));
+        await bucket.Add(new ActiveJob(jobId, JobKind.Evaluation));
+        Assert.DoesNotContain(await Registry.ListUnfinished(), j => j.JobId == jobId);
+
+        await fixture.Grains.GetGrain<IJobRegistryMaintenance>(IJobRegistryGrain.DefaultKey).ResumeUnfinished();
+
+        Assert.DoesNotContain(await bucket.List(), j => j.JobId == jobId);
     }
 
     [Fact]
