@@ -29,6 +29,7 @@ public sealed class JobRegistryState
 [Reentrant]
 public sealed class JobRegistryGrain(
     [PersistentState("registry", RaeStorage.GrainStateProvider)] IPersistentState<JobRegistryState> registry,
+    IGrainFactory grainFactory,
     IEnumerable<IRankWorkerFactory> workerFactories,
     LatentTrainingData latentData,
     ILogger<JobRegistryGrain> logger) : Grain, IJobRegistryGrain, IJobRegistryMaintenance
@@ -38,6 +39,8 @@ public sealed class JobRegistryGrain(
 
     /// <summary>How many old summaries are carried over at once when the former single state is migrated.</summary>
     private const int MigrationBatch = 16;
+
+    private readonly JobIndexPager _pager = new(number => grainFactory.GetGrain<IJobIndexPartitionGrain>(number).GetEntries());
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -124,15 +127,14 @@ public sealed class JobRegistryGrain(
     {
         if (limit is < 1 or > IJobRegistryGrain.MaxPageSize)
             throw new RaeJobException($"A page of jobs holds 1 to {IJobRegistryGrain.MaxPageSize} jobs; {limit} was asked for.");
-        var ordered = await IndexedJobsInOrder();
-        var start = 0;
+        JobIndexEntry? cursor = null;
         if (afterJobId is not null)
         {
-            var position = ordered.FindIndex(e => string.Equals(e.JobId, afterJobId, StringComparison.Ordinal));
-            if (position < 0) throw UnknownJob(afterJobId);
-            start = position + 1;
+            var after = await Require(afterJobId);
+            cursor = new JobIndexEntry(after.JobId, after.CreatedAt);
         }
-        return await SummariesOf(ordered.Skip(start).Take(limit));
+        var partitions = await GrainFactory.GetGrain<IJobIndexGrain>(IJobIndexGrain.DefaultKey).PartitionCount();
+        return await SummariesOf(await _pager.PageAsync(partitions, cursor, limit));
     }
 
     public async Task<IReadOnlyList<JobSummary>> ListUnfinished()
