@@ -1,6 +1,10 @@
 namespace RAE.GrainInterfaces;
 
-/// <summary>The cluster's catalog of jobs (one instance, key <see cref="DefaultKey"/>). Validates and starts submissions.</summary>
+/// <summary>
+/// The cluster's front door for jobs (one instance, key <see cref="DefaultKey"/>): validates and starts submissions and
+/// answers for the catalog, which lives in bounded pieces (<see cref="IJobEntryGrain"/> per job, index partitions,
+/// active-jobs buckets).
+/// </summary>
 public interface IJobRegistryGrain : IGrainWithStringKey
 {
     const string DefaultKey = "default";
@@ -27,7 +31,20 @@ public interface IJobRegistryGrain : IGrainWithStringKey
     /// <summary>The training and sampling workloads the active silos offer, and on which silos and devices.</summary>
     Task<IReadOnlyList<WorkloadOffer>> GetWorkloads();
 
+    /// <summary>Every job, oldest first (created time, then id).</summary>
     Task<IReadOnlyList<JobSummary>> List();
+
+    /// <summary>
+    /// One page of <see cref="List()"/>: at most <paramref name="limit"/> jobs (1 to <see cref="MaxPageSize"/>) that come
+    /// after the job <paramref name="afterJobId"/> (null: from the oldest); <see cref="RaeJobException"/> when that id is
+    /// unknown or the limit is out of range.
+    /// </summary>
+    Task<IReadOnlyList<JobSummary>> List(string? afterJobId, int limit);
+
+    const int MaxPageSize = 1000;
+
+    /// <summary>The jobs that are pending, running or recovering, oldest first.</summary>
+    Task<IReadOnlyList<JobSummary>> ListUnfinished();
 
     /// <summary>The job's summary; <see cref="RaeJobException"/> when the id is unknown.</summary>
     Task<JobSummary> Get(string jobId);

@@ -68,7 +68,7 @@ public sealed class RaeClient : IAsyncDisposable
             await host.StartAsync(timeout.Token);
             var client = new RaeClient(host.Services.GetRequiredService<IClusterClient>(), host);
             // A gateway that accepts the connection is not enough: the registry must answer too.
-            await client.Registry.List().WaitAsync(timeout.Token);
+            await client.Registry.List(afterJobId: null, limit: 1).WaitAsync(timeout.Token);
             return client;
         }
         catch (Exception error) when (IsUnreachable(error) || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
@@ -147,7 +147,7 @@ public sealed class RaeClient : IAsyncDisposable
         var hosts = await management.GetDetailedHosts(onlyActive: true);
         var addresses = hosts.Select(h => h.SiloAddress).ToArray();
         var statistics = addresses.Length == 0 ? [] : await management.GetRuntimeStatistics(addresses);
-        var jobs = await Registry.List();
+        var jobs = await Registry.ListUnfinished();
         var busy = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var job in jobs.Where(j => j.Kind == JobKind.Training && j.State is JobState.Pending or JobState.Running or JobState.Recovering))
         {
@@ -171,7 +171,7 @@ public sealed class RaeClient : IAsyncDisposable
         }
         var workloads = await Registry.GetWorkloads();
         var scheduled = await Grains.GetGrain<IDeviceSchedulerGrain>(IDeviceSchedulerGrain.DefaultKey).Snapshot();
-        return new ClusterStatusReport(silos, jobs.Count(j => j.State is JobState.Pending or JobState.Running or JobState.Recovering), workloads, scheduled.Queue);
+        return new ClusterStatusReport(silos, jobs.Count, workloads, scheduled.Queue);
     }
 
     public Task<string> SubmitTrainingAsync(TrainingJobSpec spec) => Registry.SubmitTraining(spec);
@@ -184,6 +184,9 @@ public sealed class RaeClient : IAsyncDisposable
     }
 
     public Task<IReadOnlyList<JobSummary>> ListJobsAsync() => Registry.List();
+
+    /// <summary>At most <paramref name="limit"/> jobs after <paramref name="afterJobId"/> (null: from the oldest), oldest first.</summary>
+    public Task<IReadOnlyList<JobSummary>> ListJobsAsync(string? afterJobId, int limit) => Registry.List(afterJobId, limit);
 
     /// <summary>A latent dataset's manifest summary, read by the cluster (<see cref="RaeJobException"/> when unknown).</summary>
     public Task<LatentDatasetInfo> DescribeLatentDatasetAsync(string name) => Grains.GetGrain<ILatentDatasetInfoGrain>(name).Describe();

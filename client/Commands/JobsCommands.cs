@@ -6,34 +6,54 @@ using RAE.GrainInterfaces;
 
 namespace RAE.Client.Commands;
 
-/// <summary>`rae jobs list`: every job the registry knows, oldest first.</summary>
+/// <summary>`rae jobs list`: every job the registry knows, oldest first; `--limit`/`--after` page through them.</summary>
 public sealed class JobsListCommand : ClusterCommand
 {
     public override string Name => "jobs list";
 
     public override string Summary => "The cluster's jobs with state and progress";
 
-    protected override IEnumerable<Symbol> OwnSymbols => [];
+    private readonly Option<int?> _limit = PageSizeOption();
+
+    private readonly Option<string?> _after = new("--after") { HelpName = "JOB", Description = "Start after this job (the last one of the previous page)" };
+
+    protected override IEnumerable<Symbol> OwnSymbols => [_limit, _after];
 
     protected override Func<RaeClient, CommandContext, Task<int>> Prepare(ParseResult parsed, CommandContext context)
     {
+        var limit = parsed.GetValue(_limit);
+        var after = parsed.GetValue(_after);
+        var paged = limit is not null || after is not null;
+        var pageSize = limit ?? IJobRegistryGrain.MaxPageSize;
         return async (client, ctx) =>
         {
-            var jobs = await client.ListJobsAsync();
+            var jobs = paged ? await client.ListJobsAsync(after, pageSize) : await client.ListJobsAsync();
             if (ctx.Json)
             {
                 ctx.WriteJson(jobs);
                 return Ok;
             }
-            if (jobs.Count == 0) ctx.Output.WriteLine("no jobs");
+            if (jobs.Count == 0) ctx.Output.WriteLine(after is null ? "no jobs" : $"no jobs after {after}");
             else ctx.Output.WriteLine($"{"job",-36} {"kind",-9} {"state",-10} {"progress",-14} {"updated",-20}");
             foreach (var job in jobs)
             {
                 ctx.Output.WriteLine($"{job.JobId,-36} {job.Kind,-9} {job.State,-10} {job.Progress + "/" + job.Total,-14} {job.UpdatedAt.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture),-20}");
                 if (job.FailureReason is not null) ctx.Output.WriteLine($"  {job.FailureReason}");
             }
+            if (paged && jobs.Count == pageSize) ctx.Output.WriteLine($"next page: rae jobs list --limit {pageSize} --after {jobs[^1].JobId}");
             return Ok;
         };
+    }
+
+    private static Option<int?> PageSizeOption()
+    {
+        var option = new Option<int?>("--limit") { HelpName = "N", Description = $"At most N jobs (1 to {IJobRegistryGrain.MaxPageSize}) [default: all]" };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int?>() is { } value && value is < 1 or > IJobRegistryGrain.MaxPageSize)
+                result.AddError($"--limit expects 1 to {IJobRegistryGrain.MaxPageSize} jobs, got {value}");
+        });
+        return option;
     }
 }
 

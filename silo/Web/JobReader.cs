@@ -36,6 +36,9 @@ public sealed class JobReader(IGrainFactory grains)
 
     public Task<IReadOnlyList<JobSummary>> ListAsync() => Registry.List();
 
+    /// <summary>One page of the jobs, oldest first; <see cref="RaeJobException"/> when <paramref name="afterJobId"/> is unknown.</summary>
+    public Task<IReadOnlyList<JobSummary>> ListAsync(string? afterJobId, int limit) => Registry.List(afterJobId, limit);
+
     /// <summary><see cref="RaeJobException"/> when the registry does not know the id.</summary>
     public async Task<JobView> GetAsync(string jobId)
     {

@@ -45,7 +45,21 @@ public static class JobWebEndpoints
 
     public static void MapRaeJobApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/jobs", async (HttpContext context, JobReader reader) => Json(context, await reader.ListAsync()));
+        app.MapGet("/api/jobs", async (string? after, int? limit, HttpContext context, JobReader reader) =>
+        {
+            if (after is null && limit is null) return Json(context, await reader.ListAsync());
+            if (limit is < 1 or > IJobRegistryGrain.MaxPageSize)
+                return Error(context, StatusCodes.Status400BadRequest, $"'limit' must be within 1..{IJobRegistryGrain.MaxPageSize}, got {limit}.");
+            if (after is not null && JobIds.Problem(after) is { } problem) return Error(context, StatusCodes.Status400BadRequest, $"Bad job id in 'after': {problem}.");
+            try
+            {
+                return Json(context, await reader.ListAsync(after, limit ?? IJobRegistryGrain.MaxPageSize));
+            }
+            catch (RaeJobException error)
+            {
+                return Error(context, StatusCodes.Status404NotFound, error.Message);
+            }
+        });
         app.MapGet("/api/jobs/{jobId}", (string jobId, HttpContext context, JobReader reader) =>
             WithJob(jobId, context, json: true, reader, job => Task.FromResult(Json(context, job.Status))));
         app.MapGet("/api/jobs/{jobId}/metrics", (string jobId, long? from, int? limit, HttpContext context, JobReader reader) =>

@@ -53,6 +53,14 @@ public sealed class ClientCommandTests
                 Assert.Equal("Completed", job.GetProperty("state").GetString());
             }
 
+            (code, output, error) = await RunAsync("jobs", "list", "--limit", "1", "--gateway", gateway, "--cluster-id", "client-test");
+            Assert.True(code == 0, error);
+            Assert.Contains(jobId, output);
+            Assert.Contains($"next page: rae jobs list --limit 1 --after {jobId}", output);
+            (code, output, error) = await RunAsync("jobs", "list", "--after", jobId, "--gateway", gateway, "--cluster-id", "client-test");
+            Assert.True(code == 0, error);
+            Assert.Contains($"no jobs after {jobId}", output);
+
             (code, output, error) = await RunAsync("jobs", "show", jobId, "--gateway", gateway, "--cluster-id", "client-test");
             Assert.True(code == 0, error);
             Assert.Contains("state      Completed", output);

@@ -85,6 +85,13 @@ public sealed class SiloHostTests
         Assert.Equal("Completed", job.GetProperty("state").GetString());
         Assert.Equal("Training", job.GetProperty("kind").GetString());
 
+        using (var page = JsonDocument.Parse(await http.GetStringAsync("/api/jobs?limit=1")))
+            Assert.Equal(jobId, Assert.Single(page.RootElement.EnumerateArray()).GetProperty("jobId").GetString());
+        using (var after = JsonDocument.Parse(await http.GetStringAsync($"/api/jobs?after={jobId}&limit=5")))
+            Assert.Empty(after.RootElement.EnumerateArray());
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.GetAsync("/api/jobs?limit=0")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/api/jobs?after=train-nope")).StatusCode);
+
         var shown = await http.GetStringAsync($"/api/jobs/{jobId}");
         using var status = JsonDocument.Parse(shown);
         Assert.Equal("Completed", status.RootElement.GetProperty("state").GetString());

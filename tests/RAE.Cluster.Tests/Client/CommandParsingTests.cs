@@ -168,6 +168,8 @@ public sealed class CommandParsingTests
     [InlineData("jobs", "cancel", "a", "b")]
     [InlineData("jobs", "list", "--bogus")]
     [InlineData("jobs", "list", "extra")]
+    [InlineData("jobs", "list", "--limit", "0")]
+    [InlineData("jobs", "list", "--limit", "1001")]
     [InlineData("cluster", "status", "extra")]
     [InlineData("checkpoints", "list")]
     [InlineData("checkpoints", "export", "job")]
