@@ -66,4 +66,11 @@ public static class DemoFigures
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(pngPath))!);
         File.WriteAllBytes(pngPath, MetricCurves.RenderPng(metrics, MetricCurves.Find("loss")!, jobId));
     }
+
+    /// <summary>The training job's online evaluation curve, drawn as the job pages draw it.</summary>
+    public static void WriteEvaluationCurve(IReadOnlyList<OnlineEvaluationRecord> evaluations, string metric, string jobId, string pngPath)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(pngPath))!);
+        File.WriteAllBytes(pngPath, MetricCurves.RenderEvaluationPng(evaluations, metric, jobId));
+    }
 }

@@ -30,22 +30,29 @@ public sealed class FashionMnistDemoTests : IDisposable
         var (exitCode, output, error) = await Cli.RunAsync("demo", "--json", "--data", Path.Combine(_folder, "data"), "--fashion-mnist", idx,
             "--train-per-class", "2", "--test-per-class", "2", "--samples-per-class", "1",
             "--set-stage1", "training.max_steps=2", "--set-stage1", "training.global_batch_size=4",
-            "--set-stage2", "training.max_steps=2", "--set-stage2", "training.global_batch_size=4", "--set-stage2", "sampler.params.num_steps=2");
+            "--set-stage2", "training.max_steps=2", "--set-stage2", "training.global_batch_size=4", "--set-stage2", "sampler.params.num_steps=2",
+            "--set-stage2", "eval.eval_interval=2", "--set-stage2", "eval.num_samples=10");
         Assert.True(exitCode == 0, $"exit {exitCode}: {error}\n{output}");
 
         using var report = JsonDocument.Parse(output);
         var root = report.RootElement;
         var stages = root.GetProperty("stages").EnumerateArray().Select(stage => stage.GetProperty("name").GetString() ?? "").ToArray();
         Assert.Equal(["datasets", "encode", "stage1", "stage2", "sample", "sample-untrained", "eval"], stages);
-        Assert.All(root.GetProperty("stages").EnumerateArray(), stage => Assert.True(stage.GetProperty("seconds").GetDouble() >= 0));
+        Assert.All(root.GetProperty("stages").EnumerateArray(), stage => Assert.True(stage.GetProperty("seconds").GetDouble() >= 0 && stage.GetProperty("cpuSeconds").GetDouble() >= 0));
+        Assert.True(root.GetProperty("totalCpuSeconds").GetDouble() > 0);
         var trained = root.GetProperty("fdResnet18").GetProperty("trained").GetDouble();
         var untrained = root.GetProperty("fdResnet18").GetProperty("untrained").GetDouble();
         Assert.True(double.IsFinite(trained) && trained >= 0, $"trained FD {trained}");
         Assert.True(double.IsFinite(untrained) && untrained >= 0, $"untrained FD {untrained}");
         Assert.Equal("T-shirt/top", root.GetProperty("classes")[0].GetString());
 
+        // The Stage 2 job evaluated online at its last step (eval_interval 2) against the test subset: 10 samples scored.
+        var online = Assert.Single(root.GetProperty("stage2Evaluations").EnumerateArray());
+        Assert.Equal((2L, "fd_resnet18", 10), (online.GetProperty("step").GetInt64(), online.GetProperty("metric").GetString(), online.GetProperty("images").GetInt32()));
+        Assert.True(double.IsFinite(online.GetProperty("value").GetDouble()) && online.GetProperty("value").GetDouble() >= 0, online.ToString());
+
         var files = root.GetProperty("files").EnumerateObject().ToDictionary(file => file.Name, file => file.Value.GetString()!);
-        foreach (var key in new[] { "grid", "untrained-grid", "npz", "stage1-loss-curve", "stage2-loss-curve", "stage1-metrics", "stage2-metrics", "decoder", "statistics", "summary" })
+        foreach (var key in new[] { "grid", "untrained-grid", "npz", "stage1-loss-curve", "stage2-loss-curve", "stage1-metrics", "stage2-metrics", "stage2-eval-curve", "decoder", "statistics", "summary" })
             Assert.True(files.ContainsKey(key) && File.Exists(files[key]), $"file '{key}' missing: {string.Join(", ", files.Select(f => f.Key + "=" + f.Value))}");
 
         // One row per class of 32-px samples scaled by 2, each class name in a 110-px column at the left.
