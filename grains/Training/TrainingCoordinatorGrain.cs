@@ -164,31 +164,6 @@ public sealed partial class TrainingCoordinatorGrain(
         if (!Loop.IsRunning) await EndAsync(JobState.Cancelled);
     }
 
-    /// <summary>
-    /// The run stops without ending the job (a step in flight is cancelled, an online evaluation's child jobs go on) and
-    /// the next activation continues it, as after a lost silo but without counting a failed attempt.
-    /// </summary>
-    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
-    {
-        _deactivating = true;
-        if (!Loop.IsRunning) return;
-        _stepCancellation?.Cancel();
-        try
-        {
-            await Loop.Completion.WaitAsync(cancellationToken);
-            if (IsUnfinished && !State.CancelRequested)
-            {
-                State.LastLostGeneration = State.Generation;
-                await job.WriteStateAsync();
-            }
-            LogStoppedForDeactivation(JobId, State.Step, reason.Description);
-        }
-        catch (OperationCanceledException)
-        {
-            // Deactivation ran out of time: the next activation counts the run as lost.
-        }
-    }
-
     private bool IsUnfinished => State.State is JobState.Pending or JobState.Running or JobState.Recovering;
 
     private bool Cancelling => Loop.CancelRequested || State.CancelRequested;
