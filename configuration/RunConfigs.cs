@@ -10,7 +10,7 @@ namespace RAE.Configuration;
 /// </summary>
 public sealed record EvalConfig
 {
-    public static readonly IReadOnlyList<string> KnownMetrics = ["psnr", "ssim", "rfid", "lpips", "fid", "fd_resnet18"];
+    public static readonly IReadOnlyList<string> KnownMetrics = ["psnr", "ssim", "rfid", "lpips", "fid", "fd_resnet18", "rfd_resnet18"];
 
     public long EvalInterval { get; init; } = 5000;
     public bool EvalModel { get; init; }

@@ -11,11 +11,16 @@ public enum EvaluationMetric
     Rfid,
     Psnr,
     Ssim,
+    /// <summary>
+    /// The offline rFID: Fréchet distance of the frozen ResNet18's pooled features of reconstructions against their
+    /// originals (rFID's numerics); not comparable with rFID.
+    /// </summary>
+    RfdResNet18,
 }
 
 public static class EvaluationMetrics
 {
-    /// <summary>The names the CLI and the results use: fd_resnet18, fid, rfid, psnr, ssim.</summary>
+    /// <summary>The names the CLI and the results use: fd_resnet18, fid, rfid, psnr, ssim, rfd_resnet18.</summary>
     public static string NameOf(EvaluationMetric metric) => metric switch
     {
         EvaluationMetric.FdResNet18 => "fd_resnet18",
@@ -23,6 +28,7 @@ public static class EvaluationMetrics
         EvaluationMetric.Rfid => "rfid",
         EvaluationMetric.Psnr => "psnr",
         EvaluationMetric.Ssim => "ssim",
+        EvaluationMetric.RfdResNet18 => "rfd_resnet18",
         _ => throw new ArgumentOutOfRangeException(nameof(metric), metric, "unknown metric"),
     };
 
@@ -35,7 +41,7 @@ public static class EvaluationMetrics
     }
 
     /// <summary>Whether the metric compares two image sets of equal size image by image (reconstructions vs originals).</summary>
-    public static bool IsPaired(EvaluationMetric metric) => metric is EvaluationMetric.Psnr or EvaluationMetric.Ssim or EvaluationMetric.Rfid;
+    public static bool IsPaired(EvaluationMetric metric) => metric is EvaluationMetric.Psnr or EvaluationMetric.Ssim or EvaluationMetric.Rfid or EvaluationMetric.RfdResNet18;
 
     /// <summary>Whether the metric runs the FID InceptionV3 (and so needs the user's weights file).</summary>
     public static bool NeedsInception(EvaluationMetric metric) => metric is EvaluationMetric.Fid or EvaluationMetric.Rfid;

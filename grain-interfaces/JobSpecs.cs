@@ -72,7 +72,10 @@ public static class TrainingJobSpecs
         var reference = eval.DataPath ?? (data.Source == DataSource.Dataset ? data.Name : null);
         if (workload == DecoderWorkload)
         {
-            var metrics = eval.Metrics.Where(m => m is "psnr" or "ssim").Select(EvaluationMetrics.Parse).ToList();
+            var metrics = eval.Metrics.Where(m => m is "psnr" or "ssim" or "rfd_resnet18" or "rfid").Select(EvaluationMetrics.Parse).ToList();
+            var rfid = metrics.Contains(EvaluationMetric.Rfid);
+            if (rfid && eval.InceptionPath is null)
+                throw new ConfigException(config.SourceName, "eval.inception_path", null, "metric rfid needs the pt_inception-2015-12-05 weights; set eval.inception_path or use rfd_resnet18");
             return new OnlineEvaluationSpec
             {
                 Interval = eval.EvalInterval,
@@ -81,6 +84,7 @@ public static class TrainingJobSpecs
                 Samples = eval.NumSamples,
                 Seed = eval.Seed ?? config.Training?.GlobalSeed ?? 0,
                 ReferenceDataset = reference,
+                InceptionWeightsPath = rfid ? eval.InceptionPath : null,
             };
         }
         if (config.Stage1 is null)

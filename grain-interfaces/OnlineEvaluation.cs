@@ -6,7 +6,8 @@ namespace RAE.GrainInterfaces;
 /// job from its EMA weights (<see cref="Samples"/> images, seed <see cref="Seed"/>, labels "equal", as <c>rae sample</c>)
 /// and an evaluation job of <see cref="Metric"/> against <see cref="ReferenceDataset"/>'s cached statistics. Stage 1
 /// (<c>rae-decoder</c>): rank 0 scores the EMA decoder's reconstructions of the first <see cref="Samples"/> images of
-/// <see cref="ReferenceDataset"/> (or the training dataset) on its worker thread.
+/// <see cref="ReferenceDataset"/> on its worker thread: a held-out dataset (eval.data_path, e.g. the test split) or, without
+/// one, the training dataset itself.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record OnlineEvaluationSpec
@@ -21,12 +22,14 @@ public sealed record OnlineEvaluationSpec
     [Id(3)] public long Seed { get; init; }
     /// <summary>The image dataset of the cluster the samples are compared with (eval.data_path); null: the training data's source dataset.</summary>
     [Id(4)] public string? ReferenceDataset { get; init; }
-    /// <summary>The <c>pt_inception-2015-12-05</c> weights a silo can read (eval.inception_path); needed by fid.</summary>
+    /// <summary>The <c>pt_inception-2015-12-05</c> weights a silo can read (eval.inception_path); needed by fid and rfid.</summary>
     [Id(5)] public string? InceptionWeightsPath { get; init; }
-    /// <summary>Stage 1: psnr and/or ssim (eval.metrics), all recorded.</summary>
+    /// <summary>Stage 1: any of psnr, ssim, rfd_resnet18 and rfid (eval.metrics), all recorded.</summary>
     [Id(6)] public IReadOnlyList<EvaluationMetric> ReconstructionMetrics { get; init; } = [EvaluationMetric.Psnr, EvaluationMetric.Ssim];
     /// <summary>Images per sampling work unit and per evaluation unit.</summary>
     [Id(7)] public int UnitSize { get; init; } = 64;
+    /// <summary>A pause after each unit of the sampling and evaluation jobs (their UnitDelay; tests that stop a coordinator mid-evaluation).</summary>
+    [Id(8)] public TimeSpan UnitDelay { get; init; }
 
     /// <summary>Whether <paramref name="step"/> is an evaluation step.</summary>
     public bool IsDue(long step) => Interval > 0 && step > 0 && step % Interval == 0;

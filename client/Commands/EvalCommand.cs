@@ -6,7 +6,7 @@ using RAE.GrainInterfaces;
 namespace RAE.Client.Commands;
 
 /// <summary>
-/// `rae eval SAMPLES --ref REF [--metric fd_resnet18|fid|rfid|psnr|ssim]`: an evaluation job on the cluster. SAMPLES and
+/// `rae eval SAMPLES --ref REF [--metric fd_resnet18|fid|rfid|psnr|ssim|rfd_resnet18]`: an evaluation job on the cluster. SAMPLES and
 /// REF are local <c>.npz</c> files (uploaded through the cluster, checksummed), sampling-job ids or dataset names; a
 /// REF <c>.npz</c> with <c>mu</c>/<c>sigma</c> (an ADM reference batch) is used as given. Follows the job and prints the
 /// score unless --no-watch.
@@ -17,7 +17,7 @@ public sealed class EvalCommand : ClusterCommand
 
     private readonly Argument<string> _samples = new("SAMPLES") { Description = "Samples (or reconstructions): a local .npz, a sampling job id or a dataset name" };
     private readonly Option<string> _reference = new("--ref") { HelpName = "REF", Description = "Reference: a local .npz (images, or mu/sigma), a sampling job id or a dataset name", Required = true };
-    private readonly Option<string> _metric = CliOptions.Choice("--metric", "What to compute (fd_resnet18 is the offline default and is not FID)", "fd_resnet18", "fd_resnet18", "fid", "rfid", "psnr", "ssim");
+    private readonly Option<string> _metric = CliOptions.Choice("--metric", "What to compute (fd_resnet18 is the offline default and is not FID)", "fd_resnet18", "fd_resnet18", "fid", "rfid", "psnr", "ssim", "rfd_resnet18");
     private readonly Option<string> _inception = new("--inception-weights") { HelpName = "FILE", Description = $"pt_inception-2015-12-05-6726825d.pth, a path every silo can read (fid, rfid) [default: ${InceptionEnvironmentVariable}]" };
     private readonly Option<int> _unitSize = new("--unit-size") { HelpName = "N", Description = "Images per work unit", DefaultValueFactory = _ => 256 };
     private readonly Option<int> _batchSize = new("--batch-size") { HelpName = "N", Description = "Images per forward pass", DefaultValueFactory = _ => 64 };

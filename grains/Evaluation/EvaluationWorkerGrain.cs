@@ -139,9 +139,9 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
             }
         }
 
-        var dimension = metric == EvaluationMetric.FdResNet18 ? ResNet18Features.FeatureDimension : FidInceptionV3.FeatureDimension;
+        var dimension = metric is EvaluationMetric.FdResNet18 or EvaluationMetric.RfdResNet18 ? ResNet18Features.FeatureDimension : FidInceptionV3.FeatureDimension;
         using var samples = await MomentsAsync(request.SampleUnits, dimension);
-        if (metric == EvaluationMetric.Rfid)
+        if (metric is EvaluationMetric.Rfid or EvaluationMetric.RfdResNet18)
         {
             using var originals = await MomentsAsync(request.ReferenceUnits, dimension);
             var rfid = await Thread.InvokeAsync(() => FeatureDistances.Rfid(originals, samples));
@@ -181,7 +181,7 @@ public sealed partial class EvaluationWorkerGrain(IBlobStore blobs, IOptions<Ran
     /// <summary>Runs on the worker thread: the unit's features [n, D] float32 with the metric's extractor.</summary>
     private Tensor Features(EvaluationJobSpec spec, Tensor images)
     {
-        if (spec.Metric == EvaluationMetric.FdResNet18)
+        if (spec.Metric is EvaluationMetric.FdResNet18 or EvaluationMetric.RfdResNet18)
             return (_resnet ??= ResNet18Features.Load()).Features(images, spec.BatchSize);
         var path = spec.InceptionWeightsPath ?? throw new RaeJobException($"metric {EvaluationMetrics.NameOf(spec.Metric)} needs the FID Inception weights (pt_inception-2015-12-05-6726825d.pth) and none were given");
         if (_inception is not { } loaded || loaded.Path != path)

@@ -3,7 +3,7 @@ using RAE.Grains.Storage;
 
 namespace RAE.Grains.Training;
 
-/// <summary>The coordinator's persisted attempt counting and how a job ends.</summary>
+/// <summary>The coordinator's persisted attempt counting, a run stopped by the activation's deactivation, and how a job ends.</summary>
 public sealed partial class TrainingCoordinatorGrain
 {
     /// <summary>Counts the lost run as a failed attempt; false when that was the last one allowed (the job then ended Failed).</summary>
@@ -19,6 +19,31 @@ public sealed partial class TrainingCoordinatorGrain
         State.FailureReason = GaveUp(spec, error);
         await EndAsync(JobState.Failed);
         return false;
+    }
+
+    /// <summary>
+    /// The run stops without ending the job (a step in flight is cancelled, an online evaluation's child jobs go on) and
+    /// the next activation continues it, as after a lost silo but without counting a failed attempt.
+    /// </summary>
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _deactivating = true;
+        if (!Loop.IsRunning) return;
+        _stepCancellation?.Cancel();
+        try
+        {
+            await Loop.Completion.WaitAsync(cancellationToken);
+            if (IsUnfinished && !State.CancelRequested)
+            {
+                State.LastLostGeneration = State.Generation;
+                await job.WriteStateAsync();
+            }
+            LogStoppedForDeactivation(JobId, State.Step, reason.Description);
+        }
+        catch (OperationCanceledException)
+        {
+            // Deactivation ran out of time: the next activation counts the run as lost.
+        }
     }
 
     /// <summary>Counts a failed attempt (persisted); false when it was the last one the spec allows.</summary>

@@ -21,4 +21,7 @@ public sealed partial class TrainingCoordinatorGrain
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: the checkpoint of step {Step} fails its checksum; restoring the one before it")]
     private partial void LogCheckpointSkipped(Exception error, string jobId, long step);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId}: its run stopped at step {Step} for the coordinator's deactivation ({Reason}); the next activation continues it")]
+    private partial void LogStoppedForDeactivation(string jobId, long step, string? reason);
 }

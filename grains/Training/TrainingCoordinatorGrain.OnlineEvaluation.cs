@@ -55,7 +55,8 @@ public sealed partial class TrainingCoordinatorGrain
                 clock.Elapsed.TotalSeconds, DateTimeOffset.UtcNow, error.Message);
             LogOnlineEvaluationFailed(error, JobId, step);
         }
-        if (Cancelling) return;
+        if (Cancelling || _deactivating) return;
+        State.Evaluations.RemoveAll(e => e.Step == step);
         State.Evaluations.Add(record);
         await PersistAndReportAsync();
     }
@@ -68,6 +69,7 @@ public sealed partial class TrainingCoordinatorGrain
             UnitSize = Math.Min(online.UnitSize, online.Samples),
             Seed = online.Seed,
             Labels = "equal",
+            UnitDelay = online.UnitDelay,
         };
 
     public static EvaluationJobSpec OnlineEvaluationJobSpec(string samplingJobId, string referenceDataset, OnlineEvaluationSpec online) => new()
@@ -77,6 +79,7 @@ public sealed partial class TrainingCoordinatorGrain
         Reference = new EvaluationInput(EvaluationInputKind.Dataset, referenceDataset),
         UnitSize = online.UnitSize,
         InceptionWeightsPath = online.InceptionWeightsPath,
+        UnitDelay = online.UnitDelay,
     };
 
     private async Task<string> LatentSourceDatasetAsync(TrainingJobSpec spec)
@@ -102,6 +105,8 @@ public sealed partial class TrainingCoordinatorGrain
                 await job.Cancel();
                 throw new OperationCanceledException($"training job {JobId} was cancelled during its online evaluation");
             }
+            // The next activation continues the same child job (its id derives from the job and step).
+            if (_deactivating) throw new OperationCanceledException($"training job {JobId}'s coordinator is deactivating during its online evaluation");
             DelayDeactivation(TimeSpan.FromMinutes(10));
             await Task.Delay(ChildJobPoll);
         }
@@ -123,6 +128,8 @@ public sealed partial class TrainingCoordinatorGrain
                 await job.Cancel();
                 throw new OperationCanceledException($"training job {JobId} was cancelled during its online evaluation");
             }
+            // The next activation continues the same child job (its id derives from the job and step).
+            if (_deactivating) throw new OperationCanceledException($"training job {JobId}'s coordinator is deactivating during its online evaluation");
             DelayDeactivation(TimeSpan.FromMinutes(10));
             await Task.Delay(ChildJobPoll);
         }

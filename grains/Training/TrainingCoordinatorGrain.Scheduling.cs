@@ -53,6 +53,7 @@ public sealed partial class TrainingCoordinatorGrain
                 await ReportAsync();
             }
             if (Cancelling) throw new OperationCanceledException($"Job '{JobId}' was cancelled while it waited for devices.");
+            if (_deactivating) throw new OperationCanceledException($"Job '{JobId}''s coordinator is deactivating; the next activation waits for devices.");
             DelayDeactivation(TimeSpan.FromMinutes(10));
             await Task.Delay(QueuePollInterval);
         }

@@ -76,6 +76,8 @@ public sealed partial class TrainingCoordinatorGrain(
     private IReadOnlyList<IRankGrain> _group = [];
     /// <summary>Cancels the step in flight on every rank (a cancel request does not wait for a long step to finish).</summary>
     private CancellationTokenSource? _stepCancellation;
+    /// <summary>Set when this activation is deactivated: the loop stops where it is without ending the job, for the next activation to continue.</summary>
+    private bool _deactivating;
 
     private string JobId => this.GetPrimaryKeyString();
     private TrainingJobState State => job.State;
@@ -184,7 +186,7 @@ public sealed partial class TrainingCoordinatorGrain(
         try
         {
             // A job is done when its last step is checkpointed: if that checkpoint fails, it restores and redoes the steps.
-            while (!Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
+            while (!Cancelling && !_deactivating && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
             {
                 try
                 {
@@ -229,7 +231,7 @@ public sealed partial class TrainingCoordinatorGrain(
                     // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once.
                     throw;
                 }
-                catch (Exception) when (Cancelling)
+                catch (Exception) when (Cancelling || _deactivating)
                 {
                     // A step that fails while the job is cancelled ends the run; the job is cancelled, not failed.
                 }
@@ -248,9 +250,15 @@ public sealed partial class TrainingCoordinatorGrain(
                     await Task.Delay(waitingForMembership ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(250 * State.FailedAttempts));
                 }
             }
+            if (_deactivating) return;
             // The last step's evaluation, when a run was lost during it after its checkpoint was committed.
             if (!Cancelling && State.Step == spec.Steps && State.LastCheckpointStep == spec.Steps) await EvaluateOnlineIfDueAsync(spec);
+            if (_deactivating) return;
             final = Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
+        }
+        catch (Exception) when (_deactivating)
+        {
+            return;
         }
         catch (Exception error)
         {

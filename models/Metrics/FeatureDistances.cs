@@ -5,7 +5,7 @@ namespace RAE.Models.Metrics;
 
 /// <summary>
 /// Image-set distances built from a feature extractor, the streaming moments and the Fréchet distance: the reference's
-/// rFID and gFID on the FID InceptionV3, and the offline <c>fd_resnet18</c>.
+/// rFID and gFID on the FID InceptionV3, and the offline <c>fd_resnet18</c> and <c>rfd_resnet18</c>.
 /// </summary>
 public static class FeatureDistances
 {
@@ -56,6 +56,17 @@ public static class FeatureDistances
         using var referenceMean = referenceMoments.MeanFloat32();
         using var reconstructionMean = reconstructionMoments.MeanFloat32();
         return FrechetDistance.TorchFidelity(referenceMean, referenceStatistics.Sigma, reconstructionMean, reconstructionStatistics.Sigma);
+    }
+
+    /// <summary>
+    /// <c>rfd_resnet18</c>, the offline rFID: <see cref="Rfid(FeatureMoments, FeatureMoments)"/>'s statistics and distance on
+    /// <see cref="ResNet18Features"/> of the originals and their reconstructions (uint8, NHWC or NCHW). Not comparable with rFID.
+    /// </summary>
+    public static double RfdResNet18(ResNet18Features features, Tensor reference, Tensor reconstruction, int batchSize)
+    {
+        using var referenceMoments = Moments(batch => features.Features(batch, batchSize), reference, batchSize, ResNet18Features.FeatureDimension);
+        using var reconstructionMoments = Moments(batch => features.Features(batch, batchSize), reconstruction, batchSize, ResNet18Features.FeatureDimension);
+        return Rfid(referenceMoments, reconstructionMoments);
     }
 
     /// <summary>

@@ -67,8 +67,11 @@ public static class JobPagesHtml
         {
             foreach (var curve in MetricCurves.For(job.Training?.Spec.Workload))
                 html.Append(CultureInfo.InvariantCulture, $"<img class=\"curve\" id=\"curve-{H(curve.Name)}\" src=\"{url}/curves/{H(curve.Name)}.png\" alt=\"{H(curve.Title)}\" width=\"{MetricCurves.Width}\" height=\"{MetricCurves.Height}\">\n");
-            if (job.OnlineMetric is { } metric)
-                html.Append(CultureInfo.InvariantCulture, $"<img class=\"curve\" id=\"curve-{MetricCurves.EvaluationCurveName}\" src=\"{url}/curves/{MetricCurves.EvaluationCurveName}.png\" alt=\"{H("Online evaluation: " + metric)}\" width=\"{MetricCurves.Width}\" height=\"{MetricCurves.Height}\">\n");
+            for (var i = 0; i < job.OnlineMetrics.Count; i++)
+            {
+                var (metric, name) = (job.OnlineMetrics[i], MetricCurves.EvaluationCurveNameOf(job.OnlineMetrics[i], first: i == 0));
+                html.Append(CultureInfo.InvariantCulture, $"<img class=\"curve\" id=\"curve-{H(name)}\" src=\"{url}/curves/{H(name)}.png\" alt=\"{H("Online evaluation: " + metric)}\" width=\"{MetricCurves.Width}\" height=\"{MetricCurves.Height}\">\n");
+            }
         }
         else
             html.Append("<p id=\"no-curves\">No step metrics recorded (yet).</p>\n");
@@ -128,7 +131,7 @@ public static class JobPagesHtml
             yield return ("Last loss", Number(training.LastMetrics?.Loss));
             yield return ("Last checkpoint", training.LastCheckpointStep is { } step ? step.ToString(CultureInfo.InvariantCulture) : "none");
             yield return ("Recoveries", training.Recoveries.ToString(CultureInfo.InvariantCulture));
-            if (job.OnlineMetric is { } metric)
+            foreach (var metric in job.OnlineMetrics)
                 yield return ($"Online {metric}", training.Evaluations.Count == 0 ? "none yet"
                     : H(string.Join(", ", training.Evaluations.Where(e => e.Metric == metric).Select(e => $"step {e.Step}: {(e.Error is null ? Number(e.Value) : "failed")}"))));
         }

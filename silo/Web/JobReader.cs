@@ -14,10 +14,13 @@ public sealed record JobView(JobSummary Summary, TrainingJobStatus? Training, Sa
     /// <summary>The most detailed status there is, for JSON.</summary>
     public object Status => (object?)Training ?? (object?)Sampling ?? (object?)Evaluation ?? (object?)Encoding ?? Summary;
 
-    /// <summary>The online metric a training job records (its curve's metric); null when it evaluates nothing.</summary>
-    public string? OnlineMetric => Training?.Spec.OnlineEvaluation is { } online
-        ? EvaluationMetrics.NameOf(Training.Spec.Workload == TrainingJobSpecs.DecoderWorkload ? online.ReconstructionMetrics[0] : online.Metric)
-        : null;
+    /// <summary>The online metrics a training job records, each with its curve (Stage 1: every reconstruction metric); none when it evaluates nothing.</summary>
+    public IReadOnlyList<string> OnlineMetrics => Training?.Spec.OnlineEvaluation is { } online
+        ? (Training.Spec.Workload == TrainingJobSpecs.DecoderWorkload ? online.ReconstructionMetrics : [online.Metric]).Select(EvaluationMetrics.NameOf).ToList()
+        : [];
+
+    /// <summary>The first online metric (the <see cref="MetricCurves.EvaluationCurveName"/> curve's); null when it evaluates nothing.</summary>
+    public string? OnlineMetric => OnlineMetrics.FirstOrDefault();
 
     /// <summary>The job's canonical configuration; null when it has none of its own (a sampling job using its source checkpoint's).</summary>
     public JobConfiguration? Config => Training?.Spec.Config ?? Sampling?.Spec.Config;

@@ -29,7 +29,7 @@ public static class JobWebEndpoints
         app.MapGet("/jobs/{jobId}/curves/{curve}.png", (string jobId, string curve, HttpContext context, JobReader reader) =>
             WithJob(jobId, context, json: false, reader, async job =>
             {
-                if (curve == MetricCurves.EvaluationCurveName && job.OnlineMetric is { } metric)
+                if (job.OnlineMetrics.FirstOrDefault(m => MetricCurves.EvaluationCurveNameOf(m, first: m == job.OnlineMetric) == curve) is { } metric)
                     return Png(context, MetricCurves.RenderEvaluationPng(job.Training!.Evaluations, metric, job.JobId));
                 if (MetricCurves.Find(curve) is not { } known)
                     return Text(context, StatusCodes.Status404NotFound, $"No such curve; known: {string.Join(", ", MetricCurves.All.Select(c => c.Name))}.");

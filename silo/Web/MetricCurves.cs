@@ -67,6 +67,9 @@ public static class MetricCurves
     /// <summary>The URL name of the online evaluation curve, drawn next to the step curves of a job that evaluates online.</summary>
     public const string EvaluationCurveName = "eval";
 
+    /// <summary>The URL name of an online metric's curve: <see cref="EvaluationCurveName"/> for the first, <c>eval-METRIC</c> for the others.</summary>
+    public static string EvaluationCurveNameOf(string metric, bool first) => first ? EvaluationCurveName : $"{EvaluationCurveName}-{metric}";
+
     /// <summary>The (step, value) points of the online evaluations of <paramref name="metric"/>; failed ones are left out.</summary>
     public static (double[] Steps, double[] Values) EvaluationPoints(IReadOnlyList<OnlineEvaluationRecord> evaluations, string metric)
     {

@@ -34,6 +34,15 @@ public sealed class DatasetImageStream
     private long[] _permutation = [];
 
     public DatasetImageStream(IBlobStore store, string dataset, int imageSize, long seed, int globalBatch, int expectedImages)
+        : this(store, dataset, imageSize, seed, globalBatch, (int?)expectedImages, "data.name")
+    {
+    }
+
+    /// <summary>A dataset read only through <see cref="CenterCropped"/> (held-out evaluation images, named by <paramref name="key"/>), of any size.</summary>
+    public static DatasetImageStream ForEvaluation(IBlobStore store, string dataset, int imageSize, string key) =>
+        new(store, dataset, imageSize, seed: 0, globalBatch: 1, expectedImages: null, key);
+
+    private DatasetImageStream(IBlobStore store, string dataset, int imageSize, long seed, int globalBatch, int? expectedImages, string key)
     {
         _store = store ?? throw new ArgumentNullException(nameof(store));
         if (imageSize <= 0) throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, "the image size must be positive");
@@ -44,10 +53,10 @@ public sealed class DatasetImageStream
         }
         catch (BlobNotFoundException)
         {
-            throw new ArgumentException($"data.name: the cluster has no dataset '{dataset}' (rae datasets list shows those it has)");
+            throw new ArgumentException($"{key}: the cluster has no dataset '{dataset}' (rae datasets list shows those it has)");
         }
         _manifest = DatasetManifest.FromJson(Encoding.UTF8.GetString(content.Data), $"the manifest of dataset '{dataset}'");
-        if (_manifest.ImageCount != expectedImages)
+        if (expectedImages is not null && _manifest.ImageCount != expectedImages)
             throw new ArgumentException($"dataset '{dataset}' holds {_manifest.ImageCount} images, but the job was submitted for data.num_samples {expectedImages} (was it replaced since?)");
         if (_manifest.ImageCount < globalBatch)
             throw new ArgumentException($"dataset '{dataset}' holds {_manifest.ImageCount} images, fewer than the global batch {globalBatch} (drop_last would leave no batch)");

@@ -39,6 +39,7 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
     private IDiscriminator? _discriminator;
     private Stage1DataParallelStep? _trainer;
     private DatasetImageStream? _data;
+    private OnlineReconstructionEvaluator? _evaluator;
     private LatentNormalization? _normalization;
 
     private Phase _phase;
@@ -118,6 +119,7 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
             job.Training.ClipGrad ?? 0, job.Training.Precision);
         ParameterCount = checked((int)(_trainer.DecoderParameters.Sum(p => p.numel()) + _trainer.DiscriminatorParameters.Sum(p => p.numel())));
         _data = new DatasetImageStream(store, job.DatasetName, job.ImageSize, spec.Seed, spec.GlobalBatchSize, job.Data.NumSamples);
+        if (spec.OnlineEvaluation is { } online && context.Rank == 0) _evaluator = OnlineReconstructionEvaluator.Create(online, store, _data, job.DatasetName);
         LastGradientNorm = 0;
     }
 
@@ -197,8 +199,8 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
                     throw new InvalidOperationException($"Step {step}: the update arrived in phase {_phase}; the last phase must be the decoder's or the discriminator's.");
             }
             if (Job.Training.SampleEvery > 0 && step % Job.Training.SampleEvery == 0 && Context.Rank == 0) WriteReconstructionGrid(step);
-            if (Context.Spec.OnlineEvaluation is { } online && online.IsDue(step) && Context.Rank == 0)
-                foreach (var (key, value) in OnlineReconstructionScores.Score(Data, online, _device, images => Reconstruct(images, ema: true)))
+            if (_evaluator is { } evaluator && Context.Spec.OnlineEvaluation!.IsDue(step))
+                foreach (var (key, value) in evaluator.Score(_device, images => Reconstruct(images, ema: true)))
                     _details[key] = value;
             return _learningRate;
         }
@@ -369,6 +371,8 @@ public sealed class DecoderRankWorker(IBlobStore store) : IMultiPhaseRankWorker
         _rae = _emaRae = null;
         _encoder = null;
         _data = null;
+        _evaluator?.Dispose();
+        _evaluator = null;
         _context = null;
     }
 }

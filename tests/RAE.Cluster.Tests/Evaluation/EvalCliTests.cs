@@ -35,7 +35,7 @@ public sealed class EvalCliTests(CliSiloFixture silo) : IClassFixture<CliSiloFix
     }
 
     [Fact]
-    public async Task PsnrAndSsimOfReconstructionsEqualTheReferenceComputation()
+    public async Task PsnrSsimAndRfdOfReconstructionsEqualTheReferenceComputation()
     {
         using var originals = EvaluationTestData.Images(6, 16, seed: 13);
         using var noise = EvaluationTestData.Images(6, 16, seed: 14);
@@ -53,6 +53,17 @@ public sealed class EvalCliTests(CliSiloFixture silo) : IClassFixture<CliSiloFix
             Assert.Equal(metric, result.GetProperty("metric").GetString());
             Assert.Equal((double)value, result.GetProperty("value").GetDouble());
         }
+        // The offline rFID: rFID's numerics on the frozen ResNet18's features of both sets, their moments added per unit of 4
+        // as the job merges them (its float32 means round with the order of the sums).
+        double expectedRfd;
+        using (var features = ResNet18Features.Load()) expectedRfd = FeatureDistances.RfdResNet18(features, originals, reconstructions, batchSize: 4);
+        var (rfdExit, rfdOutput, rfdError) = await Rae("eval", reconstructionsFile, "--ref", originalsFile, "--metric", "rfd_resnet18", "--unit-size", "4", "--batch-size", "2", "--json");
+        Assert.True(rfdExit == 0, rfdError + rfdOutput);
+        var rfd = Result(rfdOutput);
+        Assert.Equal("rfd_resnet18", rfd.GetProperty("metric").GetString());
+        var actualRfd = rfd.GetProperty("value").GetDouble();
+        Assert.True(double.IsFinite(expectedRfd) && expectedRfd > 0 && Math.Abs(actualRfd - expectedRfd) <= 1e-9 * expectedRfd, $"rae eval {actualRfd:R}, direct {expectedRfd:R}");
+
         var (textExit, text, textError) = await Rae("eval", reconstructionsFile, "--ref", originalsFile, "--metric", "psnr", "--unit-size", "4", "--batch-size", "2");
         Assert.True(textExit == 0, textError);
         Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"psnr = {(double)expected.Psnr:G10}  (6 sample images vs 6 reference images)"), text);

@@ -106,9 +106,10 @@ internal static class DecoderTestJobs
     }
 
     /// <summary>Writes the 24-image dataset (one shard and its manifest) where the dataset grain would.</summary>
-    public static async Task WriteDatasetAsync(IBlobStore store, string name = DatasetName)
+    /// <param name="seed">Another seed draws other shapes (a held-out dataset).</param>
+    public static async Task WriteDatasetAsync(IBlobStore store, string name = DatasetName, int seed = 11)
     {
-        var images = Enumerable.Range(0, DatasetSize).Select(index => new ShardImage($"shape-{index:D2}.png", index % 2, Png(Shape(index, seed: 11)))).ToList();
+        var images = Enumerable.Range(0, DatasetSize).Select(index => new ShardImage($"shape-{index:D2}.png", index % 2, Png(Shape(index, seed)))).ToList();
         var shard = ImageShard.Write(images);
         const string shardName = "shard-00000.bin";
         await store.PutBytesAsync(DatasetBlobs.ShardPathOf(name, shardName), shard);

@@ -116,6 +116,62 @@ public sealed class OnlineEvaluationTests(CliSiloFixture silo) : IClassFixture<C
         await AssertPagesShowTheEvaluationAsync(withEval, evaluated, TrainingCoordinatorGrain.OnlineEvaluationJobId(withEval, 2, EvaluationMetric.FdResNet18));
     }
 
+    [Fact]
+    public async Task AJobWhoseCoordinatorIsDeactivatedMidEvaluationContinuesTheSameChildJobsAndScoresAsAnUndisturbedRun()
+    {
+        var dataset = await AddReferenceDatasetAsync();
+        // Three steps: the evaluation of step 2 is interrupted, and the run goes on to step 3 after it.
+        var config = RaeConfig.Parse(Config(dataset), "online evaluation resume test config", ["stage_2.ckpt=null", "training.max_steps=3"]);
+        var plainSpec = TrainingJobSpecs.FromConfig(config, ranks: 1) with { CheckpointInterval = 0 };
+        // A pause after each child unit keeps the step-2 sampling job running while its coordinator goes away.
+        var spec = plainSpec with { OnlineEvaluation = plainSpec.OnlineEvaluation! with { UnitDelay = TimeSpan.FromSeconds(1) } };
+        var registry = Grains.GetGrain<IJobRegistryGrain>(IJobRegistryGrain.DefaultKey);
+        var disturbedId = await registry.SubmitTraining(spec);
+        var undisturbedId = await registry.SubmitTraining(plainSpec);
+        var coordinator = Grains.GetGrain<ITrainingCoordinatorGrain>(disturbedId);
+
+        var samplingId = TrainingCoordinatorGrain.OnlineSamplingJobId(disturbedId, 2);
+        var sampling = Grains.GetGrain<ISamplingJobGrain>(samplingId);
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        SamplingJobStatus? running = null;
+        while (running?.State != JobState.Running)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the online sampling job {samplingId} never ran (last: {running?.State})");
+            await Task.Delay(50);
+            try { running = await sampling.GetStatus(); } catch (RaeJobException) { running = null; }
+            Assert.False(running?.State == JobState.Completed, "the sampling job ended before the coordinator could be deactivated");
+        }
+        var before = await coordinator.GetStatus();
+        await coordinator.Cast<Orleans.Core.Internal.IGrainManagementExtension>().DeactivateOnIdle();
+        await coordinator.Resume(); // as the silo's resume service does
+        // The next activation goes on from the step's checkpoint in a new group, and a deactivation is not a failed attempt.
+        var resumed = await coordinator.GetStatus();
+        while (resumed.GroupGeneration == before.GroupGeneration && resumed.State != JobState.Completed)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the job never formed a new group after its coordinator was deactivated");
+            await Task.Delay(50);
+            resumed = await coordinator.GetStatus();
+        }
+        Assert.True((resumed.FailedAttempts, resumed.LastError) == (0, null), $"the deactivation counted as failed attempt {resumed.FailedAttempts}: {resumed.LastError}");
+
+        var disturbed = await WaitForTrainingAsync(disturbedId);
+        var undisturbed = await WaitForTrainingAsync(undisturbedId);
+        Assert.True(disturbed.GroupGeneration > before.GroupGeneration, $"the run did not stop: group generation {disturbed.GroupGeneration} (was {before.GroupGeneration})");
+        Assert.Equal([2L], disturbed.Evaluations.Select(e => e.Step));
+        Assert.Equal(3, disturbed.Step);
+        Assert.Equal(undisturbed.Evaluations.Select(e => (e.Step, e.Metric, e.Value, e.Images)), disturbed.Evaluations.Select(e => (e.Step, e.Metric, e.Value, e.Images)));
+        Assert.All(disturbed.Evaluations, e => Assert.True(e.Error is null && double.IsFinite(e.Value), e.ToString()));
+
+        // The same child jobs went on: the one running at the deactivation is the step's, and no other child was made.
+        Assert.Equal(samplingId, disturbed.Evaluations[0].SamplingJobId);
+        var continued = await sampling.GetStatus();
+        Assert.Equal((JobState.Completed, running.CreatedAt), (continued.State, continued.CreatedAt));
+        var children = (await registry.List()).Select(j => j.JobId).Where(id => id.StartsWith(disturbedId + "-eval-", StringComparison.Ordinal)).Order(StringComparer.Ordinal);
+        Assert.Equal([samplingId, TrainingCoordinatorGrain.OnlineEvaluationJobId(disturbedId, 2, EvaluationMetric.FdResNet18)], children);
+        var curve = (await coordinator.GetMetrics(0)).Select(m => (m.Step, m.Loss)).ToList();
+        Assert.Equal((await Grains.GetGrain<ITrainingCoordinatorGrain>(undisturbedId).GetMetrics(0)).Select(m => (m.Step, m.Loss)), curve);
+    }
+
     private async Task AssertPagesShowTheEvaluationAsync(string jobId, TrainingJobStatus status, string onlineEvaluationJob)
     {
         var baseUrl = $"http://127.0.0.1:{silo.WebPort}";

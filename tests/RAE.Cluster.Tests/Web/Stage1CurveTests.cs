@@ -27,6 +27,25 @@ public sealed class Stage1CurveTests
     }
 
     [Fact]
+    public void ADecoderJobPageDrawsACurveAndARowPerOnlineReconstructionMetric()
+    {
+        var online = new OnlineEvaluationSpec { Interval = 2, ReconstructionMetrics = [EvaluationMetric.Psnr, EvaluationMetric.Ssim, EvaluationMetric.RfdResNet18] };
+        var evaluations = new[] { ("psnr", 21.5), ("ssim", 0.625), ("rfd_resnet18", 37.25) }
+            .Select(e => new OnlineEvaluationRecord(2, e.Item1, e.Item2, 6, null, null, 0, DateTimeOffset.UnixEpoch)).ToList();
+        var baseJob = TrainingJob(TrainingJobSpecs.DecoderWorkload);
+        var job = baseJob with { Training = baseJob.Training! with { Spec = baseJob.Training.Spec with { OnlineEvaluation = online }, Evaluations = evaluations } };
+        Assert.Equal(["psnr", "ssim", "rfd_resnet18"], job.OnlineMetrics);
+
+        var page = JobPagesHtml.JobPage(job, [], null, hasMetrics: true);
+        foreach (var name in new[] { "eval", "eval-ssim", "eval-rfd_resnet18" })
+            Assert.Contains($"id=\"curve-{name}\" src=\"/jobs/train-1/curves/{name}.png\"", page);
+        Assert.Contains("Online rfd_resnet18</th><td>step 2: 37.25", page);
+        var (steps, values) = MetricCurves.EvaluationPoints(evaluations, "rfd_resnet18");
+        Assert.Equal([2.0], steps);
+        Assert.Equal([37.25], values);
+    }
+
+    [Fact]
     public void Stage1CurvesTakeTheirValuesFromTheStepDetailsAndSkipStepsWithoutThem()
     {
         // λ and the discriminator values only exist on steps with the GAN branch: step 2 has none.
