@@ -5,32 +5,26 @@ namespace RAE.Models.Nn;
 
 /// <summary>
 /// SwiGLU's activation: SiLU(first half of the last dimension) ⊙ second half, for the w12 projection [.., 2·hidden].
-/// In fp32 (and with autograd off) it is the composed expression. With a bf16 projection under autograd it runs as one
-/// custom autograd node: the forward is the composed expression (same kernels, same bf16 roundings), and it saves only
-/// the projection (the composed graph also keeps SiLU's output); the backward converts once to fp32 (fp64 stays fp64) and evaluates
-/// ∂/∂a = g·b·σ(a)·(1 + a·(1 − σ(a))), ∂/∂b = g·SiLU(a) there, and rounds the result to bf16 once. libtorch's bf16
-/// backward kernels for SiLU and mul are about 2.4x slower than the fp32 ones on this CPU; the fused form also skips the
-/// composed graph's bf16 roundings of the intermediate g·b and SiLU(a), so it is the more accurate of the two.
+/// The model uses <see cref="Composed"/>. <see cref="Fused"/> is the same forward as one custom autograd node that saves
+/// only the projection and whose backward converts once to fp32 (fp64 stays fp64), evaluates
+/// ∂/∂a = g·b·σ(a)·(1 + a·(1 − σ(a))), ∂/∂b = g·SiLU(a) there and rounds once. It was written because a bf16 step
+/// profile had shown the composed bf16 backward at 2.4x the fp32 one, but measured alone at the head's shape
+/// (`rae bench model --compare-kernels`) the composed bf16 graph is as fast as fp32's and the node is about 2x slower
+/// in both precisions (its ten elementwise passes and per-node overhead against libtorch's fused silu_backward), so
+/// it is kept for that comparison only.
 /// </summary>
 public static class SiluGate
 {
-    /// <summary>SiLU(first half) ⊙ second half of <paramref name="projection"/>'s last dimension.</summary>
-    public static Tensor Apply(Tensor projection)
-    {
-        if (projection.dtype != ScalarType.BFloat16 || !is_grad_enabled() || !projection.requires_grad) return Composed(projection);
-        return Fused(projection);
-    }
-
-    /// <summary>The custom autograd node in any dtype (fp32 too: for tests and the kernel comparison).</summary>
-    public static Tensor Fused(Tensor projection) => SiluGateFunction.apply(projection);
-
-    /// <summary>The composed expression, whose autograd graph is the reference of the fused backward.</summary>
+    /// <summary>SiLU(first half) ⊙ second half of <paramref name="projection"/>'s last dimension, as composed autograd ops.</summary>
     public static Tensor Composed(Tensor projection)
     {
         using var scope = NewDisposeScope();
         var halves = projection.chunk(2, -1);
         return (nn.functional.silu(halves[0]) * halves[1]).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The custom autograd node (any floating dtype).</summary>
+    public static Tensor Fused(Tensor projection) => SiluGateFunction.apply(projection);
 
     /// <summary>The fused form of the backward: the gradient of Σ g ⊙ SiLU(a) ⊙ b with respect to [a, b], in the projection's dtype.</summary>
     public static Tensor Backward(Tensor projection, Tensor gradient)

@@ -35,7 +35,7 @@ public sealed class FusedAutogradTests
         var projection = (randn(2, 16, 2 * 96) * 3).to(bfloat16);
         var upstream = randn(2, 16, 96).to(bfloat16);
         var (composed, composedGrad) = ForwardBackward(projection, upstream, SiluGate.Composed);
-        var (fused, fusedGrad) = ForwardBackward(projection, upstream, SiluGate.Apply);
+        var (fused, fusedGrad) = ForwardBackward(projection, upstream, SiluGate.Fused);
         Assert.Equal(ScalarType.BFloat16, fusedGrad.dtype);
         Assert.True(Same(fused, composed), "bf16 forward must be bit-identical to the composed expression");
         var (_, exact) = ForwardBackward(projection.to(float64), upstream.to(float64), SiluGate.Composed);
@@ -54,25 +54,6 @@ public sealed class FusedAutogradTests
         var (_, analytic) = ForwardBackward(projection, upstream, SiluGate.Fused);
         var numeric = FiniteDifferenceGradient(projection, p => (SiluGate.Composed(p) * upstream).sum());
         AssertClose(numeric, analytic, 1e-7, 1e-9, "float64 gradient check");
-    }
-
-    [Fact]
-    public void SiluGateKeepsTheComposedGraphInFp32AndWithoutAutograd()
-    {
-        using var scope = NewDisposeScope();
-        manual_seed(17);
-        var projection = randn(4, 2 * 24) * 2;
-        var upstream = randn(4, 24);
-        var (composed, composedGrad) = ForwardBackward(projection, upstream, SiluGate.Composed);
-        var (applied, appliedGrad) = ForwardBackward(projection, upstream, SiluGate.Apply);
-        Assert.True(Same(applied, composed) && Same(appliedGrad, composedGrad), "fp32 must stay bit-identical to the composed graph");
-        using (no_grad())
-        {
-            var bf16 = projection.to(bfloat16).requires_grad_(true);
-            var output = SiluGate.Apply(bf16);
-            Assert.False(output.requires_grad);
-            Assert.True(Same(output, SiluGate.Composed(bf16)));
-        }
     }
 
     [Theory]
@@ -122,6 +103,8 @@ public sealed class FusedAutogradTests
         using (no_grad()) norm.Weight.uniform_(0.5, 1.5);
         var input = randn(4, 32);
         var withGrad = norm.forward(input.requires_grad_(true));
+        withGrad.backward([ones_like(withGrad)]);
+        Assert.NotNull(norm.Weight.grad);
         Tensor withoutGrad;
         using (no_grad()) withoutGrad = norm.forward(input);
         Assert.True(Same(withGrad, withoutGrad));
