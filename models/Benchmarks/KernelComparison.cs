@@ -16,11 +16,13 @@ namespace RAE.Models.Benchmarks;
 public sealed record KernelComparison(string Kernel, string Precision, string Shape, int Pairs,
     KernelTiming Composed, KernelTiming Fused)
 {
-    public double MinCpuRatio => Fused.MinCpuMs / Composed.MinCpuMs;
+    public double? MinCpuRatio => Ratio(Fused.MinCpuMs, Composed.MinCpuMs);
 
-    public double MedianCpuRatio => Fused.MedianCpuMs / Composed.MedianCpuMs;
+    public double? MedianCpuRatio => Ratio(Fused.MedianCpuMs, Composed.MedianCpuMs);
 
-    public double MinWallRatio => Fused.MinWallMs / Composed.MinWallMs;
+    public double? MinWallRatio => Ratio(Fused.MinWallMs, Composed.MinWallMs);
+
+    private static double? Ratio(double numerator, double denominator) => denominator > 0 ? numerator / denominator : null;
 }
 
 public sealed record KernelTiming(double MinCpuMs, double MedianCpuMs, double MinWallMs, double MedianWallMs)
@@ -108,12 +110,11 @@ public static class KernelComparisons
     {
         using var scope = NewDisposeScope();
         var inputs = sources.Select(s => s.detach().requires_grad_(true)).ToArray();
-        var process = Process.GetCurrentProcess();
-        var cpuBefore = process.TotalProcessorTime;
+        // Environment.CpuUsage reads getrusage (microseconds), where Process.TotalProcessorTime counts 10 ms clock ticks.
+        var cpuBefore = Environment.CpuUsage.TotalTime;
         var watch = Stopwatch.StartNew();
         path(inputs).backward([gradient]);
         var wall = watch.Elapsed.TotalMilliseconds;
-        process.Refresh();
-        return (wall, (process.TotalProcessorTime - cpuBefore).TotalMilliseconds);
+        return (wall, (Environment.CpuUsage.TotalTime - cpuBefore).TotalMilliseconds);
     }
 }
