@@ -16,6 +16,7 @@ namespace RAE.Client.Commands;
 /// --precision fp32|bf16, --device cpu|cuda[:n] (default cuda when available), --matmul-size, --seed, --json.
 /// --profile instead splits a training step (in --precision) at the first batch size into phases, times a sampling forward
 /// pass, and times the blocks' ops and modules alone, with per-category totals (matmul, attention, norm, elementwise, layout).
+/// --compare-kernels instead times the fused autograd nodes against the composed graphs (A/B pairs, medians, ratios).
 /// </summary>
 public sealed class BenchModelCommand : ICliCommand
 {
@@ -28,12 +29,13 @@ public sealed class BenchModelCommand : ICliCommand
     private readonly Option<int?> _matmulSize = new("--matmul-size") { HelpName = "N", Description = "Size of the square matmul that measures the peak [default: 8192 on CUDA, 2048 on CPU]" };
     private readonly Option<int> _seed = new("--seed") { HelpName = "S", Description = "Seed of the weights and the data", DefaultValueFactory = _ => 0 };
     private readonly Option<bool> _profile = new("--profile") { Description = "Instead, split a training step at the first batch size into phases and time the blocks' ops (per category) and modules" };
+    private readonly Option<bool> _compareKernels = new("--compare-kernels") { Description = "Instead, time the fused SiLU-gate and RMSNorm autograd nodes against the composed graphs, alternating, at the head's shapes and the first batch size (--steps pairs, median)" };
     private readonly Option<bool> _json = CliOptions.Json();
 
     public BenchModelCommand() =>
         Command = new Command("model", "Benchmark DiT^DH training and sampling throughput and model-FLOPs utilisation")
         {
-            _model, _batches, _steps, _warmup, _precision, _device, _matmulSize, _seed, _profile, _json,
+            _model, _batches, _steps, _warmup, _precision, _device, _matmulSize, _seed, _profile, _compareKernels, _json,
         };
 
     public string Name => "bench model";
@@ -65,6 +67,12 @@ public sealed class BenchModelCommand : ICliCommand
         if (warmup < 0) throw new UsageException($"--warmup must not be negative, got {warmup}");
         if (matmulSize < 1) throw new UsageException($"--matmul-size must be positive, got {matmulSize}");
 
+        if (parsed.GetValue(_compareKernels))
+        {
+            var comparisons = KernelComparisons.Run(model, batches[0], Math.Max(steps, 9), target, json ? null : line => output.WriteLine(line));
+            if (json) output.WriteLine(JsonSerializer.Serialize(comparisons, new JsonSerializerOptions { WriteIndented = true }));
+            return Task.FromResult(0);
+        }
         if (profile)
         {
             var stepProfile = Stage2StepProfiler.Run(model, batches[0], steps, target, precision, json ? null : line => output.WriteLine(line));

@@ -182,11 +182,7 @@ private static List<PhaseTiming> ProfilePhases(DiTwDDTHeadOptions options, int b
         timings.Add(Op("modulate", OpCategory.Elementwise, 2 * count, [x, shift, scale], i => Modulation.Modulate(i[0], i[1], i[2]), 0));
         timings.Add(Op("gate+residual", OpCategory.Elementwise, 2 * count, [x, projected, scale], i => i[0] + Modulation.Gate(i[1], i[2]), 0));
         timings.Add(Op("rope q,k", OpCategory.Elementwise, 2 * count, [heads], i => rope.forward(i[0]).to(compute), 0));
-        timings.Add(Op("silu*gate", OpCategory.Elementwise, count, [hidden], i =>
-        {
-            var halves = i[0].chunk(2, -1);
-            return nn.functional.silu(halves[0]) * halves[1];
-        }, 0));
+        timings.Add(Op("silu*gate", OpCategory.Elementwise, count, [hidden], i => SiluGate.Composed(i[0]), 0));
         timings.Add(Op("qkv split+merge", OpCategory.Layout, count, [packed, heads], i =>
         {
             var split = i[0].reshape(batch, tokens, 3, shape.Heads, shape.HeadDim).permute(2, 0, 3, 1, 4);

@@ -37,7 +37,9 @@ public sealed class NormAttention : nn.Module
         var batch = input.shape[0];
         var tokens = input.shape[1];
         var width = input.shape[2];
-        var split = Autocast.Linear(qkv, input).reshape(batch, tokens, 3, _heads, _headDim).permute(2, 0, 3, 1, 4);
+        // unbind, not split[i]: its backward stacks the three gradients once, where three selects each zero-fill and
+        // write a [3, ...] gradient that autograd then sums.
+        var split = Autocast.Linear(qkv, input).reshape(batch, tokens, 3, _heads, _headDim).permute(2, 0, 3, 1, 4).unbind(0);
         var q = split[0];
         var k = split[1];
         var v = split[2];

@@ -94,6 +94,33 @@ public sealed class BenchModelTests
         Assert.Contains("--batch expects positive integers", error.ToString());
     }
 
+    [Fact]
+    public async Task CompareKernelsReportsEachKernelInBothPrecisionsWithRatios()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var exitCode = await CommandLine.RunAsync(
+            ["bench", "model", "--compare-kernels", "--model", "tiny", "--batch", "2", "--steps", "1", "--device", "cpu", "--json"], output, error);
+        Assert.True(exitCode == 0, error.ToString());
+        using var report = JsonDocument.Parse(output.ToString());
+        var rows = report.RootElement.EnumerateArray().ToList();
+        Assert.Equal(6, rows.Count);
+        Assert.Equal(["bf16", "fp32"], rows.Select(r => r.GetProperty("Precision").GetString()).Distinct().Order());
+        // The tiny model's head: 16 tokens, width 96, SwiGLU hidden int(2/3·384) = 256 (already aligned).
+        Assert.Contains(rows, r => r.GetProperty("Kernel").GetString() == "silu*gate" && r.GetProperty("Shape").GetString() == "2x16x512");
+        foreach (var row in rows)
+        {
+            Assert.Equal(9, row.GetProperty("Pairs").GetInt32());
+            var composed = row.GetProperty("Composed");
+            var fused = row.GetProperty("Fused");
+            Assert.True(composed.GetProperty("MinWallMs").GetDouble() > 0 && fused.GetProperty("MinWallMs").GetDouble() > 0);
+            Assert.True(composed.GetProperty("MinCpuMs").GetDouble() <= composed.GetProperty("MedianCpuMs").GetDouble());
+            Assert.Equal(fused.GetProperty("MinWallMs").GetDouble() / composed.GetProperty("MinWallMs").GetDouble(),
+                row.GetProperty("MinWallRatio").GetDouble(), 1e-9);
+            Assert.Equal(composed.GetProperty("MinCpuMs").GetDouble() > 0, row.GetProperty("MinCpuRatio").ValueKind == JsonValueKind.Number);
+        }
+    }
+
     [Theory]
     [InlineData("fp32")]
     [InlineData("bf16")]
