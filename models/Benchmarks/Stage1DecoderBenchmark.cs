@@ -22,7 +22,7 @@ public sealed record Stage1BenchmarkReport(string Decoder, long DecoderParameter
 /// <summary>
 /// Stage 1 training throughput (benchmark only): one rank's step of <see cref="Stage1DataParallelStep"/> on random latents
 /// (the frozen encoder's forward is left out) with a decoder of the given size, L1 + the offline ResNet18 perceptual loss,
-/// without and with the GAN branch (the resnet18-heads discriminator at 224 px: the adaptive weight, the generator's GAN loss
+/// without and with the GAN branch (the resnet18-heads discriminator at 224 px, or the image size if smaller: the adaptive weight, the generator's GAN loss
 /// and one discriminator update). MFU counts the decoder's FLOPs only (6 x parameters x tokens x batch, plus attention)
 /// against the matmul peak measured in the decoder's compute type (fp32, or bf16 with <c>precision</c> bf16, which runs the
 /// decoder's matmuls as <see cref="Stage1DataParallelStep"/> does under training.precision: bf16): the frozen ResNet18 passes
@@ -63,7 +63,7 @@ public static class Stage1DecoderBenchmark
         var loss = new GanLossConfig { DiscStart = 0, DiscUpdStart = 0, DiscWeight = gan ? 0.75 : 0, PerceptualWeight = 1.0 };
         var constant = new Stage1OptimizerSettings(new LearningRateSchedule(1e-4, 1e-4, 0, 0, DecayShape.Linear, false));
         using var perceptual = ResNet18PerceptualLoss.Load(device: device);
-        using var discriminator = gan ? ResNetHeadsDiscriminator.Create(new ResNetHeadsDiscriminatorOptions(), generator).MoveTo(device) : null;
+        using var discriminator = gan ? ResNetHeadsDiscriminator.Create(new ResNetHeadsDiscriminatorOptions(Math.Min(224, architecture.ImageSize)), generator).MoveTo(device) : null;
         var stage1Discriminator = discriminator is null ? null : new Stage1Discriminator(discriminator, discriminator.Classify);
         using var step = new Stage1DataParallelStep(rae, new Stage1LossSchedule(loss, 1), constant, new DiffAug(1.0, 0.0), perceptual,
             stage1Discriminator, gan ? constant : null, null, 0.9999, 0, precision);
