@@ -16,14 +16,16 @@ using Xunit.Abstractions;
 namespace RAE.Cluster.Tests.Failover;
 
 /// <summary>
-/// A Stage 1 decoder job (GAN branch on) and a Stage 2 DiT^DH job on a latent dataset run side by side with 2 ranks on 2
-/// silo processes (Azure Table membership, Azure Blob grain state and blobs on Azurite); the silo of the Stage 1 job's
-/// coordinator is SIGKILLed after the step-3 checkpoint. Both jobs re-form on the survivor with 1 rank, restore the last
+/// A Stage 1 decoder job (GAN branch on) on real images (the first 4 training images per class of Debian's Fashion-MNIST;
+/// without the package the test fails, naming it) and a Stage 2 DiT^DH job on a latent dataset run in turn with 2 ranks on 2
+/// silo processes (Azure Table membership, Azure Blob grain state and blobs on Azurite); the silo of each job's coordinator
+/// is SIGKILLed after its step-3 checkpoint (and restarted between the jobs). Both jobs re-form on the survivor with 1 rank, restore the last
 /// checkpoint and complete, every step once. The uninterrupted reference is the same rank history replayed in this
 /// process with the rank workers alone (2 ranks up to the restored step, then 1 rank from that checkpoint), both on CPU
 /// with one intra-op thread per rank (a 2-rank mean, a + b then / 2, does not depend on the order): the loss curve and
 /// the final checkpoint (decoder, EMA, discriminator, both optimizers, data position) must equal the replay's bit for
-/// bit, and the held-out reconstruction L1 of the job's own final EMA decoder must fall well below the untrained one's.
+/// bit, and the held-out reconstruction L1 of the job's own final EMA decoder (on the first Fashion-MNIST test image of each
+/// class, resized and cropped as in training) must fall well below the untrained one's.
 /// </summary>
 [Collection(AzuriteCollection.Name)]
 public sealed class TrainingKillReplayTests(AzuriteFixture azurite, ITestOutputHelper log)
