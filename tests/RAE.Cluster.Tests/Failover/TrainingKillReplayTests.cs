@@ -105,8 +105,9 @@ public sealed class TrainingKillReplayTests(AzuriteFixture azurite, ITestOutputH
                 $"{replay.Name}: the loss curve differs from the uninterrupted replay's by up to {replay.WorstLossDifference:E2} relative");
             Assert.True(replay.SameCheckpoint, $"{replay.Name}: the final checkpoint differs from the uninterrupted replay's");
         }
-        // Measured: 0.2856 untrained, 0.2164 after 30 steps (the training images' L1: 0.292 at step 1, 0.139 at step 30).
-        Assert.True(stage1Replay.HeldOutAfter < 0.85 * stage1Replay.HeldOutBefore,
+        // Measured (Fashion-MNIST, 10 test images): 0.3464 untrained, 0.2308 after 30 steps, 0.67 of it (the training images'
+        // L1: 0.305 at step 1, 0.194 at step 30).
+        Assert.True(stage1Replay.HeldOutAfter < 0.8 * stage1Replay.HeldOutBefore,
             $"held-out L1 of the job's EMA decoder fell only from {stage1Replay.HeldOutBefore:F4} to {stage1Replay.HeldOutAfter:F4}");
     }
 
