@@ -107,20 +107,24 @@ internal static class DecoderTestJobs
 
     /// <summary>Writes the 24-image dataset (one shard and its manifest) where the dataset grain would.</summary>
     /// <param name="seed">Another seed draws other shapes (a held-out dataset).</param>
-    public static async Task WriteDatasetAsync(IBlobStore store, string name = DatasetName, int seed = 11)
+    public static Task WriteDatasetAsync(IBlobStore store, string name = DatasetName, int seed = 11) =>
+        WriteImagesAsync(store, name, Enumerable.Range(0, DatasetSize).Select(index => new ShardImage($"shape-{index:D2}.png", index % 2, Png(Shape(index, seed)))).ToList(),
+            ["disc", "square"], "generated shapes");
+
+    /// <summary>Writes <paramref name="images"/> as a one-shard dataset (shard and manifest) where the dataset grain would.</summary>
+    public static async Task WriteImagesAsync(IBlobStore store, string name, IReadOnlyList<ShardImage> images, IReadOnlyList<string> classes, string source)
     {
-        var images = Enumerable.Range(0, DatasetSize).Select(index => new ShardImage($"shape-{index:D2}.png", index % 2, Png(Shape(index, seed)))).ToList();
         var shard = ImageShard.Write(images);
         const string shardName = "shard-00000.bin";
         await store.PutBytesAsync(DatasetBlobs.ShardPathOf(name, shardName), shard);
         var manifest = new DatasetManifest
         {
             Name = name,
-            Source = "generated shapes",
-            Classes = ["disc", "square"],
-            CountsPerClass = [DatasetSize / 2, DatasetSize / 2],
-            ShardSize = DatasetSize,
-            Shards = [new ShardEntry(shardName, DatasetSize, shard.Length, DatasetManifest.Sha256Hex(shard))],
+            Source = source,
+            Classes = [.. classes],
+            CountsPerClass = [.. Enumerable.Range(0, classes.Count).Select(label => images.Count(image => image.Label == label))],
+            ShardSize = images.Count,
+            Shards = [new ShardEntry(shardName, images.Count, shard.Length, DatasetManifest.Sha256Hex(shard))],
             Skipped = [],
         };
         await store.PutBytesAsync(DatasetBlobs.ManifestPathOf(name), Encoding.UTF8.GetBytes(manifest.ToJson()));
