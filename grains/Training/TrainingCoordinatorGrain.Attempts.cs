@@ -1,11 +1,49 @@
+using Orleans.Storage;
 using RAE.GrainInterfaces;
 using RAE.Grains.Storage;
 
 namespace RAE.Grains.Training;
 
-/// <summary>The coordinator's persisted attempt counting and how a job ends.</summary>
+/// <summary>The coordinator's persisted attempt counting, how a job ends, and how a run stops without ending it.</summary>
 public sealed partial class TrainingCoordinatorGrain
 {
+    /// <summary>Set when the activation is deactivated (its silo stops gracefully, or it is asked to go): the run stops at
+    /// the next point it can, without counting, ending or releasing anything; the next activation resumes the job.</summary>
+    private bool _deactivating;
+
+    /// <summary>
+    /// The step loop is no grain call: without this it would run on after the activation is gone, beside the activation
+    /// that resumes the job elsewhere (two loops driving the same ranks, and the old one's end releasing the new one's
+    /// devices). The step in flight is cancelled; a checkpoint being written finishes first.
+    /// </summary>
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _deactivating = true;
+        if (_loop is not { IsRunning: true } loop) return;
+        _stepCancellation?.Cancel();
+        try
+        {
+            await loop.Completion.WaitAsync(cancellationToken);
+        }
+        catch (Exception error) when (error is not OutOfMemoryException)
+        {
+            // Out of time (the run stops at its next write: the state's version moved on) or a run that ended in error.
+            LogSiloSkipped(error, "run stop at deactivation");
+        }
+    }
+
+    /// <summary>This activation must stop without touching the job: it is being deactivated, or another activation wrote
+    /// the job's state since this one read it (it was presumed lost with its silo).</summary>
+    private bool OwnershipLost(Exception error) =>
+        _deactivating || error is InconsistentStateException || error.InnerException is InconsistentStateException;
+
+    private void StopWithoutEnding(Exception error)
+    {
+        var why = _deactivating ? "its activation is being deactivated" : $"another activation wrote the job's state ({error.Message})";
+        LogRunStopped(JobId, State.Step, why);
+        if (!_deactivating) DeactivateOnIdle();
+    }
+
     /// <summary>Counts the lost run as a failed attempt; false when that was the last one allowed (the job then ended Failed).</summary>
     private async Task<bool> CountLostRunAsync(TrainingJobSpec spec)
     {

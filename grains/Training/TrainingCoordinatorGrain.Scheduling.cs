@@ -52,7 +52,7 @@ public sealed partial class TrainingCoordinatorGrain
                 // The registry learns of a job (one started under its own id too) and its state while it waits.
                 await ReportAsync();
             }
-            if (Cancelling) throw new OperationCanceledException($"Job '{JobId}' was cancelled while it waited for devices.");
+            if (Cancelling || _deactivating) throw new OperationCanceledException($"Job '{JobId}' was cancelled or its activation deactivated while it waited for devices.");
             DelayDeactivation(TimeSpan.FromMinutes(10));
             await Task.Delay(QueuePollInterval);
         }

@@ -184,7 +184,7 @@ public sealed partial class TrainingCoordinatorGrain(
         try
         {
             // A job is done when its last step is checkpointed: if that checkpoint fails, it restores and redoes the steps.
-            while (!Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
+            while (!Cancelling && !_deactivating && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps))
             {
                 try
                 {
@@ -224,9 +224,10 @@ public sealed partial class TrainingCoordinatorGrain(
                     else ReportProgressNowAndThen();
                     if (State.Step > State.LastFailedStep) unreachableSince = null;
                 }
-                catch (NonFiniteStepException)
+                catch (Exception error) when (error is NonFiniteStepException || OwnershipLost(error))
                 {
-                    // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once.
+                    // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once. A run
+                    // whose activation goes (or whose state another activation wrote) stops without counting anything.
                     throw;
                 }
                 catch (Exception) when (Cancelling)
@@ -248,9 +249,20 @@ public sealed partial class TrainingCoordinatorGrain(
                     await Task.Delay(waitingForMembership ? TimeSpan.FromSeconds(1) : TimeSpan.FromMilliseconds(250 * State.FailedAttempts));
                 }
             }
+            var done = State.Step == spec.Steps && State.LastCheckpointStep == spec.Steps;
+            if (_deactivating && !done)
+            {
+                LogRunStopped(JobId, State.Step, "its activation is being deactivated");
+                return;
+            }
             // The last step's evaluation, when a run was lost during it after its checkpoint was committed.
-            if (!Cancelling && State.Step == spec.Steps && State.LastCheckpointStep == spec.Steps) await EvaluateOnlineIfDueAsync(spec);
+            if (!Cancelling && done) await EvaluateOnlineIfDueAsync(spec);
             final = Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
+        }
+        catch (Exception error) when (OwnershipLost(error))
+        {
+            StopWithoutEnding(error);
+            return;
         }
         catch (Exception error)
         {
@@ -334,7 +346,7 @@ public sealed partial class TrainingCoordinatorGrain(
         RankStepResult[] results;
         try
         {
-            if (Cancelling) cancellation.Cancel();
+            if (Cancelling || _deactivating) cancellation.Cancel();
             var members = _group;
             var calls = members.Select(rank => rank.RunStep(JobId, step, cancellation.Token)).ToList();
             results = await WhenAllOrAbortAsync(members, calls);
