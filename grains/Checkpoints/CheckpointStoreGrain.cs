@@ -14,6 +14,12 @@ public sealed class CheckpointCatalogState
     [Id(1)] public Dictionary<string, long> Pins { get; set; } = new(StringComparer.Ordinal);
     /// <summary>The newest writer generation ever committed: a commit from an older one comes from a stale writer.</summary>
     [Id(2)] public int CommittedGeneration { get; set; }
+    /// <summary>Checkpoints a newer group replaced while a holder pinned their step: the holder reads this payload, so it
+    /// is deleted only once no pin holds the step.</summary>
+    [Id(3)] public List<CheckpointInfo> PinnedReplaced { get; set; } = [];
+    /// <summary>The policy of the last commit, applied again when a pin is dropped (a job that no longer commits
+    /// would otherwise keep an unpinned checkpoint for good).</summary>
+    [Id(4)] public CheckpointRetentionPolicy? Retention { get; set; }
 }
 
 /// <summary>Catalog of one job's committed checkpoints, persisted as grain state; applies the job's retention policy
@@ -36,17 +42,86 @@ public sealed class CheckpointStoreGrain(
         retention.Validate();
         var committed = catalog.State.Committed;
         if (committed.Contains(checkpoint)) return;
-        // A newer group that redid a step replaces the older group's checkpoint of it; that payload goes with it.
+        // A newer group that redid a step replaces the older group's checkpoint of it; that payload goes with it, unless
+        // a holder pinned the step (it reads that very payload) and then it goes once the pin is dropped.
+        var pinned = catalog.State.Pins.Values.ToHashSet();
         var replaced = committed.Where(c => c.Step == checkpoint.Step && c.Location != checkpoint.Location).ToList();
         committed.RemoveAll(c => c.Step == checkpoint.Step);
         committed.Add(checkpoint);
+        catalog.State.PinnedReplaced.AddRange(replaced.Where(c => pinned.Contains(c.Step)));
         catalog.State.CommittedGeneration = Math.Max(catalog.State.CommittedGeneration, checkpoint.Generation);
         committed.Sort((a, b) => a.Step.CompareTo(b.Step));
-        var keep = retention.StepsToKeep(committed).Concat(catalog.State.Pins.Values).ToHashSet();
-        var retired = committed.Where(c => !keep.Contains(c.Step)).Concat(replaced).ToList();
-        committed.RemoveAll(c => !keep.Contains(c.Step));
-        await catalog.WriteStateAsync();
-        // Payloads go only after the catalog no longer lists them, so a crash here leaves an orphan, never a dangling entry.
+        catalog.State.Retention = retention;
+        var retired = replaced.Where(c => !pinned.Contains(c.Step)).Concat(ApplyRetention()).ToList();
+        await WriteOrReloadAsync(landed: () => catalog.State.Committed.Contains(checkpoint));
+        await DeleteRetiredAsync(retired);
+    }
+
+    public async Task Pin(long step, string holder)
+    {
+        if (string.IsNullOrWhiteSpace(holder)) throw new RaeJobException($"A pin on job '{JobId}' needs a holder id; none was given.");
+        Find(step);
+        if (catalog.State.Pins.TryGetValue(holder, out var pinned) && pinned == step) return;
+        catalog.State.Pins[holder] = step;
+        await WriteOrReloadAsync(landed: () => catalog.State.Pins.TryGetValue(holder, out var stored) && stored == step);
+    }
+
+    public async Task Unpin(string holder)
+    {
+        if (!catalog.State.Pins.Remove(holder ?? "")) return;
+        var retired = ApplyRetention();
+        await WriteOrReloadAsync(landed: () => !catalog.State.Pins.ContainsKey(holder ?? ""));
+        await DeleteRetiredAsync(retired);
+    }
+
+    /// <summary>
+    /// Drops from the catalog state what the last commit's retention policy no longer keeps, pinned steps aside, and
+    /// replaced checkpoints whose step no pin holds any more; returns them (their payloads go once the state is written).
+    /// </summary>
+    private List<CheckpointInfo> ApplyRetention()
+    {
+        var state = catalog.State;
+        var pinned = state.Pins.Values.ToHashSet();
+        var keep = (state.Retention?.StepsToKeep(state.Committed) ?? state.Committed.Select(c => c.Step)).Concat(pinned).ToHashSet();
+        var retired = state.Committed.Where(c => !keep.Contains(c.Step)).Concat(state.PinnedReplaced.Where(c => !pinned.Contains(c.Step))).ToList();
+        state.Committed.RemoveAll(c => !keep.Contains(c.Step));
+        state.PinnedReplaced.RemoveAll(c => !pinned.Contains(c.Step));
+        return retired;
+    }
+
+    /// <summary>
+    /// Writes the catalog. A write that fails may still have landed (storage frozen past the call's timeout), so the
+    /// activation never keeps answering from entries that storage may not hold: it reads the catalog back and the call
+    /// succeeds only when what it meant to write is there (<paramref name="landed"/>); when even the read fails, the
+    /// activation goes and the next call loads what storage holds.
+    /// </summary>
+    private async Task WriteOrReloadAsync(Func<bool> landed)
+    {
+        try
+        {
+            await catalog.WriteStateAsync();
+            return;
+        }
+        catch (Exception writeError) when (writeError is not OutOfMemoryException)
+        {
+            try
+            {
+                await catalog.ReadStateAsync();
+            }
+            catch (Exception readError) when (readError is not OutOfMemoryException)
+            {
+                logger.LogWarning(readError, "The checkpoint catalog of job {Job} could not be read back after a failed write; the activation goes", JobId);
+                DeactivateOnIdle();
+                throw new RaeJobException($"The checkpoint catalog of job '{JobId}' could not be written ({writeError.Message}) nor read back ({readError.Message}); the change is not committed.");
+            }
+            if (!landed()) throw;
+            logger.LogInformation(writeError, "The checkpoint catalog write of job {Job} failed but had landed; the change stands", JobId);
+        }
+    }
+
+    /// <summary>Payloads go only after the catalog no longer lists them, so a crash here leaves an orphan, never a dangling entry.</summary>
+    private async Task DeleteRetiredAsync(IEnumerable<CheckpointInfo> retired)
+    {
         foreach (var old in retired)
         {
             try
@@ -58,20 +133,6 @@ public sealed class CheckpointStoreGrain(
                 logger.LogWarning(error, "Could not delete retired checkpoint {Location} of job {Job}", old.Location, JobId);
             }
         }
-    }
-
-    public async Task Pin(long step, string holder)
-    {
-        if (string.IsNullOrWhiteSpace(holder)) throw new RaeJobException($"A pin on job '{JobId}' needs a holder id; none was given.");
-        Find(step);
-        if (catalog.State.Pins.TryGetValue(holder, out var pinned) && pinned == step) return;
-        catalog.State.Pins[holder] = step;
-        await catalog.WriteStateAsync();
-    }
-
-    public async Task Unpin(string holder)
-    {
-        if (catalog.State.Pins.Remove(holder ?? "")) await catalog.WriteStateAsync();
     }
 
     public Task<IReadOnlyList<CheckpointInfo>> List() => Task.FromResult<IReadOnlyList<CheckpointInfo>>(catalog.State.Committed.ToList());

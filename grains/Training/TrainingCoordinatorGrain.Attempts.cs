@@ -1,3 +1,4 @@
+using Orleans.Storage;
 using RAE.GrainInterfaces;
 using RAE.Grains.Storage;
 
@@ -6,6 +7,18 @@ namespace RAE.Grains.Training;
 /// <summary>The coordinator's persisted attempt counting, a run stopped by the activation's deactivation, and how a job ends.</summary>
 public sealed partial class TrainingCoordinatorGrain
 {
+    /// <summary>This activation must stop without touching the job: it is being deactivated, or another activation wrote
+    /// the job's state since this one read it (it was presumed lost with its silo).</summary>
+    private bool OwnershipLost(Exception error) =>
+        _deactivating || error is InconsistentStateException || error.InnerException is InconsistentStateException;
+
+    private void StopWithoutEnding(Exception error)
+    {
+        var why = _deactivating ? "its activation is being deactivated" : $"another activation wrote the job's state ({error.Message})";
+        LogRunStopped(JobId, State.Step, why);
+        if (!_deactivating) DeactivateOnIdle();
+    }
+
     /// <summary>Counts the lost run as a failed attempt; false when that was the last one allowed (the job then ended Failed).</summary>
     private async Task<bool> CountLostRunAsync(TrainingJobSpec spec)
     {
@@ -43,6 +56,11 @@ public sealed partial class TrainingCoordinatorGrain
         catch (OperationCanceledException)
         {
             // Deactivation ran out of time: the next activation counts the run as lost.
+        }
+        catch (Exception error) when (error is not OutOfMemoryException)
+        {
+            // A run that ended in error: the next activation resumes the job from its state.
+            LogSiloSkipped(error, "run stop at deactivation");
         }
     }
 

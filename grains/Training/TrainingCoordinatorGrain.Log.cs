@@ -10,6 +10,9 @@ public sealed partial class TrainingCoordinatorGrain
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: its run was lost at step {Step} (failed attempt {Attempt} of {MaxAttempts})")]
     private partial void LogRunLost(string jobId, long step, int attempt, int maxAttempts);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: this activation's run stops at step {Step} without ending the job: {Why}")]
+    private partial void LogRunStopped(string jobId, long step, string why);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Job {JobId} failed")]
     private partial void LogJobFailed(Exception error, string jobId);
 

@@ -226,9 +226,10 @@ public sealed partial class TrainingCoordinatorGrain(
                     else ReportProgressNowAndThen();
                     if (State.Step > State.LastFailedStep) unreachableSince = null;
                 }
-                catch (NonFiniteStepException)
+                catch (Exception error) when (error is NonFiniteStepException || OwnershipLost(error))
                 {
-                    // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once.
+                    // Redoing the step from the last checkpoint would meet the same NaN: the job fails at once. A run
+                    // whose activation goes (or whose state another activation wrote) stops without counting anything.
                     throw;
                 }
                 catch (Exception) when (Cancelling || _deactivating)
@@ -256,8 +257,9 @@ public sealed partial class TrainingCoordinatorGrain(
             if (_deactivating) return;
             final = Cancelling && (State.Step < spec.Steps || State.LastCheckpointStep != spec.Steps) ? JobState.Cancelled : JobState.Completed;
         }
-        catch (Exception) when (_deactivating)
+        catch (Exception error) when (OwnershipLost(error))
         {
+            StopWithoutEnding(error);
             return;
         }
         catch (Exception error)
@@ -342,7 +344,7 @@ public sealed partial class TrainingCoordinatorGrain(
         RankStepResult[] results;
         try
         {
-            if (Cancelling) cancellation.Cancel();
+            if (Cancelling || _deactivating) cancellation.Cancel();
             var members = _group;
             var calls = members.Select(rank => rank.RunStep(JobId, step, cancellation.Token)).ToList();
             results = await WhenAllOrAbortAsync(members, calls);

@@ -10,6 +10,7 @@ internal sealed class ChaosCounters
     private int _siloRestarts;
     private int _unplannedSiloExits;
     private int _clientRetries;
+    private int _pinsMissed;
 
     public int Kills => _kills;
     public int GracefulStops => _gracefulStops;
@@ -26,13 +27,17 @@ internal sealed class ChaosCounters
     public void SiloRestart() => Interlocked.Increment(ref _siloRestarts);
     public void UnplannedSiloExit() => Interlocked.Increment(ref _unplannedSiloExits);
     public void ClientRetry() => Interlocked.Increment(ref _clientRetries);
+    public void PinMissed() => Interlocked.Increment(ref _pinsMissed);
 
-    public string Summary(IReadOnlyCollection<TrainingOutcome> training, IReadOnlyCollection<EncodeOutcome> encode, IReadOnlyCollection<SamplingOutcome> sampling) =>
+    public string Summary(IReadOnlyCollection<TrainingOutcome> training, IReadOnlyCollection<EncodeOutcome> encode, IReadOnlyCollection<SamplingOutcome> sampling,
+        IReadOnlyCollection<PinnedSamplingOutcome> pinned) =>
         $"chaos: {_kills} kill(s) -9, {_gracefulStops} graceful stop(s) ({_gracefulStopsThatNeededAKill} needed a kill), "
         + $"{_storagePauses} storage pause(s), {_siloRestarts} silo restart(s), {_unplannedSiloExits} unplanned silo exit(s); "
-        + $"jobs: {training.Count} training, {encode.Count} encode, {sampling.Count} sampling; "
+        + $"jobs: {training.Count} training, {encode.Count} encode, {sampling.Count} sampling, {pinned.Count} pinned sampling "
+        + $"({pinned.Count(p => p.NewestSourceStepSeen > ChaosWorkload.PinnedStep + 2 * ChaosWorkload.CheckpointInterval)} ran past the pinned step's retention, "
+        + $"{_pinsMissed} training job(s) passed the step before a pin); "
         + $"restores: {training.Sum(t => t.Status.Recoveries)} training group re-form(s) "
         + $"({training.Count(t => t.Status.RestoredFromStep is not null)} job(s) restored from a checkpoint), "
-        + $"{encode.Sum(e => e.Status.Resumptions)} encode resumption(s), {sampling.Sum(s => s.Status.Resumptions)} sampling resumption(s); "
+        + $"{encode.Sum(e => e.Status.Resumptions)} encode resumption(s), {sampling.Sum(s => s.Status.Resumptions) + pinned.Sum(p => p.Status.Resumptions)} sampling resumption(s); "
         + $"retries: {training.Sum(t => t.Status.FailedAttempts)} failed training attempt(s), {_clientRetries} client call retr(ies)";
 }

@@ -18,12 +18,17 @@ internal sealed record EncodeOutcome(string JobId, EncodeJobStatus Status);
 
 internal sealed record SamplingOutcome(string JobId, SamplingJobStatus Status);
 
+/// <summary>A sampling job pinned to an early checkpoint of a running training job, and what its watch saw: the newest
+/// step the source catalog listed while it ran (past the pinned step's retention, the pin was tested) and every moment
+/// the pinned checkpoint was missing from the catalog or its blob.</summary>
+internal sealed record PinnedSamplingOutcome(string JobId, SamplingJobStatus Status, string SourceJobId, long NewestSourceStepSeen, IReadOnlyList<string> PinViolations);
+
 /// <summary>
 /// The three jobs the chaos suite keeps running (a tiny 2-rank DiT^DH training job, an encode job over a tiny image
 /// dataset, a sampling job from a trained checkpoint) and what an undisturbed run of each gives: every job run under
 /// chaos is compared with those bit for bit.
 /// </summary>
-internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore blobs, ChaosCounters counters, ITestOutputHelper log)
+internal sealed partial class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore blobs, ChaosCounters counters, ITestOutputHelper log)
 {
     public const int TrainingSteps = 24;
     public const int CheckpointInterval = 4;
@@ -65,8 +70,15 @@ internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore 
         _dataset = await EncodeTestData.AddDatasetAsync(Client.Grains, "chaos", classes: 3, perClass: 8, shardSize: 4);
         _referenceLatents = await EncodeTestData.EncodeDirectlyAsync(blobs, _dataset, new ShardEncoderOptions(EncodeTestData.EncoderInputSize, EncodeTestData.Spec(_dataset, "x").BatchSize));
 
-        _referenceTraining = await RunTrainingAsync(0);
+        // The undisturbed pinned sampling runs beside the undisturbed training it samples from, as under chaos.
+        var referenceTrainingId = await SubmitTrainingAsync(0);
+        var pinned = RunPinnedSamplingAsync(referenceTrainingId, 0);
+        _referenceTraining = await WaitForTrainingAsync(referenceTrainingId, 0);
         Assert.True(_referenceTraining.Status.State == JobState.Completed, "undisturbed training: " + Describe(_referenceTraining.Status));
+        var pinnedReference = await pinned
+            ?? throw new Xunit.Sdk.XunitException($"the undisturbed pinned sampling missed step {PinnedStep} of training job {referenceTrainingId}");
+        VerifyPins(pinnedReference);
+        _referencePinnedUnits = await UnitBytesAsync(pinnedReference.Status);
         _referenceFinalCheckpoint = (await blobs.GetAsync(_referenceTraining.Checkpoints[^1].Location)).Data;
 
         var sampling = await RunSamplingAsync(0);
@@ -74,13 +86,21 @@ internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore 
         _referenceUnits = await UnitBytesAsync(sampling.Status);
         _referenceSamplingOutput = await DecodedOutputAsync(sampling.Status);
         log.WriteLine($"references: training {_referenceTraining.JobId} ({TrainingSteps} steps), sampling {sampling.JobId} ({_referenceUnits.Count} units), "
-            + $"{_referenceLatents.Count} latent shards of dataset {_dataset}");
+            + $"{_referenceLatents.Count} latent shards of dataset {_dataset}, pinned sampling {pinnedReference.JobId} (step {PinnedStep}, source at step {pinnedReference.NewestSourceStepSeen} meanwhile)");
     }
 
-    public async Task<TrainingOutcome> RunTrainingAsync(int wave)
+    public async Task<TrainingOutcome> RunTrainingAsync(int wave) => await WaitForTrainingAsync(await SubmitTrainingAsync(wave), wave);
+
+    private async Task<string> SubmitTrainingAsync(int wave)
     {
         var jobId = await SubmitAsync(() => Client.SubmitTrainingAsync(TrainingSpec));
         log.WriteLine($"wave {wave}: training job {jobId} submitted");
+        CurrentTrainingJobId = jobId;
+        return jobId;
+    }
+
+    private async Task<TrainingOutcome> WaitForTrainingAsync(string jobId, int wave)
+    {
         var status = await WaitForEndAsync(() => Client.GetTrainingStatusAsync(jobId), s => IsEnded(s.State), Describe, $"training job {jobId}");
         var metrics = await CallAsync(() => Client.GetMetricsAsync(jobId, 0));
         var checkpoints = await CallAsync(() => Client.ListCheckpointsAsync(jobId));
@@ -151,11 +171,13 @@ internal sealed class ChaosWorkload(AzureSiloProcessCluster cluster, IBlobStore 
 
     private async Task VerifyCheckpointsAsync(TrainingOutcome outcome, string context)
     {
-        // Default retention keeps the newest 3; none may be missing, none torn.
+        // Default retention keeps the newest 3; none may be missing, none torn. Read now that every job ended: a pinned
+        // sampling job may have held an older one when the training job ended, and its end lets retention take it.
+        var checkpoints = await CallAsync(() => Client.ListCheckpointsAsync(outcome.JobId));
         var expectedSteps = new long[] { TrainingSteps - 2 * CheckpointInterval, TrainingSteps - CheckpointInterval, TrainingSteps };
-        Assert.True(expectedSteps.SequenceEqual(outcome.Checkpoints.Select(c => c.Step)),
-            $"{context}: catalog lists steps [{string.Join(", ", outcome.Checkpoints.Select(c => c.Step))}], expected [{string.Join(", ", expectedSteps)}]");
-        foreach (var checkpoint in outcome.Checkpoints)
+        Assert.True(expectedSteps.SequenceEqual(checkpoints.Select(c => c.Step)),
+            $"{context}: catalog lists steps [{string.Join(", ", checkpoints.Select(c => c.Step))}] (when the job ended: [{string.Join(", ", outcome.Checkpoints.Select(c => c.Step))}]), expected [{string.Join(", ", expectedSteps)}]");
+        foreach (var checkpoint in checkpoints)
         {
             Assert.StartsWith(BlobCheckpointPayloadStore.PrefixOf(outcome.JobId), checkpoint.Location, StringComparison.Ordinal);
             var payload = (await blobs.GetAsync(checkpoint.Location)).Data;
