@@ -1,4 +1,5 @@
 using RAE.Configuration;
+using RAE.Models.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -48,13 +49,57 @@ public sealed class Autocast : IDisposable
     {
         if (CurrentPrecision == ComputePrecision.Float32) return layer.forward(input);
         using var scope = NewDisposeScope();
-        var compute = CurrentPrecision.ScalarType();
         var weight = Weight(layer.weight!);
         var bias = layer.bias is null ? null : Weight(layer.bias);
-        return nn.functional.linear(input.to(compute), weight, bias).MoveToOuterDisposeScope();
+        return Result(nn.functional.linear(Operand(input), weight, bias)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>A parameter in the current precision: the parameter itself in fp32, else its (possibly cached) cast.</summary>
+    /// <summary>
+    /// An activation as a product's operand in the current precision: itself in fp32; its bf16 cast; or, where
+    /// <see cref="Bf16Gemm"/> emulates, its bf16-rounded values in fp32 (the product then runs on the fp32 kernels).
+    /// Belongs to the caller's dispose scope.
+    /// </summary>
+    public static Tensor Operand(Tensor activation)
+    {
+        if (CurrentPrecision == ComputePrecision.Float32) return activation.alias();
+        return RoundToCompute(activation);
+    }
+
+    /// <summary>A product's result in the current precision: an emulated bf16 product's fp32 result rounded to bf16.</summary>
+    public static Tensor Result(Tensor product) =>
+        CurrentPrecision == ComputePrecision.BFloat16 && product.dtype != TorchSharp.torch.ScalarType.BFloat16
+            ? product.to(TorchSharp.torch.ScalarType.BFloat16)
+            : product;
+
+    /// <summary>
+    /// <c>scaled_dot_product_attention</c> on the projections as they are; bf16 ones on a CPU where <see cref="Bf16Gemm"/>
+    /// emulates run in fp32 (their values are bf16 already) and come back as bf16.
+    /// </summary>
+    public static Tensor Attention(Tensor query, Tensor key, Tensor value)
+    {
+        if (query.dtype != TorchSharp.torch.ScalarType.BFloat16 || !Bf16Gemm.EmulatesOn(query.device))
+        {
+            return nn.functional.scaled_dot_product_attention(query, key, value);
+        }
+        using var scope = NewDisposeScope();
+        var f32 = TorchSharp.torch.ScalarType.Float32;
+        return nn.functional.scaled_dot_product_attention(query.to(f32), key.to(f32), value.to(f32))
+            .to(TorchSharp.torch.ScalarType.BFloat16).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor RoundToCompute(Tensor tensor)
+    {
+        var bf16 = TorchSharp.torch.ScalarType.BFloat16;
+        if (!Bf16Gemm.EmulatesOn(tensor.device)) return tensor.dtype == bf16 ? tensor.alias() : tensor.to(bf16);
+        if (tensor.dtype == bf16) return tensor.to(TorchSharp.torch.ScalarType.Float32);
+        using var rounded = tensor.to(bf16);
+        return rounded.to(TorchSharp.torch.ScalarType.Float32);
+    }
+
+    /// <summary>
+    /// A parameter in the current precision: the parameter itself in fp32, else its (possibly cached) cast, as
+    /// <see cref="Operand"/> makes it.
+    /// </summary>
     public static Tensor Weight(Tensor parameter) => Derived(parameter, "cast", cast => cast.alias());
 
     /// <summary>
@@ -70,8 +115,7 @@ public sealed class Autocast : IDisposable
         Tensor result;
         using (var temporaries = NewDisposeScope())
         {
-            var compute = CurrentPrecision.ScalarType();
-            var cast = parameter.dtype == compute ? parameter.alias() : parameter.to(compute);
+            var cast = CurrentPrecision == ComputePrecision.Float32 ? parameter.alias() : RoundToCompute(parameter);
             result = derive(cast).MoveToOuterDisposeScope();
         }
         if (cache is null) return result;

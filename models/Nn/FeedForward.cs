@@ -47,11 +47,10 @@ public sealed class SwiGLUFFN : nn.Module<Tensor, Tensor>
             w => nn.functional.pad(w.view(2, hiddenFeatures, inFeatures), [0, 0, 0, padding]).view(2 * ComputeHiddenSize, inFeatures));
         var bias12 = w12.bias is null ? null : Autocast.Derived(w12.bias, "swiglu-padded",
             b => nn.functional.pad(b.view(2, hiddenFeatures), [0, padding]).view(2 * ComputeHiddenSize));
-        var computeInput = input.to(Autocast.CurrentPrecision.ScalarType());
-        var hidden = SiluGate.Composed(nn.functional.linear(computeInput, weight12, bias12));
+        var hidden = SiluGate.Composed(Autocast.Result(nn.functional.linear(Autocast.Operand(input), weight12, bias12)));
         var weight3 = Autocast.Derived(w3.weight!, "swiglu-padded", w => nn.functional.pad(w, [0, padding]));
         var bias3 = w3.bias is null ? null : Autocast.Weight(w3.bias);
-        return nn.functional.linear(hidden, weight3, bias3).MoveToOuterDisposeScope();
+        return Autocast.Result(nn.functional.linear(Autocast.Operand(hidden), weight3, bias3)).MoveToOuterDisposeScope();
     }
 }
 

@@ -52,7 +52,7 @@ public sealed class NormAttention : nn.Module
         }
         q = q.to(v.dtype);
         k = k.to(v.dtype);
-        var attended = nn.functional.scaled_dot_product_attention(q, k, v);
+        var attended = Autocast.Attention(q, k, v);
         var merged = attended.transpose(1, 2).reshape(batch, tokens, width);
         return Autocast.Linear(proj, merged).MoveToOuterDisposeScope();
     }

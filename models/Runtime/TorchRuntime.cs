@@ -24,6 +24,7 @@ public static class TorchRuntime
         logger.LogInformation("{MklFastPath}", mkl.Description);
         var scalars = DeferredScalarRelease.Apply();
         logger.LogInformation("{ScalarRelease}", scalars.Description);
+        logger.LogInformation("{Bf16Gemm}", Bf16Gemm.Cpu.Description);
         return new TorchRuntimeSetup(mkl, scalars);
     }
 }

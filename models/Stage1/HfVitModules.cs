@@ -15,7 +15,7 @@ internal static class MultiHeadAttention
         var width = query.shape[2];
         var headDim = width / heads;
         Tensor Split(Tensor t) => t.view(batch, t.shape[1], heads, headDim).transpose(1, 2);
-        var attended = nn.functional.scaled_dot_product_attention(Split(query), Split(key), Split(value));
+        var attended = Autocast.Attention(Split(query), Split(key), Split(value));
         return attended.transpose(1, 2).reshape(batch, tokens, width).MoveToOuterDisposeScope();
     }
 }
