@@ -240,7 +240,13 @@ public sealed class RankGrain(
         public void Dispose()
         {
             Communicator.Dispose();
-            Thread.InvokeAsync(Worker.Dispose);
+            // The worker's thread frees its tensors, then the heap's free pages go back to the kernel: the tuned
+            // allocator would otherwise keep the replica's peak resident while the silo idles or runs another job.
+            Thread.InvokeAsync(() =>
+            {
+                Worker.Dispose();
+                RAE.Models.Runtime.NativeMemoryTuning.ReturnFreeMemory();
+            });
             Thread.Dispose();
         }
     }

@@ -48,6 +48,28 @@ public static class NativeMemoryTuning
         }
     }
 
+    /// <summary>
+    /// Hands the heap's free pages back to the kernel (glibc <c>malloc_trim(0)</c>), for when a large model has been
+    /// released (a job's replica left the silo): with the tuning the heap otherwise stays at its peak, and a silo that
+    /// trained DiT^DH-S keeps ~6 GB resident while idle. Returns whether glibc released anything; false without the tuning.
+    /// </summary>
+    public static bool ReturnFreeMemory()
+    {
+        lock (Gate)
+        {
+            if (applied is not { Enabled: true }) return false;
+        }
+        return malloc_trim(0) == 1;
+    }
+
+    /// <summary>Resident memory of this process in bytes (/proc/self/statm), or null off Linux.</summary>
+    public static long? ResidentBytes()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        var fields = File.ReadAllText("/proc/self/statm").Split(' ');
+        return long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) * Environment.SystemPageSize;
+    }
+
     /// <summary>Minor page faults of the calling thread so far (getrusage RUSAGE_THREAD), or null off Linux.</summary>
     public static long? ThreadMinorFaults()
     {
@@ -96,6 +118,9 @@ public static class NativeMemoryTuning
 
     [DllImport("libc")]
     private static extern IntPtr gnu_get_libc_version();
+
+    [DllImport("libc")]
+    private static extern int malloc_trim(nuint pad);
 
     [DllImport("libc", SetLastError = true)]
     private static extern int setenv(string name, string value, int overwrite);

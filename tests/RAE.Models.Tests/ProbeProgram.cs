@@ -15,7 +15,7 @@ namespace RAE.Models.Tests;
 /// does not use it. Modes: <c>--mkl-dispatch</c> (the module initializer has applied, or with RAE_MKL_FAST_PATH=0
 /// skipped, MKL's fast path: its outcome and the code path MKL's dispatcher reports after a first matmul) and <c>--loss-curve fp32|bf16</c>
 /// (<see cref="MixedPrecisionTests.TrainTiny"/>'s losses), <c>--scalar-race</c> (<see cref="DeferredScalarReleaseTests.Race"/>)
-/// and <c>--fuzz-reader</c> (<see cref="ReaderFuzzTests.FuzzInThisProcess"/>).
+/// <c>--return-free-memory</c> (<see cref="NativeMemoryTuningTests.AllocateFreeAndReturn"/>) and <c>--fuzz-reader</c> (<see cref="ReaderFuzzTests.FuzzInThisProcess"/>).
 /// </summary>
 public static class ProbeProgram
 {
@@ -35,11 +35,14 @@ public static class ProbeProgram
             case ["--fuzz-reader", var reader, var cases, var seed, var progressPath]:
                 Console.WriteLine(JsonSerializer.Serialize(ReaderFuzzTests.FuzzInThisProcess(reader, int.Parse(cases, CultureInfo.InvariantCulture), int.Parse(seed, CultureInfo.InvariantCulture), progressPath)));
                 return 0;
+            case ["--return-free-memory"]:
+                Console.WriteLine(JsonSerializer.Serialize(NativeMemoryTuningTests.AllocateFreeAndReturn()));
+                return 0;
             case ["--loss-curve", var precision]:
                 Console.WriteLine(JsonSerializer.Serialize(MixedPrecisionTests.TrainTiny(ComputePrecisions.Parse(precision))));
                 return 0;
             default:
-                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch', '--scalar-race until-first-error|fixed' or '--loss-curve fp32|bf16' or '--fuzz-reader NAME CASES SEED PROGRESS_FILE' for its tests");
+                Console.Error.WriteLine("this is a test assembly; as a program it only runs '--mkl-dispatch', '--scalar-race until-first-error|fixed' or '--loss-curve fp32|bf16', '--return-free-memory' or '--fuzz-reader NAME CASES SEED PROGRESS_FILE' for its tests");
                 return 2;
         }
     }
