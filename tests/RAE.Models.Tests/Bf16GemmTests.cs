@@ -8,10 +8,7 @@ namespace RAE.Models.Tests;
 
 public sealed class Bf16GemmTests
 {
-    private static readonly DiTwDDTHeadOptions Tiny = new()
-    {
-        InputSize = 4, InChannels = 8, HiddenSize = new(64, 96), Depth = new(2, 1), NumHeads = new(4, 4), NumClasses = 10,
-    };
+    private static DiTwDDTHeadOptions Tiny => MixedPrecisionTests.Tiny;
 
     [Theory]
     [InlineData(null, true, false, Bf16GemmMode.Emulated)]

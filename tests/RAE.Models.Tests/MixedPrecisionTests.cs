@@ -10,7 +10,7 @@ namespace RAE.Models.Tests;
 
 public sealed class MixedPrecisionTests
 {
-    private static readonly DiTwDDTHeadOptions Tiny = new()
+    internal static readonly DiTwDDTHeadOptions Tiny = new()
     {
         InputSize = 4, InChannels = 8, HiddenSize = new(64, 96), Depth = new(2, 1), NumHeads = new(4, 4), NumClasses = 10,
     };
