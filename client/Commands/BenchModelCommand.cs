@@ -118,7 +118,7 @@ public sealed class BenchModelCommand : ICliCommand
         output.WriteLine(string.Create(invariant,
             $"device {report.Device}, {report.Precision}, {report.Parameters / 1e6:F1} M parameters, {report.ForwardGflopsPerSample:F2} GFLOP per sample forward"));
         output.WriteLine(string.Create(invariant,
-            $"matmul peak {report.MatmulPeak.GflopsPerSecond:F1} GFLOP/s ({report.MatmulPeak.Size}x{report.MatmulPeak.Size} {report.MatmulPeak.DataType})"));
+            $"matmul peak {report.MatmulPeak.GflopsPerSecond:F1} GFLOP/s ({report.MatmulPeak.Size}x{report.MatmulPeak.Size} {report.MatmulPeak.Describe()})"));
         output.WriteLine(string.Create(invariant,
             $"every FLOP at the matmul peak (the bound of any framework on this BLAS): {string.Join(", ", report.Batches.Select(b => $"{b.TrainSecondsPerStepAtMatmulPeak:F1} s/step at batch {b.BatchSize}"))}"));
         if (report.CpuFmaPeak is { } fma)

@@ -69,7 +69,13 @@ public abstract class DeviceWorkerGrain(string role, IOptions<RankDeviceOptions>
         var release = TakeHeldResources();
         if (_thread is not { } thread) return;
         _thread = null;
-        if (release is not null) _ = thread.InvokeAsync(release);
+        // After the models are freed, the heap's free pages go back to the kernel (the tuned allocator keeps them otherwise).
+        if (release is not null)
+            _ = thread.InvokeAsync(() =>
+            {
+                release();
+                RAE.Models.Runtime.NativeMemoryTuning.ReturnFreeMemory();
+            });
         // Awaited, never joined: a thread still busy with a long unit keeps running while the deactivation goes on.
         await thread.StopAsync(cancellationToken);
     }

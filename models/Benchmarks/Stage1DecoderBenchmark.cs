@@ -36,7 +36,7 @@ public static class Stage1DecoderBenchmark
         ArgumentNullException.ThrowIfNull(architecture);
         if (batch < 1 || steps < 1 || warmup < 0) throw new ArgumentException("batch and steps must be >= 1, warmup >= 0");
         var peak = Stage2ModelBenchmark.MeasureMatmulPeak(matmulSize, precision.ScalarType(), device);
-        progress?.Invoke($"{peak.DataType} matmul peak {peak.GflopsPerSecond:F0} GFLOP/s ({matmulSize}^3)");
+        progress?.Invoke($"{peak.Describe()} matmul peak {peak.GflopsPerSecond:F0} GFLOP/s ({matmulSize}^3)");
         var tokens = architecture.GridSize * architecture.GridSize;
         var modes = new List<Stage1StepMeasurement>();
         long parameters = 0;

@@ -20,7 +20,12 @@ public sealed record ModelBenchmarkSettings(
     long MatmulSize,
     long Seed = 0);
 
-public sealed record MatmulPeak(long Size, string DataType, double GflopsPerSecond);
+/// <summary>A measured matmul rate; <paramref name="Kernels"/> says how the product ran when not on the dtype's own kernels.</summary>
+public sealed record MatmulPeak(long Size, string DataType, double GflopsPerSecond, string? Kernels = null)
+{
+    /// <summary>The dtype, and how it ran when emulated (e.g. "BFloat16 emulated on Float32 kernels").</summary>
+    public string Describe() => Kernels is null ? DataType : $"{DataType} {Kernels}";
+}
 
 public sealed record BatchBenchmark(
     int BatchSize,
@@ -61,7 +66,7 @@ public static class Stage2ModelBenchmark
             throw new ArgumentException($"batch sizes must be positive, got [{string.Join(", ", settings.BatchSizes)}]");
         var computeType = settings.Precision.ScalarType();
         var peak = MeasureMatmulPeak(settings.MatmulSize, computeType, settings.Device);
-        progress?.Invoke($"matmul peak {peak.GflopsPerSecond:F1} GFLOP/s ({peak.Size}x{peak.Size} {peak.DataType})");
+        progress?.Invoke($"matmul peak {peak.GflopsPerSecond:F1} GFLOP/s ({peak.Size}x{peak.Size} {peak.Describe()})");
         var fmaPeak = settings.Device.type == DeviceType.CPU && computeType == ScalarType.Float32 ? CpuFmaPeakProbe.Measure(get_num_threads()) : null;
         if (fmaPeak is not null) progress?.Invoke($"fp32 FMA ceiling {fmaPeak.GflopsPerSecond:F1} GFLOP/s ({fmaPeak.Threads} threads)");
 
@@ -107,7 +112,7 @@ public static class Stage2ModelBenchmark
             using (a.matmul(b)) Synchronize(device);
             best = Math.Max(best, 2.0 * size * size * size / watch.Elapsed.TotalSeconds / 1e9);
         }
-        return new MatmulPeak(size, emulated ? $"{dataType} emulated on Float32 kernels" : dataType.ToString(), best);
+        return new MatmulPeak(size, dataType.ToString(), best, emulated ? "emulated on Float32 kernels" : null);
     }
 
     private static (double StepsPerSecond, double Loss) TimeTraining(DiTwDDTHead model, optim.Optimizer optimizer,

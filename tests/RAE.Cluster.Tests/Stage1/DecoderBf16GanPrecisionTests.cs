@@ -50,9 +50,10 @@ public sealed class DecoderBf16GanPrecisionTests : IDisposable
                 var (same, samePair) = StepOf(onFp32Weights, step);
                 var (drifted, _) = StepOf(free, step);
 
-                // λ is the fp32 formula on the fp32 gradients the phase delivered (a bf16 norm would be ~1e-3 off).
-                Assert.Equal(Lambda(samePair), same["lambda"], Math.Abs(Lambda(samePair)) * 1e-6);
-                Assert.Equal(Lambda(referencePair), reference["lambda"], Math.Abs(Lambda(referencePair)) * 1e-6);
+                // λ is the fp32 formula on the fp32 gradients the phase delivered (a bf16 norm would be ~1e-3 off); two fp32
+                // norms of one vector summed in different orders differ by ~1e-6 (1.3e-6 measured on an AVX2-only host).
+                Assert.Equal(Lambda(samePair), same["lambda"], Math.Abs(Lambda(samePair)) * 1e-5);
+                Assert.Equal(Lambda(referencePair), reference["lambda"], Math.Abs(Lambda(referencePair)) * 1e-5);
                 var (reconstruction, gan) = (NormOf(samePair, 0), NormOf(samePair, 1));
                 var (reconstructionFp32, ganFp32) = (NormOf(referencePair, 0), NormOf(referencePair, 1));
                 _output.WriteLine($"step {step}: last-layer gradient norms fp32 {reconstructionFp32:E4} / {ganFp32:E4}, bf16 {reconstruction:E4} / {gan:E4}; "
