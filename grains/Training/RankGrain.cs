@@ -101,7 +101,7 @@ public sealed class RankGrain(
         var computeSeconds = clock.Elapsed.TotalSeconds;
         cancellationToken.ThrowIfCancellationRequested();
         clock.Restart();
-        // The worker hands over a fresh vector each step, so the mean can overwrite it.
+        // The vector is the worker's for this step (often its gradient buffer): the mean overwrites it in place.
         var averaged = gradients.Gradients;
         await replica.Communicator.AllReduceInPlaceAsync(averaged, ReduceOperation.Mean);
         var allReduceSeconds = clock.Elapsed.TotalSeconds;

@@ -24,10 +24,13 @@ public interface IRankWorker : IDisposable
     /// Gradients of the mean loss over this rank's shard of step <paramref name="step"/>'s global batch (accumulated over
     /// micro-batches). A cancelled <paramref name="cancellationToken"/> ends it between micro-batches with an
     /// <see cref="OperationCanceledException"/>; the parameters and optimizer state are untouched either way.
+    /// The vector may be the worker's own gradient buffer, reused by its next call: the caller may overwrite it in place
+    /// (the all-reduce leaves the mean there) and pass it to <see cref="ApplyUpdate"/>, but must not keep it past the step.
     /// </summary>
     GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default);
 
-    /// <summary>Applies the averaged gradients (identical on every rank); returns the learning rate used.</summary>
+    /// <summary>Applies the averaged gradients (identical on every rank; the vector <see cref="ComputeGradients"/> returned,
+    /// overwritten with the mean, or any other of the same length); returns the learning rate used.</summary>
     double ApplyUpdate(long step, float[] averagedGradients);
 
     /// <summary>Global L2 norm of the averaged gradients of the last <see cref="ApplyUpdate"/>, before clipping.</summary>

@@ -21,6 +21,7 @@ public sealed class TinyMlpWorker : IRankWorker
     private nn.Module<Tensor, Tensor>? _model;
     private Parameter[] _parameters = [];
     private Tensor? _inputs, _targets, _firstMoment, _secondMoment;
+    private RAE.Models.Training.FlatGradientBuffer? _gradients;
     private Device _device = CPU;
     private long _updates;
 
@@ -70,6 +71,7 @@ public sealed class TinyMlpWorker : IRankWorker
             _inputs = inputs.to(_device).MoveToOuterDisposeScope();
             _targets = targets.to(_device).MoveToOuterDisposeScope();
         }
+        _gradients = new RAE.Models.Training.FlatGradientBuffer(_parameters, _device);
         _firstMoment = zeros([ParameterCount], device: _device);
         _secondMoment = zeros([ParameterCount], device: _device);
         _updates = 0;
@@ -82,7 +84,8 @@ public sealed class TinyMlpWorker : IRankWorker
         var accumulation = spec.GradientAccumulation;
         var microBatch = spec.GlobalBatchSize / (context.WorldSize * accumulation);
         var datasetSize = _inputs!.shape[0];
-        _model!.zero_grad();
+        var gradients = _gradients ?? throw new InvalidOperationException("The tiny-mlp worker was used before Initialize.");
+        gradients.Attach();
         double lossSum = 0;
         for (var micro = 0; micro < accumulation; micro++)
         {
@@ -90,7 +93,7 @@ public sealed class TinyMlpWorker : IRankWorker
             using var scope = NewDisposeScope();
             var start = (step - 1) * spec.GlobalBatchSize + ((long)context.Rank * accumulation + micro) * microBatch;
             var indices = arange(start, start + microBatch, dtype: ScalarType.Int64).remainder_(datasetSize).to(_device);
-            var prediction = _model.call(_inputs.index_select(0, indices));
+            var prediction = _model!.call(_inputs.index_select(0, indices));
             var loss = nn.functional.mse_loss(prediction, _targets!.index_select(0, indices));
             loss.div(accumulation).backward();
             lossSum += loss.item<float>();
@@ -99,8 +102,7 @@ public sealed class TinyMlpWorker : IRankWorker
         if (delay > TimeSpan.Zero) cancellationToken.WaitHandle.WaitOne(delay);
         cancellationToken.ThrowIfCancellationRequested();
         StallOnceIfAsked(context, step);
-        using var flat = cat(_parameters.Select(p => p.grad!.flatten()).ToArray()).cpu();
-        return new GradientResult(flat.data<float>().ToArray(), lossSum / accumulation, microBatch * accumulation);
+        return new GradientResult(gradients.Publish(), lossSum / accumulation, microBatch * accumulation);
     }
 
     /// <summary>The stand-in for a hung worker (<see cref="TinyMlpOptions.StallRank"/>): once per process and job, so the
@@ -123,7 +125,9 @@ public sealed class TinyMlpWorker : IRankWorker
         var learningRate = spec.WarmupSteps > 0 ? spec.LearningRate * Math.Min(1.0, (double)step / spec.WarmupSteps) : spec.LearningRate;
         _updates++;
         using var scope = NewDisposeScope();
-        var gradients = tensor(averagedGradients, device: _device);
+        var buffer = _gradients ?? throw new InvalidOperationException("The tiny-mlp worker was used before Initialize.");
+        buffer.Load(averagedGradients);
+        var gradients = buffer.Flat;
         var norm = gradients.norm().item<float>();
         LastGradientNorm = norm;
         if (spec.GradientClip > 0 && norm > spec.GradientClip) gradients.mul_(spec.GradientClip / (norm + 1e-6));
@@ -221,6 +225,8 @@ public sealed class TinyMlpWorker : IRankWorker
 
     private void ReleaseTensors()
     {
+        _gradients?.Dispose();
+        _gradients = null;
         _model?.Dispose();
         _inputs?.Dispose();
         _targets?.Dispose();

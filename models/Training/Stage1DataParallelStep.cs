@@ -73,6 +73,9 @@ public sealed class Stage1DataParallelStep : IDisposable
     private readonly Parameter _lastLayer;
     private readonly Stage1OptimizerSettings _generatorSettings;
     private readonly Stage1OptimizerSettings? _discriminatorSettings;
+    // Backward writes straight into these (see FlatGradientBuffer): no per-phase cat, copy out and copy back.
+    private readonly FlatGradientBuffer _decoderGradients;
+    private readonly FlatGradientBuffer? _discriminatorGradients;
 
     public Stage1DataParallelStep(RepresentationAutoencoder rae, Stage1LossSchedule losses, Stage1OptimizerSettings generator, DiffAug augment,
         IPerceptualLoss? perceptual, Stage1Discriminator? discriminator, Stage1OptimizerSettings? discriminatorOptimizer,
@@ -101,7 +104,9 @@ public sealed class Stage1DataParallelStep : IDisposable
             if (_discriminatorParameters.Length == 0) throw new ArgumentException("the discriminator has no trainable parameter", nameof(discriminator));
             DiscriminatorOptimizer = TrainingOptimizer.CreateAdamW(_discriminatorParameters, discriminatorOptimizer.Schedule.BaseLr,
                 discriminatorOptimizer.Beta1, discriminatorOptimizer.Beta2, discriminatorOptimizer.WeightDecay);
+            _discriminatorGradients = new FlatGradientBuffer(_discriminatorParameters, _discriminatorParameters[0].device);
         }
+        _decoderGradients = new FlatGradientBuffer(_decoderParameters, _lastLayer.device);
     }
 
     /// <summary>training.precision: bf16 runs the decoder's forward (and so its backward) on bf16 matmuls and attention
@@ -186,10 +191,11 @@ public sealed class Stage1DataParallelStep : IDisposable
             var total = pass.GanLoss is { } gan
                 ? pass.ReconstructionTotal + (Losses.Loss.DiscWeight * (float)adaptiveWeight) * gan
                 : pass.ReconstructionTotal.alias();
+            _decoderGradients.Attach();
             total.backward();
             pass.AdaptiveWeight = pass.GanLoss is null ? 0 : adaptiveWeight;
             pass.TotalLoss = total.item<float>();
-            var gradients = Flatten(_decoderParameters);
+            var gradients = _decoderGradients.Publish();
             // The discriminator's parameters got gradients through the GAN loss; its own step starts from none.
             ClearGradients(_decoderParameters);
             ClearGradients(_discriminatorParameters);
@@ -202,7 +208,7 @@ public sealed class Stage1DataParallelStep : IDisposable
     public OptimizerUpdate ApplyDecoder(float[] averaged)
     {
         var step = StepCount;
-        var (norm, created) = Load(_decoderParameters, averaged, "decoder");
+        var norm = Load(_decoderGradients, averaged, "decoder");
         try
         {
             if (!double.IsFinite(norm)) throw new NonFiniteTrainingException(step + 1, null, norm);
@@ -212,7 +218,7 @@ public sealed class Stage1DataParallelStep : IDisposable
         }
         finally
         {
-            Release(_decoderParameters, created);
+            ClearGradients(_decoderParameters);
         }
         if (EmaDecoder is not null) ExponentialMovingAverage.Update(EmaDecoder, _rae.Decoder, EmaDecay);
         StepCount++;
@@ -250,13 +256,14 @@ public sealed class Stage1DataParallelStep : IDisposable
         try
         {
             ClearGradients(_discriminatorParameters);
+            _discriminatorGradients!.Attach();
             var fakeAug = _augment.Apply(fakes, draws);
             var realAug = _augment.Apply(reals, draws);
             var logitsFake = discriminator.Logits(fakeAug);
             var logitsReal = discriminator.Logits(realAug);
             var loss = GanLosses.DiscriminatorLoss(Losses.Loss.DiscLoss, logitsReal, logitsFake);
             loss.backward();
-            var gradients = Flatten(_discriminatorParameters);
+            var gradients = _discriminatorGradients.Publish();
             ClearGradients(_discriminatorParameters);
             var value = (double)loss.item<float>();
             if (!double.IsFinite(value) && gradients.Length > 0) gradients[0] = float.NaN;
@@ -273,7 +280,7 @@ public sealed class Stage1DataParallelStep : IDisposable
     public OptimizerUpdate ApplyDiscriminator(float[] averaged)
     {
         var optimizer = DiscriminatorOptimizer ?? throw new InvalidOperationException("this Stage 1 job has no discriminator");
-        var (norm, created) = Load(_discriminatorParameters, averaged, "discriminator");
+        var norm = Load(_discriminatorGradients!, averaged, "discriminator");
         var lrStep = DiscriminatorStepCount;
         try
         {
@@ -283,45 +290,20 @@ public sealed class Stage1DataParallelStep : IDisposable
         }
         finally
         {
-            Release(_discriminatorParameters, created);
+            ClearGradients(_discriminatorParameters);
         }
         DiscriminatorStepCount++;
         return new OptimizerUpdate(norm, _discriminatorSettings!.Schedule.LearningRate(lrStep));
     }
 
-    public static float[] Flatten(IReadOnlyList<Parameter> parameters)
-    {
-        using var scope = NewDisposeScope();
-        if (parameters.Count == 0) return [];
-        var pieces = parameters.Select(p => p.grad is { } gradient ? gradient.flatten() : zeros(p.numel(), device: p.device)).ToArray();
-        using var flat = cat(pieces).cpu();
-        return flat.data<float>().ToArray();
-    }
-
-    /// <summary>Sets each parameter's gradient from <paramref name="flat"/> (the caller disposes the returned tensors after the update) and returns their global L2 norm.</summary>
-    private static (double Norm, List<Tensor> Created) Load(IReadOnlyList<Parameter> parameters, float[] flat, string what)
+    /// <summary>Makes <paramref name="flat"/> the parameters' gradients (through their buffer) and returns its global L2 norm.</summary>
+    private static double Load(FlatGradientBuffer buffer, float[] flat, string what)
     {
         ArgumentNullException.ThrowIfNull(flat);
-        var expected = parameters.Sum(p => p.numel());
-        if (flat.Length != expected) throw new ArgumentException($"{what} update has {flat.Length} gradients for {expected} parameters", nameof(flat));
-        var created = new List<Tensor>(parameters.Count);
-        using var scope = NewDisposeScope();
-        var all = tensor(flat, device: parameters[0].device);
-        long offset = 0;
-        foreach (var parameter in parameters)
-        {
-            var gradient = all.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
-            created.Add(gradient);
-            parameter.grad = gradient;
-            offset += parameter.numel();
-        }
-        return (linalg.vector_norm(all, 2).item<float>(), created);
-    }
-
-    private static void Release(IEnumerable<Parameter> parameters, List<Tensor> created)
-    {
-        ClearGradients(parameters);
-        foreach (var gradient in created) gradient.Dispose();
+        if (flat.Length != buffer.Length) throw new ArgumentException($"{what} update has {flat.Length} gradients for {buffer.Length} parameters", nameof(flat));
+        buffer.Load(flat);
+        using var norm = linalg.vector_norm(buffer.Flat, 2);
+        return norm.item<float>();
     }
 
     private static void ClearGradients(IEnumerable<Parameter> parameters)
@@ -333,5 +315,7 @@ public sealed class Stage1DataParallelStep : IDisposable
     {
         GeneratorOptimizer.Dispose();
         DiscriminatorOptimizer?.Dispose();
+        _decoderGradients.Dispose();
+        _discriminatorGradients?.Dispose();
     }
 }

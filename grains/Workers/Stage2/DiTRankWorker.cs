@@ -35,6 +35,7 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
     private DiTwDDTHead? _ema;
     private Parameter[] _trainable = [];
     private Stage2TrainingStep? _trainer;
+    private FlatGradientBuffer? _gradients;
     private SyntheticLatentStream? _stream;
     private LatentDatasetStream? _latents;
     private Device _device = CPU;
@@ -115,6 +116,7 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         var optimizer = job.Training.Optimizer;
         _trainer = new Stage2TrainingStep(_model, job.Transport(), job.Schedule(spec.GlobalBatchSize, DatasetSize), job.Training.ClipGrad, _ema,
             job.Training.EmaDecay, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps, job.Training.Precision);
+        _gradients = new FlatGradientBuffer(_trainable, _device);
         Step = 0;
         LastGradientNorm = 0;
     }
@@ -127,7 +129,8 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         var microBatch = spec.GlobalBatchSize / (context.WorldSize * accumulation);
         var localSamples = microBatch * accumulation;
         var trainer = _trainer ?? throw NotInitialized();
-        trainer.ZeroGradients();
+        var gradients = _gradients ?? throw NotInitialized();
+        gradients.Attach();
         _latents?.BeginStep(step);
         double lossSum = 0;
         for (var micro = 0; micro < accumulation; micro++)
@@ -143,7 +146,8 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
             // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
             lossSum += trainer.Accumulate((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times, localSamples);
         }
-        var flattened = FlattenGradients();
+        // The buffer backward wrote into: the group's all-reduce overwrites it with the mean, which ApplyUpdate takes as it is.
+        var flattened = gradients.Publish();
         // A rank's loss is its own: a NaN/Inf one poisons its share of the mean gradient, so every replica skips the step together.
         if (!double.IsFinite(lossSum) && flattened.Length > 0) flattened[0] = float.NaN;
         return new GradientResult(flattened, lossSum / localSamples, localSamples);
@@ -157,31 +161,10 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         if (step != Step + 1)
             throw new InvalidOperationException($"Update for step {step} arrived, but this replica is at step {Step} (expected {Step + 1}).");
         // The synchronisation hook: the group's all-reduce already ran, its mean becomes every replica's gradient.
-        var gradients = new List<Tensor>(_trainable.Length);
-        try
-        {
-            var update = (_trainer ?? throw NotInitialized()).Update(trainable => LoadGradients(trainable, averagedGradients, gradients));
-            LastGradientNorm = update.GradientNorm;
-            return update.LearningRate;
-        }
-        finally
-        {
-            foreach (var gradient in gradients) gradient.Dispose();
-        }
-    }
-
-    private void LoadGradients(IReadOnlyList<Parameter> trainable, float[] averaged, List<Tensor> created)
-    {
-        using var scope = NewDisposeScope();
-        var flat = tensor(averaged, device: _device);
-        long offset = 0;
-        foreach (var parameter in trainable)
-        {
-            var gradient = flat.narrow(0, offset, parameter.numel()).view(parameter.shape).clone().MoveToOuterDisposeScope();
-            created.Add(gradient);
-            parameter.grad = gradient;
-            offset += parameter.numel();
-        }
+        var gradients = _gradients ?? throw NotInitialized();
+        var update = (_trainer ?? throw NotInitialized()).Update(_ => gradients.Load(averagedGradients));
+        LastGradientNorm = update.GradientNorm;
+        return update.LearningRate;
     }
 
     public float[] GetParameters()
@@ -230,19 +213,13 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         return batch.Labels.masked_fill(mask, Model.NullClass);
     }
 
-    private float[] FlattenGradients()
-    {
-        using var scope = NewDisposeScope();
-        var pieces = _trainable.Select(p => p.grad is { } gradient ? gradient.flatten() : zeros(p.numel(), device: _device)).ToArray();
-        using var flat = cat(pieces).cpu();
-        return flat.data<float>().ToArray();
-    }
-
     private static InvalidOperationException NotInitialized() => new("The DiT^DH worker was used before Initialize.");
 
     private void ReleaseTensors()
     {
         _trainer?.Dispose();
+        _gradients?.Dispose();
+        _gradients = null;
         _model?.Dispose();
         _ema?.Dispose();
         _stream?.Dispose();
