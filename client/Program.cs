@@ -2,7 +2,15 @@ using RAE.Client;
 using RAE.Client.Commands;
 using RAE.Models.Runtime;
 
-TorchRuntime.Initialise(new StandardErrorLogger(Console.Error));
+try
+{
+    TorchRuntime.Initialise(new StandardErrorLogger(Console.Error));
+}
+catch (RuntimeSettingException error)
+{
+    Console.Error.WriteLine($"rae: bad environment: {error.Message}");
+    return 2;
+}
 
 using var interrupt = new CancellationTokenSource();
 Console.CancelKeyPress += (_, press) =>

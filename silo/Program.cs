@@ -12,3 +12,8 @@ catch (OptionsValidationException error)
     Console.Error.WriteLine($"rae-silo: bad configuration: {string.Join(" ", error.Failures)}");
     return 2;
 }
+catch (RAE.Models.Runtime.RuntimeSettingException error)
+{
+    Console.Error.WriteLine($"rae-silo: bad environment: {error.Message}");
+    return 2;
+}

@@ -72,7 +72,7 @@ public static class Bf16Gemm
             case "emulated":
                 return new(Bf16GemmMode.Emulated, $"bf16 GEMM: emulated on the fp32 kernels ({OverrideVariable}=emulated)");
             default:
-                throw new ArgumentException($"{OverrideVariable}='{overrideValue}' is not one of auto, native, emulated");
+                throw new RuntimeSettingException(OverrideVariable, $"{OverrideVariable}='{overrideValue}' is not one of auto, native, emulated");
         }
         if (!isX64 || hasAvx512Core)
         {

@@ -27,8 +27,9 @@ public sealed class Bf16GemmTests
     [Fact]
     public void AnUnknownOverrideIsRefusedByName()
     {
-        var error = Assert.Throws<ArgumentException>(() => Bf16Gemm.Resolve("fast", true, false));
+        var error = Assert.Throws<RuntimeSettingException>(() => Bf16Gemm.Resolve("fast", true, false));
         Assert.Contains("RAE_BF16_GEMM='fast'", error.Message);
+        Assert.Equal(Bf16Gemm.OverrideVariable, error.Variable);
     }
 
     /// <summary>
