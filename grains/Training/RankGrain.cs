@@ -240,12 +240,13 @@ public sealed class RankGrain(
         public void Dispose()
         {
             Communicator.Dispose();
-            // The worker's thread frees its tensors, then the heap's free pages go back to the kernel: the tuned
+            // The worker's thread frees its tensors, then freed managed and heap pages go back to the kernel: the tuned
             // allocator would otherwise keep the replica's peak resident while the silo idles or runs another job.
             Thread.InvokeAsync(() =>
             {
+                var gradientBytes = (long)Worker.ParameterCount * sizeof(float);
                 Worker.Dispose();
-                RAE.Models.Runtime.NativeMemoryTuning.ReturnFreeMemory();
+                RAE.Models.Runtime.NativeMemoryTuning.ReturnReleasedMemory(gradientBytes);
             });
             Thread.Dispose();
         }
