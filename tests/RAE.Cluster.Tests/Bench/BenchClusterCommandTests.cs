@@ -20,6 +20,11 @@ public sealed class BenchClusterCommandTests
         using var report = JsonDocument.Parse(output.ToString());
         var root = report.RootElement;
 
+        // --steps given, --warmup-steps left to tiny-mlp's default (enough steps to pass the first, uncompiled ones).
+        var workload = root.GetProperty("Workload");
+        Assert.Equal("tiny-mlp", workload.GetProperty("Name").GetString());
+        Assert.Equal(3, workload.GetProperty("MeasuredStepsPerRun").GetInt32());
+        Assert.Equal(10, workload.GetProperty("WarmupStepsPerRun").GetInt32());
         var rows = root.GetProperty("AllReduce").EnumerateArray().ToList();
         Assert.Equal(["Ring", "Ring/TLS", "Orleans"], rows.Select(r => r.GetProperty("Transport").GetString()));
         var ring = rows[0];
