@@ -45,7 +45,9 @@ public sealed class FlatGradientBuffer : IDisposable
         for (var i = 0; i < _parameters.Length; i++)
         {
             var count = _parameters[i].numel();
-            _views[i] = _flat.narrow(0, offset, count).view(_parameters[i].shape);
+            // The slice is a second handle on the storage: left to its finalizer it would keep the pinned array alive.
+            using var slice = _flat.narrow(0, offset, count);
+            _views[i] = slice.view(_parameters[i].shape);
             offset += count;
         }
     }
