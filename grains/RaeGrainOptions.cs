@@ -11,6 +11,10 @@ public sealed class RankDeviceOptions
     /// <summary>How ranks exchange gradients: the TCP ring (default) or the star through the group grain. CUDA ranks use NCCL where it loads.</summary>
     public CollectiveTransport Collective { get; set; } = CollectiveTransport.Ring;
 
+    /// <summary>All-reduce finished gradients while backward still runs, for workers that report their progress (DiT^DH on
+    /// the CPU); false waits for the whole gradient first. The result is the same bits either way.</summary>
+    public bool OverlapGradients { get; set; } = true;
+
     /// <summary>Mutual TLS for the ring's connections with the silo's cluster certificates; null when the cluster runs without TLS.</summary>
     public Collectives.Ring.RingTls? RingTls { get; set; }
 }

@@ -192,6 +192,7 @@ public static class RaeSiloHost
             devices.Devices = options.Devices.ToArray();
             devices.ThreadsPerRank = options.ThreadsPerRank;
             devices.Collective = options.Collective;
+            devices.OverlapGradients = options.OverlapGradients;
         });
         silo.Services.AddSingleton(new SiloDataRoots(options.EffectiveDataRoots));
         silo.Services.AddPlacementDirector<SiloBoundPlacement, SiloBoundPlacementDirector>();

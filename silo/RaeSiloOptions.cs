@@ -79,6 +79,9 @@ public sealed class RaeSiloOptions
 
     /// <summary>Gradient transport between ranks: Ring (direct TCP between rank workers, the default) or Orleans (through the group grain).</summary>
     public RAE.GrainInterfaces.CollectiveTransport Collective { get; set; } = RAE.GrainInterfaces.CollectiveTransport.Ring;
+
+    /// <summary>All-reduce finished gradients while backward still runs (<c>Rae:Silo:OverlapGradients</c>, default true).</summary>
+    public bool OverlapGradients { get; set; } = true;
 }
 
 /// <summary>Rejects a bad setting with a message naming the setting and its value.</summary>

@@ -19,6 +19,18 @@ public interface ICollectiveCommunicator : IDisposable
     /// <summary>The same reduction written over <paramref name="data"/> itself: no result vector is allocated.</summary>
     Task AllReduceInPlaceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The in-place reduction of a vector that backward is still writing: a communicator that can reduce a finished prefix
+    /// while the rest is computed does so (the ring); the others wait for the whole vector, then reduce it. The result
+    /// is the same bits either way.
+    /// </summary>
+    async Task AllReduceInPlaceAsync(float[] data, GradientReadiness readiness, ReduceOperation reduce, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(readiness);
+        await readiness.WhenComplete.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await AllReduceInPlaceAsync(data, reduce, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>The root's vector on every rank; non-roots pass null and the expected length.</summary>
     Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default);
 

@@ -79,8 +79,9 @@ public sealed class RankGrain(
         }
         var communicator = Communicator(assignment, device);
         _replicas[assignment.JobId] = new Replica(assignment, thread, worker, communicator);
-        logger.LogInformation("Rank {Rank}/{World} of job {Job} joined on device {Device} ({Collective})", assignment.Rank, assignment.WorldSize, assignment.JobId, device,
-            communicator.GetType().Name);
+        logger.LogInformation("Rank {Rank}/{World} of job {Job} joined on device {Device} ({Collective}, all-reduce {Overlap})", assignment.Rank, assignment.WorldSize,
+            assignment.JobId, device, communicator.GetType().Name,
+            deviceOptions.Value.OverlapGradients && worker is IOverlappingRankWorker { OverlapVector: not null } ? "overlapped with backward" : "after backward");
     }
 
     public async Task SynchronizeParameters(string jobId)
@@ -95,17 +96,11 @@ public sealed class RankGrain(
 
     public async Task<RankStepResult> RunStep(string jobId, long step, CancellationToken cancellationToken = default)
     {
-        var clock = Stopwatch.StartNew();
         var replica = Require(jobId);
-        var gradients = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step, cancellationToken));
-        var computeSeconds = clock.Elapsed.TotalSeconds;
-        cancellationToken.ThrowIfCancellationRequested();
-        clock.Restart();
-        // The vector is the worker's for this step (often its gradient buffer): the mean overwrites it in place.
+        var (gradients, computeSeconds, allReduceSeconds) = await ComputeAndAllReduceAsync(replica, step, cancellationToken);
+        // The vector is the worker's for this step (often its gradient buffer): the mean is already in it.
         var averaged = gradients.Gradients;
-        await replica.Communicator.AllReduceInPlaceAsync(averaged, ReduceOperation.Mean);
-        var allReduceSeconds = clock.Elapsed.TotalSeconds;
-        clock.Restart();
+        var clock = Stopwatch.StartNew();
         double learningRate = double.NaN, gradientNorm;
         string? nonFinite = null;
         IReadOnlyDictionary<string, double>? details = null;
@@ -133,6 +128,58 @@ public sealed class RankGrain(
         }
         return new RankStepResult(replica.Assignment.Rank, step, gradients.Loss, learningRate, gradients.Samples,
             computeSeconds, allReduceSeconds, clock.Elapsed.TotalSeconds, gradientNorm, nonFinite, details);
+    }
+
+    /// <summary>
+    /// The gradients of the step and their group mean, written over them. A worker that reports its backward's progress
+    /// (<see cref="IOverlappingRankWorker"/>, unless <see cref="RankDeviceOptions.OverlapGradients"/> is off) has its
+    /// finished buckets all-reduced while backward still runs; the all-reduce time is then what remains after backward.
+    /// </summary>
+    private async Task<(GradientResult Gradients, double ComputeSeconds, double AllReduceSeconds)> ComputeAndAllReduceAsync(
+        Replica replica, long step, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        if (!deviceOptions.Value.OverlapGradients || replica.Communicator.WorldSize == 1
+            || replica.Worker is not IOverlappingRankWorker { OverlapVector: { } vector } overlapping)
+        {
+            var computed = await replica.Thread.InvokeAsync(() => replica.Worker.ComputeGradients(step, cancellationToken));
+            var computeSeconds = clock.Elapsed.TotalSeconds;
+            cancellationToken.ThrowIfCancellationRequested();
+            clock.Restart();
+            await replica.Communicator.AllReduceInPlaceAsync(computed.Gradients, ReduceOperation.Mean);
+            return (computed, computeSeconds, clock.Elapsed.TotalSeconds);
+        }
+
+        var readiness = new GradientReadiness(vector.Length);
+        var reduce = replica.Communicator.AllReduceInPlaceAsync(vector, readiness, ReduceOperation.Mean);
+        GradientResult gradients;
+        try
+        {
+            gradients = await replica.Thread.InvokeAsync(() => overlapping.ComputeGradients(step, readiness, cancellationToken));
+            if (!ReferenceEquals(gradients.Gradients, vector))
+                throw new InvalidOperationException($"Rank worker {overlapping.GetType().Name} returned another vector than the one it reported progress on.");
+        }
+        catch (Exception error)
+        {
+            // The all-reduce stops at once (the ring breaks, so the other ranks fail now instead of at their timeout);
+            // the computation's own error is what the caller needs.
+            readiness.Fail(error);
+            await reduce.ContinueWith(static _ => { }, TaskScheduler.Default);
+            throw;
+        }
+        readiness.Complete();
+        var backwardSeconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        try
+        {
+            await reduce;
+        }
+        catch (CollectiveException) when (cancellationToken.IsCancellationRequested)
+        {
+            // A cancelled step's peers may have broken the ring on their way out: that is the cancellation, not a failure.
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        return (gradients, backwardSeconds, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>The phases after the first of a multi-phase worker: each group mean goes back to the worker, which answers

@@ -5,7 +5,8 @@ namespace RAE.Grains.Workers;
 /// <summary>Everything a worker needs to build its replica and find its shard of each global batch.</summary>
 public sealed record RankWorkerContext(TrainingJobSpec Spec, int Rank, int WorldSize, string Device, int Threads, string? JobId = null);
 
-/// <summary>Gradients of one rank for one step, flattened in parameter order, with the mean loss over its shard.</summary>
+/// <summary>Gradients of one rank for one step, flattened in the worker's gradient order (the same on every rank; parameter
+/// order unless the worker says otherwise), with the mean loss over its shard.</summary>
 public sealed record GradientResult(float[] Gradients, double Loss, int Samples);
 
 /// <summary>
@@ -48,6 +49,24 @@ public interface IRankWorker : IDisposable
 
     /// <summary>Restores a state written by <see cref="SaveState"/> from a readable, seekable stream.</summary>
     void LoadState(Stream source);
+}
+
+/// <summary>
+/// A worker whose backward reports the finished prefix of its gradient vector as it goes, so the rank grain can start
+/// the all-reduce before backward ends (PyTorch DDP's bucketed overlap). Its vector is laid out in the order backward
+/// finishes it (last layers first), the same on every rank.
+/// </summary>
+public interface IOverlappingRankWorker : IRankWorker
+{
+    /// <summary>The vector <see cref="ComputeGradients(long, Collectives.GradientReadiness, CancellationToken)"/> fills and
+    /// returns, fixed from <see cref="IRankWorker.Initialize"/> on; null when this replica cannot report progress (its
+    /// gradients live on a GPU and reach host memory only at the end).</summary>
+    float[]? OverlapVector { get; }
+
+    /// <summary>As <see cref="IRankWorker.ComputeGradients(long, CancellationToken)"/>, advancing <paramref name="readiness"/>
+    /// (over <see cref="OverlapVector"/>) during the last micro-batch's backward. It never completes or fails it: the caller
+    /// does once this returns or throws, and must not read what lies beyond <see cref="Collectives.GradientReadiness.Ready"/>.</summary>
+    GradientResult ComputeGradients(long step, Collectives.GradientReadiness readiness, CancellationToken cancellationToken = default);
 }
 
 /// <summary>

@@ -1,4 +1,5 @@
 using RAE.Models.Nn;
+using RAE.Models.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -111,8 +112,12 @@ public sealed class DiTwDDTHead : nn.Module
         s ??= RunEncoder(x, timeEmbedding, condition);
         var headCondition = s_projector is Linear projector ? Autocast.Linear(projector, s) : s_projector.forward(s);
         var h = x_embedder.forward(x);
-        for (var i = Options.Depth.Encoder; i < blocks.Count; i++) h = blocks[i].forward(h, headCondition, dec_feat_rope);
-        var output = final_layer.forward(h, headCondition);
+        for (var i = Options.Depth.Encoder; i < blocks.Count; i++)
+        {
+            h = MarkFinished(h, HeadBlockGroup(i));
+            h = blocks[i].forward(h, headCondition, dec_feat_rope);
+        }
+        var output = final_layer.forward(MarkFinished(h, FinalLayerGroup), headCondition);
         return Unpatchify(output, Options.PatchSize.Decoder, Options.InChannels).MoveToOuterDisposeScope();
     }
 
@@ -183,9 +188,51 @@ public sealed class DiTwDDTHead : nn.Module
     {
         var s = s_embedder.forward(x);
         if (pos_embed is not null) s = s + pos_embed;
-        for (var i = 0; i < Options.Depth.Encoder; i++) s = blocks[i].forward(s, condition, enc_feat_rope);
-        return nn.functional.silu(timeEmbedding.unsqueeze(1) + s);
+        for (var i = 0; i < Options.Depth.Encoder; i++)
+        {
+            s = MarkFinished(s, EncoderBlockGroup(i));
+            s = blocks[i].forward(s, condition, enc_feat_rope);
+        }
+        return nn.functional.silu(timeEmbedding.unsqueeze(1) + MarkFinished(s, ProjectorGroup));
     }
+
+    private const int FinalLayerGroup = 0;
+
+    private int HeadBlockGroup(int block) => 1 + (blocks.Count - 1 - block);
+
+    private int ProjectorGroup => 1 + Options.Depth.Decoder;
+
+    private int EncoderBlockGroup(int block) => 2 + Options.Depth.Decoder + (Options.Depth.Encoder - 1 - block);
+
+    /// <summary>
+    /// The trainable parameters in groups, in the order one backward pass finishes their gradients: the final layer, the
+    /// head blocks from last to first, s_projector, the encoder blocks from last to first, then everything else (the
+    /// embedders, whose gradients gather from every block and finish last). <see cref="GradientGroupFinished"/> reports
+    /// indices into this list. A data-parallel rank lays its flat gradient vector out in this order, so each finished
+    /// group extends a finished prefix its all-reduce can take while backward goes on (the order of the gradient
+    /// vector only: checkpoints and state dicts keep the reference's parameter order).
+    /// </summary>
+    public IReadOnlyList<Parameter[]> GradientGroupsInBackwardOrder()
+    {
+        static Parameter[] Trainable(nn.Module module) => module.parameters().Where(p => p.requires_grad).ToArray();
+        var groups = new List<Parameter[]> { Trainable(final_layer) };
+        for (var i = blocks.Count - 1; i >= Options.Depth.Encoder; i--) groups.Add(Trainable(blocks[i]));
+        groups.Add(Trainable(s_projector));
+        for (var i = Options.Depth.Encoder - 1; i >= 0; i--) groups.Add(Trainable(blocks[i]));
+        var placed = new HashSet<Parameter>(groups.SelectMany(group => group), ReferenceEqualityComparer.Instance);
+        groups.Add(parameters().Where(p => p.requires_grad && !placed.Contains(p)).ToArray());
+        return groups;
+    }
+
+    /// <summary>
+    /// When set, every training forward marks its block boundaries and the backward pass calls this with the index of
+    /// each group of <see cref="GradientGroupsInBackwardOrder"/> whose gradients it has finished (on the thread running
+    /// backward; the last group is never reported: it finishes with backward itself). Null (the default) adds nothing.
+    /// </summary>
+    public Action<int>? GradientGroupFinished { get; set; }
+
+    private Tensor MarkFinished(Tensor input, int group) =>
+        GradientGroupFinished is { } report ? BackwardProgressMarker.Mark(input, () => report(group)) : input;
 
     private void CheckInputs(Tensor x, Tensor t, Tensor y)
     {

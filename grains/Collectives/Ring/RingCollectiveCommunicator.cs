@@ -91,6 +91,22 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
             RingSchedule.AllReduce(data.Length, Rank, WorldSize, BucketElements, PieceElements, reduce == ReduceOperation.Mean), data, WorldSize);
     }
 
+    /// <summary>Each piece leaves (and each arriving piece is added) once <paramref name="readiness"/> covers it, so the
+    /// buckets of the last layers travel while backward still runs; the schedule, hence every bit of the result, is the
+    /// one of <see cref="AllReduceInPlaceAsync(float[], ReduceOperation, CancellationToken)"/>.</summary>
+    public async Task AllReduceInPlaceAsync(float[] data, GradientReadiness readiness, ReduceOperation reduce, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(readiness);
+        if (readiness.Length != data.Length)
+            throw new ArgumentException($"The readiness covers {readiness.Length} values, the vector has {data.Length}.", nameof(readiness));
+        // One rank: the vector is already the result, once it is finished.
+        if (WorldSize == 1) await readiness.WhenComplete.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await RunAsync($"all-reduce ({reduce}) of {data.Length} values, overlapped with backward", cancellationToken, operation =>
+            RingSchedule.AllReduce(data.Length, Rank, WorldSize, BucketElements, PieceElements, reduce == ReduceOperation.Mean), data, WorldSize,
+            readiness).ConfigureAwait(false);
+    }
+
     public async Task<float[]> BroadcastAsync(float[]? data, int length, int root, CancellationToken cancellationToken = default)
     {
         if (root < 0 || root >= WorldSize)
@@ -116,7 +132,8 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
         if (_links is { IsCompletedSuccessfully: true } links) links.Result.Dispose();
     }
 
-    private async Task RunAsync(string what, CancellationToken cancellationToken, Func<long, RingSchedule> schedule, float[] data, float divisor)
+    private async Task RunAsync(string what, CancellationToken cancellationToken, Func<long, RingSchedule> schedule, float[] data, float divisor,
+        GradientReadiness? readiness = null)
     {
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
         cancellationToken.ThrowIfCancellationRequested();
@@ -127,7 +144,7 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
             var operation = _nextOperation++;
             if (WorldSize == 1) return; // the vector already is the result (a mean of one is the value itself)
             var links = await (_links ??= ConnectAsync());
-            await links.RunAsync(schedule(operation), data, divisor, operation, $"Group '{_groupKey}' rank {Rank}/{WorldSize} {what} (operation {operation})");
+            await links.RunAsync(schedule(operation), data, divisor, operation, $"Group '{_groupKey}' rank {Rank}/{WorldSize} {what} (operation {operation})", readiness);
         }
         finally
         {

@@ -16,18 +16,21 @@ namespace RAE.Grains.Collectives.Ring;
 internal sealed class RingLinks(RingConnection toNext, string next, RingConnection fromPrevious, string previous, TimeSpan timeout) : IDisposable
 {
     private const int HeaderBytes = 16;
+    private readonly CancellationTokenSource _breaking = new();
     private string? _broken;
 
     public string? BrokenReason => Volatile.Read(ref _broken);
 
-    /// <summary>Runs one collective's schedule over <paramref name="data"/> (written in place).</summary>
-    public async Task RunAsync(RingSchedule schedule, float[] data, float divisor, long operation, string what)
+    /// <summary>Runs one collective's schedule over <paramref name="data"/> (written in place). With
+    /// <paramref name="readiness"/>, a piece is sent, and an arriving piece read, only once that part of the local vector
+    /// is final.</summary>
+    public async Task RunAsync(RingSchedule schedule, float[] data, float divisor, long operation, string what, GradientReadiness? readiness = null)
     {
         if (BrokenReason is { } reason) throw new CollectiveException($"{what}: the ring is broken since an earlier failure: {reason}");
         var progress = new Progress();
-        var sender = Task.Factory.StartNew(() => Guard(progress, what, () => SendAll(schedule, data, operation, progress)),
+        var sender = Task.Factory.StartNew(() => Guard(progress, what, () => SendAll(schedule, data, operation, progress, readiness)),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        var receiver = Task.Factory.StartNew(() => Guard(progress, what, () => ReceiveAll(schedule, data, divisor, operation, progress)),
+        var receiver = Task.Factory.StartNew(() => Guard(progress, what, () => ReceiveAll(schedule, data, divisor, operation, progress, readiness)),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         await Task.WhenAll(sender, receiver).ConfigureAwait(false);
         if (progress.Failure is { } failure) throw failure;
@@ -37,6 +40,7 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
     public void Break(string reason)
     {
         Interlocked.CompareExchange(ref _broken, reason, null);
+        _breaking.Cancel(); // ends a wait for local gradients too
         toNext.Dispose();
         fromPrevious.Dispose();
     }
@@ -72,12 +76,13 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
         };
     }
 
-    private void SendAll(RingSchedule schedule, float[] data, long operation, Progress progress)
+    private void SendAll(RingSchedule schedule, float[] data, long operation, Progress progress, GradientReadiness? readiness)
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         for (var index = 0; index < schedule.Sends.Length; index++)
         {
             var send = schedule.Sends[index];
+            readiness?.WaitFor(send.Offset + send.Count, _breaking.Token);
             if (!progress.WaitForReceived(send.AfterReceived)) return;
             BinaryPrimitives.WriteInt64LittleEndian(header, operation);
             BinaryPrimitives.WriteInt32LittleEndian(header[8..], index);
@@ -87,13 +92,15 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
         }
     }
 
-    private void ReceiveAll(RingSchedule schedule, float[] data, float divisor, long operation, Progress progress)
+    private void ReceiveAll(RingSchedule schedule, float[] data, float divisor, long operation, Progress progress, GradientReadiness? readiness)
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         var scratch = new float[schedule.LargestReceive];
         for (var index = 0; index < schedule.Receives.Length; index++)
         {
             var receive = schedule.Receives[index];
+            // Before the socket read: the wait for this rank's own backward must not count against the ring's timeout.
+            readiness?.WaitFor(receive.Offset + receive.Count, _breaking.Token);
             fromPrevious.Stream.ReadExactly(header);
             var (op, message, count) = (BinaryPrimitives.ReadInt64LittleEndian(header), BinaryPrimitives.ReadInt32LittleEndian(header[8..]), BinaryPrimitives.ReadInt32LittleEndian(header[12..]));
             if (op != operation || message != index || count != receive.Count)

@@ -24,7 +24,7 @@ namespace RAE.Grains.Workers.Stage2;
 /// token_drop does, and the network runs with training=false so it does not draw a second time (label dropout is the
 /// only train-mode behaviour of DiT^DH).</para>
 /// </summary>
-public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRankWorker
+public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IOverlappingRankWorker
 {
     public const string WorkloadName = "dit-dh";
 
@@ -36,6 +36,7 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
     private Parameter[] _trainable = [];
     private Stage2TrainingStep? _trainer;
     private FlatGradientBuffer? _gradients;
+    private int[] _groupEnds = [];
     private SyntheticLatentStream? _stream;
     private LatentDatasetStream? _latents;
     private Device _device = CPU;
@@ -116,12 +117,32 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         var optimizer = job.Training.Optimizer;
         _trainer = new Stage2TrainingStep(_model, job.Transport(), job.Schedule(spec.GlobalBatchSize, DatasetSize), job.Training.ClipGrad, _ema,
             job.Training.EmaDecay, optimizer.Betas[0], optimizer.Betas[1], optimizer.WeightDecay, optimizer.Eps, job.Training.Precision);
-        _gradients = new FlatGradientBuffer(_trainable, _device);
+        // The gradient vector in the order backward finishes it, so a finished block extends a finished prefix.
+        var groups = _model.GradientGroupsInBackwardOrder();
+        var ordered = groups.SelectMany(group => group).ToArray();
+        if (ordered.Length != _trainable.Length)
+            throw new InvalidOperationException($"The model's gradient groups hold {ordered.Length} parameters, it has {_trainable.Length} trainable ones.");
+        _gradients = new FlatGradientBuffer(ordered, _device);
+        var end = 0L;
+        _groupEnds = groups.Select(group => checked((int)(end += group.Sum(p => p.numel())))).ToArray();
         Step = 0;
         LastGradientNorm = 0;
     }
 
-    public GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default)
+    /// <summary>The gradient buffer when it is host memory (on a GPU it reaches the host only at the end).</summary>
+    public float[]? OverlapVector => _device.type == DeviceType.CPU ? _gradients?.Host : null;
+
+    public GradientResult ComputeGradients(long step, CancellationToken cancellationToken = default) => Compute(step, null, cancellationToken);
+
+    public GradientResult ComputeGradients(long step, Collectives.GradientReadiness readiness, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(readiness);
+        if (OverlapVector is not { } vector || readiness.Length != vector.Length)
+            throw new InvalidOperationException($"This replica reports no gradient progress over {readiness.Length} values (its vector: {OverlapVector?.Length.ToString() ?? "device memory"}).");
+        return Compute(step, readiness, cancellationToken);
+    }
+
+    private GradientResult Compute(long step, Collectives.GradientReadiness? readiness, CancellationToken cancellationToken)
     {
         var context = _context ?? throw NotInitialized();
         var spec = context.Spec;
@@ -143,13 +164,23 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
                 : _stream!.Batch(step, firstSlot, microBatch, _device);
             var labels = DropLabels(batch);
             var times = trainer.Transport.SampleTime(batch.TimeUniforms);
-            // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
-            lossSum += trainer.Accumulate((x, t) => _model!.forward(x, t, labels), batch.Latents, batch.Noise, times, localSamples);
+            // Only the last micro-batch's backward finishes gradients; its blocks report as they do.
+            _model!.GradientGroupFinished = readiness is not null && micro == accumulation - 1 ? ProgressReporter(readiness) : null;
+            try
+            {
+                // Sum over the shard / shard size: the group's mean all-reduce then yields the gradient of the global mean loss.
+                lossSum += trainer.Accumulate((x, t) => _model.forward(x, t, labels), batch.Latents, batch.Noise, times, localSamples);
+            }
+            finally
+            {
+                _model.GradientGroupFinished = null;
+            }
         }
         // The buffer backward wrote into: the group's all-reduce overwrites it with the mean, which ApplyUpdate takes as it is.
         var flattened = gradients.Publish();
-        // A rank's loss is its own: a NaN/Inf one poisons its share of the mean gradient, so every replica skips the step together.
-        if (!double.IsFinite(lossSum) && flattened.Length > 0) flattened[0] = float.NaN;
+        // A rank's loss is its own: a NaN/Inf one poisons its share of the mean gradient, so every replica skips the step
+        // together. The last value: it belongs to the group that backward finishes last, which no all-reduce has taken yet.
+        if (!double.IsFinite(lossSum) && flattened.Length > 0) flattened[^1] = float.NaN;
         return new GradientResult(flattened, lossSum / localSamples, localSamples);
     }
 
@@ -211,6 +242,20 @@ public sealed class DiTRankWorker(LatentTrainingData? latentData = null) : IRank
         var dropped = batch.DropUniforms.Select(u => u < probability).ToArray();
         using var mask = tensor(dropped).to(_device);
         return batch.Labels.masked_fill(mask, Model.NullClass);
+    }
+
+    /// <summary>Advances <paramref name="readiness"/> to the end of the longest run of finished groups from the first.</summary>
+    private Action<int> ProgressReporter(Collectives.GradientReadiness readiness)
+    {
+        var finished = new bool[_groupEnds.Length];
+        var prefix = 0;
+        return group =>
+        {
+            if ((uint)group >= (uint)finished.Length) return;
+            finished[group] = true;
+            while (prefix < finished.Length && finished[prefix]) prefix++;
+            if (prefix > 0) readiness.Advance(_groupEnds[prefix - 1]);
+        };
     }
 
     private static InvalidOperationException NotInitialized() => new("The DiT^DH worker was used before Initialize.");
