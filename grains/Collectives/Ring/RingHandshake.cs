@@ -12,17 +12,32 @@ namespace RAE.Grains.Collectives.Ring;
 public sealed record RingHello(string Group, byte[] Token, int Rank, int WorldSize);
 
 /// <summary>A ring connection: the socket and the stream that carries its bytes (the socket itself, or TLS over it).</summary>
-public sealed class RingConnection(Socket socket, Stream stream) : IDisposable
+public sealed class RingConnection : IDisposable
 {
-    public Socket Socket { get; } = socket;
+    private readonly Stream? _handshake;
 
-    public Stream Stream { get; } = stream;
+    public RingConnection(Socket socket, Stream stream) => (Socket, Stream) = (socket, stream);
 
-    /// <summary>Closes the socket first, so a transfer blocked on another thread fails at once, then the stream.</summary>
+    /// <summary>A TLS connection whose data frames travel sealed on the bare socket (<see cref="RingFrameCipher"/>);
+    /// <paramref name="handshake"/> is the TLS stream the keys were agreed in, kept only to be disposed.</summary>
+    internal RingConnection(Socket socket, Stream stream, RingFrameCipher cipher, Stream handshake) : this(socket, stream) =>
+        (Cipher, _handshake) = (cipher, handshake);
+
+    public Socket Socket { get; }
+
+    /// <summary>Where data frames are written and read (the socket itself when <see cref="Cipher"/> seals them).</summary>
+    public Stream Stream { get; }
+
+    /// <summary>Seals this connection's data frames; null on a plain (token-authenticated) ring.</summary>
+    public RingFrameCipher? Cipher { get; }
+
+    /// <summary>Closes the socket first, so a transfer blocked on another thread fails at once, then the streams.</summary>
     public void Dispose()
     {
         Socket.Dispose();
         Stream.Dispose();
+        _handshake?.Dispose();
+        Cipher?.Dispose();
     }
 }
 
@@ -54,7 +69,7 @@ public static class RingHandshake
                 throw new CollectiveException($"Ring: {peer} at {endpoint.Host}:{endpoint.Port} did not accept a connection within {timeout.TotalSeconds:0.#} s.");
             stream = tls is null ? new NetworkStream(socket, ownsSocket: true) : tls.AuthenticateAsClient(socket, timeout);
             var refusal = Offer(stream, hello);
-            if (refusal is null) return new RingConnection(socket, stream);
+            if (refusal is null) return tls is null ? new RingConnection(socket, stream) : SealedConnection(socket, stream, hello.Group, connector: true);
             throw new CollectiveException($"Ring: {peer} at {endpoint.Host}:{endpoint.Port} refused the connection: {refusal}");
         }
         catch (Exception error) when (error is SocketException or EndOfStreamException or AggregateException or IOException or AuthenticationException)
@@ -112,7 +127,7 @@ public static class RingHandshake
                 if (reason is null)
                 {
                     stream.Write([1]);
-                    return new RingConnection(candidate, stream);
+                    return tls is null ? new RingConnection(candidate, stream) : SealedConnection(candidate, stream, expected.Group, connector: false);
                 }
                 refusals.Add(reason);
                 Refuse(stream, reason);
@@ -124,6 +139,31 @@ public static class RingHandshake
             stream?.Dispose();
             candidate.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Agrees the frame key inside the admitted TLS connection, then hands the bare socket over for data. The order makes
+    /// sure no TLS reader can read ahead into data: the acceptor sends its share only after reading the connector's,
+    /// and the connector sends data only after reading the acceptor's share (data flows connector → acceptor only).
+    /// </summary>
+    private static RingConnection SealedConnection(Socket socket, Stream tls, string group, bool connector)
+    {
+        var mine = RandomNumberGenerator.GetBytes(RingFrameCipher.ShareBytes);
+        var theirs = new byte[RingFrameCipher.ShareBytes];
+        if (connector)
+        {
+            tls.Write(mine);
+            tls.ReadExactly(theirs);
+        }
+        else
+        {
+            tls.ReadExactly(theirs);
+            tls.Write(mine);
+        }
+        var cipher = connector ? RingFrameCipher.Derive(mine, theirs, group) : RingFrameCipher.Derive(theirs, mine, group);
+        CryptographicOperations.ZeroMemory(mine);
+        CryptographicOperations.ZeroMemory(theirs);
+        return new RingConnection(socket, new NetworkStream(socket, ownsSocket: false), cipher, tls);
     }
 
     /// <summary>Why <paramref name="hello"/> is not the connection this listener waits for, or null when it is.</summary>

@@ -78,17 +78,27 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
 
     private void SendAll(RingSchedule schedule, float[] data, long operation, Progress progress, GradientReadiness? readiness)
     {
-        Span<byte> header = stackalloc byte[HeaderBytes];
+        var cipher = toNext.Cipher;
+        // A sealed frame is built whole (header, ciphertext, tag) and written at once.
+        var frame = new byte[cipher is null ? HeaderBytes : HeaderBytes + 4 * schedule.LargestSend + RingFrameCipher.TagBytes];
         for (var index = 0; index < schedule.Sends.Length; index++)
         {
             var send = schedule.Sends[index];
             readiness?.WaitFor(send.Offset + send.Count, _breaking.Token);
             if (!progress.WaitForReceived(send.AfterReceived)) return;
+            var header = frame.AsSpan(0, HeaderBytes);
             BinaryPrimitives.WriteInt64LittleEndian(header, operation);
             BinaryPrimitives.WriteInt32LittleEndian(header[8..], index);
             BinaryPrimitives.WriteInt32LittleEndian(header[12..], send.Count);
-            toNext.Stream.Write(header);
-            toNext.Stream.Write(MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count)));
+            var payload = MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count));
+            if (cipher is null)
+            {
+                toNext.Stream.Write(header);
+                toNext.Stream.Write(payload);
+                continue;
+            }
+            cipher.Seal(header, payload, frame.AsSpan(HeaderBytes, payload.Length), frame.AsSpan(HeaderBytes + payload.Length, RingFrameCipher.TagBytes));
+            toNext.Stream.Write(frame, 0, HeaderBytes + payload.Length + RingFrameCipher.TagBytes);
         }
     }
 
@@ -96,6 +106,8 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         var scratch = new float[schedule.LargestReceive];
+        var cipher = fromPrevious.Cipher;
+        var sealedFrame = cipher is null ? [] : new byte[4 * schedule.LargestReceive + RingFrameCipher.TagBytes];
         for (var index = 0; index < schedule.Receives.Length; index++)
         {
             var receive = schedule.Receives[index];
@@ -108,17 +120,30 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
             var target = data.AsSpan(receive.Offset, receive.Count);
             if (receive.Arrival == RingArrival.Copy)
             {
-                fromPrevious.Stream.ReadExactly(MemoryMarshal.AsBytes(target));
+                ReadPayload(header, MemoryMarshal.AsBytes(target), cipher, sealedFrame);
             }
             else
             {
                 var incoming = scratch.AsSpan(0, receive.Count);
-                fromPrevious.Stream.ReadExactly(MemoryMarshal.AsBytes(incoming));
+                ReadPayload(header, MemoryMarshal.AsBytes(incoming), cipher, sealedFrame);
                 Add(incoming, target);
                 if (receive.Arrival == RingArrival.AddThenDivide) Divide(target, divisor);
             }
             progress.Received(index + 1);
         }
+    }
+
+    /// <summary>Reads a frame's payload into <paramref name="destination"/>, opening it first on a sealed connection.</summary>
+    private void ReadPayload(ReadOnlySpan<byte> header, Span<byte> destination, RingFrameCipher? cipher, byte[] sealedFrame)
+    {
+        if (cipher is null)
+        {
+            fromPrevious.Stream.ReadExactly(destination);
+            return;
+        }
+        var frame = sealedFrame.AsSpan(0, destination.Length + RingFrameCipher.TagBytes);
+        fromPrevious.Stream.ReadExactly(frame);
+        cipher.Open(header, frame[..destination.Length], frame[destination.Length..], destination, previous);
     }
 
     /// <summary>target[i] = incoming[i] + target[i]; element-wise, so bit-identical to the scalar loop.</summary>

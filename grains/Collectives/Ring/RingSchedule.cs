@@ -32,6 +32,8 @@ internal sealed record RingSchedule(RingSend[] Sends, RingReceive[] Receives)
 {
     public int LargestReceive { get; } = Receives.Length == 0 ? 0 : Receives.Max(r => r.Count);
 
+    public int LargestSend { get; } = Sends.Length == 0 ? 0 : Sends.Max(s => s.Count);
+
     public static RingSchedule AllReduce(int length, int rank, int worldSize, int bucketElements, int pieceElements, bool mean)
     {
         var sends = new List<RingSend>();
