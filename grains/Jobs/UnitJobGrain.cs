@@ -109,7 +109,15 @@ public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
     /// </summary>
     protected async Task ResumeJobAsync()
     {
-        if (State.State is JobState.Completed || Loop.IsRunning) return;
+        if (State.State is JobState.Completed) return;
+        if (Loop.IsRunning)
+        {
+            // A live loop needs no resume; one that has just failed or cancelled the job may still be unwinding (its last
+            // report), and a resume that returned then would be lost: wait for it to end, then resume.
+            if (State.State is not (JobState.Cancelled or JobState.Failed)) return;
+            await Loop.Completion;
+            if (Loop.IsRunning || State.State is JobState.Completed) return;
+        }
         if (State.State is JobState.Cancelled or JobState.Failed)
         {
             State.State = JobState.Pending;
