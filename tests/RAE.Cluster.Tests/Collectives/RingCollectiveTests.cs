@@ -167,14 +167,8 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
     private async Task<RingCollectiveCommunicator[]> NewRingAsync(int world, TimeSpan? timeout = null) =>
         (await NewRingWithKeyAsync(world, timeout ?? TimeSpan.FromSeconds(20))).Ranks;
 
-    private async Task<(string Group, RingCollectiveCommunicator[] Ranks)> NewRingWithKeyAsync(int world, TimeSpan timeout)
-    {
-        var key = "ring-test-" + Guid.NewGuid().ToString("N");
-        await fixture.Grains.GetGrain<ICollectiveGroupGrain>(key).Configure(world, timeout);
-        return (key, Enumerable.Range(0, world)
-            .Select(rank => new RingCollectiveCommunicator(fixture.Grains, key, rank, world, IPAddress.Loopback, bucketElements: Bucket, pieceElements: Piece))
-            .ToArray());
-    }
+    private Task<(string Group, RingCollectiveCommunicator[] Ranks)> NewRingWithKeyAsync(int world, TimeSpan timeout) =>
+        RingTestGroups.NewAsync(fixture, world, timeout, Bucket, Piece);
 
     /// <summary>
     /// The documented order, derived here independently of the implementation: buckets of <see cref="Bucket"/>

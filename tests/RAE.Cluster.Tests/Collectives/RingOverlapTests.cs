@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net;
 using RAE.GrainInterfaces;
 using RAE.Grains.Collectives;
 using RAE.Grains.Collectives.Ring;
@@ -130,12 +129,6 @@ public sealed class RingOverlapTests(ClusterFixture fixture)
         }
     }
 
-    private async Task<RingCollectiveCommunicator[]> NewRingAsync(int world, TimeSpan timeout)
-    {
-        var key = "ring-overlap-test-" + Guid.NewGuid().ToString("N");
-        await fixture.Grains.GetGrain<ICollectiveGroupGrain>(key).Configure(world, timeout);
-        return Enumerable.Range(0, world)
-            .Select(rank => new RingCollectiveCommunicator(fixture.Grains, key, rank, world, IPAddress.Loopback, bucketElements: Bucket, pieceElements: Piece))
-            .ToArray();
-    }
+    private async Task<RingCollectiveCommunicator[]> NewRingAsync(int world, TimeSpan timeout) =>
+        (await RingTestGroups.NewAsync(fixture, world, timeout, Bucket, Piece)).Ranks;
 }
