@@ -56,8 +56,7 @@ public sealed class EncodeJobTests(AzuriteStorageCluster cluster)
             stored.Add(bytes);
         }
         var expected = await EncodeTestData.EncodeDirectlyAsync(cluster.Store, dataset, new ShardEncoderOptions(64, BatchSize: 5));
-        Assert.Equal(expected.Count, stored.Count);
-        for (var i = 0; i < expected.Count; i++) Assert.True(expected[i].AsSpan().SequenceEqual(stored[i]), $"latent shard {i} differs from the in-process encode");
+        EncodeTestData.AssertSameShards(expected, stored);
 
         using var all = EncodeTestData.AllLatents(stored);
         using var directMean = all.mean([0L]);
@@ -110,7 +109,7 @@ public sealed class EncodeJobTests(AzuriteStorageCluster cluster)
         var expected = await EncodeTestData.EncodeDirectlyAsync(cluster.Store, dataset, new ShardEncoderOptions(64, BatchSize: 3, Flip: true, StoreBFloat16: true));
         var stored = new List<byte[]>();
         foreach (var entry in manifest.Shards) stored.Add((await cluster.Store.GetAsync($"latents/{latents}/{entry.File}")).Data);
-        Assert.Equal(expected.Select(Convert.ToHexString), stored.Select(Convert.ToHexString));
+        EncodeTestData.AssertSameShards(expected, stored);
         using (var first = LatentShard.Read(stored[0], "shard 0"))
         {
             Assert.Equal(ScalarType.BFloat16, first.Latents.dtype);

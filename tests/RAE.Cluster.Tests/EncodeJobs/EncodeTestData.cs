@@ -118,6 +118,32 @@ internal static class EncodeTestData
         }
     }
 
+    /// <summary>The stored latent shards equal the in-process encode byte for byte; a difference names the shard, the first
+    /// differing byte and how many latent values differ, and by how much at most.</summary>
+    public static void AssertSameShards(IReadOnlyList<byte[]> expected, IReadOnlyList<byte[]> stored)
+    {
+        Assert.Equal(expected.Count, stored.Count);
+        for (var i = 0; i < expected.Count; i++)
+        {
+            var offset = expected[i].AsSpan().CommonPrefixLength(stored[i]);
+            if (offset == expected[i].Length && offset == stored[i].Length) continue;
+            using var scope = NewDisposeScope();
+            var detail = "";
+            try
+            {
+                using var want = LatentShard.Read(expected[i], "in-process shard");
+                using var got = LatentShard.Read(stored[i], "stored shard");
+                var difference = want.Latents.to(ScalarType.Float64).sub(got.Latents.to(ScalarType.Float64)).abs();
+                detail = $"; {difference.ne(0).sum().item<long>()} of {difference.numel()} latent values differ, at most by {difference.max().item<double>():G6}";
+            }
+            catch (Exception error) when (error is InvalidDataException or ArgumentException)
+            {
+                detail = $"; a shard does not read back: {error.Message}";
+            }
+            Assert.Fail($"latent shard {i} differs from the in-process encode from byte {offset} ({expected[i].Length} bytes expected, {stored[i].Length} stored){detail}");
+        }
+    }
+
     /// <summary>Every stored latent (both views when flipped) as float64 <c>[n, C, H, W]</c>.</summary>
     public static Tensor AllLatents(IEnumerable<byte[]> shards)
     {

@@ -25,36 +25,10 @@ internal static class LatentTestDatasets
         int count = Count, int shardSize = 20, bool flips = true, string dtype = "float32")
     {
         shape ??= [4, 4, 4];
-        using var scope = NewDisposeScope();
-        using var generator = new Generator((ulong)name.Sum(c => (long)c), CPU);
-        var offset = randn(shape, generator: generator);
-        var stored = randn([count, .. shape], generator: generator).mul_(1.7).add_(offset);
-        if (dtype == "bfloat16") stored = stored.to(ScalarType.BFloat16);
-        var mirrored = stored.flip(-1).contiguous();
         var labels = Enumerable.Range(0, count).Select(i => (long)(i % classes)).ToArray();
-        using var moments = LatentMoments.Empty(shape);
-        var shards = new List<LatentShardEntry>();
-        for (var start = 0; start < count; start += shardSize)
-        {
-            var size = Math.Min(shardSize, count - start);
-            var file = $"shard-{shards.Count:D5}.safetensors";
-            var bytes = LatentShard.Write(stored.narrow(0, start, size), labels[start..(start + size)], flips ? mirrored.narrow(0, start, size) : null);
-            await store.PutBytesAsync(LatentBlobs.ShardPathOf(name, file), bytes);
-            moments.Add(stored.narrow(0, start, size));
-            shards.Add(new LatentShardEntry(file, file.Replace(".safetensors", ".bin"), size, bytes.LongLength, DatasetManifest.Sha256Hex(bytes)));
-        }
-        var folder = Path.Combine(Path.GetTempPath(), "rae-latent-stat-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(folder);
-        try
-        {
-            moments.SaveStatistics(Path.Combine(folder, LatentBlobs.StatPtFile), Path.Combine(folder, LatentBlobs.StatSafetensorsFile));
-            foreach (var file in new[] { LatentBlobs.StatPtFile, LatentBlobs.StatSafetensorsFile })
-                await store.PutBytesAsync(LatentBlobs.PrefixOf(name) + file, await File.ReadAllBytesAsync(Path.Combine(folder, file)));
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
+        // The tensor work finishes before the first await: a dispose scope is per thread and must never span one.
+        var (files, shards) = Build(name, shape, labels, shardSize, flips, dtype);
+        foreach (var (path, bytes) in files) await store.PutBytesAsync(path, bytes);
         var manifest = new LatentDatasetManifest
         {
             Name = name,
@@ -73,6 +47,42 @@ internal static class LatentTestDatasets
         };
         await store.PutBytesAsync(LatentBlobs.ManifestPathOf(name), Encoding.UTF8.GetBytes(manifest.ToJson()));
         return manifest;
+    }
+
+    private static (List<(string Path, byte[] Bytes)> Files, List<LatentShardEntry> Shards) Build(string name, long[] shape, long[] labels,
+        int shardSize, bool flips, string dtype)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator((ulong)name.Sum(c => (long)c), CPU);
+        var offset = randn(shape, generator: generator);
+        var stored = randn([labels.Length, .. shape], generator: generator).mul_(1.7).add_(offset);
+        if (dtype == "bfloat16") stored = stored.to(ScalarType.BFloat16);
+        var mirrored = stored.flip(-1).contiguous();
+        using var moments = LatentMoments.Empty(shape);
+        var files = new List<(string, byte[])>();
+        var shards = new List<LatentShardEntry>();
+        for (var start = 0; start < labels.Length; start += shardSize)
+        {
+            var size = Math.Min(shardSize, labels.Length - start);
+            var file = $"shard-{shards.Count:D5}.safetensors";
+            var bytes = LatentShard.Write(stored.narrow(0, start, size), labels[start..(start + size)], flips ? mirrored.narrow(0, start, size) : null);
+            files.Add((LatentBlobs.ShardPathOf(name, file), bytes));
+            moments.Add(stored.narrow(0, start, size));
+            shards.Add(new LatentShardEntry(file, file.Replace(".safetensors", ".bin"), size, bytes.LongLength, DatasetManifest.Sha256Hex(bytes)));
+        }
+        var folder = Path.Combine(Path.GetTempPath(), "rae-latent-stat-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(folder);
+        try
+        {
+            moments.SaveStatistics(Path.Combine(folder, LatentBlobs.StatPtFile), Path.Combine(folder, LatentBlobs.StatSafetensorsFile));
+            foreach (var file in new[] { LatentBlobs.StatPtFile, LatentBlobs.StatSafetensorsFile })
+                files.Add((LatentBlobs.PrefixOf(name) + file, File.ReadAllBytes(Path.Combine(folder, file))));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        return (files, shards);
     }
 
     /// <summary>The tiny DiT^DH job of <see cref="DiTTestJobs.TinyConfig"/> on latent dataset <paramref name="dataset"/> of <paramref name="size"/> latents.</summary>
