@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using RAE.GrainInterfaces;
+using RAE.Grains.Workers;
 
 namespace RAE.Grains.Collectives.Ring;
 
@@ -17,6 +18,10 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
 {
     private const int HeaderBytes = 16;
     private readonly CancellationTokenSource _breaking = new();
+    // One thread per direction for the ring's lifetime: starting two threads per collective was most of a small
+    // all-reduce (2 ranks in one process, 256 KB: median 1.6-1.8 ms, p90 7.6-9.5 ms; with these threads 0.4-0.6 / 0.5-0.7).
+    private readonly DedicatedWorkerThread _sending = new($"rae-ring-send-{next}");
+    private readonly DedicatedWorkerThread _receiving = new($"rae-ring-receive-{previous}");
     private string? _broken;
 
     public string? BrokenReason => Volatile.Read(ref _broken);
@@ -28,11 +33,17 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
     {
         if (BrokenReason is { } reason) throw new CollectiveException($"{what}: the ring is broken since an earlier failure: {reason}");
         var progress = new Progress();
-        var sender = Task.Factory.StartNew(() => Guard(progress, what, () => SendAll(schedule, data, operation, progress, readiness)),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        var receiver = Task.Factory.StartNew(() => Guard(progress, what, () => ReceiveAll(schedule, data, divisor, operation, progress, readiness)),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        await Task.WhenAll(sender, receiver).ConfigureAwait(false);
+        var sender = _sending.InvokeAsync(() => Guard(progress, what, () => SendAll(schedule, data, operation, progress, readiness)));
+        var receiver = _receiving.InvokeAsync(() => Guard(progress, what, () => ReceiveAll(schedule, data, divisor, operation, progress, readiness)));
+        try
+        {
+            await Task.WhenAll(sender, receiver).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The communicator was disposed between the broken-ring check and the hand-over to its threads.
+            progress.Fail(new CollectiveException($"{what}: {BrokenReason ?? "the ring's threads were stopped"}"));
+        }
         if (progress.Failure is { } failure) throw failure;
     }
 
@@ -45,7 +56,13 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
         fromPrevious.Dispose();
     }
 
-    public void Dispose() => Break("the communicator was disposed");
+    /// <summary>Breaks the ring; its two threads end once the collective they run (if any) has failed.</summary>
+    public void Dispose()
+    {
+        Break("the communicator was disposed");
+        _sending.Dispose();
+        _receiving.Dispose();
+    }
 
     private void Guard(Progress progress, string what, Action run)
     {
