@@ -104,6 +104,7 @@ public sealed class EncodeJobTests(AzuriteStorageCluster cluster)
         var status = await EncodeTestData.WaitForEndAsync(cluster.Grains, await Registry.SubmitEncoding(spec));
 
         Assert.True(status.State == JobState.Completed, status.FailureReason);
+        Assert.Empty(status.Skipped);
         var manifest = LatentDatasetManifest.FromJson(Encoding.UTF8.GetString((await cluster.Store.GetAsync(status.OutputLocation!)).Data), latents);
         Assert.Equal(("bfloat16", true, "momentum", 20L), (manifest.DType, manifest.Flips, manifest.Statistics!.Method, manifest.Statistics.Count));
         var expected = await EncodeTestData.EncodeDirectlyAsync(cluster.Store, dataset, new ShardEncoderOptions(64, BatchSize: 3, Flip: true, StoreBFloat16: true));

@@ -108,6 +108,8 @@ internal static class EncodeTestData
             {
                 var images = manifest.ReadShard(shard, (await store.GetAsync($"datasets/{dataset}/{shard.File}")).Data);
                 using var encoded = shardEncoder.Encode(images, manifest.Classes.Count);
+                Assert.True(encoded.Skipped.Count == 0, $"the in-process encode skipped images of {shard.File}: " +
+                    string.Join("; ", encoded.Skipped.Select(s => $"{s.Name}: {s.Reason}")));
                 expected.Add(encoded.Bytes);
             }
             return expected;

@@ -7,9 +7,9 @@ namespace RAE.Models.Tests.Source;
 /// <summary>
 /// A scope that lives on the current thread (TorchSharp's dispose scope, grad mode, <c>Autocast</c>) must end before
 /// the next <c>await</c>: after one, the method resumes on another thread and the scope stays behind on the first, where
-/// it collects the tensors of whatever runs there next and frees them when its owner ends it (a flaky, silently wrong
-/// in-process encode in CI came from one). This test reads every C# file of the repository and names each scope that
-/// an await follows inside it.
+/// it collects the tensors of whatever runs there next and frees them when its owner ends it, possibly while they are in
+/// use (a test helper did this). This test reads every C# file of the repository and names each scope that an await
+/// follows inside it.
 /// </summary>
 public sealed class ThreadBoundScopeTests
 {
