@@ -84,11 +84,19 @@ internal sealed partial class ChaosWorkload
             if (current.State is JobState.Pending or JobState.Running && pinned is not null)
             {
                 var catalog = await Client.ListCheckpointsAsync(trainingJobId);
-                newestSeen = Math.Max(newestSeen, catalog.Count == 0 ? 0 : catalog.Max(c => c.Step));
-                if (catalog.All(c => c.Step != PinnedStep))
-                    violations.Add($"catalog of {trainingJobId} lists [{string.Join(", ", catalog.Select(c => c.Step))}] while {jobId} holds step {PinnedStep}");
-                if (!await blobs.ExistsAsync(pinned.Location))
-                    violations.Add($"blob {pinned.Location} is gone while {jobId} samples from it");
+                var blobThere = await blobs.ExistsAsync(pinned.Location);
+                // The job unpins when it ends, and retention then rightly removes the step: only a job that is still the same
+                // running job after both reads (not ended, not resumed between them) held its pin while they were made.
+                var after = await Client.GetSamplingStatusAsync(jobId);
+                if (after.State is JobState.Pending or JobState.Running && after.Resumptions == current.Resumptions)
+                {
+                    newestSeen = Math.Max(newestSeen, catalog.Count == 0 ? 0 : catalog.Max(c => c.Step));
+                    if (catalog.All(c => c.Step != PinnedStep))
+                        violations.Add($"catalog of {trainingJobId} lists [{string.Join(", ", catalog.Select(c => c.Step))}] while {jobId} holds step {PinnedStep}");
+                    if (!blobThere)
+                        violations.Add($"blob {pinned.Location} is gone while {jobId} samples from it");
+                }
+                current = after;
             }
             return current;
         }, s => IsEnded(s.State), Describe, $"pinned sampling job {jobId}");
