@@ -61,6 +61,40 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ARingRunsEveryCollectiveOnItsOwnTwoThreadsPerRankWhichEndWhenItIsDisposed()
+    {
+        var before = RingThreads();
+        var ranks = await NewRingAsync(3);
+        try
+        {
+            for (var round = 0; round < 5; round++)
+                await Task.WhenAll(ranks.Select(c => c.AllReduceInPlaceAsync(new float[Length], ReduceOperation.Sum)));
+            // Tests run one at a time, but rings of earlier tests may still be ending: these three add exactly six.
+            Assert.InRange(RingThreads(), 6, before + 6);
+        }
+        finally
+        {
+            foreach (var rank in ranks) rank.Dispose();
+        }
+        var deadline = Stopwatch.StartNew();
+        while (RingThreads() > before && deadline.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(50);
+        Assert.True(RingThreads() <= before, $"{RingThreads()} ring threads remain after disposal, {before} before the ring");
+    }
+
+    /// <summary>Threads of this process named as a ring's (Linux keeps the first 15 characters of a thread's name).</summary>
+    private static int RingThreads() => Directory.EnumerateDirectories("/proc/self/task").Count(task =>
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(task, "comm")).StartsWith("rae-ring-", StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false; // the thread ended while the list was read
+        }
+    });
+
+    [Fact]
     public async Task APeerThatDiesMidAllReduceFailsTheOthersLongBeforeTheTimeout()
     {
         var timeout = TimeSpan.FromSeconds(30);
