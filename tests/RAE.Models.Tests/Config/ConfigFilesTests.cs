@@ -5,14 +5,7 @@ namespace RAE.Models.Tests.Config;
 /// <summary>Every configuration shipped under configs/ loads, validates and survives a write/read cycle; key values are checked.</summary>
 public sealed class ConfigFilesTests
 {
-    private static readonly Lazy<string> RepositoryRoot = new(() =>
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            if (File.Exists(Path.Combine(directory.FullName, "RAE.sln"))) return directory.FullName;
-        throw new DirectoryNotFoundException($"no folder holding RAE.sln above {AppContext.BaseDirectory}");
-    });
-
-    private static string ConfigsFolder => Path.Combine(RepositoryRoot.Value, "configs");
+    private static string ConfigsFolder => Path.Combine(TestRepository.Root, "configs");
 
     private static RaeConfig LoadShipped(string relativePath) => RaeConfig.Load(Path.Combine(ConfigsFolder, relativePath));
 

@@ -18,7 +18,7 @@ public sealed class ThreadBoundScopeTests
     [Fact]
     public void NoThreadBoundScopeSpansAnAwaitInTheRepository()
     {
-        var root = RepositoryRoot();
+        var root = TestRepository.Root;
         var files = Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories)
             .Where(path => !path.Split(Path.DirectorySeparatorChar).Any(part => part is "bin" or "obj" or ".git" or "node_modules"))
             .ToList();
@@ -77,11 +77,4 @@ public sealed class ThreadBoundScopeTests
         span.DescendantNodesAndTokens(child => child is not (AnonymousFunctionExpressionSyntax or LocalFunctionStatementSyntax))
             .Where(item => item.IsKind(SyntaxKind.AwaitKeyword))
             .Select(item => item.SpanStart);
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            if (File.Exists(Path.Combine(directory.FullName, "RAE.sln"))) return directory.FullName;
-        throw new DirectoryNotFoundException($"no folder holding RAE.sln above {AppContext.BaseDirectory}");
-    }
 }
