@@ -99,25 +99,29 @@ internal static class EncodeTestData
     public static async Task<IReadOnlyList<byte[]>> EncodeDirectlyAsync(IBlobStore store, string dataset, ShardEncoderOptions options)
     {
         var manifest = DatasetManifest.FromJson(System.Text.Encoding.UTF8.GetString((await store.GetAsync($"datasets/{dataset}/manifest.json")).Data), dataset);
-        var encoder = FrozenEncoders.FromConfig(Config().Stage1!.Params);
-        try
+        var shardBytes = new List<(ShardEntry Shard, byte[] Bytes)>();
+        foreach (var shard in manifest.Shards) shardBytes.Add((shard, (await store.GetAsync($"datasets/{dataset}/{shard.File}")).Data));
+        return SiloArithmetic.Run(() =>
         {
-            var shardEncoder = new ShardEncoder(encoder, options);
-            var expected = new List<byte[]>();
-            foreach (var shard in manifest.Shards)
+            var encoder = FrozenEncoders.FromConfig(Config().Stage1!.Params);
+            try
             {
-                var images = manifest.ReadShard(shard, (await store.GetAsync($"datasets/{dataset}/{shard.File}")).Data);
-                using var encoded = shardEncoder.Encode(images, manifest.Classes.Count);
-                Assert.True(encoded.Skipped.Count == 0, $"the in-process encode skipped images of {shard.File}: " +
-                    string.Join("; ", encoded.Skipped.Select(s => $"{s.Name}: {s.Reason}")));
-                expected.Add(encoded.Bytes);
+                var shardEncoder = new ShardEncoder(encoder, options);
+                var expected = new List<byte[]>();
+                foreach (var (shard, bytes) in shardBytes)
+                {
+                    using var encoded = shardEncoder.Encode(manifest.ReadShard(shard, bytes), manifest.Classes.Count);
+                    Assert.True(encoded.Skipped.Count == 0, $"the in-process encode skipped images of {shard.File}: " +
+                        string.Join("; ", encoded.Skipped.Select(s => $"{s.Name}: {s.Reason}")));
+                    expected.Add(encoded.Bytes);
+                }
+                return expected;
             }
-            return expected;
-        }
-        finally
-        {
-            (encoder as IDisposable)?.Dispose();
-        }
+            finally
+            {
+                (encoder as IDisposable)?.Dispose();
+            }
+        });
     }
 
     /// <summary>The stored latent shards equal the in-process encode byte for byte; a difference names the shard, the first

@@ -36,17 +36,17 @@ internal static class EvaluationTestData
     }
 
     /// <summary>fd_resnet18 computed in this process from the features of batches of <paramref name="batchSize"/>, no cluster, no units.</summary>
-    public static double DirectFdResNet18(Tensor samples, Tensor reference, int batchSize)
+    public static double DirectFdResNet18(Tensor samples, Tensor reference, int batchSize) => SiloArithmetic.Run(() =>
     {
         var resnet = SharedResNet.Value;
         using var sampleMoments = FeatureDistances.Moments(batch => resnet.Features(batch, batchSize), samples, batchSize, ResNet18Features.FeatureDimension);
         using var referenceMoments = FeatureDistances.Moments(batch => resnet.Features(batch, batchSize), reference, batchSize, ResNet18Features.FeatureDimension);
         using var statistics = referenceMoments.ToStatistics();
         return FeatureDistances.Gfid(sampleMoments, statistics);
-    }
+    });
 
     /// <summary>The reference statistics (mu, sigma) of the images' ResNet18 features, as an ADM-style <c>.npz</c>.</summary>
-    public static string WriteResNetStatistics(string folder, string name, Tensor images, int batchSize)
+    public static string WriteResNetStatistics(string folder, string name, Tensor images, int batchSize) => SiloArithmetic.Run(() =>
     {
         var resnet = SharedResNet.Value;
         using var moments = FeatureDistances.Moments(batch => resnet.Features(batch, batchSize), images, batchSize, ResNet18Features.FeatureDimension);
@@ -54,7 +54,7 @@ internal static class EvaluationTestData
         var path = Path.Combine(folder, name);
         Npz.Save(path, [new("mu", statistics.Mu), new("sigma", statistics.Sigma)]);
         return path;
-    }
+    });
 
     public static async Task<EvaluationJobStatus> WaitForEndAsync(IGrainFactory grains, string jobId, TimeSpan? timeout = null)
     {
