@@ -3,10 +3,11 @@ using RAE.Grains;
 namespace RAE.Cluster.Tests;
 
 /// <summary>
-/// Runs an in-process reference computation with the intra-op thread count of the test cluster's workers. MKL's AVX2
-/// kernels split some products across threads (a batch-1 ResNet18 encode differs in ~2,000 of 6,144 values between 1
-/// and 2 threads), and a test thread's count is whatever libtorch's process-wide default was when the thread first
-/// computed, so a comparison with the cluster's bits must fix it.
+/// Runs an in-process reference computation with the intra-op thread count of the test cluster's workers. A test
+/// thread's count is whatever libtorch's process-wide default was when the thread first computed; before MKL's strict
+/// reproducibility was set (<c>MklReproducibility</c>) a batch-1 ResNet18 encode differed in ~2,000 of 6,144 values
+/// between 1 and 2 threads and two cluster tests were flaky. Kept so that a comparison with the cluster's bits never
+/// rests on every kernel being thread-count independent.
 /// </summary>
 internal static class SiloArithmetic
 {
