@@ -174,7 +174,7 @@ public sealed record EvaluationJobStatus
 /// the evaluation workers of every silo, records every finished unit in persistent state (a silo kill never redoes
 /// one), then merges the units in unit order, so the score does not depend on how many workers ran it.
 /// </summary>
-public interface IEvaluationJobGrain : IGrainWithStringKey
+public interface IEvaluationJobGrain : IContinuableJobGrain
 {
     Task Start(EvaluationJobSpec spec);
 

@@ -77,7 +77,7 @@ public sealed record EncodeJobStatus
 /// One per encode job (key: job id): splits the dataset's shards over the shard encoders of every silo, records each
 /// committed latent shard in persistent state (never redone), then writes the statistics and, last, the manifest.
 /// </summary>
-public interface IEncodeJobGrain : IGrainWithStringKey
+public interface IEncodeJobGrain : IContinuableJobGrain
 {
     /// <summary>Checks the dataset, the latent name and the configuration, persists the job and starts it.</summary>
     Task Start(EncodeJobSpec spec);

@@ -4,7 +4,7 @@ namespace RAE.GrainInterfaces;
 /// One per sampling job (key: job id): splits the samples into work units across rank grains, with per-unit seeds so the
 /// result does not depend on how many ranks ran it, and never redoes a finished unit after a restart.
 /// </summary>
-public interface ISamplingJobGrain : IGrainWithStringKey
+public interface ISamplingJobGrain : IContinuableJobGrain
 {
     Task Start(SamplingJobSpec spec);
 

@@ -103,6 +103,13 @@ public abstract class UnitJobGrain<TState>(IPersistentState<TState> job) : Grain
         Loop.EnsureRunning(clearCancel: true);
     }
 
+    /// <summary>The resume service's call: starts the loop of a job still pending or running by its own state, nothing else.</summary>
+    public Task ContinueIfUnfinished()
+    {
+        if (State.Started && State.State is JobState.Pending or JobState.Running) EnsureLoop();
+        return Task.CompletedTask;
+    }
+
     /// <summary>
     /// Resumes the job unless it completed or its loop runs: a cancelled or failed job is made pending again (its failure
     /// cleared) and written first.

@@ -174,9 +174,10 @@ public sealed class JobRegistryGrain(
                     await GrainFactory.GetGrain<IActiveJobsGrain>(JobEntryGrain.BucketOf(job.JobId)).Remove(job.JobId);
                     continue;
                 }
-                if (job.Kind == JobKind.Sampling) await GrainFactory.GetGrain<ISamplingJobGrain>(job.JobId).Resume();
-                else if (job.Kind == JobKind.Evaluation) await GrainFactory.GetGrain<IEvaluationJobGrain>(job.JobId).Resume();
-                else if (job.Kind == JobKind.Encoding) await GrainFactory.GetGrain<IEncodeJobGrain>(job.JobId).Resume();
+                // Never Resume for unit jobs: the list can lag a cancel or failure the job has just made, and Resume revives those.
+                if (job.Kind == JobKind.Sampling) await GrainFactory.GetGrain<ISamplingJobGrain>(job.JobId).ContinueIfUnfinished();
+                else if (job.Kind == JobKind.Evaluation) await GrainFactory.GetGrain<IEvaluationJobGrain>(job.JobId).ContinueIfUnfinished();
+                else if (job.Kind == JobKind.Encoding) await GrainFactory.GetGrain<IEncodeJobGrain>(job.JobId).ContinueIfUnfinished();
                 else await GrainFactory.GetGrain<ITrainingCoordinatorGrain>(job.JobId).Resume();
             }
             catch (Exception error)

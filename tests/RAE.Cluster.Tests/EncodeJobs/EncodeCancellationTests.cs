@@ -32,6 +32,9 @@ public sealed class EncodeCancellationTests(ClusterFixture fixture)
         Assert.Equal(JobState.Cancelled, cancelled.State);
         Assert.Null(cancelled.FailureReason);
         Assert.Equal(0, cancelled.ShardsDone);
+        // The resume service's call (every few seconds, from a list that can lag the cancel) leaves a cancelled job cancelled.
+        await job.ContinueIfUnfinished();
+        Assert.Equal(JobState.Cancelled, (await job.GetStatus()).State);
 
         var smallDataset = await EncodeTestData.AddDatasetAsync(fixture.Grains, "encode-after-cancel", classes: 2, perClass: 2, shardSize: 4);
         var nextId = "encode-after-cancel-" + Guid.NewGuid().ToString("N")[..10];
