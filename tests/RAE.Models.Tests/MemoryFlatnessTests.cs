@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using RAE.Configuration;
+using RAE.Models.Nn;
 using RAE.Models.Stage2;
 using RAE.Models.Training;
 using RAE.Models.Transport;
@@ -20,10 +22,12 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
         InputSize = 4, InChannels = 8, HiddenSize = new(32, 48), Depth = new(1, 1), NumHeads = new(2, 2), NumClasses = 10,
     };
 
-    [Fact]
-    public void EveryPartOfATrainingStepReleasesItsTemporaries()
+    [Theory]
+    [InlineData(ComputePrecision.Float32)]
+    [InlineData(ComputePrecision.BFloat16)]
+    public void EveryPartOfATrainingStepReleasesItsTemporaries(ComputePrecision precision)
     {
-        using var loop = new TinyTrainingLoop(TinyOptions);
+        using var loop = new TinyTrainingLoop(TinyOptions, precision);
         loop.Step(); // first step creates optimizer state and gradients, which live on
         loop.Step();
         var leaks = new Dictionary<string, long>();
@@ -39,11 +43,14 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
         Assert.All(leaks, pair => Assert.True(pair.Value == 0, $"{pair.Key} leaves {pair.Value} tensors alive over 3 steps"));
     }
 
-    [Fact]
-    public void ThousandTrainingStepsKeepResidentMemoryFlat()
+    /// <summary>In bf16 every linear and attention also casts its operands and parameters per step (autocast).</summary>
+    [Theory]
+    [InlineData(ComputePrecision.Float32)]
+    [InlineData(ComputePrecision.BFloat16)]
+    public void ThousandTrainingStepsKeepResidentMemoryFlat(ComputePrecision precision)
     {
         const int steps = 1000, warmUpSteps = 100;
-        using var loop = new TinyTrainingLoop(TinyOptions);
+        using var loop = new TinyTrainingLoop(TinyOptions, precision);
         long residentAfterWarmUp = 0, liveAfterWarmUp = 0;
         for (var step = 0; step < steps; step++)
         {
@@ -54,7 +61,7 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
         }
         var growthMiB = (ResidentBytes() - residentAfterWarmUp) / (1024.0 * 1024.0);
         var liveAtEnd = TinyTrainingLoop.LiveTensors();
-        output.WriteLine($"live tensors after {warmUpSteps} steps: {liveAfterWarmUp}, after {steps}: {liveAtEnd}; resident growth {growthMiB:F1} MiB");
+        output.WriteLine($"{precision}: live tensors after {warmUpSteps} steps: {liveAfterWarmUp}, after {steps}: {liveAtEnd}; resident growth {growthMiB:F1} MiB");
         Assert.True(growthMiB < 24, $"resident memory grew by {growthMiB:F1} MiB over {steps - warmUpSteps} steps");
     }
 
@@ -73,9 +80,11 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
         private readonly FlowTransport _transport = FlowTransport.Create(timeDistType: "logit-normal_0_1", timeDistShift: 2.0);
         private readonly List<TorchSharp.Modules.Parameter> _parameters;
         private readonly TorchSharp.Modules.AdamW _optimizer;
+        private readonly ComputePrecision _precision;
 
-        public TinyTrainingLoop(DiTwDDTHeadOptions options)
+        public TinyTrainingLoop(DiTwDDTHeadOptions options, ComputePrecision precision)
         {
+            _precision = precision;
             _model = new DiTwDDTHead(options, _generator);
             _ema = new DiTwDDTHead(options);
             ExponentialMovingAverage.CopyFrom(_ema, _model);
@@ -98,7 +107,7 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
             yield return ("inputs and zero_grad", LiveTensors() - before - 2);
 
             before = LiveTensors();
-            var losses = _transport.TrainingLosses((x, t, y) => _model.forward(x, t, y, labelDropoutGenerator: _generator), latents, labels, generator: _generator);
+            var losses = ForwardInPrecision(latents, labels);
             var loss = losses.Loss.mean();
             loss.backward();
             losses.Dispose();
@@ -116,6 +125,12 @@ public sealed class MemoryFlatnessTests(ITestOutputHelper output)
             before = LiveTensors();
             ExponentialMovingAverage.Update(_ema, _model, 0.999);
             yield return ("EMA update", LiveTensors() - before);
+        }
+
+        private TrainingLossResult ForwardInPrecision(Tensor latents, Tensor labels)
+        {
+            using var autocast = Autocast.Enter(_precision);
+            return _transport.TrainingLosses((x, t, y) => _model.forward(x, t, y, labelDropoutGenerator: _generator), latents, labels, generator: _generator);
         }
 
         public void Dispose()
