@@ -21,11 +21,10 @@ public static class SiluGate
     /// </summary>
     public static Tensor Composed(Tensor projection)
     {
+        if (projection.dtype != float32 || (projection.requires_grad && is_grad_enabled())) return SiluForm(projection);
         using var scope = NewDisposeScope();
         var halves = projection.chunk(2, -1);
-        if (projection.dtype == float32 && !(projection.requires_grad && is_grad_enabled()))
-            return ExpForm(halves[0], halves[1]).MoveToOuterDisposeScope();
-        return (nn.functional.silu(halves[0]) * halves[1]).MoveToOuterDisposeScope();
+        return ExpForm(halves[0], halves[1]).MoveToOuterDisposeScope();
     }
 
     /// <summary>libtorch's silu of the first half times the second, whatever the dtype and gradient mode.</summary>
