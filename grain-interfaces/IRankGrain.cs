@@ -24,7 +24,8 @@ public sealed record RankStepResult(
     [property: Id(7)] double ApplySeconds,
     [property: Id(8)] double GradientNorm = 0,
     [property: Id(9)] string? NonFinite = null,
-    [property: Id(10)] IReadOnlyDictionary<string, double>? Details = null);
+    [property: Id(10)] IReadOnlyDictionary<string, double>? Details = null,
+    [property: Id(11)] double WallSeconds = 0);
 
 /// <summary>
 /// One per compute device a silo declares (key: <see cref="SiloBoundKey.Rank"/>), placed on that silo. It is only the
@@ -47,6 +48,16 @@ public interface IRankGrain : IGrainWithStringKey
     /// </summary>
     [ResponseTimeout("00:30:00")]
     Task<RankStepResult> RunStep(string jobId, long step, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Steps <paramref name="firstStep"/> .. <paramref name="firstStep"/> + <paramref name="count"/> − 1 back to back, one
+    /// result each in step order, each with its own <see cref="RankStepResult.WallSeconds"/>: the ranks synchronise in
+    /// their all-reduces, so short steps need no call per step. The run stops after a step whose update was skipped
+    /// (<see cref="RankStepResult.NonFinite"/>; every rank skips the same one) and, when
+    /// <paramref name="cancellationToken"/> is cancelled, before the next step (<see cref="OperationCanceledException"/>).
+    /// </summary>
+    [ResponseTimeout("00:30:00")]
+    Task<RankStepResult[]> RunSteps(string jobId, long firstStep, int count, CancellationToken cancellationToken = default);
 
     /// <summary>Writes the worker's full state for an exact resume and returns where it went (not yet committed).</summary>
     [ResponseTimeout("00:30:00")]

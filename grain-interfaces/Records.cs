@@ -135,7 +135,8 @@ public sealed record StepMetrics
     [Id(8)] public double ComputeSeconds { get; init; }
     /// <summary>Optimizer-update time of the slowest rank, seconds.</summary>
     [Id(9)] public double ApplySeconds { get; init; }
-    /// <summary>When the coordinator had every rank's result; the gap between steps is loop overhead outside <see cref="StepSeconds"/>.</summary>
+    /// <summary>When the coordinator had every rank's result (in a window of several steps per call, the window's end less
+    /// the later steps' <see cref="StepSeconds"/>); the gap between steps is loop overhead outside <see cref="StepSeconds"/>.</summary>
     [Id(10)] public DateTimeOffset CompletedAt { get; init; }
     /// <summary>Global L2 norm of the averaged gradients before clipping (the reference's grad_norm); rank 0's, all ranks agree.</summary>
     [Id(11)] public double GradientNorm { get; init; }
@@ -144,6 +145,9 @@ public sealed record StepMetrics
     /// GAN and discriminator losses, the adaptive weight λ, discriminator accuracy, mean logits real/fake); null when none.
     /// </summary>
     [Id(12)] public IReadOnlyDictionary<string, double>? Details { get; init; }
+    /// <summary>How many steps the coordinator's call to the ranks ran, this one among them: 1, or more when steps are short
+    /// (a window of steps per call, see the coordinator's step window).</summary>
+    [Id(13)] public int StepsPerCall { get; init; } = 1;
 }
 
 [GenerateSerializer, Immutable]

@@ -20,6 +20,15 @@ public interface ICollectiveCommunicator : IDisposable
     Task AllReduceInPlaceAsync(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// The in-place reduction run to completion on the calling thread, which it blocks: for a rank's own worker thread
+    /// between backward and update (never an Orleans scheduler thread). A communicator that can move the bytes on the
+    /// caller's thread does (the ring: no hand-over to other threads, so none has to be woken); the others wait for
+    /// their asynchronous operation. The result is the same bits as <see cref="AllReduceInPlaceAsync(float[], ReduceOperation, CancellationToken)"/>.
+    /// </summary>
+    void AllReduceInPlace(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default) =>
+        AllReduceInPlaceAsync(data, reduce, cancellationToken).GetAwaiter().GetResult();
+
+    /// <summary>
     /// The in-place reduction of a vector that backward is still writing: a communicator that can reduce a finished prefix
     /// while the rest is computed does so (the ring); the others wait for the whole vector, then reduce it. The result
     /// is the same bits either way.

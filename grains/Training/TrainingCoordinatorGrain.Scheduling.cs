@@ -114,7 +114,7 @@ public sealed partial class TrainingCoordinatorGrain
 
     /// <summary>Ranks whose step call had not answered when the group was abandoned and the collective timeout passed:
     /// their workers hang, so the next group is formed without them.</summary>
-    private void EvictHungRanks(IReadOnlyList<IRankGrain> members, IReadOnlyList<Task<RankStepResult>> calls)
+    private void EvictHungRanks(IReadOnlyList<IRankGrain> members, IReadOnlyList<Task> calls)
     {
         for (var index = 0; index < calls.Count; index++)
         {

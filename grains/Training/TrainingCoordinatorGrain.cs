@@ -208,22 +208,23 @@ public sealed partial class TrainingCoordinatorGrain(
                         await PersistAndReportAsync();
                     }
                     DelayDeactivation(TimeSpan.FromMinutes(10));
-                    var metrics = await RunStepAsync(State.Step + 1);
-                    State.Step = metrics.Step;
-                    RecordMetrics(metrics);
-                    RecordWorkerEvaluations(spec, metrics);
-                    Publish(metrics);
-                    // Online sampling reads the step's committed checkpoint, so an evaluation step is always checkpointed.
-                    var checkpointDue = State.Step == spec.Steps || (spec.CheckpointInterval > 0 && State.Step % spec.CheckpointInterval == 0)
-                        || SamplesOnline(spec, State.Step);
-                    if (checkpointDue)
+                    foreach (var ranStep in await RunWindowAsync(spec, State.Step + 1))
                     {
-                        await CheckpointAsync(metrics.Loss);
-                        await EvaluateOnlineIfDueAsync(spec);
-                        await GrowAtCheckpointAsync(spec);
+                        var metrics = ranStep.ToMetrics(State.LastCheckpointStep);
+                        State.Step = metrics.Step;
+                        RecordMetrics(metrics);
+                        RecordWorkerEvaluations(spec, metrics);
+                        Publish(metrics);
+                        // A window ends at the first step due for a checkpoint, so this is always its last step.
+                        if (CheckpointDue(spec, State.Step))
+                        {
+                            await CheckpointAsync(metrics.Loss);
+                            await EvaluateOnlineIfDueAsync(spec);
+                            await GrowAtCheckpointAsync(spec);
+                        }
+                        else if (MetricsSegmentDue) await SealMetricsAsync();
+                        else ReportProgressNowAndThen();
                     }
-                    else if (MetricsSegmentDue) await SealMetricsAsync();
-                    else ReportProgressNowAndThen();
                     if (State.Step > State.LastFailedStep) unreachableSince = null;
                 }
                 catch (Exception error) when (error is NonFiniteStepException || OwnershipLost(error))
@@ -336,65 +337,8 @@ public sealed partial class TrainingCoordinatorGrain(
             : throw new RaeJobException($"Job '{JobId}' has no intact committed checkpoint to restore: {string.Join(" ", problems)}");
     }
 
-    private async Task<StepMetrics> RunStepAsync(long step)
-    {
-        var clock = Stopwatch.StartNew();
-        using var cancellation = new CancellationTokenSource();
-        _stepCancellation = cancellation;
-        RankStepResult[] results;
-        try
-        {
-            if (Cancelling || _deactivating) cancellation.Cancel();
-            var members = _group;
-            var calls = members.Select(rank => rank.RunStep(JobId, step, cancellation.Token)).ToList();
-            results = await WhenAllOrAbortAsync(members, calls);
-        }
-        finally
-        {
-            _stepCancellation = null;
-        }
-        var seconds = clock.Elapsed.TotalSeconds;
-        var ordered = results.OrderBy(r => r.Rank).ToList();
-        double lossSum = 0;
-        foreach (var result in ordered) lossSum += result.Loss;
-        var loss = lossSum / ordered.Count;
-        var skipped = ordered.FirstOrDefault(r => r.NonFinite is not null);
-        if (skipped is not null || !double.IsFinite(loss) || !double.IsFinite(ordered[0].GradientNorm))
-        {
-            var reason = skipped?.NonFinite
-                ?? $"step {step}: non-finite loss/gradient norm (loss {loss.ToString(CultureInfo.InvariantCulture)}, gradient norm {ordered[0].GradientNorm.ToString(CultureInfo.InvariantCulture)})";
-            var kept = State.LastCheckpointStep is { } last and > 0 ? $"the last checkpoint is step {last}" : "no checkpoint was written";
-            throw new NonFiniteStepException($"{reason}; the job stops without checkpointing this step ({kept}).");
-        }
-        var busiest = ordered.Max(r => r.ComputeSeconds + r.AllReduceSeconds + r.ApplySeconds);
-        return new StepMetrics
-        {
-            Step = step,
-            Loss = loss,
-            LearningRate = ordered[0].LearningRate,
-            GradientNorm = ordered[0].GradientNorm,
-            Details = MeanDetails(ordered),
-            StepSeconds = seconds,
-            SamplesPerSecondPerRank = ordered.Select(r => r.Samples / Math.Max(seconds, 1e-9)).ToList(),
-            Ranks = ordered.Count,
-            CoordinationSeconds = Math.Max(0, seconds - busiest),
-            AllReduceSeconds = ordered.Max(r => r.AllReduceSeconds),
-            ComputeSeconds = ordered.Max(r => r.ComputeSeconds),
-            ApplySeconds = ordered.Max(r => r.ApplySeconds),
-            CompletedAt = DateTimeOffset.UtcNow,
-        };
-    }
-
-    /// <summary>A multi-phase workload's per-step values, averaged over the ranks in rank order; null when no rank reports any.</summary>
-    private static IReadOnlyDictionary<string, double>? MeanDetails(IReadOnlyList<RankStepResult> ordered)
-    {
-        if (ordered.All(r => r.Details is null)) return null;
-        return ordered.SelectMany(r => r.Details ?? new Dictionary<string, double>()).GroupBy(pair => pair.Key, StringComparer.Ordinal)
-            .ToDictionary(group => group.Key, group => group.Sum(pair => pair.Value) / group.Count(), StringComparer.Ordinal);
-    }
-
     /// <summary>Waits for every rank; the first failure aborts the group so the other ranks stop waiting in a collective.</summary>
-    private async Task<RankStepResult[]> WhenAllOrAbortAsync(IReadOnlyList<IRankGrain> members, List<Task<RankStepResult>> calls)
+    private async Task<T[]> WhenAllOrAbortAsync<T>(IReadOnlyList<IRankGrain> members, List<Task<T>> calls)
     {
         var pending = calls.ToList();
         while (pending.Count > 0)

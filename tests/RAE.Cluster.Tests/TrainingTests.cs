@@ -93,6 +93,29 @@ public sealed class TrainingTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ShortStepsRunInWindowsThatStopAtEveryCheckpointAndRecordEveryStep()
+    {
+        var windowed = Spec(ranks: 2, steps: 40) with { CheckpointInterval = 15 };
+        var jobId = await Registry.SubmitTraining(windowed);
+        var status = await fixture.WaitForEndAsync(jobId);
+        Assert.True(status.State == JobState.Completed, $"job {jobId} ended {status.State}: {status.FailureReason}");
+
+        var metrics = await fixture.Grains.GetGrain<ITrainingCoordinatorGrain>(jobId).GetMetrics(0);
+        Assert.Equal(Enumerable.Range(1, 40).Select(s => (long)s), metrics.Select(m => m.Step));
+        Assert.Equal(1, metrics[0].StepsPerCall); // the first step is timed alone
+        Assert.Contains(metrics, m => m.StepsPerCall > 1);
+        Assert.All(metrics, m => Assert.True(m.StepSeconds > 0 && double.IsFinite(m.Loss), $"step {m.Step}: {m.StepSeconds} s, loss {m.Loss}"));
+        var checkpoints = await fixture.Grains.GetGrain<ICheckpointStoreGrain>(jobId).List();
+        Assert.Equal([15L, 30L, 40L], checkpoints.Select(c => c.Step));
+
+        // Step 15's checkpoint holds the replica after step 15 exactly, as a job that ends there: no window ran past it.
+        var (shorterJob, shorter) = await TrainWithIdAsync(windowed with { Steps = 15 });
+        Assert.Equal(shorter, await ParametersOf(checkpoints[0], windowed));
+        var shorterLosses = (await fixture.Grains.GetGrain<ITrainingCoordinatorGrain>(shorterJob).GetMetrics(0)).Select(m => m.Loss);
+        Assert.Equal(shorterLosses, metrics.Take(15).Select(m => m.Loss));
+    }
+
+    [Fact]
     public async Task SameJobTwiceGivesTheSameLossCurve()
     {
         var first = await Registry.SubmitTraining(Spec(ranks: 2, steps: 4));
@@ -138,7 +161,9 @@ public sealed class TrainingTests(ClusterFixture fixture)
         Assert.True(status.Step < 100_000);
     }
 
-    private async Task<float[]> TrainAsync(TrainingJobSpec spec)
+    private async Task<float[]> TrainAsync(TrainingJobSpec spec) => (await TrainWithIdAsync(spec)).Parameters;
+
+    private async Task<(string JobId, float[] Parameters)> TrainWithIdAsync(TrainingJobSpec spec)
     {
         var jobId = await Registry.SubmitTraining(spec);
         var status = await fixture.WaitForEndAsync(jobId);
@@ -147,6 +172,11 @@ public sealed class TrainingTests(ClusterFixture fixture)
         var checkpoint = await fixture.Grains.GetGrain<ICheckpointStoreGrain>(jobId).Latest();
         Assert.NotNull(checkpoint);
         Assert.Equal(spec.Steps, checkpoint.Step);
+        return (jobId, await ParametersOf(checkpoint, spec));
+    }
+
+    private async Task<float[]> ParametersOf(CheckpointInfo checkpoint, TrainingJobSpec spec)
+    {
         using var worker = new TinyMlpWorker();
         worker.Initialize(new RankWorkerContext(spec, 0, 1, "cpu", 1));
         worker.LoadState(await fixture.CheckpointPayloads.ReadAsync(checkpoint));

@@ -91,6 +91,29 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
             RingSchedule.AllReduce(data.Length, Rank, WorldSize, BucketElements, PieceElements, reduce == ReduceOperation.Mean), data, WorldSize);
     }
 
+    /// <summary>The same operation on the calling thread (<see cref="RingLinks.Run"/>): one loop sends and receives, so
+    /// no ring thread has to be woken; the frames and the result are those of the asynchronous path.</summary>
+    public void AllReduceInPlace(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (Interlocked.Exchange(ref _busy, 1) == 1)
+            throw new InvalidOperationException("A ring communicator runs one collective at a time; every rank calls them in the same order.");
+        try
+        {
+            var operation = _nextOperation++;
+            if (WorldSize == 1) return;
+            var links = (_links ??= ConnectAsync()).GetAwaiter().GetResult();
+            links.Run(RingSchedule.AllReduce(data.Length, Rank, WorldSize, BucketElements, PieceElements, reduce == ReduceOperation.Mean), data, WorldSize, operation,
+                $"Group '{_groupKey}' rank {Rank}/{WorldSize} all-reduce ({reduce}) of {data.Length} values (operation {operation})");
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
     /// <summary>Each piece leaves (and each arriving piece is added) once <paramref name="readiness"/> covers it, so the
     /// buckets of the last layers travel while backward still runs; the schedule, hence every bit of the result, is the
     /// one of <see cref="AllReduceInPlaceAsync(float[], ReduceOperation, CancellationToken)"/>.</summary>

@@ -14,7 +14,7 @@ namespace RAE.Grains.Collectives.Ring;
 /// Any failure (the peer closed, no progress within the timeout, <see cref="Break"/>) closes both sockets: the
 /// neighbours then fail too, so the whole ring stops and every rank reports a <see cref="CollectiveException"/>.
 /// </summary>
-internal sealed class RingLinks(RingConnection toNext, string next, RingConnection fromPrevious, string previous, TimeSpan timeout) : IDisposable
+internal sealed partial class RingLinks(RingConnection toNext, string next, RingConnection fromPrevious, string previous, TimeSpan timeout) : IDisposable
 {
     private const int HeaderBytes = 16;
     private readonly CancellationTokenSource _breaking = new();
@@ -22,6 +22,12 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
     // all-reduce (2 ranks in one process, 256 KB: median 1.6-1.8 ms, p90 7.6-9.5 ms; with these threads 0.4-0.6 / 0.5-0.7).
     private readonly DedicatedWorkerThread _sending = new($"rae-ring-send-{next}");
     private readonly DedicatedWorkerThread _receiving = new($"rae-ring-receive-{previous}");
+    private readonly byte[] _sendHeader = new byte[HeaderBytes];
+    private readonly byte[] _receiveHeader = new byte[HeaderBytes];
+    // Operations run one at a time, each on the ring's two threads or on one calling thread: these buffers are never shared.
+    private byte[] _sealedSend = [];
+    private byte[] _sealedReceive = [];
+    private float[] _receiveScratch = [];
     private string? _broken;
 
     public string? BrokenReason => Volatile.Read(ref _broken);
@@ -97,57 +103,90 @@ internal sealed class RingLinks(RingConnection toNext, string next, RingConnecti
     {
         var cipher = toNext.Cipher;
         // A sealed frame is built whole (header, ciphertext, tag) and written at once.
-        var frame = new byte[cipher is null ? HeaderBytes : HeaderBytes + 4 * schedule.LargestSend + RingFrameCipher.TagBytes];
+        var frame = cipher is null ? _sendHeader : SendFrame(schedule);
         for (var index = 0; index < schedule.Sends.Length; index++)
         {
             var send = schedule.Sends[index];
             readiness?.WaitFor(send.Offset + send.Count, _breaking.Token);
             if (!progress.WaitForReceived(send.AfterReceived)) return;
-            var header = frame.AsSpan(0, HeaderBytes);
-            BinaryPrimitives.WriteInt64LittleEndian(header, operation);
-            BinaryPrimitives.WriteInt32LittleEndian(header[8..], index);
-            BinaryPrimitives.WriteInt32LittleEndian(header[12..], send.Count);
-            var payload = MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count));
+            var length = BuildFrame(frame, data, send, index, operation, cipher);
             if (cipher is null)
             {
-                toNext.Stream.Write(header);
-                toNext.Stream.Write(payload);
+                toNext.Stream.Write(frame, 0, HeaderBytes);
+                toNext.Stream.Write(MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count)));
                 continue;
             }
-            cipher.Seal(header, payload, frame.AsSpan(HeaderBytes, payload.Length), frame.AsSpan(HeaderBytes + payload.Length, RingFrameCipher.TagBytes));
-            toNext.Stream.Write(frame, 0, HeaderBytes + payload.Length + RingFrameCipher.TagBytes);
+            toNext.Stream.Write(frame, 0, length);
         }
     }
 
     private void ReceiveAll(RingSchedule schedule, float[] data, float divisor, long operation, Progress progress, GradientReadiness? readiness)
     {
-        Span<byte> header = stackalloc byte[HeaderBytes];
-        var scratch = new float[schedule.LargestReceive];
+        var header = _receiveHeader;
         var cipher = fromPrevious.Cipher;
-        var sealedFrame = cipher is null ? [] : new byte[4 * schedule.LargestReceive + RingFrameCipher.TagBytes];
+        var (scratch, sealedFrame) = ReceiveBuffers(schedule, cipher);
         for (var index = 0; index < schedule.Receives.Length; index++)
         {
             var receive = schedule.Receives[index];
             // Before the socket read: the wait for this rank's own backward must not count against the ring's timeout.
             readiness?.WaitFor(receive.Offset + receive.Count, _breaking.Token);
             fromPrevious.Stream.ReadExactly(header);
-            var (op, message, count) = (BinaryPrimitives.ReadInt64LittleEndian(header), BinaryPrimitives.ReadInt32LittleEndian(header[8..]), BinaryPrimitives.ReadInt32LittleEndian(header[12..]));
-            if (op != operation || message != index || count != receive.Count)
-                throw new CollectiveException($"Ring out of step: {previous} sent operation {op} message {message} ({count} values), this rank expected operation {operation} message {index} ({receive.Count} values); do all ranks call the same collectives with the same lengths?");
+            CheckHeader(header, operation, index, receive);
             var target = data.AsSpan(receive.Offset, receive.Count);
-            if (receive.Arrival == RingArrival.Copy)
-            {
-                ReadPayload(header, MemoryMarshal.AsBytes(target), cipher, sealedFrame);
-            }
-            else
-            {
-                var incoming = scratch.AsSpan(0, receive.Count);
-                ReadPayload(header, MemoryMarshal.AsBytes(incoming), cipher, sealedFrame);
-                Add(incoming, target);
-                if (receive.Arrival == RingArrival.AddThenDivide) Divide(target, divisor);
-            }
+            var incoming = receive.Arrival == RingArrival.Copy ? target : scratch.AsSpan(0, receive.Count);
+            ReadPayload(header, MemoryMarshal.AsBytes(incoming), cipher, sealedFrame);
+            Arrive(receive, incoming, target, divisor);
             progress.Received(index + 1);
         }
+    }
+
+    /// <summary>Writes the 16-byte header of message <paramref name="index"/> (operation, index, element count) into
+    /// <paramref name="frame"/> and, on a sealed connection, the sealed payload and tag after it; returns the frame's
+    /// length (the header alone on a plain connection, whose payload is sent straight from <paramref name="data"/>).</summary>
+    private static int BuildFrame(byte[] frame, float[] data, RingSend send, int index, long operation, RingFrameCipher? cipher)
+    {
+        var header = frame.AsSpan(0, HeaderBytes);
+        BinaryPrimitives.WriteInt64LittleEndian(header, operation);
+        BinaryPrimitives.WriteInt32LittleEndian(header[8..], index);
+        BinaryPrimitives.WriteInt32LittleEndian(header[12..], send.Count);
+        if (cipher is null) return HeaderBytes;
+        var payload = MemoryMarshal.AsBytes(data.AsSpan(send.Offset, send.Count));
+        cipher.Seal(header, payload, frame.AsSpan(HeaderBytes, payload.Length), frame.AsSpan(HeaderBytes + payload.Length, RingFrameCipher.TagBytes));
+        return HeaderBytes + payload.Length + RingFrameCipher.TagBytes;
+    }
+
+    private void CheckHeader(ReadOnlySpan<byte> header, long operation, int index, RingReceive receive)
+    {
+        var (op, message, count) = (BinaryPrimitives.ReadInt64LittleEndian(header), BinaryPrimitives.ReadInt32LittleEndian(header[8..]), BinaryPrimitives.ReadInt32LittleEndian(header[12..]));
+        if (op != operation || message != index || count != receive.Count)
+            throw new CollectiveException($"Ring out of step: {previous} sent operation {op} message {message} ({count} values), this rank expected operation {operation} message {index} ({receive.Count} values); do all ranks call the same collectives with the same lengths?");
+    }
+
+    /// <summary>What an arrived piece does to the vector: a copy has already landed in place; a partial sum is added
+    /// (then divided, for a mean's last addition).</summary>
+    private static void Arrive(RingReceive receive, ReadOnlySpan<float> incoming, Span<float> target, float divisor)
+    {
+        if (receive.Arrival == RingArrival.Copy) return;
+        Add(incoming, target);
+        if (receive.Arrival == RingArrival.AddThenDivide) Divide(target, divisor);
+    }
+
+    /// <summary>The sealed send frame, kept for the ring's life and grown to the largest piece an operation sends.</summary>
+    private byte[] SendFrame(RingSchedule schedule)
+    {
+        var length = HeaderBytes + 4 * schedule.LargestSend + RingFrameCipher.TagBytes;
+        if (_sealedSend.Length < length) _sealedSend = new byte[length];
+        return _sealedSend;
+    }
+
+    /// <summary>The scratch a partial sum lands in before it is added, and a sealed frame's buffer, kept for the ring's
+    /// life (an operation per training step would otherwise allocate them on the large-object heap every step).</summary>
+    private (float[] Scratch, byte[] SealedFrame) ReceiveBuffers(RingSchedule schedule, RingFrameCipher? cipher)
+    {
+        if (_receiveScratch.Length < schedule.LargestReceive) _receiveScratch = new float[schedule.LargestReceive];
+        var sealedLength = 4 * schedule.LargestReceive + RingFrameCipher.TagBytes;
+        if (cipher is not null && _sealedReceive.Length < sealedLength) _sealedReceive = new byte[sealedLength];
+        return (_receiveScratch, _sealedReceive);
     }
 
     /// <summary>Reads a frame's payload into <paramref name="destination"/>, opening it first on a sealed connection.</summary>

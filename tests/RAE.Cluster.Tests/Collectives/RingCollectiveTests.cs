@@ -12,9 +12,9 @@ namespace RAE.Cluster.Tests.Collectives;
 [Collection(ClusterCollection.Name)]
 public sealed class RingCollectiveTests(ClusterFixture fixture)
 {
-    private const int Length = 2500;
-    private const int Bucket = 1000; // three buckets, the last one partial
-    private const int Piece = 150;   // several pieces per segment, segments of unequal length
+    internal const int Length = 2500;
+    internal const int Bucket = 1000; // three buckets, the last one partial
+    internal const int Piece = 150;   // several pieces per segment, segments of unequal length
 
     [Theory]
     [InlineData(1)]
@@ -209,7 +209,7 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
     /// elements; bucket of length L split into n segments, segment s starting at ⌊L·s/n⌋; segment s summed starting with
     /// rank s+1 and going round the ring to rank s.
     /// </summary>
-    private static float[] ChainOrderedSum(float[][] vectors)
+    internal static float[] ChainOrderedSum(float[][] vectors)
     {
         var world = vectors.Length;
         var length = vectors[0].Length;
@@ -235,7 +235,7 @@ public sealed class RingCollectiveTests(ClusterFixture fixture)
     }
 
     /// <summary>Values spread over many magnitudes, so the order of float additions changes results.</summary>
-    private static float[][] WideRangeVectors(int world, int seed, int length = Length)
+    internal static float[][] WideRangeVectors(int world, int seed, int length = Length)
     {
         var random = new Random(seed);
         return Enumerable.Range(0, world).Select(_ => Enumerable.Range(0, length)
