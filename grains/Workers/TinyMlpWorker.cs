@@ -1,4 +1,5 @@
 using RAE.GrainInterfaces;
+using RAE.Models.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -132,12 +133,21 @@ public sealed class TinyMlpWorker : IRankWorker
         LastGradientNorm = norm;
         if (spec.GradientClip > 0 && norm > spec.GradientClip) gradients.mul_(spec.GradientClip / (norm + 1e-6));
         // AdamW in place: p ← p·(1 − lr·wd) − lr·m̂ / (√v̂ + ε), parameter by parameter on slices of the flat moments, so no
-        // flattened copy of the parameters is made and copied back (the update was ~11 ms of a 30 ms tiny-mlp step).
+        // flattened copy of the parameters is made and copied back (the update was ~11 ms of a 30 ms tiny-mlp step). On the
+        // CPU one fused pass per parameter (AdamWKernel) reads and writes each value once instead of eight tensor passes.
+        using var noGrad = no_grad();
+        var settings = new AdamWStepSettings(learningRate, Beta1, Beta2, Epsilon, spec.WeightDecay);
+        var slices = Slices(gradients);
+        if (slices.All(s => AdamWKernel.CanFuse(s.Parameter, s.Gradient, s.FirstMoment, s.SecondMoment)))
+        {
+            foreach (var (parameter, gradient, firstMoment, secondMoment) in slices)
+                AdamWKernel.Step(parameter, gradient, firstMoment, secondMoment, settings, _updates);
+            return learningRate;
+        }
         _firstMoment!.lerp_(gradients, 1 - Beta1);
         _secondMoment!.mul_(Beta2).addcmul_(gradients, gradients, 1 - Beta2);
-        var stepSize = learningRate / (1 - Math.Pow(Beta1, _updates));
-        var denominator = _secondMoment.sqrt().div_(Math.Sqrt(1 - Math.Pow(Beta2, _updates))).add_(Epsilon);
-        using var noGrad = no_grad();
+        var (stepSize, biasCorrection2Sqrt) = settings.Corrections(_updates);
+        var denominator = _secondMoment.sqrt().div_(biasCorrection2Sqrt).add_(Epsilon);
         long offset = 0;
         foreach (var parameter in _parameters)
         {
@@ -149,6 +159,22 @@ public sealed class TinyMlpWorker : IRankWorker
             offset += count;
         }
         return learningRate;
+    }
+
+    /// <summary>Each parameter with its slices of the flat gradient and moments, shaped like it (views, disposed with the
+    /// caller's scope).</summary>
+    private List<(Tensor Parameter, Tensor Gradient, Tensor FirstMoment, Tensor SecondMoment)> Slices(Tensor gradients)
+    {
+        var slices = new List<(Tensor, Tensor, Tensor, Tensor)>(_parameters.Length);
+        long offset = 0;
+        foreach (var parameter in _parameters)
+        {
+            var count = parameter.numel();
+            slices.Add((parameter, gradients.narrow(0, offset, count).view(parameter.shape), _firstMoment!.narrow(0, offset, count).view(parameter.shape),
+                _secondMoment!.narrow(0, offset, count).view(parameter.shape)));
+            offset += count;
+        }
+        return slices;
     }
 
     public float[] GetParameters()

@@ -9,8 +9,9 @@ namespace RAE.Models.Training;
 /// torch's AdamW update for one contiguous CPU fp32 parameter in a single pass over parameter, gradient and both moments,
 /// vectorised and split across torch's intra-op thread count: it reads and writes each value once where the tensor-op
 /// version streams the 784 MB of a DiT^DH-S parameter set nine times and allocates two temporaries of that size.
+/// Public for workers that keep their own optimizer state (tiny-mlp's flat moments): any contiguous fp32 CPU views work.
 /// </summary>
-internal static unsafe class AdamWKernel
+public static unsafe class AdamWKernel
 {
     private const long ChunkElements = 1 << 16;
 

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace RAE.Cluster.Tests;
 
 /// <summary>
-/// tiny-mlp's in-place AdamW (parameter by parameter on the flat moments) against libtorch's AdamW on the same
+/// tiny-mlp's AdamW (one fused pass per parameter on slices of the flat moments) against libtorch's AdamW on the same
 /// parameters and the same averaged gradients: p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + ε), β = (0.9, 0.999), ε = 1e-8, with
 /// the worker's linear warm-up of the learning rate. No Orleans: the worker alone.
 /// </summary>
@@ -43,7 +43,9 @@ public sealed class TinyMlpUpdateTests
             var expected = reference.detach().data<float>().ToArray();
             var actual = worker.GetParameters();
             var worst = expected.Zip(actual, (e, a) => Math.Abs(e - a) / (Math.Abs(e) + 1e-3)).Max();
-            Assert.True(worst < 2e-6, $"step {step}: tiny-mlp's AdamW differs from libtorch's by {worst:E2} relative");
+            // The CPU update is one fused pass (AdamWKernel), which rounds differently from libtorch's chain of tensor ops:
+            // 2.0e-6 measured at step 3. Half the weight decay fails this at 2.5e-2.
+            Assert.True(worst < 1e-5, $"step {step}: tiny-mlp's AdamW differs from libtorch's by {worst:E2} relative");
             Assert.NotEqual(initial, actual);
         }
     }
