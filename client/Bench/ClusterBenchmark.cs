@@ -18,6 +18,10 @@ public static class ClusterBenchmark
 {
     public const string Membership = "Orleans localhost (development) clustering through the primary silo's port; silos are separate `rae bench silo` processes on loopback";
 
+    private static readonly TimeSpan NoiseDuration = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan NoiseThreshold = TimeSpan.FromMilliseconds(0.2);
+    private const int NoiseThreads = 2; // one per core of the two configurations (2 ranks x 1 thread, 1 rank x 2 threads)
+
     public static async Task<ClusterBenchmarkReport> RunAsync(ClusterBenchmarkSettings settings, Action<string>? progress = null)
     {
         var root = Path.Combine(Path.GetTempPath(), "rae-bench-cluster-" + Guid.NewGuid().ToString("N")[..8]);
@@ -27,6 +31,10 @@ public static class ClusterBenchmark
         var silos = new List<SiloProcess>();
         try
         {
+            // Before any silo exists: once they run, their JIT's background recompilation alone took 35-41% of both cores
+            // for seconds after the all-reduce probes.
+            progress?.Invoke($"scheduling noise: {NoiseThreads} spinning threads for {NoiseDuration.TotalSeconds:0} s before the silos start ...");
+            var noise = SchedulingNoiseProbe.Measure(NoiseDuration, NoiseThreshold, NoiseThreads);
             progress?.Invoke("starting silo processes ...");
             var primaryEndpoints = SiloEndpoints.Allocate();
             var soloEndpoints = SiloEndpoints.Allocate();
@@ -96,6 +104,7 @@ public static class ClusterBenchmark
             return new ClusterBenchmarkReport(
                 Membership,
                 allReduce,
+                noise,
                 new TrainingWorkload(settings.Job.Workload, Describe(settings.Job), settings.GlobalBatchSize, settings.Steps, settings.WarmupSteps, settings.Rounds),
                 twoByOne,
                 oneByTwo,

@@ -21,6 +21,8 @@ public sealed record ClusterBenchmarkSettings(
 public sealed record ClusterBenchmarkReport(
     string Membership,
     IReadOnlyList<AllReduceMeasurement> AllReduce,
+    /// <summary>The machine's scheduling noise floor, measured before the silo processes start.</summary>
+    SchedulingNoise Noise,
     TrainingWorkload Workload,
     TrainingConfigurationMeasurement TwoRanksOneThread,
     TrainingConfigurationMeasurement OneRankTwoThreads,

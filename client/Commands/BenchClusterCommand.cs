@@ -187,8 +187,12 @@ public sealed class BenchClusterCommand : ICliCommand
         foreach (var (name, row) in new[] { ("2 ranks x 1 thread", report.TwoRanksOneThread), ("1 rank x 2 threads", report.OneRankTwoThreads) })
             output.WriteLine(string.Create(invariant,
                 $"{name,-20} {row.StepsPerSecond,8:F2} {row.StepSeconds * 1e3,8:F1} {row.ComputeSeconds * 1e3,8:F1} {row.AllReduceSeconds * 1e3,10:F1} {row.UpdateSeconds * 1e3,7:F1} {row.InsideStepOverheadSeconds * 1e3,8:F2} {row.BetweenStepsSeconds * 1e3,8:F2} {row.OverheadFraction,9:P2}"));
-        output.WriteLine("(ms per step; overhead = step - fwd+bwd - allreduce - update of the slowest rank = in-step + between-steps;");
-        output.WriteLine(" where a worker overlaps its all-reduce with backward (DiT^DH on the CPU, Rae:Silo:OverlapGradients), allreduce is the part left after backward)");
+        output.WriteLine("(ms per step; overhead = step - fwd+bwd - allreduce - update of the slowest rank = in-step + between-steps; in-step includes the");
+        output.WriteLine(" hand-over to the rank's worker thread and back; where a worker overlaps its all-reduce with backward (DiT^DH on the CPU,");
+        output.WriteLine(" Rae:Silo:OverlapGradients), allreduce is the part left after backward)");
+        var noise = report.Noise;
+        output.WriteLine(string.Create(invariant,
+            $"scheduling noise floor: {noise.Threads} threads spinning {noise.Seconds:0} s lost {noise.LostFraction:P2} of their time in {noise.Gaps} gaps > {noise.ThresholdSeconds * 1e3:0.#} ms (p90 {noise.Percentile90GapSeconds * 1e3:F2} ms, longest {noise.LongestGapSeconds * 1e3:F2} ms)"));
         output.WriteLine(string.Create(invariant,
             $"coordination overhead per 2-rank step: {report.TwoRanksOneThread.OverheadSeconds * 1e3:F2} ms = {report.CoordinationOverhead.Value:P2} of the step (target < {report.CoordinationOverhead.Target:P0}): {(report.CoordinationOverhead.Met ? "met" : "NOT met")}"));
         output.WriteLine(string.Create(invariant,

@@ -48,6 +48,11 @@ public sealed class BenchClusterCommandTests
         Assert.Equal(0.4 / median, PositiveFinite(allReduce, "MegabytesPerSecond"), 1e-6);
         Assert.True(PositiveFinite(allReduce, "BestMegabytesPerSecond") >= allReduce.GetProperty("MegabytesPerSecond").GetDouble());
 
+        var noise = root.GetProperty("Noise");
+        Assert.Equal(2, noise.GetProperty("Threads").GetInt32());
+        Assert.InRange(Finite(noise, "LostFraction"), 0, 1);
+        Assert.Equal(Finite(noise, "LostSeconds") / (2 * PositiveFinite(noise, "Seconds")), noise.GetProperty("LostFraction").GetDouble(), 1e-12);
+
         var twoByOne = root.GetProperty("TwoRanksOneThread");
         var oneByTwo = root.GetProperty("OneRankTwoThreads");
         Assert.Equal((2, 1), (twoByOne.GetProperty("Ranks").GetInt32(), twoByOne.GetProperty("ThreadsPerRank").GetInt32()));
