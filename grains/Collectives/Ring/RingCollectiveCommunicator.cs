@@ -96,13 +96,9 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
     public void AllReduceInPlace(float[] data, ReduceOperation reduce, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(data);
-        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-        cancellationToken.ThrowIfCancellationRequested();
-        if (Interlocked.Exchange(ref _busy, 1) == 1)
-            throw new InvalidOperationException("A ring communicator runs one collective at a time; every rank calls them in the same order.");
+        var operation = BeginOperation(cancellationToken);
         try
         {
-            var operation = _nextOperation++;
             if (WorldSize == 1) return;
             var links = (_links ??= ConnectAsync()).GetAwaiter().GetResult();
             links.Run(RingSchedule.AllReduce(data.Length, Rank, WorldSize, BucketElements, PieceElements, reduce == ReduceOperation.Mean), data, WorldSize, operation,
@@ -110,7 +106,7 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
+            EndOperation();
         }
     }
 
@@ -155,23 +151,32 @@ public sealed class RingCollectiveCommunicator : ICollectiveCommunicator
         if (_links is { IsCompletedSuccessfully: true } links) links.Result.Dispose();
     }
 
-    private async Task RunAsync(string what, CancellationToken cancellationToken, Func<long, RingSchedule> schedule, float[] data, float divisor,
-        GradientReadiness? readiness = null)
+    /// <summary>Claims the communicator for one operation and numbers it; every rank numbers its operations alike.
+    /// <see cref="EndOperation"/> releases it.</summary>
+    private long BeginOperation(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
         cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.Exchange(ref _busy, 1) == 1)
             throw new InvalidOperationException("A ring communicator runs one collective at a time; every rank calls them in the same order.");
+        return _nextOperation++;
+    }
+
+    private void EndOperation() => Volatile.Write(ref _busy, 0);
+
+    private async Task RunAsync(string what, CancellationToken cancellationToken, Func<long, RingSchedule> schedule, float[] data, float divisor,
+        GradientReadiness? readiness = null)
+    {
+        var operation = BeginOperation(cancellationToken);
         try
         {
-            var operation = _nextOperation++;
             if (WorldSize == 1) return; // the vector already is the result (a mean of one is the value itself)
             var links = await (_links ??= ConnectAsync());
             await links.RunAsync(schedule(operation), data, divisor, operation, $"Group '{_groupKey}' rank {Rank}/{WorldSize} {what} (operation {operation})", readiness);
         }
         finally
         {
-            Volatile.Write(ref _busy, 0);
+            EndOperation();
         }
     }
 
